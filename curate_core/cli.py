@@ -1,0 +1,273 @@
+"""Command line: ``python -m curate_core <command> …``.
+
+Commands register themselves with :func:`command`; a module that adds commands is listed in
+:data:`COMMAND_MODULES`. Errors print ``error: <message>`` and ``hint: <hint>`` on stderr and exit 2; unexpected
+errors exit 1 with the path of the logged traceback — never a traceback on screen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from .errors import CurateError, log_exception
+
+COMMAND_MODULES = ["curate_core.cli"]
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_WORKSPACE = REPO / "workspaces" / "demo"
+
+
+def command(name: str, help: str, args: Callable[[argparse.ArgumentParser], None]) -> Callable:
+    """Register ``fn(namespace) -> exit code`` as a CLI command; *args* adds its arguments to a parser."""
+
+    def deco(fn: Callable[[argparse.Namespace], int]) -> Callable:
+        _COMMANDS[name] = (help, args, fn)
+        return fn
+
+    return deco
+
+
+def open_workspace(path: str, create: bool = False):
+    from .workspace import Workspace
+
+    return Workspace(path, create=create)
+
+
+# --------------------------------------------------------------------------------------- progress
+class TqdmProgress:
+    """One tqdm bar per stage on stderr (done/total, rate and ETA)."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, object] = {}
+
+    def __call__(self, ev) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(ev.stage)
+        if bar is None or bar.total != ev.total:
+            if bar is not None:
+                bar.close()
+            bar = self.bars[ev.stage] = tqdm(total=ev.total, desc=ev.stage, unit="row", file=sys.stderr,
+                                             dynamic_ncols=True, leave=True)
+        bar.n = ev.done
+        if ev.message:
+            bar.set_postfix_str(ev.message, refresh=False)
+        bar.refresh()
+        if ev.done >= ev.total:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def parse_params(items: list[str] | None) -> dict[str, dict]:
+    """``stage.key=value`` items → {stage: {key: value}} (values parsed as JSON when they parse)."""
+    out: dict[str, dict] = {}
+    for item in items or []:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise CurateError(f"Bad --param {item!r}", "write it as stage.key=value, e.g. --param embed.batch_size=64")
+        k, v = item.split("=", 1)
+        st, key = k.split(".", 1)
+        try:
+            val = json.loads(v)
+        except json.JSONDecodeError:
+            val = v
+        out.setdefault(st, {})[key] = val
+    return out
+
+
+# --------------------------------------------------------------------------------------- commands
+def _ingest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="CSV, TSV, JSONL, JSON, Parquet file or a saved Hugging Face dataset folder")
+    p.add_argument("--workspace", "-w", required=True, help="workspace directory (created if missing)")
+    p.add_argument("--text", help="column holding the text (default: auto-detect text/sentence/content/…)")
+    p.add_argument("--label", help="column holding the label (default: auto-detect label/category/intent/…)")
+    p.add_argument("--id", help="column holding a unique id (default: auto-detect id; else generated)")
+    p.add_argument("--source", help="column holding the source/domain of each row")
+    p.add_argument("--source-name", help="source name for every row (default: the file name)")
+    p.add_argument("--format", dest="fmt", help="force the format: csv, tsv, jsonl, json, parquet, hf")
+    p.add_argument("--encoding", help="text encoding of the file if not UTF-8 (e.g. latin-1)")
+    p.add_argument("--split", help="split of a saved Hugging Face DatasetDict")
+    p.add_argument("--strict", action="store_true", help="refuse the file if any text is empty")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+@command("ingest", "add a file to a workspace", _ingest_args)
+def _ingest_cmd(a: argparse.Namespace) -> int:
+    from .ingest import summary_json
+
+    with open_workspace(a.workspace, create=True) as ws:
+        s = ws.ingest(a.file, text=a.text, label=a.label, id=a.id, source=a.source, source_name=a.source_name,
+                      fmt=a.fmt, encoding=a.encoding, strict=a.strict, split=a.split)
+        total = ws.store.count()
+    if a.json:
+        print(summary_json(s))
+    else:
+        print("\n".join(s.lines()))
+        print(f"workspace {a.workspace} now has {total:,} rows")
+    return 0
+
+
+def _ws_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workspace", "-w", required=True, help="workspace directory")
+
+
+def _info_args(p: argparse.ArgumentParser) -> None:
+    _ws_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@command("info", "describe a workspace: rows, columns, labels, sources, stage status", _info_args)
+def _info_cmd(a: argparse.Namespace) -> int:
+    with open_workspace(a.workspace) as ws:
+        info = ws.info()
+    if a.json:
+        print(json.dumps(info, default=str))
+        return 0
+    print(f"workspace  {info['workspace']}")
+    print(f"rows       {info['rows']:,} ({info['labelled_rows']:,} labelled, {info['tokens']:,} tokens)")
+    print(f"labels     {info['labels']}")
+    print(f"sources    {', '.join(f'{k} ({v:,})' for k, v in info['source_counts'].items()) or '-'}")
+    print(f"columns    {', '.join(info['columns'])}")
+    print("stages     " + ", ".join(f"{k}: {v}" for k, v in info["stages"].items()))
+    if info["decisions"]:
+        print(f"decisions  {info['decisions']:,} rows")
+    return 0
+
+
+#: stage modules may add convenience options to `run` (e.g. --embedder); each maps to stage params
+_RUN_OPTIONS: list[tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], dict]]] = []
+
+
+def run_option(add: Callable[[argparse.ArgumentParser], None]) -> Callable:
+    """Register an extra `run` option: *add* adds the argument; the decorated fn maps the namespace to params."""
+
+    def deco(to_params: Callable[[argparse.Namespace], dict]) -> Callable:
+        _RUN_OPTIONS.append((add, to_params))
+        return to_params
+
+    return deco
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    from . import pipeline
+
+    _ws_arg(p)
+    p.add_argument("--stages", help="comma-separated stages to run (default: all); required stages run too")
+    p.add_argument("--param", action="append", metavar="STAGE.KEY=VALUE", help="stage parameter (repeatable)")
+    p.add_argument("--force", action="store_true", help="recompute the named stages even if a run is reusable")
+    p.add_argument("--json", action="store_true", help="print the per-stage results as JSON")
+    pipeline.registry()  # stage modules register their run options on import
+    for add, _ in _RUN_OPTIONS:
+        add(p)
+
+
+@command("run", "run pipeline stages (resumable; finished runs are reused)", _run_args)
+def _run_cmd(a: argparse.Namespace) -> int:
+    params = parse_params(a.param)
+    for _, to_params in _RUN_OPTIONS:
+        for st, kv in to_params(a).items():
+            params.setdefault(st, {}).update(kv)
+    stages = a.stages.split(",") if a.stages else None
+    bars = TqdmProgress()
+    with open_workspace(a.workspace) as ws:
+        try:
+            results = ws.run(stages, params=params, progress=bars, force=a.force)
+        finally:
+            bars.close()
+    if a.json:
+        print(json.dumps(results, default=str))
+    else:
+        for r in results:
+            extra = f" in {r['summary'].get('seconds', 0):.1f} s" if r["status"] == "done" else ""
+            print(f"{r['stage']}: {r['status']}{extra}")
+    return 0
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workspace", "-w", default=str(DEMO_WORKSPACE), help="where to build it (default: %(default)s)")
+    p.add_argument("--stages", help="stages to run (default: all)")
+
+
+@command("demo", "build the demo workspace (BANKING77 with 10 % seeded label flips) if it is missing", _demo_args)
+def _demo_cmd(a: argparse.Namespace) -> int:
+    from .demo import build_demo
+
+    bars = TqdmProgress()
+    try:
+        path = build_demo(a.workspace, stages=a.stages.split(",") if a.stages else None, progress=bars)
+    finally:
+        bars.close()
+    print(f"demo workspace ready: {path}")
+    return 0
+
+
+def _scores_args(p: argparse.ArgumentParser) -> None:
+    _ws_arg(p)
+    p.add_argument("--out", required=True, help="output file (.parquet or .csv): id + every score column")
+
+
+@command("scores", "write id + every score column to a file", _scores_args)
+def _scores_cmd(a: argparse.Namespace) -> int:
+    from .scoring import export_scores
+
+    with open_workspace(a.workspace) as ws:
+        n = export_scores(ws.store, a.out)
+    print(f"wrote {n:,} rows to {a.out}")
+    return 0
+
+
+@command("stages", "list the pipeline stages", lambda p: None)
+def _stages_cmd(a: argparse.Namespace) -> int:
+    from . import pipeline
+
+    for name, st in pipeline.registry().items():
+        req = f" (needs {', '.join(st.requires)})" if st.requires else ""
+        print(f"{name:12s} {st.title}{req}; parameters: {json.dumps(st.defaults)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    for mod in COMMAND_MODULES:
+        importlib.import_module(mod)
+    parser = argparse.ArgumentParser(prog="python -m curate_core", description="Look at a text dataset and curate it.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_, add_args, fn) in _COMMANDS.items():
+        sp = sub.add_parser(name, help=help_, description=help_)
+        add_args(sp)
+        sp.set_defaults(_fn=fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_fn", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._fn(args) or 0)
+    except CurateError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (finished batches are kept; run the same command again to resume)", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: log the traceback, show one line
+        ws = getattr(args, "workspace", None)
+        log_dir = Path(ws) / "logs" if ws and Path(ws).is_dir() else Path(tempfile.gettempdir()) / "curate-logs"
+        path = log_exception(log_dir, e)
+        print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+        print(f"hint: this is a bug; the full traceback is in {path}", file=sys.stderr)
+        return 1

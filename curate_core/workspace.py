@@ -1,0 +1,109 @@
+"""`Workspace`: the Python face of the tool. Everything the app and the CLI do goes through these methods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import ingest as _ingest
+from . import pipeline
+from .errors import CurateError
+from .scoring import score_columns
+from .store import Store
+
+
+class Workspace:
+    """A workspace directory and its DuckDB database.
+
+    >>> ws = Workspace("my_ws")                      # created if missing
+    >>> ws.ingest("train.csv", label="intent")
+    >>> ws.run(["textstats"])
+    >>> ws.info()["rows"]
+    """
+
+    def __init__(self, path: str | Path, create: bool = True) -> None:
+        self.store = Store(path, create=create)
+        self.path = self.store.path
+
+    # ---------------------------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.path)!r})"
+
+    # ------------------------------------------------------------------------------------- data
+    def ingest(self, src: Any, **kwargs: Any) -> _ingest.IngestSummary:
+        """Add a file / HF dataset folder / DataFrame. See :func:`curate_core.ingest.ingest` for options."""
+        return _ingest.ingest(self.store, src, **kwargs)
+
+    def preview(self, src: Any, **kwargs: Any):
+        return _ingest.preview(self.store, src, **kwargs)
+
+    def samples(self, columns: Sequence[str] = ("row_id", "id", "text", "label", "source"),
+                row_ids: Sequence[int] | None = None, limit: int | None = None) -> pd.DataFrame:
+        return self.store.sample_frame(columns, row_ids, limit)
+
+    # --------------------------------------------------------------------------------- pipeline
+    def run(self, stages: Iterable[str] | None = None, params: dict[str, dict] | None = None,
+            progress: pipeline.ProgressFn | None = None, force: bool = False) -> list[dict]:
+        """Run stages (all when None), reusing finished runs; see :func:`curate_core.pipeline.run`."""
+        return pipeline.run(self.store, stages, params, progress, force)
+
+    def status(self) -> dict[str, str]:
+        return pipeline.stage_status(self.store)
+
+    def info(self) -> dict:
+        """What `info --json` prints: rows, columns, labels, sources, stages (+ counts for the overview)."""
+        ov = self.store.overview()
+        return {
+            "workspace": str(self.path),
+            "rows": ov["rows"],
+            "columns": [c for c, _ in self.store.sample_columns()],
+            "labels": ov["labels"],
+            "labelled_rows": ov["labelled"],
+            "sources": list(ov["source_counts"]),
+            "tokens": ov["tokens"],
+            "stages": self.status() if ov["rows"] else {s: "missing" for s in pipeline.registry()},
+            "label_counts": ov["label_counts"],
+            "source_counts": ov["source_counts"],
+            "scores": score_columns(self.store),
+            "decisions": int(len(self.store.current_decisions())),
+            "selections": self.store.selection_names(),
+        }
+
+    # -------------------------------------------------------------------------------- decisions
+    def decide(self, row_ids: Sequence[int], action: str, value: str | None = None, reason: str = "") -> int:
+        """Append a decision (exclude / relabel / keep) for rows; returns its batch number (for undo)."""
+        if action == "relabel":
+            labels = set(self.store.overview()["label_counts"])
+            if value not in labels:
+                raise CurateError(f"Unknown label {value!r} for relabel",
+                                  "relabel to one of the labels in the workspace")
+        return self.store.decide(row_ids, action, value, reason)
+
+    def undo(self) -> int | None:
+        """Undo the latest decision batch; returns the batch undone (None if nothing to undo)."""
+        return self.store.undo()
+
+    def decisions(self) -> pd.DataFrame:
+        return self.store.current_decisions()
+
+    # ------------------------------------------------------------------------------- selections
+    def save_selection(self, name: str, row_ids: Sequence[int]) -> int:
+        return self.store.save_selection(name, row_ids)
+
+    def selection(self, name: str) -> np.ndarray:
+        return self.store.selection(name)
+
+    def selections(self) -> dict[str, int]:
+        return self.store.selection_names()

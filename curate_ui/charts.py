@@ -1,0 +1,38 @@
+"""Plotly figures shared by pages (labelled axes, readable numbers)."""
+
+from __future__ import annotations
+
+import html
+
+import plotly.graph_objects as go
+
+
+def human(n: float) -> str:
+    """12,345 → 12.3k; 1,234,567 → 1.23M (for metric tiles)."""
+    n = float(n)
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.3g}{unit}"
+    return f"{n:,.0f}"
+
+
+def count_bars(counts: dict[str, int], what: str, unit: str, top: int = 40) -> go.Figure:
+    """Horizontal bars of the *top* largest counts, biggest first, with the rest summed in one bar."""
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    if len(items) > top:
+        rest = sum(v for _, v in items[top:])
+        items = items[:top] + [(f"({len(counts) - top} more)", rest)]
+    names = [plot_text(k, 60) for k, _ in items][::-1]
+    values = [v for _, v in items][::-1]
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", hovertemplate="%{y}: %{x:,} " + unit + "<extra></extra>"))
+    fig.update_layout(height=max(260, 18 * len(items) + 80), margin=dict(l=10, r=10, t=10, b=40),
+                      xaxis_title=f"{unit}", yaxis_title=what, yaxis=dict(automargin=True))
+    return fig
+
+
+def plot_text(s: object, limit: int = 200) -> str:
+    """Dataset text made safe for plotly labels/hover: truncated and HTML-escaped (plotly renders some tags)."""
+    s = "" if s is None else str(s)
+    if len(s) > limit:
+        s = s[: limit - 1] + "…"
+    return html.escape(s, quote=False)

@@ -1,0 +1,103 @@
+"""Page frame shared by app.py and pages/: page config, the workspace picker, stage gates, run progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from curate_core import CurateError, Workspace
+
+from . import runner, state
+
+
+def page(title: str, icon: str = ":material/dataset:") -> Workspace | None:
+    """Set up a page; returns the open workspace or None (the page then shows its empty state)."""
+    st.set_page_config(page_title=f"{title} · Curate", page_icon=icon, layout="wide")
+    sidebar_workspace()
+    st.title(title)
+    return state.current_workspace()
+
+
+def require_workspace(title: str, icon: str = ":material/dataset:") -> Workspace:
+    """Like :func:`page`, but stops the page with a pointer to the Overview when no workspace is open."""
+    ws = page(title, icon)
+    if ws is None:
+        st.info("No workspace is open. Open or create one on the **Overview** page (sidebar), "
+                "or start the app with `--workspace DIR`.", icon=":material/folder_open:")
+        st.stop()
+    if ws.store.count() == 0:
+        st.info("This workspace has no rows yet. Add a file on the **Overview** page.", icon=":material/upload_file:")
+        st.stop()
+    return ws
+
+
+def sidebar_workspace() -> None:
+    with st.sidebar:
+        path = state.workspace_path()
+        st.caption("Workspace")
+        st.code(path or "(none open)", language=None)
+        with st.expander("Open or create a workspace", expanded=path is None):
+            new = st.text_input("Folder", value=path or str(Path.cwd() / "workspaces" / "my-dataset"),
+                                key="ws_path_input", help="A folder holding curate.duckdb; created if missing.")
+            c1, c2 = st.columns(2)
+            if c1.button("Open", width="stretch", key="ws_open"):
+                _switch(new, create=False)
+            if c2.button("Create", width="stretch", key="ws_create"):
+                _switch(new, create=True)
+
+
+def _switch(path: str, create: bool) -> None:
+    try:
+        state.open_workspace(path, create=create)
+    except CurateError as e:
+        state.show_error(e)
+        return
+    state.set_workspace_path(path)
+    st.rerun()
+
+
+def stage_gate(ws: Workspace, stages: list[str], what: str) -> bool:
+    """True if every stage in *stages* is done; otherwise explain, offer to run them, and return False."""
+    status = ws.status()
+    missing = [s for s in stages if status.get(s) != "done"]
+    if not missing:
+        return True
+    run = runner.get_run(ws)
+    if run is not None and run.running:
+        st.info(f"{what} appears when the pipeline run in progress has finished.", icon=":material/hourglass_top:")
+        run_progress(ws)
+        return False
+    names = ", ".join(f"`{s}`" for s in missing)
+    st.info(f"{what} needs the {names} stage{'s' if len(missing) > 1 else ''}, which "
+            f"{'have' if len(missing) > 1 else 'has'} not run on the current data yet.", icon=":material/info:")
+    if st.button(f"Run {', '.join(missing)} now", type="primary", key=f"gate_{'_'.join(missing)}"):
+        runner.start_run(ws, missing)
+        st.rerun()
+    st.caption(f"or from a terminal: `python -m curate_core run --workspace {ws.path} --stages {','.join(missing)}`")
+    return False
+
+
+@st.fragment(run_every=1.0)
+def run_progress(ws: Workspace) -> None:
+    """Progress of the background run (redrawn every second); reruns the page when it finishes."""
+    run = runner.get_run(ws)
+    if run is None:
+        return
+    if run.running:
+        ev = run.current()
+        if ev is None:
+            st.progress(0.0, text="starting …")
+        else:
+            st.progress(ev.fraction, text=ev.describe())
+        done = [r["stage"] for r in run.results]
+        st.caption(f"running for {runner.describe(run)}" + (f"; finished: {', '.join(done)}" if done else ""))
+        st.session_state["_run_was_running"] = True
+        return
+    if st.session_state.pop("_run_was_running", False):
+        st.rerun()  # refresh the whole page: new tables are there now
+    if run.error is not None:
+        state.show_error(run.error)
+    else:
+        st.success(f"Pipeline finished in {runner.describe(run)}: "
+                   + ", ".join(f"{r['stage']} {r['status']}" for r in run.results), icon=":material/check_circle:")

@@ -1,0 +1,84 @@
+"""Pipeline runs in a background thread of the app's own process, with progress the pages can poll.
+
+One run at a time per workspace. The thread calls ``Workspace.run`` (the same code the CLI runs); progress
+events land in a :class:`BackgroundRun` that a fragment redraws every second.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from curate_core import CurateError, Workspace
+from curate_core.errors import log_exception
+from curate_core.pipeline import ProgressEvent, format_seconds
+
+
+@dataclass
+class BackgroundRun:
+    stages: list[str] | None
+    params: dict
+    events: dict[str, ProgressEvent] = field(default_factory=dict)
+    results: list[dict] = field(default_factory=list)
+    error: CurateError | None = None
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.finished is None
+
+    def on_progress(self, ev: ProgressEvent) -> None:
+        self.events[ev.stage] = ev
+
+    def current(self) -> ProgressEvent | None:
+        return next(reversed(self.events.values()), None) if self.events else None
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+
+@st.cache_resource(show_spinner=False)
+def _runs() -> dict[str, BackgroundRun]:
+    return {}
+
+
+def get_run(ws: Workspace) -> BackgroundRun | None:
+    return _runs().get(str(ws.path))
+
+
+def start_run(ws: Workspace, stages: list[str] | None = None, params: dict | None = None,
+              force: bool = False) -> BackgroundRun:
+    """Start the pipeline in a background thread unless one is already running for this workspace."""
+    runs = _runs()
+    old = runs.get(str(ws.path))
+    if old is not None and old.running:
+        return old
+    run = BackgroundRun(stages, params or {})
+
+    def target() -> None:
+        try:
+            run.results = ws.run(stages, params=params, progress=run.on_progress, force=force)
+        except CurateError as e:
+            run.results = getattr(e, "results", [])
+            run.error = e
+        except Exception as e:  # a bug: keep the app alive, log the traceback, show one line
+            path = log_exception(ws.store.log_dir, e)
+            run.error = CurateError(f"Unexpected {type(e).__name__}: {e}", f"this is a bug; traceback in {path}")
+        finally:
+            run.finished = time.monotonic()
+
+    run.thread = threading.Thread(target=target, name=f"curate-run-{ws.path.name}", daemon=True)
+    runs[str(ws.path)] = run
+    run.thread.start()
+    return run
+
+
+def describe(run: BackgroundRun) -> str:
+    took = (run.finished or time.monotonic()) - run.started
+    return format_seconds(took)

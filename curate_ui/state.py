@@ -1,0 +1,84 @@
+"""Which workspace the app shows, and the one open Workspace per path (st.cache_resource).
+
+The workspace path comes from, in order: the session (picked in the sidebar), ``streamlit run app.py --
+--workspace DIR``, the ``CURATE_WORKSPACE`` environment variable, or the demo workspace if it was built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from curate_core import CurateError, Workspace
+from curate_core.cli import DEMO_WORKSPACE
+
+KEY = "workspace_path"
+
+
+def _cli_workspace() -> str | None:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--workspace")
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return args.workspace
+
+
+def default_workspace_path() -> str | None:
+    for cand in (_cli_workspace(), os.environ.get("CURATE_WORKSPACE")):
+        if cand:
+            return str(Path(cand).expanduser().resolve())
+    if (DEMO_WORKSPACE / "curate.duckdb").exists():
+        return str(DEMO_WORKSPACE)
+    return None
+
+
+def workspace_path() -> str | None:
+    if KEY not in st.session_state:
+        st.session_state[KEY] = default_workspace_path()
+    return st.session_state[KEY]
+
+
+def set_workspace_path(path: str | None) -> None:
+    st.session_state[KEY] = str(Path(path).expanduser().resolve()) if path else None
+
+
+@st.cache_resource(show_spinner=False)
+def _registry() -> dict[str, Workspace]:
+    """One Workspace per path for the whole server process (DuckDB allows one writer process)."""
+    return {}
+
+
+def open_workspace(path: str, create: bool = False) -> Workspace:
+    """The process-wide Workspace for *path* (opened once; a cursor per operation inside)."""
+    path = str(Path(path).expanduser().resolve())
+    reg = _registry()
+    if path not in reg:
+        reg[path] = Workspace(path, create=create)
+    return reg[path]
+
+
+def current_workspace() -> Workspace | None:
+    """The open workspace, or None (with the reason shown) when there is none or it cannot be opened."""
+    path = workspace_path()
+    if not path:
+        return None
+    try:
+        return open_workspace(path, create=False)
+    except CurateError as e:
+        show_error(e)
+        return None
+
+
+def close_all() -> None:
+    """Close every open workspace (tests call this between apps)."""
+    reg = _registry()
+    for ws in reg.values():
+        ws.close()
+    reg.clear()
+
+
+def show_error(e: CurateError) -> None:
+    st.error(e.message + (f"  \n*{e.hint}*" if e.hint else ""), icon=":material/error:")

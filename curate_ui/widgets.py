@@ -1,0 +1,100 @@
+"""Reusable page pieces: the add-data form with column mapping, the stage status table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from curate_core import CurateError, Workspace
+from curate_core.ingest import FORMATS
+
+from . import state
+
+NONE = "(none)"
+_STATUS_ICON = {"done": "✅ done", "partial": "⏸️ partial", "missing": "○ not run"}
+
+
+def stage_table(ws: Workspace, stages: dict[str, str]) -> pd.DataFrame:
+    from curate_core.pipeline import registry
+
+    reg = registry()
+    return pd.DataFrame({
+        "stage": list(stages),
+        "status": [_STATUS_ICON.get(v, v) for v in stages.values()],
+        "what": [reg[s].title if s in reg else "" for s in stages],
+    })
+
+
+def _save_upload(ws: Workspace, up) -> Path:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(up.name).name).lstrip(".") or "upload"
+    folder = ws.path / "uploads"
+    folder.mkdir(exist_ok=True)
+    dest = folder / name
+    data = up.getvalue()
+    if not dest.exists() or dest.stat().st_size != len(data) or dest.read_bytes() != data:
+        dest.write_bytes(data)
+    return dest
+
+
+def add_data_form(ws: Workspace) -> None:
+    """Choose a file (upload or path), check the auto-detected column mapping, ingest."""
+    flash = st.session_state.pop("_ingest_flash", None)
+    if flash:
+        st.success("  \n".join(flash), icon=":material/check_circle:")
+    how = st.radio("From", ["Upload a file", "A path on this machine"], horizontal=True, key="add_how",
+                   label_visibility="collapsed")
+    src: str | None = None
+    if how == "Upload a file":
+        up = st.file_uploader("File", type=sorted(f.lstrip(".") for f in FORMATS), key="add_upload",
+                              help="CSV, TSV, JSONL/JSON or Parquet")
+        if up is not None:
+            src = str(_save_upload(ws, up))
+    else:
+        p = st.text_input("File or saved Hugging Face dataset folder", key="add_path",
+                          placeholder="/data/train.csv")
+        src = p.strip() or None
+    if not src:
+        return
+    encoding = st.text_input("Encoding (if not UTF-8)", key="add_encoding", placeholder="utf-8",
+                             help="e.g. latin-1 or cp1252 for files written by older spreadsheet programs")
+    try:
+        inp, mapping, preview = ws.preview(src, encoding=encoding.strip() or None)
+    except CurateError as e:
+        state.show_error(e)
+        return
+    cols = [c for c, _ in inp.columns]
+    st.caption(f"{inp.format.upper()} · columns: {', '.join(cols)} · first rows:")
+    st.dataframe(preview.head(8), hide_index=True, width="stretch")
+    if mapping is None:
+        st.warning("No column looks like the text (text, sentence, content, …): choose it below.")
+
+    def idx(options: list[str], value: str | None) -> int:
+        return options.index(value) if value in options else 0
+
+    with st.form("add_mapping", border=True):
+        c = st.columns(4)
+        text = c[0].selectbox("Text column", cols, index=idx(cols, mapping.text if mapping else None))
+        opt = [NONE, *cols]
+        label = c[1].selectbox("Label column", opt, index=idx(opt, mapping.label if mapping else None))
+        id_ = c[2].selectbox("Id column", opt, index=idx(opt, mapping.id if mapping else None),
+                             help="left at (none), ids are generated as <source>-<row number>")
+        source = c[3].selectbox("Source column", opt, index=idx(opt, mapping.source if mapping else None))
+        c2 = st.columns([2, 1])
+        source_name = c2[0].text_input("Source name (when there is no source column)", value=inp.name)
+        strict = c2[1].checkbox("Refuse empty texts", help="by default rows with an empty text are skipped and counted")
+        go = st.form_submit_button("Add to workspace", type="primary", icon=":material/add:")
+    if go:
+        pick = lambda v: None if v == NONE else v  # noqa: E731
+        try:
+            with st.spinner("Reading and checking the file …"):
+                s = ws.ingest(src, text=text, label=pick(label), id=pick(id_), source=pick(source),
+                              source_name=source_name.strip() or None, encoding=encoding.strip() or None,
+                              strict=strict)
+        except CurateError as e:
+            state.show_error(e)
+            return
+        st.session_state["_ingest_flash"] = s.lines()
+        st.rerun()

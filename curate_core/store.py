@@ -508,6 +508,57 @@ class Store:
                 "SELECT column_name, data_type FROM information_schema.columns "
                 "WHERE table_name = ? AND table_schema = 'main' ORDER BY ordinal_position", [table]).fetchall()]
 
+    #: per-row output tables whose columns are not features (bulky or internal)
+    NON_FEATURE_TABLES = {"embeddings", "embed_cache"}
+
+    def catalog(self) -> dict[str, tuple[str, str]]:
+        """Every per-row column a page or recipe can use: column → (table, DuckDB type).
+
+        ``samples`` first, then each existing output table keyed by ``row_id`` (textstats, projection,
+        clusters, scores …). A name already taken by an earlier table is not repeated.
+        """
+        out: dict[str, tuple[str, str]] = {c: ("samples", t) for c, t in self.sample_columns()}
+        with self.cursor() as cur:
+            rows = cur.execute(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position").fetchall()
+        tables: dict[str, list[tuple[str, str]]] = {}
+        for t, c, typ in rows:
+            tables.setdefault(t, []).append((c, typ))
+        for t in _output_tables:
+            cols = tables.get(t)
+            if t in self.NON_FEATURE_TABLES or not cols or "row_id" not in [c for c, _ in cols]:
+                continue
+            for c, typ in cols:
+                out.setdefault(c, (t, typ))
+        return out
+
+    def rows(self, columns: Sequence[str], row_ids: Sequence[int] | None = None, limit: int | None = None,
+             order_by: str = "row_id", descending: bool = False) -> pd.DataFrame:
+        """A frame of any catalog columns (samples joined with output tables on row_id)."""
+        cat = self.catalog()
+        bad = [c for c in columns if c not in cat]
+        if bad:
+            raise CurateError(f"Unknown column(s) {choices(bad)}", f"available: {choices(sorted(cat))}")
+        if order_by not in cat:
+            raise CurateError(f"Unknown column {order_by!r} to sort by", f"available: {choices(sorted(cat))}")
+        need = {cat[c][0] for c in [*columns, order_by]} - {"samples"}
+        joins = " ".join(f"LEFT JOIN {_check_table(t)} USING (row_id)" for t in sorted(need))
+        cols = ", ".join(f"{_check_table(cat[c][0])}.{quote_ident(c)}" if c != "row_id" else "samples.row_id"
+                         for c in columns)
+        order = f"{_check_table(cat[order_by][0])}.{quote_ident(order_by)}" if order_by != "row_id" else "samples.row_id"
+        direction = "DESC NULLS LAST" if descending else "ASC NULLS LAST"
+        lim = f" LIMIT {int(limit)}" if limit is not None else ""
+        with self.cursor() as cur:
+            if row_ids is None:
+                return cur.execute(f"SELECT {cols} FROM samples {joins} ORDER BY {order} {direction}{lim}").df()
+            cur.register("_want", pa.table({"row_id": pa.array(np.asarray(row_ids, dtype=np.int64))}))
+            try:
+                return cur.execute(f"SELECT {cols} FROM samples {joins} SEMI JOIN _want USING (row_id) "
+                                   f"ORDER BY {order} {direction}{lim}").df()
+            finally:
+                cur.unregister("_want")
+
     def drop_table(self, table: str) -> None:
         with self.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {_check_table(table)}")

@@ -25,6 +25,7 @@ class Workspace:
     """
 
     def __init__(self, path: str | Path, create: bool = True) -> None:
+        pipeline.registry()  # stage modules register their output tables (the Store's whitelist)
         self.store = Store(path, create=create)
         self.path = self.store.path
 

@@ -344,12 +344,12 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
 
     null_labels = ", ".join("'" + v.replace("'", "''") + "'" for v in NULL_LABELS)
     select = [(as_text(mapping.text), "text")]
-    label_expr = "NULL"
+    label_expr = "CAST(NULL AS VARCHAR)"
     if mapping.label:
         lab = as_text(mapping.label)
         label_expr = f"CASE WHEN trim({lab}) IN ({null_labels}) THEN NULL ELSE {lab} END"
     select.append((label_expr, "label"))
-    select.append((as_text(mapping.id) if mapping.id else "NULL", "id"))
+    select.append((as_text(mapping.id) if mapping.id else "CAST(NULL AS VARCHAR)", "id"))
     if mapping.source:
         select.append((f"coalesce({as_text(mapping.source)}, ?)", "source"))
     else:
@@ -374,29 +374,30 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
     if progress:
         progress("ingest: staging", 1, 3)
     try:
-        with store.transaction() as cur:
+        with store.cursor() as cur:
             rows_read = store.stage_input(cur, reader, select)
             if rows_read == 0:
                 raise CurateError(f"{Path(inp.path).name} has a header but no rows")
-            if not mapping.id:
-                cur.execute("UPDATE _ingest SET id = source || '-' || lpad(CAST(rowid + 1 AS VARCHAR), ?, '0')",
-                            [max(6, len(str(rows_read)))])
-            p = store.staged_problems(cur)
-            _check_problems(p, strict, mapping)
-            csv_like = inp.format in ("csv", "tsv")
-            varchar_extras = [o for o, c in extras.items() if types.get(c) == "VARCHAR"] if csv_like else []
-            extra_types = {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()}
-            extra_types.update(store.infer_types(cur, varchar_extras))
-            unlabelled = cur.execute(
-                "SELECT count(*) FROM _ingest WHERE label IS NULL AND text IS NOT NULL AND trim(text, ' \t\r\n') <> ''"
-            ).fetchone()[0]
-            if progress:
-                progress("ingest: writing", 2, 3)
-            added, _ = store.commit_staged(cur, extra_types, {
-                "path": inp.path, "sha256": inp.sha256, "format": inp.format,
-                "mapping": {**mapping.as_dict(), "source_name": src_name},
-                "skipped": len(p["empty_text_rows"]),
-            })
+            with store.transaction(cur):
+                if not mapping.id:
+                    cur.execute("UPDATE _ingest SET id = source || '-' || lpad(CAST(rowid + 1 AS VARCHAR), ?, '0')",
+                                [max(6, len(str(rows_read)))])
+                p = store.staged_problems(cur)
+                _check_problems(p, strict, mapping)
+                csv_like = inp.format in ("csv", "tsv")
+                varchar_extras = [o for o, c in extras.items() if types.get(c) == "VARCHAR"] if csv_like else []
+                extra_types = {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()}
+                extra_types.update(store.infer_types(cur, varchar_extras))
+                unlabelled = cur.execute(
+                    "SELECT count(*) FROM _ingest WHERE label IS NULL AND text IS NOT NULL AND trim(text, ' \t\r\n') <> ''"
+                ).fetchall()[0][0]
+                if progress:
+                    progress("ingest: writing", 2, 3)
+                added, _ = store.commit_staged(cur, extra_types, {
+                    "path": inp.path, "sha256": inp.sha256, "format": inp.format,
+                    "mapping": {**mapping.as_dict(), "source_name": src_name},
+                    "skipped": len(p["empty_text_rows"]),
+                })
     except CurateError:
         raise
     except Exception as e:

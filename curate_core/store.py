@@ -134,9 +134,11 @@ class Store:
             cur.close()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """All or nothing: on any exception the workspace stays exactly as it was."""
-        with self.cursor() as cur:
+    def transaction(self, cur: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All or nothing: on any exception the workspace stays exactly as it was (on *cur* if given)."""
+        with contextlib.ExitStack() as stack:
+            if cur is None:
+                cur = stack.enter_context(self.cursor())
             cur.execute("BEGIN TRANSACTION")
             try:
                 yield cur
@@ -162,7 +164,7 @@ class Store:
         with self.cursor() as cur:
             has_meta = cur.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta' AND table_schema = 'main'"
-            ).fetchone()[0]
+            ).fetchall()[0][0]
             if not has_meta:
                 cur.execute("BEGIN TRANSACTION")
                 for stmt in _SCHEMA_V1:
@@ -171,7 +173,7 @@ class Store:
                             [str(SCHEMA_VERSION), _now().isoformat()])
                 cur.execute("COMMIT")
                 return
-            version = int(cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+            version = int(cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()[0][0])
             if version > SCHEMA_VERSION:
                 raise CurateError(
                     f"This workspace has schema version {version}; this curate_core knows up to {SCHEMA_VERSION}",
@@ -188,8 +190,8 @@ class Store:
     # ----------------------------------------------------------------------------------------- meta
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         with self.cursor() as cur:
-            row = cur.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return row[0] if row else default
+            rows = cur.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
+        return rows[0][0] if rows else default
 
     def set_meta(self, key: str, value: str) -> None:
         with self.cursor() as cur:
@@ -202,8 +204,8 @@ class Store:
 
     def get_summary(self, name: str) -> dict | None:
         with self.cursor() as cur:
-            row = cur.execute("SELECT json FROM summaries WHERE name = ?", [name]).fetchone()
-        return json.loads(row[0]) if row else None
+            rows = cur.execute("SELECT json FROM summaries WHERE name = ?", [name]).fetchall()
+        return json.loads(rows[0][0]) if rows else None
 
     # ------------------------------------------------------------------------------- reading files
     @staticmethod
@@ -244,13 +246,15 @@ class Store:
     def stage_input(self, cur, reader: FileReader, select: Sequence[tuple[str, str]]) -> int:
         """Load an input into the temp table ``_ingest`` with the given (expression, alias) columns.
 
-        ``rowid + 1`` is the 1-based row number in the input (DuckDB keeps insertion order). Returns rows read.
+        ``rowid + 1`` is the 1-based row number in the input (DuckDB keeps insertion order). Call it outside a
+        transaction: rows of a table created inside one get transaction-local rowids. The temp table lives only
+        on this cursor's connection, so the workspace is untouched. Returns rows read.
         """
         src = _bind(cur, reader)
         cols = ", ".join(f"{expr} AS {quote_ident(alias)}" for expr, alias in select)
         cur.execute("DROP TABLE IF EXISTS _ingest")
         cur.execute(f"CREATE TEMP TABLE _ingest AS SELECT {cols} FROM {src}", reader.params)
-        return cur.execute("SELECT count(*) FROM _ingest").fetchone()[0]
+        return cur.execute("SELECT count(*) FROM _ingest").fetchall()[0][0]
 
     def staged_problems(self, cur, sample: int = 5) -> dict:
         """Counts and examples of rows in ``_ingest`` the ingest policy cares about."""
@@ -280,10 +284,13 @@ class Store:
         checks = []
         for c in columns:
             qc = quote_ident(c)
-            for t in ("BIGINT", "DOUBLE", "BOOLEAN"):
+            # integers by pattern: TRY_CAST('0.5' AS BIGINT) rounds instead of failing
+            checks.append(f"count(*) FILTER (WHERE {qc} IS NOT NULL AND NOT (regexp_full_match(trim({qc}), "
+                          f"'[+-]?[0-9]{{1,18}}')))")
+            for t in ("DOUBLE", "BOOLEAN"):
                 checks.append(f"count(*) FILTER (WHERE {qc} IS NOT NULL AND TRY_CAST({qc} AS {t}) IS NULL)")
             checks.append(f"count({qc})")
-        row = cur.execute(f"SELECT {', '.join(checks)} FROM _ingest").fetchone()
+        row = cur.execute(f"SELECT {', '.join(checks)} FROM _ingest").fetchall()[0]
         out = {}
         for i, c in enumerate(columns):
             bad_int, bad_float, bad_bool, nonnull = row[4 * i: 4 * i + 4]
@@ -324,7 +331,7 @@ class Store:
                 extra_types[col] = "VARCHAR"
             elif existing[col] == "VARCHAR":
                 extra_types[col] = "VARCHAR"
-        first = cur.execute("SELECT coalesce(max(row_id), -1) + 1 FROM samples").fetchone()[0]
+        first = cur.execute("SELECT coalesce(max(row_id), -1) + 1 FROM samples").fetchall()[0][0]
         names = ["row_id", "id", "text", "label", "source", "n_tokens", *extra_types]
         ws = "replace(replace(replace(text, chr(10), ' '), chr(9), ' '), chr(13), ' ')"
         exprs = [
@@ -339,8 +346,8 @@ class Store:
                 WHERE text IS NOT NULL AND trim(text, ' \t\r\n') <> '' ORDER BY rowid""",
             [first],
         )
-        added = cur.execute("SELECT count(*) FROM samples WHERE row_id >= ?", [first]).fetchone()[0]
-        batch = cur.execute("SELECT coalesce(max(batch), 0) + 1 FROM ingests").fetchone()[0]
+        added = cur.execute("SELECT count(*) FROM samples WHERE row_id >= ?", [first]).fetchall()[0][0]
+        batch = cur.execute("SELECT coalesce(max(batch), 0) + 1 FROM ingests").fetchall()[0][0]
         cur.execute(
             "INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [batch, batch_info["path"], batch_info["sha256"], batch_info["format"], json.dumps(batch_info["mapping"]),
@@ -354,7 +361,7 @@ class Store:
         with self.cursor() as cur:
             if not self.table_exists(table, cur):
                 return 0
-            return cur.execute(f"SELECT count(*) FROM {_check_table(table)}").fetchone()[0]
+            return cur.execute(f"SELECT count(*) FROM {_check_table(table)}").fetchall()[0][0]
 
     def data_fingerprint(self) -> str:
         """Changes whenever rows are added: the hash of every ingest batch (file hash, mapping, rows)."""
@@ -365,14 +372,14 @@ class Store:
     def overview(self) -> dict:
         """Row count, label/source counts: what `info` and the app's overview show."""
         with self.cursor() as cur:
-            rows = cur.execute("SELECT count(*), count(label), count(DISTINCT label) FROM samples").fetchone()
+            rows = cur.execute("SELECT count(*), count(label), count(DISTINCT label) FROM samples").fetchall()[0]
             labels = cur.execute(
                 "SELECT label, count(*) AS n FROM samples WHERE label IS NOT NULL GROUP BY label ORDER BY n DESC, label"
             ).fetchall()
             sources = cur.execute(
                 "SELECT source, count(*) AS n FROM samples GROUP BY source ORDER BY min(row_id)"
             ).fetchall()
-            tokens = cur.execute("SELECT coalesce(sum(n_tokens), 0) FROM samples").fetchone()[0]
+            tokens = cur.execute("SELECT coalesce(sum(n_tokens), 0) FROM samples").fetchall()[0][0]
         return {
             "rows": int(rows[0]), "labelled": int(rows[1]), "labels": int(rows[2]), "tokens": int(tokens),
             "label_counts": {k: int(v) for k, v in labels},
@@ -466,9 +473,9 @@ class Store:
     def table_exists(self, table: str, cur=None) -> bool:
         sql = "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'"
         if cur is not None:
-            return bool(cur.execute(sql, [table]).fetchone()[0])
+            return bool(cur.execute(sql, [table]).fetchall()[0][0])
         with self.cursor() as c:
-            return bool(c.execute(sql, [table]).fetchone()[0])
+            return bool(c.execute(sql, [table]).fetchall()[0][0])
 
     def replace_table(self, table: str, data: pa.Table | pd.DataFrame | None = None,
                       parquet_files: Sequence[Path] | None = None, cur=None) -> int:
@@ -487,7 +494,7 @@ class Store:
                     c.execute(f"CREATE OR REPLACE TABLE {qt} AS SELECT * FROM _data")
                 finally:
                     c.unregister("_data")
-            return c.execute(f"SELECT count(*) FROM {qt}").fetchone()[0]
+            return c.execute(f"SELECT count(*) FROM {qt}").fetchall()[0][0]
 
         if cur is not None:
             return run(cur)
@@ -626,11 +633,11 @@ class Store:
         with self.transaction() as cur:
             known = cur.execute(
                 "SELECT count(*) FROM samples WHERE list_contains(?, row_id)", [ids.tolist()]
-            ).fetchone()[0]
+            ).fetchall()[0][0]
             if known != ids.size:
                 raise CurateError(f"{ids.size - known} of the chosen rows do not exist in this workspace")
             seq0, batch = cur.execute(
-                "SELECT coalesce(max(seq), 0) + 1, coalesce(max(batch), 0) + 1 FROM decisions").fetchone()
+                "SELECT coalesce(max(seq), 0) + 1, coalesce(max(batch), 0) + 1 FROM decisions").fetchall()[0]
             df = pd.DataFrame({
                 "seq": np.arange(seq0, seq0 + ids.size, dtype=np.int64), "batch": batch, "row_id": ids,
                 "action": action, "value": None if value is None else str(value), "reason": reason, "who": who,
@@ -647,12 +654,12 @@ class Store:
             row = cur.execute(
                 """SELECT max(batch) FROM decisions WHERE action <> 'undo'
                    AND batch NOT IN (SELECT CAST(value AS BIGINT) FROM decisions WHERE action = 'undo')"""
-            ).fetchone()
+            ).fetchall()[0]
             if row[0] is None:
                 return None
             target = int(row[0])
             seq, batch = cur.execute(
-                "SELECT coalesce(max(seq), 0) + 1, coalesce(max(batch), 0) + 1 FROM decisions").fetchone()
+                "SELECT coalesce(max(seq), 0) + 1, coalesce(max(batch), 0) + 1 FROM decisions").fetchall()[0]
             cur.execute("INSERT INTO decisions VALUES (?, ?, NULL, 'undo', ?, '', ?, ?)",
                         [seq, batch, str(target), os.environ.get("USER") or "user", _now()])
         return target
@@ -709,8 +716,8 @@ class Store:
 
     def recipe(self, name: str) -> dict | None:
         with self.cursor() as cur:
-            row = cur.execute("SELECT json FROM recipes WHERE name = ?", [name]).fetchone()
-        return json.loads(row[0]) if row else None
+            rows = cur.execute("SELECT json FROM recipes WHERE name = ?", [name]).fetchall()
+        return json.loads(rows[0][0]) if rows else None
 
     def recipe_names(self) -> list[str]:
         with self.cursor() as cur:

@@ -1,0 +1,230 @@
+"""Ingest: every format, column mapping, and every bad input of issue 3 (clear error, workspace unchanged)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curate_core import CurateError, Workspace
+
+from .conftest import write_csv
+
+
+def snapshot(ws: Workspace) -> tuple:
+    """Everything an ingest may change: rows, columns, ingest log, a content hash."""
+    s = ws.store
+    return (
+        s.count(),
+        tuple(s.sample_columns()),
+        s.count("ingests"),
+        tuple(map(tuple, s.query_df("SELECT id, text, label, source FROM samples ORDER BY row_id").itertuples(index=False))),
+    )
+
+
+@pytest.fixture
+def seeded(ws: Workspace, small_csv: Path) -> Workspace:
+    ws.ingest(small_csv)
+    return ws
+
+
+def refuse(ws: Workspace, src, match: str, **kw) -> CurateError:
+    before = snapshot(ws)
+    with pytest.raises(CurateError, match=match) as ei:
+        ws.ingest(src, **kw)
+    assert snapshot(ws) == before, "a failed ingest changed the workspace"
+    return ei.value
+
+
+# ---------------------------------------------------------------------------------------- formats
+def test_csv_autodetects_and_keeps_other_columns(ws, tmp_path):
+    p = write_csv(tmp_path / "a.csv", [{"sentence": "hello there", "intent": "greet", "score": 0.5, "n": 3, "flag": "true"},
+                                       {"sentence": "bye now", "intent": "leave", "score": 1.5, "n": 4, "flag": "false"}])
+    s = ws.ingest(p)
+    assert s.mapping == {"text": "sentence", "label": "intent", "id": None, "source": None}
+    assert s.rows_added == 2 and s.generated_ids
+    cols = dict(ws.store.sample_columns())
+    assert cols["score"] == "DOUBLE" and cols["n"] == "BIGINT" and cols["flag"] == "BOOLEAN"
+    df = ws.samples(["id", "text", "label", "source", "n_tokens"])
+    assert df["id"].tolist() == ["a-000001", "a-000002"]
+    assert df["source"].tolist() == ["a", "a"]
+    assert df["n_tokens"].tolist() == [2, 2]
+
+
+def test_tsv_jsonl_json_parquet_dataframe(ws, tmp_path):
+    rows = [{"id": f"x{i}", "text": f"text, with comma {i}", "label": "a" if i % 2 else "b"} for i in range(6)]
+    df = pd.DataFrame(rows)
+    df.iloc[:2].to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[2:3]))
+    (tmp_path / "p.json").write_text(json.dumps(rows[3:4]))
+    pq.write_table(pa.Table.from_pandas(df.iloc[4:5]), tmp_path / "p.parquet")
+    for name in ("p.tsv", "p.jsonl", "p.json", "p.parquet"):
+        ws.ingest(tmp_path / name)
+    ws.ingest(df.iloc[5:6], source_name="frame")
+    out = ws.samples(["id", "text", "label", "source"])
+    assert out["id"].tolist() == [r["id"] for r in rows]
+    assert out["text"].tolist() == [r["text"] for r in rows]
+    assert out["source"].tolist() == ["p", "p", "p", "p", "p", "frame"]
+
+
+def test_hf_dataset_saved_on_disk(ws, tmp_path):
+    datasets = pytest.importorskip("datasets")  # in requirements.txt; importorskip only names the reason
+    d = datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"content": ["a b", "c d", "e f"], "category": [0, 1, 0]}),
+        "test": datasets.Dataset.from_dict({"content": ["g"], "category": [1]}),
+    })
+    d.save_to_disk(str(tmp_path / "hf"))
+    s = ws.ingest(tmp_path / "hf")
+    assert s.rows_added == 3 and s.mapping["text"] == "content" and s.mapping["label"] == "category"
+    assert ws.samples(["label"])["label"].tolist() == ["0", "1", "0"]
+    ws.ingest(tmp_path / "hf", split="test", source_name="hf-test")
+    assert ws.store.count() == 4
+    refuse(ws, tmp_path / "hf", "No split", split="validation")
+
+
+def test_several_files_told_apart_by_source(ws, tmp_path):
+    a = write_csv(tmp_path / "outlet_a.csv", [{"text": "one"}, {"text": "two"}])
+    b = write_csv(tmp_path / "outlet_b.csv", [{"text": "one"}, {"text": "three"}])
+    ws.ingest(a)
+    ws.ingest(b)
+    assert ws.info()["sources"] == ["outlet_a", "outlet_b"]
+    assert ws.samples(["id"])["id"].tolist() == ["outlet_a-000001", "outlet_a-000002", "outlet_b-000001", "outlet_b-000002"]
+
+
+def test_source_column_mapping(ws, tmp_path):
+    p = write_csv(tmp_path / "m.csv", [{"text": "x", "domain": "web"}, {"text": "y", "domain": "books"}])
+    ws.ingest(p)
+    assert ws.samples(["source"])["source"].tolist() == ["web", "books"]
+
+
+def test_mixed_label_types_read_as_text(ws, tmp_path):
+    # first 30k labels look numeric, the last one is not: must not break type sniffing
+    rows = [{"text": f"t{i}", "label": i % 3} for i in range(30_000)] + [{"text": "last", "label": "foo"}]
+    ws.ingest(write_csv(tmp_path / "mixed.csv", rows))
+    labels = ws.samples(["label"])["label"]
+    assert labels.iloc[-1] == "foo" and labels.iloc[0] == "0"
+    frame = pd.DataFrame({"text": ["a", "b", "c"], "label": [1, "x", 2.5]})
+    ws.ingest(frame, source_name="frame")
+    assert ws.samples(["label"]).iloc[-3:]["label"].tolist() == ["1", "x", "2.5"]
+
+
+def test_nan_labels_kept_unlabelled(ws, tmp_path):
+    p = tmp_path / "nan.csv"
+    p.write_text("text,label\nalpha,a\nbeta,\ngamma,nan\ndelta,None\n")
+    s = ws.ingest(p)
+    assert s.rows_added == 4 and s.unlabelled == 3
+    assert ws.samples(["label"])["label"].isna().tolist() == [False, True, True, True]
+
+
+def test_ten_megabyte_text_accepted(ws, tmp_path):
+    big = "word " * 2_000_000  # 10 MB
+    p = write_csv(tmp_path / "big.csv", [{"text": big, "label": "x"}, {"text": "small", "label": "y"}])
+    s = ws.ingest(p)
+    assert s.rows_added == 2
+    assert ws.store.query_df("SELECT max(length(text)) AS n FROM samples")["n"][0] == len(big)
+
+
+def test_encoding_option_decodes(ws, tmp_path):
+    p = tmp_path / "latin.csv"
+    p.write_bytes("text,label\ncafé au lait,drink\nrésumé,doc\n".encode("latin-1"))
+    ws.ingest(p, encoding="latin-1")
+    assert ws.samples(["text"])["text"].tolist() == ["café au lait", "résumé"]
+
+
+# ------------------------------------------------------------------------------------- bad inputs
+def test_missing_file(seeded, tmp_path):
+    refuse(seeded, tmp_path / "nope.csv", "File not found")
+
+
+def test_unknown_format(seeded, tmp_path):
+    p = tmp_path / "data.xlsx"
+    p.write_bytes(b"PK\x03\x04")
+    e = refuse(seeded, p, "Unknown file format")
+    assert ".csv" in e.hint and ".parquet" in e.hint
+
+
+def test_empty_file_and_header_only(seeded, tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    refuse(seeded, tmp_path / "empty.csv", "empty")
+    (tmp_path / "header.csv").write_text("text,label\n")
+    refuse(seeded, tmp_path / "header.csv", "no rows")
+
+
+def test_no_text_column_lists_columns(seeded, tmp_path):
+    p = write_csv(tmp_path / "notext.csv", [{"foo": "x", "bar": "y"}])
+    e = refuse(seeded, p, "no text column")
+    assert "`foo`" in e.hint and "`bar`" in e.hint
+
+
+def test_mapped_column_missing(seeded, tmp_path, small_csv):
+    e = refuse(seeded, small_csv, "No column 'body'", text="body")
+    assert "`text`" in e.hint and "`label`" in e.hint
+    refuse(seeded, small_csv, "No column 'cat'", label="cat")
+
+
+def test_empty_texts_skipped_or_refused(ws, tmp_path):
+    p = tmp_path / "e.csv"
+    p.write_text('text,label\nfine,a\n,b\n"   ",c\nok,d\n')
+    refuse(ws, p, r"2 rows have an empty text \(rows 2, 3\)", strict=True)
+    s = ws.ingest(p)
+    assert s.rows_added == 2 and s.skipped_empty_text == 2
+    assert any("skipped 2" in line for line in s.lines())
+    assert ws.samples(["text"])["text"].tolist() == ["fine", "ok"]
+    assert ws.store.query_df("SELECT max(row_id) AS m FROM samples")["m"][0] == 1  # row ids stay contiguous
+
+
+def test_nan_texts_in_dataframe_skipped(ws):
+    s = ws.ingest(pd.DataFrame({"text": ["a", None, np.nan, "b"], "label": ["x", "y", "z", "w"]}))
+    assert s.rows_added == 2 and s.skipped_empty_text == 2
+
+
+def test_duplicate_ids_refused_listing_some(ws, tmp_path):
+    p = write_csv(tmp_path / "d.csv", [{"id": "a", "text": "1"}, {"id": "b", "text": "2"}, {"id": "a", "text": "3"},
+                                       {"id": "c", "text": "4"}, {"id": "c", "text": "5"}])
+    e = refuse(ws, p, "2 ids occur more than once")
+    assert "`a` ×2" in e.message and "`c` ×2" in e.message
+
+
+def test_ids_already_in_workspace_refused(seeded, small_csv):
+    e = refuse(seeded, small_csv, "40 ids are already in the workspace")
+    assert "`r000`" in e.message
+
+
+def test_non_utf8_refused_with_line_number(seeded, tmp_path):
+    p = tmp_path / "bad.csv"
+    p.write_bytes(b"text,label\nhello,a\nfine,b\ncaf\xe9,c\n")
+    e = refuse(seeded, p, "line 4")
+    assert "--encoding" in e.hint
+
+
+def test_bad_json_lines(seeded, tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"text": "ok"}\n{"text": broken\n')
+    refuse(seeded, p, "Could not read")
+
+
+def test_unknown_encoding(seeded, small_csv):
+    refuse(seeded, small_csv, "Unknown encoding", encoding="klingon-8")
+
+
+def test_same_column_for_two_roles(seeded, small_csv):
+    refuse(seeded, small_csv, "two roles", text="text", label="text")
+
+
+def test_column_type_conflict_across_files_keeps_both_as_text(ws, tmp_path):
+    ws.ingest(write_csv(tmp_path / "a.csv", [{"text": "x", "extra": 1}]))
+    ws.ingest(write_csv(tmp_path / "b.csv", [{"text": "y", "extra": "word"}]))
+    assert dict(ws.store.sample_columns())["extra"] == "VARCHAR"
+    assert ws.samples(["extra"])["extra"].tolist() == ["1", "word"]
+
+
+def test_reserved_column_names_renamed(ws, tmp_path):
+    p = write_csv(tmp_path / "r.csv", [{"text": "x", "intent": "a", "label": "old", "row_id": 7}])
+    s = ws.ingest(p, label="intent")
+    assert "input_label" in s.extra_columns and "input_row_id" in s.extra_columns
+    assert ws.samples(["label", "input_label"]).iloc[0].tolist() == ["a", "old"]

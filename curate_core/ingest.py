@@ -118,31 +118,41 @@ def detect_format(path: Path, fmt: str | None = None) -> str:
     return FORMATS[suffix]
 
 
+def _hasher():
+    """A fast content hash for fingerprints (xxh3-128; sha256 where xxhash is missing)."""
+    try:
+        import xxhash
+
+        return xxhash.xxh3_128()
+    except ImportError:  # pragma: no cover - xxhash is in requirements.txt
+        return hashlib.sha256()
+
+
 def check_utf8(path: Path, encoding: str | None = None, out: Path | None = None) -> str:
     """Hash *path*, check it decodes (UTF-8 unless *encoding*), and optionally write a UTF-8 copy to *out*.
 
-    Raises a CurateError naming the line of the first undecodable byte.
+    Raises a CurateError naming the line of the first undecodable byte (lines are only counted then).
     """
     enc = encoding or "utf-8"
     try:
         decoder = codecs.getincrementaldecoder(enc)(errors="strict")
     except LookupError:
         raise CurateError(f"Unknown encoding {encoding!r}", "use a Python codec name such as latin-1, cp1252, utf-16") from None
-    h = hashlib.sha256()
-    line = 1
+    h = _hasher()
+    offset = 0
     sink = open(out, "w", encoding="utf-8", newline="") if out is not None else None
     try:
         with open(path, "rb") as f:
             while True:
-                chunk = f.read(1 << 20)
+                chunk = f.read(1 << 22)
                 final = not chunk
                 try:
                     text = decoder.decode(chunk, final=final)
                 except UnicodeDecodeError as e:
-                    bad_line = line + chunk[: e.start].count(b"\n")
-                    byte = chunk[e.start: e.start + 1].hex() if e.start < len(chunk) else "end of file"
+                    at = offset + max(0, e.start - len(e.object) + len(chunk))  # e.object may hold buffered bytes
                     raise CurateError(
-                        f"{path.name} is not valid {enc}: undecodable byte 0x{byte} on line {bad_line}",
+                        f"{path.name} is not valid {enc}: undecodable byte 0x{e.object[e.start:e.start + 1].hex()} "
+                        f"on line {_line_at(path, at)}",
                         "pass --encoding with the file's real encoding (e.g. --encoding latin-1 or cp1252)",
                     ) from None
                 if sink is not None and text:
@@ -150,15 +160,28 @@ def check_utf8(path: Path, encoding: str | None = None, out: Path | None = None)
                 if final:
                     break
                 h.update(chunk)
-                line += chunk.count(b"\n")
+                offset += len(chunk)
     finally:
         if sink is not None:
             sink.close()
     return h.hexdigest()
 
 
+def _line_at(path: Path, offset: int) -> int:
+    """1-based line number of byte *offset* in *path*."""
+    lines, done = 1, 0
+    with open(path, "rb") as f:
+        while done < offset:
+            chunk = f.read(min(1 << 22, offset - done))
+            if not chunk:
+                break
+            lines += chunk.count(b"\n")
+            done += len(chunk)
+    return lines
+
+
 def _hash_paths(paths: list[Path]) -> str:
-    h = hashlib.sha256()
+    h = _hasher()
     for p in sorted(paths):
         with open(p, "rb") as f:
             while chunk := f.read(1 << 20):
@@ -388,15 +411,13 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
                 varchar_extras = [o for o, c in extras.items() if types.get(c) == "VARCHAR"] if csv_like else []
                 extra_types = {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()}
                 extra_types.update(store.infer_types(cur, varchar_extras))
-                unlabelled = cur.execute(
-                    "SELECT count(*) FROM _ingest WHERE label IS NULL AND text IS NOT NULL AND trim(text, ' \t\r\n') <> ''"
-                ).fetchall()[0][0]
+                unlabelled = p["unlabelled"]
                 if progress:
                     progress("ingest: writing", 2, 3)
                 added, _ = store.commit_staged(cur, extra_types, {
                     "path": inp.path, "sha256": inp.sha256, "format": inp.format,
                     "mapping": {**mapping.as_dict(), "source_name": src_name},
-                    "skipped": len(p["empty_text_rows"]),
+                    "skipped": p["n_empty"],
                 })
     except CurateError:
         raise
@@ -407,7 +428,7 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
         progress("ingest: done", 3, 3)
     return IngestSummary(
         path=inp.path, format=inp.format, source=src_name, mapping=mapping.as_dict(), rows_read=rows_read,
-        rows_added=int(added), skipped_empty_text=len(p["empty_text_rows"]), unlabelled=int(unlabelled),
+        rows_added=int(added), skipped_empty_text=int(p["n_empty"]), unlabelled=int(unlabelled),
         extra_columns=extra_types, generated_ids=not mapping.id,
     )
 
@@ -420,7 +441,7 @@ def _check_problems(p: dict, strict: bool, mapping: Mapping) -> None:
     empty = p["empty_text_rows"]
     if empty and strict:
         raise CurateError(
-            f"{len(empty):,} rows have an empty text (rows {_rows(empty)})",
+            f"{p['n_empty']:,} rows have an empty text (rows {_rows(empty)})",
             "drop --strict to skip them, or fill them in",
         )
     if p["null_id_rows"]:

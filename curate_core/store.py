@@ -212,7 +212,7 @@ class Store:
     def csv_reader(path: Path, delim: str) -> FileReader:
         return FileReader(
             "read_csv(?, all_varchar = true, header = true, delim = ?, quote = '\"', escape = '\"', "
-            "max_line_size = 268435456, sample_size = -1)",
+            "max_line_size = 268435456)",
             [str(path), delim],
         )
 
@@ -256,26 +256,40 @@ class Store:
         cur.execute(f"CREATE TEMP TABLE _ingest AS SELECT {cols} FROM {src}", reader.params)
         return cur.execute("SELECT count(*) FROM _ingest").fetchall()[0][0]
 
+    _EMPTY_TEXT = "(text IS NULL OR trim(text, ' \t\r\n') = '')"
+
     def staged_problems(self, cur, sample: int = 5) -> dict:
-        """Counts and examples of rows in ``_ingest`` the ingest policy cares about."""
+        """Counts and examples of rows in ``_ingest`` the ingest policy cares about.
+
+        One scan counts everything; examples are only looked up for the problems that exist.
+        """
         q = lambda sql: cur.execute(sql).fetchall()  # noqa: E731
-        empty = q("SELECT rowid + 1 FROM _ingest WHERE text IS NULL OR trim(text, ' \t\r\n') = '' ORDER BY rowid")
-        null_ids = q("SELECT rowid + 1 FROM _ingest WHERE id IS NULL OR id = '' ORDER BY rowid LIMIT 5")
-        dup_in_file = q(f"""SELECT id, count(*) FROM _ingest WHERE id IS NOT NULL GROUP BY id HAVING count(*) > 1
-                            ORDER BY min(rowid) LIMIT {int(sample)}""")
-        n_dup_in_file = q("""SELECT count(*) FROM (SELECT id FROM _ingest WHERE id IS NOT NULL
-                             GROUP BY id HAVING count(*) > 1)""")[0][0]
-        clash = q(f"""SELECT i.id FROM _ingest i SEMI JOIN samples s ON s.id = i.id
-                      ORDER BY i.rowid LIMIT {int(sample)}""")
-        n_clash = q("SELECT count(*) FROM _ingest i SEMI JOIN samples s ON s.id = i.id")[0][0]
-        return {
-            "empty_text_rows": [r[0] for r in empty],
-            "null_id_rows": [r[0] for r in null_ids],
-            "dup_ids": [(r[0], r[1]) for r in dup_in_file],
-            "n_dup_ids": n_dup_in_file,
-            "clashing_ids": [r[0] for r in clash],
-            "n_clashing_ids": n_clash,
-        }
+        n_empty, n_null_id, n_dup_rows, n_unlabelled = q(f"""
+            SELECT count(*) FILTER (WHERE {self._EMPTY_TEXT}),
+                   count(*) FILTER (WHERE id IS NULL OR id = ''),
+                   count(id) - count(DISTINCT id),
+                   count(*) FILTER (WHERE label IS NULL AND NOT {self._EMPTY_TEXT})
+            FROM _ingest""")[0]
+        out = {"n_empty": n_empty, "empty_text_rows": [], "null_id_rows": [], "dup_ids": [], "n_dup_ids": 0,
+               "clashing_ids": [], "n_clashing_ids": 0, "unlabelled": n_unlabelled}
+        if n_empty:
+            out["empty_text_rows"] = [r[0] for r in q(
+                f"SELECT rowid + 1 FROM _ingest WHERE {self._EMPTY_TEXT} ORDER BY rowid LIMIT 1000")]
+        if n_null_id:
+            out["null_id_rows"] = [r[0] for r in q(
+                "SELECT rowid + 1 FROM _ingest WHERE id IS NULL OR id = '' ORDER BY rowid LIMIT 5")]
+        if n_dup_rows:
+            dups = q("""SELECT id, count(*) AS n, min(rowid) AS first FROM _ingest WHERE id IS NOT NULL
+                        GROUP BY id HAVING count(*) > 1 ORDER BY first""")
+            out["dup_ids"] = [(r[0], r[1]) for r in dups[:sample]]
+            out["n_dup_ids"] = len(dups)
+        if self.count() and not n_dup_rows:
+            n_clash = q("SELECT count(*) FROM _ingest i SEMI JOIN samples s ON s.id = i.id")[0][0]
+            if n_clash:
+                out["n_clashing_ids"] = n_clash
+                out["clashing_ids"] = [r[0] for r in q(
+                    f"SELECT i.id FROM _ingest i SEMI JOIN samples s ON s.id = i.id ORDER BY i.rowid LIMIT {int(sample)}")]
+        return out
 
     def infer_types(self, cur, columns: Sequence[str]) -> dict[str, str]:
         """For VARCHAR columns of ``_ingest``: the narrowest type every non-null value casts to."""
@@ -334,8 +348,11 @@ class Store:
         first = cur.execute("SELECT coalesce(max(row_id), -1) + 1 FROM samples").fetchall()[0][0]
         names = ["row_id", "id", "text", "label", "source", "n_tokens", *extra_types]
         ws = "replace(replace(replace(text, chr(10), ' '), chr(9), ' '), chr(13), ' ')"
+        # row ids continue the workspace's, in file order, without gaps; the window (a sort) only when rows
+        # were skipped — otherwise rowid already is the dense file position
+        row_id = "? + row_number() OVER (ORDER BY rowid) - 1" if batch_info["skipped"] else "? + rowid"
         exprs = [
-            "? + row_number() OVER (ORDER BY rowid) - 1", "id", "text", "label", "source",
+            row_id, "id", "text", "label", "source",
             f"len(list_filter(string_split({ws}, ' '), lambda w: w <> ''))",
             *[f"TRY_CAST({quote_ident(c)} AS {t})" if t != "VARCHAR" else f"CAST({quote_ident(c)} AS VARCHAR)"
               for c, t in extra_types.items()],
@@ -343,7 +360,7 @@ class Store:
         cols = ", ".join(quote_ident(n) for n in names)
         cur.execute(
             f"""INSERT INTO samples ({cols}) SELECT {', '.join(exprs)} FROM _ingest
-                WHERE text IS NOT NULL AND trim(text, ' \t\r\n') <> '' ORDER BY rowid""",
+                WHERE NOT {self._EMPTY_TEXT}""",
             [first],
         )
         added = cur.execute("SELECT count(*) FROM samples WHERE row_id >= ?", [first]).fetchall()[0][0]

@@ -76,7 +76,8 @@ def add_data_form(ws: Workspace) -> None:
 
     with st.form("add_mapping", border=True):
         c = st.columns(4)
-        text = c[0].selectbox("Text column", cols, index=idx(cols, mapping.text if mapping else None))
+        text = c[0].selectbox("Text column", cols, index=idx(cols, mapping.text) if mapping else None,
+                              placeholder="choose the text column")
         opt = [NONE, *cols]
         label = c[1].selectbox("Label column", opt, index=idx(opt, mapping.label if mapping else None))
         id_ = c[2].selectbox("Id column", opt, index=idx(opt, mapping.id if mapping else None),
@@ -86,7 +87,9 @@ def add_data_form(ws: Workspace) -> None:
         source_name = c2[0].text_input("Source name (when there is no source column)", value=inp.name)
         strict = c2[1].checkbox("Refuse empty texts", help="by default rows with an empty text are skipped and counted")
         go = st.form_submit_button("Add to workspace", type="primary", icon=":material/add:")
-    if go:
+    if go and text is None:
+        st.error("Choose which column holds the text.", icon=":material/error:")
+    elif go:
         pick = lambda v: None if v == NONE else v  # noqa: E731
         try:
             with st.spinner("Reading and checking the file …"):

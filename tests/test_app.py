@@ -1,0 +1,93 @@
+"""AppTest for app.py (overview): empty states, add data with column mapping, errors, the pipeline button."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from curate_core import Workspace
+from curate_ui import runner, state
+
+from .conftest import app_test, write_csv
+
+
+def test_no_workspace_shows_how_to_start(app_env, tmp_path, monkeypatch):
+    app_env(None)
+    monkeypatch.setattr(state, "DEMO_WORKSPACE", tmp_path / "no-demo")
+    at = app_test("app.py").run()
+    assert not at.exception
+    assert any("Open or create a workspace" in i.value for i in at.info)
+
+
+def test_overview_add_data_and_run(app_env, tmp_path, small_csv):
+    wpath = tmp_path / "w"
+    Workspace(wpath).close()
+    app_env(wpath)
+    at = app_test("app.py").run()
+    assert not at.exception
+    assert any("empty" in i.value for i in at.info)
+
+    # add a file by path: the mapping form is pre-filled by auto-detection
+    at.radio(key="add_how").set_value("A path on this machine").run()
+    at.text_input(key="add_path").set_value(str(small_csv)).run()
+    assert [s.value for s in at.selectbox][:2] == ["text", "label"]
+    at.button[[b.label for b in at.button].index("Add to workspace")].click().run()
+    assert not at.exception and not at.error
+    assert any("added 40 rows" in s.value for s in at.success)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Rows"] == "40" and metrics["Labels"] == "3"
+
+    # a bad file shows st.error, never a traceback
+    bad = write_csv(tmp_path / "bad.csv", [{"foo": 1}])
+    at.text_input(key="add_path").set_value(str(bad)).run()
+    assert not at.exception
+    assert any("No column looks like the text" in w.value for w in at.warning)
+    at.button[[b.label for b in at.button].index("Add to workspace")].click().run()
+    assert any("Choose which column holds the text" in e.value for e in at.error)
+    # a CurateError from ingest (the same ids again) and one from the preview (not UTF-8) are shown as errors
+    at.text_input(key="add_path").set_value(str(small_csv)).run()
+    at.button[[b.label for b in at.button].index("Add to workspace")].click().run()
+    assert any("ids are already in the workspace" in e.value for e in at.error)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text\ncaf\u00e9\n".encode("latin-1"))
+    at.text_input(key="add_path").set_value(str(latin)).run()
+    assert any("line 2" in e.value and "encoding" in e.value for e in at.error)
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Rows"] == "40"
+
+    # run the pipeline in the background thread, wait for it, and see the status change
+    at.button[[b.label for b in at.button].index("Run pipeline")].click().run()
+    ws = state.open_workspace(str(wpath))
+    run = runner.get_run(ws)
+    assert run is not None
+    run.wait(120)
+    assert run.error is None, run.error
+    at.run()
+    table = at.dataframe[-1].value
+    assert isinstance(table, pd.DataFrame)
+    assert table.set_index("stage").loc["textstats", "status"].endswith("done")
+
+
+def test_locked_workspace_shows_error(app_env, tmp_path, small_csv):
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import REPO
+
+    wpath = tmp_path / "w"
+    with Workspace(wpath) as w:
+        w.ingest(small_csv)
+    holder = subprocess.Popen([sys.executable, "-c",
+                               f"from curate_core import Workspace; w = Workspace({str(wpath)!r}); "
+                               "print('ready', flush=True); import time; time.sleep(60)"],
+                              cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        app_env(wpath)
+        at = app_test("app.py").run()
+        assert not at.exception
+        assert any("open in another process" in e.value for e in at.error)
+    finally:
+        holder.kill()
+        holder.wait()
+        time.sleep(0.1)

@@ -1,0 +1,149 @@
+"""Pipeline: run keys and reuse, staleness, progress events, and a real kill -9 + resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from curate_core import CurateError, Workspace
+from curate_core import pipeline
+
+from .conftest import REPO, write_csv
+
+
+def test_run_records_and_reuses(ws, small_csv):
+    ws.ingest(small_csv)
+    assert ws.status()["textstats"] == "missing"
+    r1 = ws.run(["textstats"])
+    assert [r["status"] for r in r1] == ["done"]
+    assert ws.status()["textstats"] == "done"
+    r2 = ws.run(["textstats"])
+    assert r2[0]["status"] == "reused" and r2[0]["run_key"] == r1[0]["run_key"]
+    r3 = ws.run(["textstats"], force=True)
+    assert r3[0]["status"] == "done"
+    stats = ws.store.rows(["text", "n_chars", "n_words"])
+    assert (stats["n_chars"] == stats["text"].str.len()).all()
+    assert (stats["n_words"] == stats["text"].str.split().str.len()).all()
+
+
+def test_new_data_makes_stage_stale_and_params_change_key(ws, small_csv, tmp_path):
+    ws.ingest(small_csv)
+    key1 = ws.run(["textstats"])[0]["run_key"]
+    ws.ingest(write_csv(tmp_path / "more.csv", [{"text": "one more row"}]))
+    assert ws.status()["textstats"] == "partial"  # finished on older data
+    key2 = ws.run(["textstats"])[0]["run_key"]
+    assert key2 != key1 and ws.store.count("textstats") == 41
+    key3 = ws.run(["textstats"], params={"textstats": {"batch_size": 7}})[0]["run_key"]
+    assert key3 not in (key1, key2)
+    # parameters are sticky: the next plain run reuses the last choice
+    assert ws.run(["textstats"])[0]["status"] == "reused"
+
+
+def test_unknown_stage_and_param(ws, small_csv):
+    ws.ingest(small_csv)
+    with pytest.raises(CurateError, match="Unknown stage"):
+        ws.run(["nope"])
+    with pytest.raises(CurateError, match="Unknown parameter"):
+        ws.run(["textstats"], params={"textstats": {"bogus": 1}})
+
+
+def test_empty_workspace_refuses_to_run(ws):
+    with pytest.raises(CurateError, match="no rows"):
+        ws.run()
+
+
+def test_progress_events_have_eta(ws, small_csv):
+    ws.ingest(small_csv)
+    events: list[pipeline.ProgressEvent] = []
+    ws.run(["textstats"], params={"textstats": {"batch_size": 10}}, progress=events.append)
+    ts = [e for e in events if e.stage == "textstats"]
+    assert [e.done for e in ts] == [0, 10, 20, 30, 40] and all(e.total == 40 for e in ts)
+    assert ts[-1].fraction == 1.0 and ts[-1].eta == 0.0
+    assert "textstats: 40/40" in ts[-1].describe()
+
+
+def test_failing_stage_is_recorded_and_others_continue(ws, small_csv, monkeypatch):
+    ws.ingest(small_csv)
+
+    @pipeline.stage("boom_test", version="1", title="fails on purpose")
+    def boom(ctx):
+        raise CurateError("bad input for boom")
+
+    try:
+        with pytest.raises(CurateError, match="boom_test: bad input for boom") as ei:
+            ws.run(["boom_test", "textstats"])
+        statuses = {r["stage"]: r["status"] for r in ei.value.results}
+        assert statuses == {"textstats": "done", "boom_test": "failed"}
+        assert ws.status()["boom_test"] == "partial"
+    finally:
+        pipeline._REGISTRY.pop("boom_test")
+
+
+def test_checkpoint_parts_are_atomic(tmp_path):
+    import pyarrow as pa
+
+    ck = pipeline.Checkpoint(tmp_path / "ck")
+    ck.write(3, pa.table({"a": [1, 2]}))
+    assert ck.has(3) and not ck.has(0)
+    assert [p.name for p in ck.parts()] == ["part-00003.parquet"]
+    assert not list((tmp_path / "ck").glob(".*tmp"))
+    ck.mark_complete()
+    assert ck.complete
+    ck.clear()
+    assert not (tmp_path / "ck").exists()
+
+
+def _big_csv(path: Path, n: int) -> Path:
+    df = pd.DataFrame({"id": [f"r{i}" for i in range(n)],
+                       "text": [("alpha beta " * (i % 7 + 1)) + f"gamma {i}\nline two" for i in range(n)],
+                       "label": [f"c{i % 5}" for i in range(n)]})
+    df.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.slow
+def test_kill_9_midway_then_resume_equals_uninterrupted(tmp_path):
+    """A real `run` subprocess is SIGKILLed after a few checkpoint parts; the rerun resumes and matches."""
+    data = _big_csv(tmp_path / "d.csv", 2_000)
+    args = ["--param", "textstats.batch_size=100"]
+    env = {**os.environ, "CURATE_DEBUG_BATCH_DELAY": "0.15"}
+    cli = [sys.executable, "-m", "curate_core"]
+    for name in ("killed", "clean"):
+        subprocess.run([*cli, "ingest", str(data), "--workspace", str(tmp_path / name)], check=True, cwd=REPO,
+                       capture_output=True, timeout=120)
+
+    proc = subprocess.Popen([*cli, "run", "--workspace", str(tmp_path / "killed"), "--stages", "textstats", *args],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ck_root = tmp_path / "killed" / "checkpoints" / "textstats"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(ck_root.glob("*/part-*.parquet"))) < 4:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    parts_before = len(list(ck_root.glob("*/part-*.parquet")))
+    assert 4 <= parts_before < 20, "the run was not killed midway"
+
+    with Workspace(tmp_path / "killed") as ws:
+        assert ws.status()["textstats"] == "partial"
+    resumed = subprocess.run([*cli, "run", "--workspace", str(tmp_path / "killed"), "--stages", "textstats", *args],
+                             cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{parts_before * 100:,} rows from checkpoint" in resumed.stderr  # it really resumed
+    subprocess.run([*cli, "run", "--workspace", str(tmp_path / "clean"), "--stages", "textstats", *args],
+                   cwd=REPO, check=True, capture_output=True, timeout=300)
+
+    with Workspace(tmp_path / "killed") as a, Workspace(tmp_path / "clean") as b:
+        assert a.status()["textstats"] == "done"
+        ta, tb = a.store.read_table("textstats"), b.store.read_table("textstats")
+        assert len(ta) == 2_000
+        pd.testing.assert_frame_equal(ta, tb)
+        runs = a.store.run_history()
+        assert set(runs["status"]) == {"interrupted", "done"}
+        assert not list(ck_root.glob("*/part-*.parquet")), "checkpoints are removed once imported"

@@ -47,12 +47,14 @@ CHILD_BASE = """
 import duckdb, sys, time, resource
 path, db, fmt = sys.argv[1:4]
 con = duckdb.connect(db)
+r0 = resource.getrusage(resource.RUSAGE_SELF); cpu0 = r0.ru_utime + r0.ru_stime
 t = time.perf_counter()
 reader = "read_csv" if fmt == "csv" else "read_parquet"
 con.execute(f"CREATE TABLE t AS SELECT * FROM {reader}(?)", [path])
 n = con.execute("SELECT count(*) FROM t").fetchall()[0][0]
 con.close()
-print(time.perf_counter() - t, n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(time.perf_counter() - t, n, ru.ru_maxrss, ru.ru_utime + ru.ru_stime - cpu0)
 """
 
 CHILD_OURS = """
@@ -61,17 +63,20 @@ sys.path.insert(0, sys.argv[4])
 from curate_core import Workspace
 path, ws_dir = sys.argv[1:3]
 ws = Workspace(ws_dir)
+r0 = resource.getrusage(resource.RUSAGE_SELF); cpu0 = r0.ru_utime + r0.ru_stime
 t = time.perf_counter()
 s = ws.ingest(path)
 ws.close()
-print(time.perf_counter() - t, s.rows_added, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(time.perf_counter() - t, s.rows_added, ru.ru_maxrss, ru.ru_utime + ru.ru_stime - cpu0)
 """
 
 
-def run_child(code: str, *args: str) -> tuple[float, int, int]:
+def run_child(code: str, *args: str) -> tuple[float, int, int, float]:
+    """(wall seconds, rows, peak RSS kB, CPU seconds) of one run in a fresh process."""
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
-    secs, n, rss = out.stdout.strip().splitlines()[-1].split()
-    return float(secs), int(n), int(rss)
+    secs, n, rss, cpu = out.stdout.strip().splitlines()[-1].split()
+    return float(secs), int(n), int(rss), float(cpu)
 
 
 def main() -> None:
@@ -95,6 +100,8 @@ def main() -> None:
         ratio = b[0] / o[0]
         print(f"ingest_rows_per_s: ours {a.rows / o[0]:,.0f}, baseline {a.rows / b[0]:,.0f}")
         print(f"ingest: ours {o[0]:.2f} s, baseline {b[0]:.2f} s, ratio {ratio:.2f} (ours/bare speed; goal >= 0.50)")
+        oc, bc = min(r[3] for r in ours), min(r[3] for r in base)
+        print(f"ingest_cpu: ours {oc:.2f} s, baseline {bc:.2f} s, ratio {bc / oc:.2f} (CPU seconds: steadier on a busy machine)")
         print(f"ingest_peak_rss: ours {max(r[2] for r in ours) / 1024:,.0f} MB, "
               f"baseline {max(r[2] for r in base) / 1024:,.0f} MB")
         print(json.dumps({"rows": a.rows, "ours_s": o[0], "baseline_s": b[0], "ratio": ratio}))

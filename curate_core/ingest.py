@@ -373,11 +373,8 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
         label_expr = f"CASE WHEN trim({lab}) IN ({null_labels}) THEN NULL ELSE {lab} END"
     select.append((label_expr, "label"))
     select.append((as_text(mapping.id) if mapping.id else "CAST(NULL AS VARCHAR)", "id"))
-    if mapping.source:
-        select.append((f"coalesce({as_text(mapping.source)}, ?)", "source"))
-    else:
-        select.append(("?", "source"))
     # the one `?` of the source expression comes before the table function's own parameters
+    select.append((f"coalesce({as_text(mapping.source)}, ?)" if mapping.source else "CAST(? AS VARCHAR)", "source"))
     reader = FileReader(inp.reader.sql, [src_name, *inp.reader.params], inp.reader.arrow)
 
     used = {mapping.text, mapping.label, mapping.id, mapping.source}
@@ -393,32 +390,32 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
         if types.get(col) == "JSON":
             expr = f"CAST({expr} AS VARCHAR)"
         select.append((expr, out))
+    csv_like = inp.format in ("csv", "tsv")
 
     if progress:
-        progress("ingest: staging", 1, 3)
+        progress("ingest: reading", 1, 3)
     try:
-        with store.cursor() as cur:
-            rows_read = store.stage_input(cur, reader, select)
+        with store.transaction() as cur:
+            first = store.next_row_id(cur)
+            new_cols = [o for o in extras if o not in dict(store.sample_columns(cur))]
+            extra_types = store.prepare_columns(cur, {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()})
+            rows_read = store.insert_input(cur, reader, select, first, extra_types)
             if rows_read == 0:
                 raise CurateError(f"{Path(inp.path).name} has a header but no rows")
-            with store.transaction(cur):
-                if not mapping.id:
-                    cur.execute("UPDATE _ingest SET id = source || '-' || lpad(CAST(rowid + 1 AS VARCHAR), ?, '0')",
-                                [max(6, len(str(rows_read)))])
-                p = store.staged_problems(cur)
-                _check_problems(p, strict, mapping)
-                csv_like = inp.format in ("csv", "tsv")
-                varchar_extras = [o for o, c in extras.items() if types.get(c) == "VARCHAR"] if csv_like else []
-                extra_types = {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()}
-                extra_types.update(store.infer_types(cur, varchar_extras))
-                unlabelled = p["unlabelled"]
-                if progress:
-                    progress("ingest: writing", 2, 3)
-                added, _ = store.commit_staged(cur, extra_types, {
-                    "path": inp.path, "sha256": inp.sha256, "format": inp.format,
-                    "mapping": {**mapping.as_dict(), "source_name": src_name},
-                    "skipped": p["n_empty"],
-                })
+            p = store.new_rows_problems(cur, first)
+            _check_problems(p, strict, mapping)
+            if progress:
+                progress("ingest: checking", 2, 3)
+            if p["n_empty"]:
+                store.drop_empty(cur, first)
+            if csv_like:  # CSV cells are text: give new columns the narrowest type all their values fit
+                inferred = store.infer_types(cur, [c for c in new_cols if extra_types[c] == "VARCHAR"], first)
+                store.retype(cur, inferred)
+                extra_types.update(inferred)
+            added = store.record_ingest(cur, {
+                "path": inp.path, "sha256": inp.sha256, "format": inp.format,
+                "mapping": {**mapping.as_dict(), "source_name": src_name}, "skipped": p["n_empty"],
+            }, first)
     except CurateError:
         raise
     except Exception as e:
@@ -428,7 +425,7 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
         progress("ingest: done", 3, 3)
     return IngestSummary(
         path=inp.path, format=inp.format, source=src_name, mapping=mapping.as_dict(), rows_read=rows_read,
-        rows_added=int(added), skipped_empty_text=int(p["n_empty"]), unlabelled=int(unlabelled),
+        rows_added=added, skipped_empty_text=p["n_empty"], unlabelled=p["unlabelled"],
         extra_columns=extra_types, generated_ids=not mapping.id,
     )
 

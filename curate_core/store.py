@@ -243,56 +243,106 @@ class Store:
             return cur.execute(f"SELECT * FROM {src} LIMIT {int(n)}", reader.params).df()
 
     # ------------------------------------------------------------------------------------ ingest
-    def stage_input(self, cur, reader: FileReader, select: Sequence[tuple[str, str]]) -> int:
-        """Load an input into the temp table ``_ingest`` with the given (expression, alias) columns.
+    #: a text is empty when it is NULL or has no non-whitespace character (a regex scan stops at the first one)
+    _EMPTY_TEXT = "(text IS NULL OR NOT regexp_matches(text, '\\S'))"
+    #: words separated by spaces, tabs and line breaks; the cheap split is exact unless whitespace is irregular
+    _TOKENS = ("CASE WHEN contains(text, '  ') OR contains(text, chr(10)) OR contains(text, chr(9)) "
+               "OR contains(text, chr(13)) OR starts_with(text, ' ') OR ends_with(text, ' ') "
+               "THEN len(list_filter(string_split(replace(replace(replace(text, chr(10), ' '), chr(9), ' '), "
+               "chr(13), ' '), ' '), lambda w: w <> '')) ELSE len(string_split(text, ' ')) END")
 
-        ``rowid + 1`` is the 1-based row number in the input (DuckDB keeps insertion order). Call it outside a
-        transaction: rows of a table created inside one get transaction-local rowids. The temp table lives only
-        on this cursor's connection, so the workspace is untouched. Returns rows read.
+    def next_row_id(self, cur) -> int:
+        return int(cur.execute("SELECT coalesce(max(row_id), -1) + 1 FROM samples").fetchall()[0][0])
+
+    def prepare_columns(self, cur, wanted: dict[str, str]) -> dict[str, str]:
+        """Make sure ``samples`` has each extra column; returns the type each will be inserted as.
+
+        A new column gets the input's type; a column an earlier file created with another type becomes text.
+        """
+        existing = dict(self.sample_columns(cur))
+        out = {}
+        for col, typ in wanted.items():
+            qc = quote_ident(col)
+            if col not in existing:
+                cur.execute(f"ALTER TABLE samples ADD COLUMN {qc} {typ}")
+                out[col] = typ
+            elif existing[col] == typ:
+                out[col] = typ
+            else:
+                if existing[col] != "VARCHAR":
+                    cur.execute(f"ALTER TABLE samples ALTER {qc} TYPE VARCHAR")
+                out[col] = "VARCHAR"
+        return out
+
+    def insert_input(self, cur, reader: FileReader, select: Sequence[tuple[str, str]], first: int,
+                     extra_types: dict[str, str]) -> int:
+        """Append every row of an input to ``samples`` in one streaming statement; returns rows read.
+
+        ``row_id = first + (file row − 1)``: ``row_number() OVER ()`` follows the input order, which DuckDB
+        guarantees for its file readers, ``SELECT``/``WHERE`` and empty ``OVER ()`` windows. Generated ids
+        (when the input has none) are ``<source>-<file row, zero padded to 6>``. Empty texts are inserted too;
+        :meth:`drop_empty` removes them after the checks, so their file rows can be reported.
         """
         src = _bind(cur, reader)
         cols = ", ".join(f"{expr} AS {quote_ident(alias)}" for expr, alias in select)
-        cur.execute("DROP TABLE IF EXISTS _ingest")
-        cur.execute(f"CREATE TEMP TABLE _ingest AS SELECT {cols} FROM {src}", reader.params)
-        return cur.execute("SELECT count(*) FROM _ingest").fetchall()[0][0]
+        extras = [c for c in extra_types]
+        casts = [f"CAST({quote_ident(c)} AS {t})" for c, t in extra_types.items()]
+        names = ", ".join(quote_ident(n) for n in ["row_id", "id", "text", "label", "source", "n_tokens", *extras])
+        cur.execute(
+            f"""INSERT INTO samples ({names})
+                SELECT ? + _ord - 1, coalesce(id, printf('%s-%06d', source, _ord)), text, label, source,
+                       {self._TOKENS}{''.join(', ' + c for c in casts)}
+                FROM (SELECT *, row_number() OVER () AS _ord FROM (SELECT {cols} FROM {src}))""",
+            [first, *reader.params],
+        )
+        return int(cur.execute("SELECT count(*) FROM samples WHERE row_id >= ?", [first]).fetchall()[0][0])
 
-    _EMPTY_TEXT = "(text IS NULL OR trim(text, ' \t\r\n') = '')"
-
-    def staged_problems(self, cur, sample: int = 5) -> dict:
-        """Counts and examples of rows in ``_ingest`` the ingest policy cares about.
+    def new_rows_problems(self, cur, first: int, sample: int = 5) -> dict:
+        """Counts and examples of what the ingest policy checks, over the rows added from *first* on.
 
         One scan counts everything; examples are only looked up for the problems that exist.
         """
-        q = lambda sql: cur.execute(sql).fetchall()  # noqa: E731
+        q = lambda sql, *p: cur.execute(sql, [first, *p]).fetchall()  # noqa: E731
         n_empty, n_null_id, n_dup_rows, n_unlabelled = q(f"""
             SELECT count(*) FILTER (WHERE {self._EMPTY_TEXT}),
                    count(*) FILTER (WHERE id IS NULL OR id = ''),
                    count(id) - count(DISTINCT id),
                    count(*) FILTER (WHERE label IS NULL AND NOT {self._EMPTY_TEXT})
-            FROM _ingest""")[0]
-        out = {"n_empty": n_empty, "empty_text_rows": [], "null_id_rows": [], "dup_ids": [], "n_dup_ids": 0,
-               "clashing_ids": [], "n_clashing_ids": 0, "unlabelled": n_unlabelled}
+            FROM samples WHERE row_id >= ?""")[0]
+        out = {"n_empty": int(n_empty), "empty_text_rows": [], "null_id_rows": [], "dup_ids": [], "n_dup_ids": 0,
+               "clashing_ids": [], "n_clashing_ids": 0, "unlabelled": int(n_unlabelled)}
         if n_empty:
             out["empty_text_rows"] = [r[0] for r in q(
-                f"SELECT rowid + 1 FROM _ingest WHERE {self._EMPTY_TEXT} ORDER BY rowid LIMIT 1000")]
+                f"SELECT row_id - ? + 1 FROM samples WHERE row_id >= ? AND {self._EMPTY_TEXT} ORDER BY row_id LIMIT 1000",
+                first)]
         if n_null_id:
             out["null_id_rows"] = [r[0] for r in q(
-                "SELECT rowid + 1 FROM _ingest WHERE id IS NULL OR id = '' ORDER BY rowid LIMIT 5")]
+                "SELECT row_id - ? + 1 FROM samples WHERE row_id >= ? AND (id IS NULL OR id = '') ORDER BY row_id LIMIT 5",
+                first)]
         if n_dup_rows:
-            dups = q("""SELECT id, count(*) AS n, min(rowid) AS first FROM _ingest WHERE id IS NOT NULL
-                        GROUP BY id HAVING count(*) > 1 ORDER BY first""")
+            dups = q("""SELECT id, count(*) AS n, min(row_id) AS r FROM samples WHERE row_id >= ? AND id IS NOT NULL
+                        GROUP BY id HAVING count(*) > 1 ORDER BY r""")
             out["dup_ids"] = [(r[0], r[1]) for r in dups[:sample]]
             out["n_dup_ids"] = len(dups)
-        if self.count() and not n_dup_rows:
-            n_clash = q("SELECT count(*) FROM _ingest i SEMI JOIN samples s ON s.id = i.id")[0][0]
-            if n_clash:
-                out["n_clashing_ids"] = n_clash
-                out["clashing_ids"] = [r[0] for r in q(
-                    f"SELECT i.id FROM _ingest i SEMI JOIN samples s ON s.id = i.id ORDER BY i.rowid LIMIT {int(sample)}")]
+        elif first > 0:
+            clash = q("""SELECT n.id FROM (SELECT id, row_id FROM samples WHERE row_id >= ?) n
+                         SEMI JOIN (SELECT id FROM samples WHERE row_id < ?) o ON o.id = n.id ORDER BY n.row_id""",
+                      first)
+            out["n_clashing_ids"] = len(clash)
+            out["clashing_ids"] = [r[0] for r in clash[:sample]]
         return out
 
-    def infer_types(self, cur, columns: Sequence[str]) -> dict[str, str]:
-        """For VARCHAR columns of ``_ingest``: the narrowest type every non-null value casts to."""
+    def drop_empty(self, cur, first: int) -> None:
+        """Remove the empty-text rows added from *first* on and renumber the rest densely (file order kept)."""
+        cur.execute(f"DELETE FROM samples WHERE row_id >= ? AND {self._EMPTY_TEXT}", [first])
+        cur.execute(
+            """UPDATE samples SET row_id = r.new
+               FROM (SELECT row_id AS old, ? + row_number() OVER (ORDER BY row_id) - 1 AS new
+                     FROM samples WHERE row_id >= ?) r
+               WHERE samples.row_id = r.old""", [first, first])
+
+    def infer_types(self, cur, columns: Sequence[str], first: int) -> dict[str, str]:
+        """For text columns: the narrowest type every non-null value (of rows from *first* on) casts to."""
         if not columns:
             return {}
         checks = []
@@ -304,21 +354,28 @@ class Store:
             for t in ("DOUBLE", "BOOLEAN"):
                 checks.append(f"count(*) FILTER (WHERE {qc} IS NOT NULL AND TRY_CAST({qc} AS {t}) IS NULL)")
             checks.append(f"count({qc})")
-        row = cur.execute(f"SELECT {', '.join(checks)} FROM _ingest").fetchall()[0]
+        row = cur.execute(f"SELECT {', '.join(checks)} FROM samples WHERE row_id >= ?", [first]).fetchall()[0]
         out = {}
         for i, c in enumerate(columns):
             bad_int, bad_float, bad_bool, nonnull = row[4 * i: 4 * i + 4]
-            if nonnull == 0:
-                out[c] = "VARCHAR"
-            elif bad_int == 0:
-                out[c] = "BIGINT"
-            elif bad_float == 0:
-                out[c] = "DOUBLE"
-            elif bad_bool == 0:
-                out[c] = "BOOLEAN"
-            else:
-                out[c] = "VARCHAR"
+            out[c] = ("VARCHAR" if nonnull == 0 else "BIGINT" if bad_int == 0 else "DOUBLE" if bad_float == 0
+                      else "BOOLEAN" if bad_bool == 0 else "VARCHAR")
         return out
+
+    def retype(self, cur, types: dict[str, str]) -> None:
+        for col, typ in types.items():
+            if typ != "VARCHAR":
+                cur.execute(f"ALTER TABLE samples ALTER {quote_ident(col)} TYPE {typ} USING TRY_CAST({quote_ident(col)} AS {typ})")
+
+    def record_ingest(self, cur, info: dict, first: int) -> int:
+        added = int(cur.execute("SELECT count(*) FROM samples WHERE row_id >= ?", [first]).fetchall()[0][0])
+        batch = cur.execute("SELECT coalesce(max(batch), 0) + 1 FROM ingests").fetchall()[0][0]
+        cur.execute(
+            "INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [batch, info["path"], info["sha256"], info["format"], json.dumps(info["mapping"]), added,
+             info["skipped"], first, _now()],
+        )
+        return added
 
     def sample_columns(self, cur=None) -> list[tuple[str, str]]:
         """(name, type) of every column of ``samples``, core columns first."""
@@ -331,47 +388,6 @@ class Store:
             return [(a, b) for a, b in run(cur)]
         with self.cursor() as c:
             return [(a, b) for a, b in run(c)]
-
-    def commit_staged(self, cur, extra_types: dict[str, str], batch_info: dict) -> tuple[int, int]:
-        """Append the non-empty rows of ``_ingest`` to ``samples``; returns (rows added, first row_id)."""
-        existing = dict(self.sample_columns(cur))
-        for col, typ in extra_types.items():
-            qc = quote_ident(col)
-            if col not in existing:
-                cur.execute(f"ALTER TABLE samples ADD COLUMN {qc} {typ}")
-            elif existing[col] != typ and existing[col] != "VARCHAR":
-                # the same column name with another type in an earlier file: keep both as text
-                cur.execute(f"ALTER TABLE samples ALTER {qc} TYPE VARCHAR")
-                extra_types[col] = "VARCHAR"
-            elif existing[col] == "VARCHAR":
-                extra_types[col] = "VARCHAR"
-        first = cur.execute("SELECT coalesce(max(row_id), -1) + 1 FROM samples").fetchall()[0][0]
-        names = ["row_id", "id", "text", "label", "source", "n_tokens", *extra_types]
-        ws = "replace(replace(replace(text, chr(10), ' '), chr(9), ' '), chr(13), ' ')"
-        # row ids continue the workspace's, in file order, without gaps; the window (a sort) only when rows
-        # were skipped — otherwise rowid already is the dense file position
-        row_id = "? + row_number() OVER (ORDER BY rowid) - 1" if batch_info["skipped"] else "? + rowid"
-        exprs = [
-            row_id, "id", "text", "label", "source",
-            f"len(list_filter(string_split({ws}, ' '), lambda w: w <> ''))",
-            *[f"TRY_CAST({quote_ident(c)} AS {t})" if t != "VARCHAR" else f"CAST({quote_ident(c)} AS VARCHAR)"
-              for c, t in extra_types.items()],
-        ]
-        cols = ", ".join(quote_ident(n) for n in names)
-        cur.execute(
-            f"""INSERT INTO samples ({cols}) SELECT {', '.join(exprs)} FROM _ingest
-                WHERE NOT {self._EMPTY_TEXT}""",
-            [first],
-        )
-        added = cur.execute("SELECT count(*) FROM samples WHERE row_id >= ?", [first]).fetchall()[0][0]
-        batch = cur.execute("SELECT coalesce(max(batch), 0) + 1 FROM ingests").fetchall()[0][0]
-        cur.execute(
-            "INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [batch, batch_info["path"], batch_info["sha256"], batch_info["format"], json.dumps(batch_info["mapping"]),
-             added, batch_info["skipped"], first, _now()],
-        )
-        cur.execute("DROP TABLE IF EXISTS _ingest")
-        return added, first
 
     # ----------------------------------------------------------------------------------- samples
     def count(self, table: str = "samples") -> int:

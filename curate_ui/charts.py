@@ -17,11 +17,8 @@ def human(n: float) -> str:
 
 
 def count_bars(counts: dict[str, int], what: str, unit: str, top: int = 40) -> go.Figure:
-    """Horizontal bars of the *top* largest counts, biggest first, with the rest summed in one bar."""
-    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    if len(items) > top:
-        rest = sum(v for _, v in items[top:])
-        items = items[:top] + [(f"({len(counts) - top} more)", rest)]
+    """Horizontal bars of the *top* largest counts, biggest first (say in a caption when some are left out)."""
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
     names = [plot_text(k, 60) for k, _ in items][::-1]
     values = [v for _, v in items][::-1]
     fig = go.Figure(go.Bar(x=values, y=names, orientation="h", hovertemplate="%{y}: %{x:,} " + unit + "<extra></extra>"))

@@ -14,7 +14,7 @@ from curate_core.ingest import FORMATS
 from . import state
 
 NONE = "(none)"
-_STATUS_ICON = {"done": "✅ done", "partial": "⏸️ partial", "missing": "○ not run"}
+_STATUS = {"done": "done", "partial": "partial (interrupted, failed or stale)", "missing": "not run"}
 
 
 def stage_table(ws: Workspace, stages: dict[str, str]) -> pd.DataFrame:
@@ -23,7 +23,7 @@ def stage_table(ws: Workspace, stages: dict[str, str]) -> pd.DataFrame:
     reg = registry()
     return pd.DataFrame({
         "stage": list(stages),
-        "status": [_STATUS_ICON.get(v, v) for v in stages.values()],
+        "status": [_STATUS.get(v, v) for v in stages.values()],
         "what": [reg[s].title if s in reg else "" for s in stages],
     })
 

@@ -626,11 +626,11 @@ class Store:
         with self.transaction() as cur:
             known = cur.execute(
                 "SELECT count(*) FROM samples WHERE list_contains(?, row_id)", [ids.tolist()]
-            ).fetchone()[0]
+            ).fetchall()[0][0]  # fetchall: DuckDB 2 refuses register() while a fetchone() result is open
             if known != ids.size:
                 raise CurateError(f"{ids.size - known} of the chosen rows do not exist in this workspace")
             seq0, batch = cur.execute(
-                "SELECT coalesce(max(seq), 0) + 1, coalesce(max(batch), 0) + 1 FROM decisions").fetchone()
+                "SELECT coalesce(max(seq), 0) + 1, coalesce(max(batch), 0) + 1 FROM decisions").fetchall()[0]
             df = pd.DataFrame({
                 "seq": np.arange(seq0, seq0 + ids.size, dtype=np.int64), "batch": batch, "row_id": ids,
                 "action": action, "value": None if value is None else str(value), "reason": reason, "who": who,
@@ -715,6 +715,161 @@ class Store:
     def recipe_names(self) -> list[str]:
         with self.cursor() as cur:
             return [r[0] for r in cur.execute("SELECT name FROM recipes ORDER BY name").fetchall()]
+
+    # ------------------------------------------------------------------ selection & export (issue 7)
+    #: in-memory database attached to this DuckDB instance: select.py's materialised wide table lives here, so
+    #: a slider move is one scan of one table (no joins) and the workspace file never grows because of it
+    SEL_DB = "curate_sel"
+
+    def selection_state_key(self) -> str:
+        """Changes whenever a per-row table changes (rows added, a stage output replaced, columns added).
+
+        DuckDB gives a replaced table a new ``table_oid``; inserts change ``estimated_size``; ingest of a file
+        with new columns changes ``column_count``. Decisions and selections are not part of it (they are small
+        and joined live).
+        """
+        tables = ["samples", *sorted(t for t in _output_tables if t not in self.NON_FEATURE_TABLES)]
+        with self.cursor() as cur:
+            rows = cur.execute(
+                """SELECT table_name, table_oid, estimated_size, column_count FROM duckdb_tables()
+                   WHERE schema_name = 'main' AND database_name = current_database() AND list_contains(?, table_name)
+                   ORDER BY table_name""", [tables]).fetchall()
+        blob = json.dumps([rows, self.data_fingerprint()], default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def selection_source(self, columns: Sequence[str], cached: bool | None = None) -> str:
+        """A relation (for ``FROM``) with ``row_id`` and the given catalog columns, one row per sample.
+
+        ``cached=True`` builds (or reuses) the materialised wide table of every catalog column but ``text``;
+        ``False`` joins just the tables the columns live in; ``None`` uses the wide table only if it is
+        already built and fresh (the CLI's one-off export should not pay for building it).
+        """
+        cat = self.catalog()
+        missing = [c for c in columns if c not in cat]
+        if missing:  # select.py validates first; this is a guard, not the user-facing message
+            raise CurateError(f"Unknown column(s) {choices(missing)}", f"available: {choices(sorted(cat))}")
+        wide_ok = "text" not in columns
+        if wide_ok and cached is not False:
+            key = self.selection_state_key()
+            if cached or self._wide_key() == key:
+                self._build_wide(cat, key)
+                return f"{self.SEL_DB}.wide"
+        return "(" + self._joined_select(cat, ["row_id", *[c for c in columns if c != "row_id"]]) + ")"
+
+    def _joined_select(self, cat: dict[str, tuple[str, str]], columns: Sequence[str]) -> str:
+        tables = sorted({cat[c][0] for c in columns} - {"samples"})
+        joins = " ".join(f"LEFT JOIN {_check_table(t)} USING (row_id)" for t in tables)
+        cols = ", ".join("samples.row_id" if c == "row_id" else f"{_check_table(cat[c][0])}.{quote_ident(c)}"
+                         for c in dict.fromkeys(columns))
+        return f"SELECT {cols} FROM samples {joins}"
+
+    _wide_locks: dict[str, threading.Lock] = {}
+
+    def _wide_key(self) -> str | None:
+        with self.cursor() as cur:
+            cur.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {self.SEL_DB}")
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {self.SEL_DB}.info (key VARCHAR)")
+            row = cur.execute(f"SELECT key FROM {self.SEL_DB}.info").fetchall()
+        return row[0][0] if row else None
+
+    def _build_wide(self, cat: dict[str, tuple[str, str]], key: str) -> None:
+        lock = Store._wide_locks.setdefault(str(self.path), threading.Lock())
+        with lock:
+            if self._wide_key() == key:
+                return
+            cols = [c for c in cat if c != "text"]
+            with self.cursor() as cur:
+                cur.execute(f"CREATE OR REPLACE TABLE {self.SEL_DB}.wide AS "
+                            + self._joined_select(cat, cols) + " ORDER BY samples.row_id")
+                cur.execute(f"DELETE FROM {self.SEL_DB}.info")
+                cur.execute(f"INSERT INTO {self.SEL_DB}.info VALUES (?)", [key])
+
+    def drop_selection_cache(self) -> None:
+        """Forget the wide table (it is rebuilt on next use)."""
+        with self.cursor() as cur:
+            cur.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {self.SEL_DB}")
+            cur.execute(f"DROP TABLE IF EXISTS {self.SEL_DB}.wide")
+            cur.execute(f"DROP TABLE IF EXISTS {self.SEL_DB}.info")
+
+    def run_select(self, sql: str, params: dict[str, Any] | None = None,
+                   tables: dict[str, pa.Table] | None = None) -> pa.Table:
+        """Run a read-only query built by select.py (quoted identifiers, ``$name`` parameters) → Arrow.
+
+        *tables* are small Arrow tables (e.g. per-group targets) registered under their names for the query.
+        """
+        with self.cursor() as cur:
+            for name, t in (tables or {}).items():
+                cur.register(name, t)
+            try:
+                return cur.sql(sql, params=params or None).to_arrow_table()
+            finally:
+                for name in tables or {}:
+                    cur.unregister(name)
+
+    COPY_FORMATS = {"parquet": "(FORMAT parquet, COMPRESSION zstd)", "csv": "(FORMAT csv, HEADER true)",
+                    "jsonl": "(FORMAT json)"}
+
+    def copy_select(self, sql: str, path: Path, fmt: str, params: dict[str, Any] | None = None,
+                    tables: dict[str, pa.Table] | None = None) -> None:
+        """``COPY (sql) TO path`` in *fmt*; with insertion order preserved the bytes depend only on the rows."""
+        if fmt not in self.COPY_FORMATS:
+            raise CurateError(f"Unknown export format {fmt!r}", f"use one of {choices(self.COPY_FORMATS)}")
+        with self.cursor() as cur:
+            for name, t in (tables or {}).items():
+                cur.register(name, t)
+            try:
+                cur.execute(f"COPY ({sql}) TO $_path {self.COPY_FORMATS[fmt]}", {**(params or {}), "_path": str(path)})
+            finally:
+                for name in tables or {}:
+                    cur.unregister(name)
+
+    def export_selection(self, selected: pa.Table, path: Path, fmt: str, columns: Sequence[tuple[str, str, str]]) -> int:
+        """Write the selected rows to *path* in row_id order; returns rows written.
+
+        *selected* has ``row_id`` plus per-row values of the selection (final label, repeats, weight …).
+        *columns* are (source, column, output name) in file order; source is ``samples``, ``selection`` (a
+        column of *selected*) or ``catalog`` (a stage-output column, joined on row_id).
+        """
+        cat = self.catalog()
+        exprs, tables = [], set()
+        for src, col, out in columns:
+            if src == "samples":
+                exprs.append(f"s.{quote_ident(col)} AS {quote_ident(out)}")
+            elif src == "selection":
+                exprs.append(f"_sel.{quote_ident(col)} AS {quote_ident(out)}")
+            else:
+                table = cat[col][0]
+                tables.add(table)
+                exprs.append(f"{_check_table(table)}.{quote_ident(col)} AS {quote_ident(out)}")
+        joins = " ".join(f"LEFT JOIN {_check_table(t)} USING (row_id)" for t in sorted(tables - {"samples"}))
+        sql = f"SELECT {', '.join(exprs)} FROM samples s JOIN _sel USING (row_id) {joins} ORDER BY s.row_id"
+        self.copy_select(sql, path, fmt, tables={"_sel": selected})
+        return selected.num_rows
+
+    def decisions_state(self) -> str:
+        """A short hash of the decisions log (changes with every decision and undo)."""
+        with self.cursor() as cur:
+            row = cur.execute("SELECT count(*), coalesce(max(seq), 0) FROM decisions").fetchall()[0]
+        return hashlib.sha256(json.dumps(row).encode()).hexdigest()[:16]
+
+    def selections_state(self) -> str:
+        """A short hash of the saved selections (names, sizes and creation times)."""
+        with self.cursor() as cur:
+            rows = cur.execute("SELECT name, count(*), sum(row_id), max(created) FROM selections "
+                               "GROUP BY name ORDER BY name").fetchall()
+        return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:16]
+
+    def done_run_keys(self) -> dict[str, str]:
+        """stage → run key of its latest finished run (for export manifests)."""
+        with self.cursor() as cur:
+            rows = cur.execute(
+                """SELECT stage, run_key FROM runs WHERE status = 'done'
+                   QUALIFY row_number() OVER (PARTITION BY stage ORDER BY finished DESC) = 1 ORDER BY stage""").fetchall()
+        return {a: b for a, b in rows}
+
+    def delete_recipe(self, name: str) -> None:
+        with self.cursor() as cur:
+            cur.execute("DELETE FROM recipes WHERE name = ?", [name])
 
     # ------------------------------------------------------------------------------------ misc
     def query_df(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:

@@ -72,8 +72,8 @@ def out_dir(out: str | Path, base: str | Path | None = None) -> Path:
         return p.resolve()
     root = Path(base).expanduser().resolve()
     name = str(out).strip()
-    parts = Path(name).parts
-    if not name or Path(name).is_absolute() or any(x in ("..", ".") for x in parts) or name.startswith("~"):
+    parts = re.split(r"[\\/]", name)  # raw components: Path() would quietly drop "." and "a//b"
+    if not name or Path(name).is_absolute() or any(x in ("", ".", "..") for x in parts) or name.startswith("~"):
         raise CurateError(f"Export folder name {name!r} is not allowed",
                           f"give a plain folder name (letters, digits, . _ -); it is created inside {root}")
     if not all(_NAME_RE.fullmatch(x) for x in parts):

@@ -1005,6 +1005,82 @@ def _finish(r: Recipe, t: pa.Table, counts: Counts) -> Selection:
     return Selection(r, out, counts)
 
 
+# ====================================================================================== for the page
+#: columns that make no sense as a slider (ids, coordinates, group keys handled by dedup)
+NOT_FILTERABLE = {"row_id", "id", "text", "x", "y", "dup_group", "semdedup_cluster"}
+
+
+def filterable_columns(store: Store) -> dict[str, str]:
+    """column → kind (number / bool / text) of every catalog column a filter panel can use."""
+    return {c: _kind(t) for c, (_, t) in store.catalog().items()
+            if c not in NOT_FILTERABLE and _kind(t) in ("number", "bool", "text")}
+
+
+@dataclass
+class Profile:
+    """What a filter panel draws: a histogram (numbers), value counts (text / true-false), missing values."""
+
+    column: str
+    kind: str
+    rows: int
+    missing: int
+    lo: float | None = None
+    hi: float | None = None
+    integer: bool = False
+    edges: list[float] = field(default_factory=list)  # histogram bin edges (len = counts + 1)
+    counts: list[int] = field(default_factory=list)
+    values: dict[str, int] = field(default_factory=dict)  # text / bool: value → rows (most frequent first)
+    distinct: int = 0
+
+
+def column_profile(store: Store, column: str, bins: int = 40, top: int = 60) -> Profile:
+    """Distribution of one column over every row (for the Select page's panels)."""
+    kinds = filterable_columns(store)
+    if column not in kinds:
+        raise CurateError(f"Column `{column}` cannot be filtered", f"filterable: {choices(sorted(kinds))}")
+    kind = kinds[column]
+    src = store.selection_source([column], cached=True)
+    c = quote_ident(column)
+    head = store.run_select(f"SELECT count(*) AS n, count(*) - count({c}) AS miss, "
+                            + (f"min({c})::DOUBLE AS lo, max({c})::DOUBLE AS hi, " if kind == "number" else "")
+                            + f"count(DISTINCT {c}) AS d FROM {src}").to_pylist()[0]
+    p = Profile(column, kind, int(head["n"]), int(head["miss"]), distinct=int(head["d"]))
+    if kind != "number":
+        t = store.run_select(f"SELECT CAST({c} AS VARCHAR) AS v, count(*) AS n FROM {src} WHERE {c} IS NOT NULL "
+                             f"GROUP BY ALL ORDER BY n DESC, v LIMIT {int(top)}").to_pylist()
+        p.values = {r["v"]: int(r["n"]) for r in t}
+        return p
+    if head["lo"] is None:
+        return p
+    lo, hi = float(head["lo"]), float(head["hi"])
+    typ = store.catalog()[column][1].upper()
+    p.lo, p.hi, p.integer = lo, hi, "INT" in typ and not typ.startswith("INTERVAL")
+    if p.integer and hi - lo + 1 <= bins:
+        p.edges = [lo - 0.5 + i for i in range(int(hi - lo) + 2)]
+    else:
+        width = (hi - lo) / bins if hi > lo else 1.0
+        p.edges = [lo + i * width for i in range(bins + 1)]
+    width = p.edges[1] - p.edges[0]
+    n_bins = len(p.edges) - 1
+    t = store.run_select(
+        f"SELECT least(greatest(floor(({c} - $lo) / $w), 0), $last)::BIGINT AS b, count(*) AS n FROM {src} "
+        f"WHERE {c} IS NOT NULL GROUP BY ALL", {"lo": p.edges[0], "w": width, "last": n_bins - 1}).to_pylist()
+    counts = [0] * n_bins
+    for r in t:
+        counts[int(r["b"])] += int(r["n"])
+    p.counts = counts
+    return p
+
+
+def group_sizes(store: Store, column: str, limit: int = MAX_GROUPS + 1) -> dict[str, int]:
+    """Rows per value of a grouping column (values as group names), most frequent first."""
+    src = store.selection_source([column], cached=True)
+    c = quote_ident(column)
+    t = store.run_select(f"SELECT coalesce(CAST({c} AS VARCHAR), '{MISSING_GROUP}') AS g, count(*) AS n FROM {src} "
+                         f"GROUP BY ALL ORDER BY n DESC, g LIMIT {int(limit)}").to_pylist()
+    return {r["g"]: int(r["n"]) for r in t}
+
+
 # ============================================================================================== diff
 def recipe_diff(a: Any, b: Any) -> list[tuple[str, Any, Any]]:
     """Differences between two recipes as (field path, value in a, value in b), both normalised first."""

@@ -33,7 +33,7 @@ from typing import Any
 
 from .cli import _ws_arg, command, open_workspace
 from .errors import CurateError, choices
-from .select import Recipe, Selection, _store, check_recipe, live_counts, load_recipe, select
+from .select import Counts, Recipe, _store, check_recipe, export_query, live_counts, load_recipe, select
 from .store import CORE_COLUMNS, Store
 
 FORMATS = {"parquet": "data.parquet", "csv": "data.csv", "jsonl": "data.jsonl"}
@@ -48,7 +48,7 @@ class ExportResult:
     out: Path
     files: list[dict]  # name, rows, bytes, sha256
     manifest: dict
-    selection: Selection
+    counts: Counts
 
     def lines(self) -> list[str]:
         m = self.manifest
@@ -154,30 +154,36 @@ def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet",
     if existing and not force:
         raise CurateError(f"{folder} already holds {choices(existing)}",
                           "choose another folder, or pass --force (the app: tick 'overwrite') to replace them")
-    sel = select(store, r)  # may raise (e.g. unknown mixture group): still nothing written
     columns = data_columns(store, r, with_scores, with_weights)
+    # computed before the folder exists: a recipe that fails here (e.g. an unknown mixture group) writes nothing
+    if r.mixture is None:  # one COPY of the selection query, no row ids through Python
+        sql, params, c = export_query(store, r, columns)
+        write = lambda path: store.copy_select(sql, path, fmt, params)  # noqa: E731
+    else:  # sampling: materialise the selection (with repeats and weights), then join it
+        sel = select(store, r)
+        c = sel.counts
+        write = lambda path: store.export_selection(sel.table, path, fmt, columns)  # noqa: E731
     folder.mkdir(parents=True, exist_ok=True)
     data_path = folder / FORMATS[fmt]
     tmp = folder / f".{data_path.name}.{os.getpid()}.tmp"
     try:
-        store.export_selection(sel.table, tmp, fmt, columns)
+        write(tmp)
         os.replace(tmp, data_path)
     finally:
         if tmp.exists():
             tmp.unlink()
     recipe_text = json.dumps(r.to_json(), indent=2, sort_keys=False) + "\n"
     _write_text(folder / RECIPE_FILE, recipe_text)
-    files = [{"name": data_path.name, "rows": len(sel), "bytes": data_path.stat().st_size,
+    files = [{"name": data_path.name, "rows": c.rows_unique, "bytes": data_path.stat().st_size,
               "sha256": _sha256(data_path)},
              {"name": RECIPE_FILE, "bytes": len(recipe_text.encode()), "sha256": _sha256(folder / RECIPE_FILE)}]
-    c = sel.counts
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "workspace": {"path": str(store.path), "fingerprint": workspace_fingerprint(store)},
         "recipe": RECIPE_FILE,
         "format": fmt,
-        "rows": len(sel),
+        "rows": c.rows_unique,
         "rows_with_repeats": c.rows_selected,
         "tokens": c.tokens_selected,
         "rows_in_workspace": c.rows_total,
@@ -192,7 +198,7 @@ def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet",
                                                with_weights),
     }
     _write_text(folder / MANIFEST_FILE, json.dumps(manifest, indent=2, default=str) + "\n")
-    return ExportResult(folder, files, manifest, sel)
+    return ExportResult(folder, files, manifest, c)
 
 
 def _write_text(path: Path, text: str) -> None:

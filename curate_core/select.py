@@ -422,6 +422,11 @@ def check_recipe(store: Store, recipe: Any) -> Recipe:
 
     Group names in ``mixture.weights`` are checked when the groups are counted (:func:`live_counts`).
     """
+    return _checked(store, recipe)[0]
+
+
+def _checked(store: Store, recipe: Any) -> tuple[Recipe, dict[str, tuple[str, str]]]:
+    """:func:`check_recipe`, also returning the catalog it read (one metadata query per slider move)."""
     r = parse_recipe(recipe)
     cat = store.catalog()
 
@@ -454,7 +459,7 @@ def check_recipe(store: Store, recipe: Any) -> Recipe:
         need(m.group_by, "mixture.group_by", ("number", "bool", "text"))
         if m.quality_column is not None:
             need(m.quality_column, "mixture.quality.column", ("number", "bool"))
-    return r
+    return r, cat
 
 
 def _check_filter_types(f: Filter, kind: str, duck_type: str, where: str) -> None:
@@ -518,7 +523,7 @@ def _filter_sql(f: Filter, p: _Params) -> str:
     else:
         cond = f"{c} {_SQL_OP[f.op]} {p(f.value)}"
     null_fails = "TRUE" if f.nulls == "drop" else "FALSE"
-    return f"CASE WHEN {c} IS NULL THEN {null_fails} ELSE NOT ({cond}) END"
+    return f"CASE WHEN {c} IS NULL THEN {null_fails} WHEN {cond} THEN FALSE ELSE TRUE END"
 
 
 def describe_filter(f: Filter) -> str:
@@ -541,28 +546,32 @@ class _Query:
     """The SQL of one recipe: a ``base`` relation with the final label, the group, tokens and a bit mask of the
     steps that remove each row (0 = the row survives every step before exact dedup and the mixture)."""
 
-    def __init__(self, store: Store, r: Recipe, cached: bool | None, group_by: str | None) -> None:
+    def __init__(self, store: Store, r: Recipe, cached: bool | None, group_by: str | None,
+                 cat: dict[str, tuple[str, str]], extra: Iterable[str] = ()) -> None:
         self.store, self.r, self.p = store, r, _Params()
         self.group_by = group_by
-        cols = ["id", "label", "n_tokens", *r.columns()]
+        #: more catalog columns passed through (for export: text, user columns, scores) → their alias in base
+        self.extra = {c: f"_x{i}" for i, c in enumerate(dict.fromkeys(extra))}
+        cols = ["id", "label", "n_tokens", *r.columns(), *self.extra]
         if group_by:
             cols.append(group_by)
         m = r.mixture
         self.quality = m.quality_column if m is not None and m.quality_column and m.quality_strength > 0 else None
-        src = store.selection_source(list(dict.fromkeys(cols)), cached=cached)
+        src = store.selection_source(list(dict.fromkeys(cols)), cached=cached, cat=cat)
         dec = r.uses_decisions and _has_decisions(store)
         label = "s.label"
         if dec and r.relabel:
             label = "CASE WHEN d.action = 'relabel' THEN d.value ELSE s.label END"
-        group = "NULL"
+        graw = "NULL"
         if group_by:
-            g = label if group_by == "label" else f"s.{quote_ident(group_by)}"
-            group = f"coalesce(CAST({g} AS VARCHAR), '{MISSING_GROUP}')"
+            graw = label if group_by == "label" else f"s.{quote_ident(group_by)}"
+        group = f"coalesce(CAST({graw} AS VARCHAR), '{MISSING_GROUP}')"
         reviewed = "d.action IN ('keep', 'relabel')" if dec and r.reviewed_pass_filters else "FALSE"
         bits: list[tuple[Step, str]] = []
         for i, f in enumerate(r.filters):
+            fails = _filter_sql(f, self.p)
             bits.append((Step(describe_filter(f), f"filters[{i}]", 0, 0),
-                         f"(NOT coalesce({reviewed}, FALSE) AND {_filter_sql(f, self.p)})"))
+                         fails if reviewed == "FALSE" else f"(NOT coalesce({reviewed}, FALSE) AND {fails})"))
         if dec and r.exclude:
             bits.append((Step("exclude decisions", "decisions", 0, 0), "coalesce(d.action = 'exclude', FALSE)"))
         if r.only:
@@ -581,8 +590,10 @@ class _Query:
             extra += ["s.dup_group AS _dg", "s.dup_rank AS _dr"]
         if self.quality:
             extra.append(f"CAST(s.{quote_ident(self.quality)} AS DOUBLE) AS _q")
+        extra += [f"s.{quote_ident(c)} AS {alias}" for c, alias in self.extra.items()]
         join = f" LEFT JOIN ({Store.CURRENT_DECISIONS_SQL}) d USING (row_id)" if dec else ""
-        self.base = (f"SELECT s.row_id, s.id, {label} AS _label, s.label AS _label0, {group} AS _g, "
+        # _graw: the group's own value (counting groups by it avoids a string cast per row); _g: its name
+        self.base = (f"SELECT s.row_id, s.id, {label} AS _label, s.label AS _label0, {graw} AS _graw, {group} AS _g, "
                      f"coalesce(s.n_tokens, 0) AS _tok, CAST({mask} AS BIGINT) AS _m"
                      + "".join(f", {e}" for e in extra) + f" FROM {src} s{join}")
 
@@ -634,8 +645,10 @@ class Counts:
 
 def _counts_by_mask(store: Store, q: _Query) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """(per group and mask: rows, tokens) and, with exact dedup, the rows it removes per group."""
-    t = store.run_select(f"SELECT _g, _m, count(*) AS n, sum(_tok) AS tok FROM ({q.base}) GROUP BY ALL",
-                         q.p.values)
+    t = store.run_select(
+        f"""SELECT coalesce(CAST(_graw AS VARCHAR), '{MISSING_GROUP}') AS _g, _m, sum(n) AS n, sum(tok) AS tok
+            FROM (SELECT _graw, _m, count(*) AS n, sum(_tok) AS tok FROM ({q.base}) GROUP BY ALL) GROUP BY ALL""",
+        q.p.values)
     by_mask = t.to_pandas()
     dd = None
     if q.r.dedup_exact:
@@ -658,13 +671,29 @@ def live_counts(store: Any, recipe: Any, group_by: str | None = None, cached: bo
     *group_by* chooses the composition grouping when the recipe has no mixture (default: label).
     """
     store = _store(store)
-    r = check_recipe(store, recipe)
+    r, cat = _checked(store, recipe)
     group_by = r.mixture.group_by if r.mixture is not None else (group_by or "label")
-    if group_by not in store.catalog():
+    if group_by not in cat:
         group_by = None
-    q = _Query(store, r, cached, group_by)
+    q = _Query(store, r, cached, group_by, cat)
     by_mask, dd = _counts_by_mask(store, q)
     return _summarise(r, q, by_mask, dd)
+
+
+def export_query(store: Store, recipe: Any, columns: Iterable[tuple[str, str, str]]) -> tuple[str, dict, Counts]:
+    """For a recipe without a mixture: the SQL of its rows in row_id order, with *columns* — (source, column,
+    output name); source ``selection`` means ``label`` (final), ``label_original``, ``repeats`` or ``weight`` —
+    plus its counts. Export streams this straight into ``COPY``: no row ids travel through Python."""
+    r, cat = _checked(store, recipe)
+    if r.mixture is not None:
+        raise ValueError("export_query is for recipes without a mixture; use select()")
+    columns = list(columns)
+    counts = live_counts(store, r, cached=None)
+    q = _Query(store, r, False, "label" if "label" in cat else None, cat,
+               extra=[c for src, c, _ in columns if src != "selection"])
+    ours = {"label": "_label", "label_original": "_label0", "repeats": "1", "weight": "1.0"}
+    exprs = [f"{ours[c] if src == 'selection' else q.extra[c]} AS {quote_ident(out)}" for src, c, out in columns]
+    return f"SELECT {', '.join(exprs)} FROM ({q.survivors()}) ORDER BY row_id", q.p.values, counts
 
 
 def _summarise(r: Recipe, q: _Query, by_mask: pd.DataFrame, dd: pd.DataFrame | None) -> Counts:
@@ -915,9 +944,9 @@ def select(store_or_ws: Any, recipe: Any, cached: bool | None = None) -> Selecti
     Raises CurateError (naming the recipe field) before touching anything when the recipe does not fit.
     """
     store = _store(store_or_ws)
-    r = check_recipe(store, recipe)
-    group_by = r.mixture.group_by if r.mixture is not None else ("label" if "label" in store.catalog() else None)
-    q = _Query(store, r, cached, group_by)
+    r, cat = _checked(store, recipe)
+    group_by = r.mixture.group_by if r.mixture is not None else ("label" if "label" in cat else None)
+    q = _Query(store, r, cached, group_by, cat)
     by_mask, dd = _counts_by_mask(store, q)
     counts = _summarise(r, q, by_mask, dd)
     m = r.mixture
@@ -970,37 +999,41 @@ def _sample(store: Store, r: Recipe, q: _Query, counts: Counts, cols: str) -> pa
 
 
 def _finish(r: Recipe, t: pa.Table, counts: Counts) -> Selection:
-    """Attach soft weights and put the actual per-group numbers into the counts."""
-    df = t.to_pandas()
-    df["repeats"] = df["repeats"].astype(np.int64)
+    """Attach soft weights and put the actual per-group numbers into the counts (Arrow all the way: 1M rows)."""
+    import pyarrow.compute as pc
+
+    repeats = pc.cast(t.column("repeats"), pa.int64())
+    tokens = pc.multiply(repeats, pc.cast(t.column("n_tokens"), pa.int64()))
     unit_tokens = r.mixture is not None and r.mixture.unit == "tokens"
-    df["_tokens"] = df["repeats"] * df["n_tokens"]
-    df["_amount"] = df["_tokens"] if unit_tokens else df["repeats"]
-    agg = df.groupby("grp", sort=False).agg(rows=("repeats", "sum"), amount=("_amount", "sum"), tokens=("_tokens", "sum"))
+    work = pa.table({"grp": t.column("grp"), "rows": repeats, "tokens": tokens})
+    agg = work.group_by("grp").aggregate([("rows", "sum"), ("tokens", "sum")]).to_pandas().set_index("grp")
     g = counts.groups.set_index("group")
-    g["rows_selected"] = agg["rows"].reindex(g.index).fillna(0).astype(np.int64)
-    g["tokens_selected"] = agg["tokens"].reindex(g.index).fillna(0).astype(np.int64)
-    total = float(agg["amount"].sum())
-    achieved = agg["amount"] / total if total > 0 else agg["amount"] * 0
-    if r.mixture is None:
+    g["rows_selected"] = agg["rows_sum"].reindex(g.index).fillna(0).astype(np.int64)
+    g["tokens_selected"] = agg["tokens_sum"].reindex(g.index).fillna(0).astype(np.int64)
+    amount = agg["tokens_sum" if unit_tokens else "rows_sum"].astype(float)
+    total = float(amount.sum())
+    if r.mixture is None or total <= 0:
         weight_g = pd.Series(1.0, index=agg.index)
     else:
+        achieved = amount / total
         weight_g = (g["share_target"].reindex(agg.index) / achieved).replace([np.inf, -np.inf], np.nan).fillna(0.0)
-    df["weight"] = df["grp"].map(weight_g).astype(float)
+    names = pa.array([str(x) for x in weight_g.index], pa.string())
+    idx = pc.index_in(pc.cast(t.column("grp"), pa.string()), value_set=names)
+    weight = pc.take(pa.array(weight_g.to_numpy(np.float64)), idx) if len(names) else pa.nulls(t.num_rows, pa.float64())
     counts.groups = g.reset_index()
-    counts.rows_selected = int(df["repeats"].sum())
-    counts.rows_unique = int(len(df))
-    counts.tokens_selected = int(df["_tokens"].sum())
+    counts.rows_selected = int(pc.sum(repeats).as_py() or 0)
+    counts.rows_unique = t.num_rows
+    counts.tokens_selected = int(pc.sum(tokens).as_py() or 0)
     counts.tokens_estimated = False
     out = pa.table({
-        "row_id": pa.array(df["row_id"].to_numpy(np.int64)),
-        "id": pa.array(df["id"].tolist(), pa.string()),
-        "label": pa.array(df["label"].tolist(), pa.string()),
-        "label_original": pa.array(df["label_original"].tolist(), pa.string()),
-        "group": pa.array(df["grp"].tolist(), pa.string()),
-        "repeats": pa.array(df["repeats"].to_numpy(np.int64)),
-        "weight": pa.array(df["weight"].to_numpy(np.float64)),
-        "n_tokens": pa.array(df["n_tokens"].to_numpy(np.int64)),
+        "row_id": pc.cast(t.column("row_id"), pa.int64()),
+        "id": pc.cast(t.column("id"), pa.string()),
+        "label": pc.cast(t.column("label"), pa.string()),
+        "label_original": pc.cast(t.column("label_original"), pa.string()),
+        "group": pc.cast(t.column("grp"), pa.string()),
+        "repeats": repeats,
+        "weight": pc.cast(weight, pa.float64()),
+        "n_tokens": pc.cast(t.column("n_tokens"), pa.int64()),
     })
     return Selection(r, out, counts)
 

@@ -301,10 +301,10 @@ class Store:
 
     def sample_columns(self, cur=None) -> list[tuple[str, str]]:
         """(name, type) of every column of ``samples``, core columns first."""
-        def run(c):
+        def run(c):  # duckdb_columns(): same answer as information_schema, ~5x faster (matters per slider move)
             return c.execute(
-                "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_name = 'samples' AND table_schema = 'main' ORDER BY ordinal_position"
+                "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'samples' "
+                "AND schema_name = 'main' AND database_name = current_database() ORDER BY column_index"
             ).fetchall()
         if cur is not None:
             return [(a, b) for a, b in run(cur)]
@@ -464,7 +464,8 @@ class Store:
 
     # ---------------------------------------------------------------------------- output tables
     def table_exists(self, table: str, cur=None) -> bool:
-        sql = "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'"
+        sql = ("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main' "
+               "AND database_name = current_database()")
         if cur is not None:
             return bool(cur.execute(sql, [table]).fetchone()[0])
         with self.cursor() as c:
@@ -506,7 +507,8 @@ class Store:
         with self.cursor() as cur:
             return [(a, b) for a, b in cur.execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_name = ? AND table_schema = 'main' ORDER BY ordinal_position", [table]).fetchall()]
+                "WHERE table_name = ? AND table_schema = 'main' AND table_catalog = current_database() "
+                "ORDER BY ordinal_position", [table]).fetchall()]
 
     #: per-row output tables whose columns are not features (bulky or internal)
     NON_FEATURE_TABLES = {"embeddings", "embed_cache"}
@@ -517,14 +519,15 @@ class Store:
         ``samples`` first, then each existing output table keyed by ``row_id`` (textstats, projection,
         clusters, scores …). A name already taken by an earlier table is not repeated.
         """
-        out: dict[str, tuple[str, str]] = {c: ("samples", t) for c, t in self.sample_columns()}
         with self.cursor() as cur:
             rows = cur.execute(
-                "SELECT table_name, column_name, data_type FROM information_schema.columns "
-                "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position").fetchall()
+                "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+                "WHERE schema_name = 'main' AND database_name = current_database() "
+                "ORDER BY table_name, column_index").fetchall()
         tables: dict[str, list[tuple[str, str]]] = {}
         for t, c, typ in rows:
             tables.setdefault(t, []).append((c, typ))
+        out: dict[str, tuple[str, str]] = {c: ("samples", typ) for c, typ in tables.get("samples", [])}
         for t in _output_tables:
             cols = tables.get(t)
             if t in self.NON_FEATURE_TABLES or not cols or "row_id" not in [c for c, _ in cols]:
@@ -726,25 +729,25 @@ class Store:
 
         DuckDB gives a replaced table a new ``table_oid``; inserts change ``estimated_size``; ingest of a file
         with new columns changes ``column_count``. Decisions and selections are not part of it (they are small
-        and joined live).
+        and joined live). One catalog query: it runs on every slider move.
         """
-        tables = ["samples", *sorted(t for t in _output_tables if t not in self.NON_FEATURE_TABLES)]
+        watch = {"samples", "ingests", *(t for t in _output_tables if t not in self.NON_FEATURE_TABLES)}
         with self.cursor() as cur:
             rows = cur.execute(
                 """SELECT table_name, table_oid, estimated_size, column_count FROM duckdb_tables()
-                   WHERE schema_name = 'main' AND database_name = current_database() AND list_contains(?, table_name)
-                   ORDER BY table_name""", [tables]).fetchall()
-        blob = json.dumps([rows, self.data_fingerprint()], default=str)
+                   WHERE schema_name = 'main' AND database_name = current_database() ORDER BY table_name""").fetchall()
+        blob = json.dumps([r for r in rows if r[0] in watch], default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def selection_source(self, columns: Sequence[str], cached: bool | None = None) -> str:
+    def selection_source(self, columns: Sequence[str], cached: bool | None = None,
+                         cat: dict[str, tuple[str, str]] | None = None) -> str:
         """A relation (for ``FROM``) with ``row_id`` and the given catalog columns, one row per sample.
 
         ``cached=True`` builds (or reuses) the materialised wide table of every catalog column but ``text``;
         ``False`` joins just the tables the columns live in; ``None`` uses the wide table only if it is
         already built and fresh (the CLI's one-off export should not pay for building it).
         """
-        cat = self.catalog()
+        cat = cat if cat is not None else self.catalog()
         missing = [c for c in columns if c not in cat]
         if missing:  # select.py validates first; this is a guard, not the user-facing message
             raise CurateError(f"Unknown column(s) {choices(missing)}", f"available: {choices(sorted(cat))}")
@@ -767,8 +770,10 @@ class Store:
 
     def _wide_key(self) -> str | None:
         with self.cursor() as cur:
-            cur.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {self.SEL_DB}")
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {self.SEL_DB}.info (key VARCHAR)")
+            if not getattr(self, "_sel_attached", False):
+                cur.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {self.SEL_DB}")
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {self.SEL_DB}.info (key VARCHAR)")
+                self._sel_attached = True
             row = cur.execute(f"SELECT key FROM {self.SEL_DB}.info").fetchall()
         return row[0][0] if row else None
 
@@ -786,10 +791,10 @@ class Store:
 
     def drop_selection_cache(self) -> None:
         """Forget the wide table (it is rebuilt on next use)."""
+        self._wide_key()  # attaches the cache database if needed
         with self.cursor() as cur:
-            cur.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {self.SEL_DB}")
             cur.execute(f"DROP TABLE IF EXISTS {self.SEL_DB}.wide")
-            cur.execute(f"DROP TABLE IF EXISTS {self.SEL_DB}.info")
+            cur.execute(f"DELETE FROM {self.SEL_DB}.info")
 
     def run_select(self, sql: str, params: dict[str, Any] | None = None,
                    tables: dict[str, pa.Table] | None = None) -> pa.Table:

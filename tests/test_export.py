@@ -93,6 +93,17 @@ def test_data_manifest_and_recipe_contents(ews, tmp_path):
     rid_id = df.set_index("row_id").loc[rid, "id"]
     assert pdata.loc[rid_id, "label"] == new and pdata.loc[rid_id, "label_original"] == old
     assert "weight" not in pdata.columns and "repeats" not in pdata.columns
+    # the streaming export (no mixture) writes exactly the rows select() gives, with the same labels
+    rec = {"filters": [{"column": "consensus", "op": "<", "value": 2}], "dedup": {"exact": True}}
+    ews.decide([int(df["row_id"].iloc[7])], "exclude")
+    both = E.export(ews, rec, tmp_path / "z", with_weights=True)
+    zdata = pq.read_table(both.out / "data.parquet").to_pandas()
+    zsel = S.select(ews, rec)
+    assert zdata["id"].tolist() == zsel.table.column("id").to_pylist()
+    assert zdata["label"].tolist() == zsel.labels.tolist()
+    assert (zdata["weight"] == 1.0).all() and both.manifest["rows"] == len(zsel)
+    assert both.manifest["groups"] == zdata.groupby("label").size().to_dict()
+    assert both.manifest["tokens"] == int(zdata["n_tokens"].sum())
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])

@@ -825,10 +825,16 @@ def _mixture_counts(m: Mixture, groups: pd.DataFrame) -> tuple[pd.DataFrame, lis
     if m.mode == "reweight":
         target = {g: size[g] if shares[g] > 0 else 0.0 for g in names}
     else:
-        # without a budget: the largest mix that needs no repeats
-        epochs = reps if m.budget is not None else 1
+        budget = m.budget
+        epochs = reps
+        if budget is None:
+            # the largest mix that meets the shares without repeats; the cap then clips big groups and (with
+            # redistribute) the others keep their rows — cap + T = 1 is ClusterClip-style clipping
+            epochs = 1
+            fits = allocate(shares, {g: size[g] for g in names}, None, integer=m.unit == "rows")
+            budget = sum(fits.values())
         capacity = {g: min(size[g] * epochs, cap) for g in names}
-        target = allocate(shares, capacity, m.budget, m.redistribute, integer=m.unit == "rows")
+        target = allocate(shares, capacity, budget, m.redistribute, integer=m.unit == "rows")
     groups["share_target"] = [shares[g] for g in names]
     groups["target"] = [target[g] for g in names]
     sel_rows, sel_tok, repeats = [], [], []
@@ -847,9 +853,13 @@ def _mixture_counts(m: Mixture, groups: pd.DataFrame) -> tuple[pd.DataFrame, lis
     groups["rows_selected"] = sel_rows
     groups["tokens_selected"] = sel_tok
     groups["repeats"] = repeats
-    # what each group was asked for before capacities: share × total target (or × budget)
-    total = float(m.budget) if m.budget is not None and m.mode == "sample" else sum(target.values())
-    wanted = {g: shares[g] * total for g in names}
+    # what each group was asked for before capacities: share × budget (no budget: as if uncapped)
+    if m.mode == "reweight":
+        wanted = dict(target)
+    else:
+        wanted = {g: shares[g] * budget for g in names}
+        if m.budget is None:  # without a budget the cap is the point, not a shortfall
+            wanted = {g: min(wanted[g], cap) for g in names}
     groups["shortfall"] = [max(0.0, wanted[g] - target[g]) for g in names]
     # a partly sampled group's tokens (token budget: its rows) depend on which rows are drawn: estimated here
     est = m.mode == "sample" and any(size[g] > 0 and abs(target[g] / size[g] - round(target[g] / size[g])) > 1e-9

@@ -362,8 +362,11 @@ def mixture_editor(ws: Workspace, draft: dict) -> dict | None:
                     help="sample: draw rows to meet the shares · reweight: keep every row, the weight column carries the mix")
     temps = sorted(set(TEMPERATURES) | {float(m["temperature"])})
     c1, c2, c3 = st.columns(3)
+    custom = bool(st.session_state.get(W + f"mix_custom_{group_by}", m["weights"] is not None))
     temperature = c1.select_slider("Temperature over group sizes", temps, key=_init(W + "mix_t", float(m["temperature"])),
-                                   help="share ∝ size^(1/T): 1 = natural proportions, large = uniform over groups")
+                                   disabled=custom,
+                                   help="share ∝ size^(1/T): 1 = natural proportions, large = uniform over groups"
+                                        + (" — not used while weights are set per group" if custom else ""))
     nums = [c for c, k in kinds.items() if k == "number"]
     q = m["quality"] or {}
     qopts = [NONE, *nums] + ([q["column"]] if q.get("column") and q["column"] not in nums else [])
@@ -472,7 +475,7 @@ def group_table(c: S.Counts) -> pd.DataFrame:
     return pd.DataFrame({
         "group": g["group"], "rows (all)": g["rows_before"], "pass filters": g["rows_pool"],
         "target share": (100 * g["share_target"]).round(1), "selected": g["rows_selected"],
-        "repeats ×": g["repeats"].round(2), "short by": g["shortfall"].round(0),
+        "× its rows": g["repeats"].round(2), "short by": g["shortfall"].round(0),
     })
 
 

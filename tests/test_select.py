@@ -358,6 +358,23 @@ def test_token_budget_per_group_within_one_row_of_target(sws):
     assert live.tokens_estimated and live.tokens_selected == pytest.approx(B, abs=2)
 
 
+def test_cap_clips_big_groups(sws):
+    df = truth(sws)
+    n = df.groupby("label").size()
+    cap = int(n.sort_values().iloc[1])  # between the two smallest and the two largest labels
+    # no budget, natural shares: ClusterClip-style clipping, every small group keeps all its rows
+    c = S.live_counts(sws, {"mixture": {"group_by": "label", "cap": cap}})
+    got = c.groups.set_index("group")["rows_selected"]
+    assert got.to_dict() == {g: min(int(v), cap) for g, v in n.items()} and not c.warnings
+    # with a budget: a capped group is reported and the others fill in
+    B = 4 * cap
+    c = S.live_counts(sws, {"mixture": {"group_by": "label", "cap": cap // 2, "budget": {"rows": B},
+                                        "weights": {"alpha": 1, "beta": 1}}})
+    got = c.groups.set_index("group")["rows_selected"]
+    assert got["alpha"] == got["beta"] == cap // 2 and c.rows_selected == cap // 2 * 2
+    assert any("capped" in w for w in c.warnings) and any("not met" in w for w in c.warnings)
+
+
 def test_temperature_one_is_natural_and_no_budget_keeps_everything(sws):
     c = S.live_counts(sws, {"mixture": {"group_by": "label", "temperature": 1.0}})
     assert c.rows_selected == c.rows_pool and not c.warnings

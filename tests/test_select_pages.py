@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 
@@ -15,16 +16,23 @@ def _metric(at, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
-def test_select_page_slider_move_changes_the_count_and_the_draft(tmp_path, app_env):
-    ws = build(tmp_path / "ws", n=300)
-    ws.store.save_recipe(S.DRAFT, {"filters": [{"column": "outlier_score", "op": "<=", "value": 0.9}],
-                                   "mixture": {"group_by": "label", "budget": {"rows": 120}, "temperature": 3.0}})
+def _open_page(tmp_path, app_env, page: str, draft: dict, n: int = 300, scores: bool = True):
+    """A synthetic workspace with *draft* as its draft recipe, handed to an AppTest of *page* (already run)."""
+    ws = build(tmp_path / "ws", n=n, scores=scores)
+    ws.store.save_recipe(S.DRAFT, draft)
     path = ws.path
     ws.close()
     app_env(path)
-    at = app_test("pages/4_Select.py")
+    at = app_test(page)
     at.run()
     assert not at.exception, at.exception
+    return at, path
+
+
+def test_select_page_slider_move_changes_the_count_and_the_draft(tmp_path, app_env):
+    at, path = _open_page(tmp_path, app_env, "pages/4_Select.py",
+                          {"filters": [{"column": "outlier_score", "op": "<=", "value": 0.9}],
+                           "mixture": {"group_by": "label", "budget": {"rows": 120}, "temperature": 3.0}})
     assert not at.error, [e.value for e in at.error]
     assert _metric(at, "Selected rows") == "120"
     assert _metric(at, "Pass the filters") == f"{S.live_counts(at_store(path), {'filters': [{'column': 'outlier_score', 'op': '<=', 'value': 0.9}]}).rows_pool:,}"
@@ -49,26 +57,14 @@ def test_select_page_slider_move_changes_the_count_and_the_draft(tmp_path, app_e
 
 
 def test_select_page_reports_a_bad_draft_without_a_traceback(tmp_path, app_env):
-    ws = build(tmp_path / "ws", n=50, scores=False)
-    ws.store.save_recipe(S.DRAFT, json.loads(open("assets/recipes/clean.json").read()))
-    path = ws.path
-    ws.close()
-    app_env(path)
-    at = app_test("pages/4_Select.py")
-    at.run()
-    assert not at.exception, at.exception
+    at, _ = _open_page(tmp_path, app_env, "pages/4_Select.py",
+                       json.loads((Path(__file__).resolve().parent.parent / "assets/recipes/clean.json").read_text()), n=50, scores=False)
     assert any("`scores` stage" in e.value for e in at.error)
 
 
 def test_export_page_writes_files(tmp_path, app_env):
-    ws = build(tmp_path / "ws", n=300)
-    ws.store.save_recipe(S.DRAFT, {"filters": [{"column": "lang", "op": "in", "value": ["en"]}]})
-    path = ws.path
-    ws.close()
-    app_env(path)
-    at = app_test("pages/5_Export.py")
-    at.run()
-    assert not at.exception, at.exception
+    at, path = _open_page(tmp_path, app_env, "pages/5_Export.py",
+                          {"filters": [{"column": "lang", "op": "in", "value": ["en"]}]})
     n = S.live_counts(at_store(path), {"filters": [{"column": "lang", "op": "in", "value": ["en"]}]}).rows_selected
     assert _metric(at, "Rows to export") == f"{n:,}"
     assert any("--recipe __draft__" in c.value for c in at.code)

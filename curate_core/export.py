@@ -216,16 +216,27 @@ def cli_command(workspace: Path | str, recipe: Path | str, out: Path | str, fmt:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def export_zip(store_or_ws: Any, recipe: Any, fmt: str = "parquet", with_scores: bool = False,
-               with_weights: bool = False) -> tuple[bytes, dict]:
-    """The same export as a zip in memory (for the app's download button); returns (zip bytes, manifest)."""
+@dataclass
+class Download:
+    """An export held in memory for the app's download buttons: the data file alone and a zip of all files."""
+
+    data_name: str
+    data: bytes
+    zip: bytes
+    manifest: dict
+
+
+def export_download(store_or_ws: Any, recipe: Any, fmt: str = "parquet", with_scores: bool = False,
+                    with_weights: bool = False) -> Download:
+    """The same export, in memory (written to a temporary folder, read back, removed)."""
     with tempfile.TemporaryDirectory(prefix="curate-export-") as tmp:
         res = export(store_or_ws, recipe, Path(tmp) / "export", fmt, with_scores, with_weights)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
             for name in [f["name"] for f in res.files] + [MANIFEST_FILE]:
                 z.write(res.out / name, arcname=name)
-        return buf.getvalue(), res.manifest
+        data_name = FORMATS[fmt]
+        return Download(data_name, (res.out / data_name).read_bytes(), buf.getvalue(), res.manifest)
 
 
 # ------------------------------------------------------------------------------------------------ CLI

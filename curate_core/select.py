@@ -559,6 +559,9 @@ class _Query:
         self.quality = m.quality_column if m is not None and m.quality_column and m.quality_strength > 0 else None
         src = store.selection_source(list(dict.fromkeys(cols)), cached=cached, cat=cat)
         dec = r.uses_decisions and _has_decisions(store)
+        # the final label: a person's relabel decision wins. A future rule such as "relabel flagged rows to
+        # suggested_label" is one more WHEN here (its columns added to `cols` above), e.g.
+        # CASE WHEN d.action = 'relabel' THEN d.value WHEN <rule filter> THEN s.suggested_label ELSE s.label END
         label = "s.label"
         if dec and r.relabel:
             label = "CASE WHEN d.action = 'relabel' THEN d.value ELSE s.label END"

@@ -52,18 +52,21 @@ if st.session_state.get("exp_last") is not None:
 
 st.subheader("Download")
 zip_key = E.cli_command(ws.path, json.dumps(recipe, sort_keys=True), "-", fmt, with_scores, with_weights)
-if st.button("Prepare a zip", icon=":material/folder_zip:", key="exp_zip"):
+if st.button("Prepare the download", icon=":material/folder_zip:", key="exp_zip"):
     try:
         with st.spinner("Preparing the download …"):
-            data, manifest = E.export_zip(ws, recipe, fmt, with_scores, with_weights)
-        st.session_state["exp_zip_data"] = (zip_key, data, manifest["rows"])
+            st.session_state["exp_download"] = (zip_key, E.export_download(ws, recipe, fmt, with_scores, with_weights))
     except CurateError as e:
         state.show_error(e)
-ready = st.session_state.get("exp_zip_data")
+ready = st.session_state.get("exp_download")
 if ready is not None and ready[0] == zip_key:  # made from this recipe and these options
-    _, data, rows = ready
-    st.download_button(f"Download {rows:,} rows ({len(data) / 1e6:.1f} MB zip)", data, file_name=f"{name or 'export'}.zip",
-                       mime="application/zip", icon=":material/download:", key="exp_dl")
+    d = ready[1]
+    c1, c2 = st.columns(2)
+    c1.download_button(f"Download {d.data_name} ({d.manifest['rows']:,} rows, {len(d.data) / 1e6:.1f} MB)", d.data,
+                       file_name=d.data_name, icon=":material/download:", key="exp_dl_data")
+    c2.download_button(f"Download all with recipe and manifest (zip, {len(d.zip) / 1e6:.1f} MB)", d.zip,
+                       file_name=f"{name or 'export'}.zip", mime="application/zip", icon=":material/download:",
+                       key="exp_dl_zip")
 
 st.subheader("The same from a terminal")
 try:

@@ -166,11 +166,12 @@ def test_export_with_base_refuses_traversal_before_writing(ews, tmp_path):
     assert res.out == (base / "ok").resolve() and (res.out / "manifest.json").exists()
 
 
-def test_export_zip_for_download(ews):
-    data, manifest = E.export_zip(ews, {"filters": []}, fmt="csv")
-    z = zipfile.ZipFile(BytesIO(data))
+def test_export_download_in_memory(ews):
+    d = E.export_download(ews, {"filters": []}, fmt="csv")
+    z = zipfile.ZipFile(BytesIO(d.zip))
     assert sorted(z.namelist()) == ["data.csv", "manifest.json", "recipe.json"]
-    assert len(pd.read_csv(z.open("data.csv"))) == manifest["rows"] == 300
+    assert z.read("data.csv") == d.data and d.data_name == "data.csv"
+    assert len(pd.read_csv(BytesIO(d.data))) == d.manifest["rows"] == 300
 
 
 def test_cli_export_and_select(ews, tmp_path):

@@ -289,8 +289,9 @@ def _select_cmd(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(c.to_json(), default=str))
         return 0
-    approx = "≈" if c.tokens_estimated else ""
-    print(f"selected  {c.rows_selected:,} of {c.rows_total:,} rows ({approx}{c.tokens_selected:,} tokens); "
+    rows_est = "≈" if c.tokens_estimated and c.unit == "tokens" else ""
+    approx = "≈" if c.tokens_estimated and c.unit == "rows" else ""
+    print(f"selected  {rows_est}{c.rows_selected:,} of {c.rows_total:,} rows ({approx}{c.tokens_selected:,} tokens); "
           f"{c.rows_pool:,} pass the filters")
     for s in c.steps:
         print(f"  {s.name}: removes {s.removes_alone:,} alone, {s.removes_only:,} only by it")

@@ -827,6 +827,7 @@ def _mixture_counts(m: Mixture, groups: pd.DataFrame) -> tuple[pd.DataFrame, lis
     cap = math.inf if m.cap is None else float(m.cap)
     if m.mode == "reweight":
         target = {g: size[g] if shares[g] > 0 else 0.0 for g in names}
+        capacity = dict(size)
     else:
         budget = m.budget
         epochs = reps
@@ -863,22 +864,26 @@ def _mixture_counts(m: Mixture, groups: pd.DataFrame) -> tuple[pd.DataFrame, lis
         wanted = {g: shares[g] * budget for g in names}
         if m.budget is None:  # without a budget the cap is the point, not a shortfall
             wanted = {g: min(wanted[g], cap) for g in names}
-    groups["shortfall"] = [max(0.0, wanted[g] - target[g]) for g in names]
+    # short: a group that gave all it can (rows × repeats, or its cap) and still has less than its share;
+    # a group with room is never short (rounding to whole rows is not a shortfall)
+    short = {g: wanted[g] - target[g] if target[g] >= capacity[g] - 1e-9 and wanted[g] - target[g] > 0.5 else 0.0
+             for g in names}
+    groups["shortfall"] = [short[g] for g in names]
     # a partly sampled group's tokens (token budget: its rows) depend on which rows are drawn: estimated here
     est = m.mode == "sample" and any(size[g] > 0 and abs(target[g] / size[g] - round(target[g] / size[g])) > 1e-9
                                      for g in names)
-    warnings = _mixture_warnings(m, names, shares, wanted, target, size, cap)
+    warnings = _mixture_warnings(m, names, shares, wanted, target, size, cap, short)
     return groups, warnings, est
 
 
 def _mixture_warnings(m: Mixture, names: list[str], shares: dict, wanted: dict, target: dict, size: dict,
-                      cap: float) -> list[str]:
+                      cap: float, short: dict) -> list[str]:
     out = []
     unit = m.unit
     for g in names:
         if shares[g] <= 0:
             continue
-        if wanted[g] - target[g] > 0.5:
+        if short[g] > 0:
             why = ("it has no rows left after the filters" if size[g] == 0 else
                    f"it is capped at {cap:,.0f} {unit}" if target[g] >= cap - 1e-9 else
                    f"it would have to repeat {wanted[g] / size[g]:.1f}× (max_repeats = {m.max_repeats})")

@@ -52,8 +52,9 @@ def summary(ws: Workspace, recipe: dict) -> S.Counts | None:
         state.show_error(e)
         return None
     m = st.columns(4)
-    m[0].metric("Rows to export", f"{c.rows_selected:,}", help=f"{c.rows_unique:,} distinct rows")
-    m[1].metric("Tokens", ("≈ " if c.tokens_estimated else "") + charts.human(c.tokens_selected))
+    rows_est = "≈ " if c.tokens_estimated and c.unit == "tokens" else ""
+    m[0].metric("Rows to export", f"{rows_est}{c.rows_selected:,}", help=f"{rows_est}{c.rows_unique:,} distinct rows")
+    m[1].metric("Tokens", ("≈ " if c.tokens_estimated and c.unit == "rows" else "") + charts.human(c.tokens_selected))
     m[2].metric("Of all rows", f"{c.rows_selected / max(c.rows_total, 1):.1%}")
     m[3].metric("Groups", f"{int((c.groups['rows_selected'] > 0).sum()):,}", help=f"by {c.group_by}")
     for w in c.warnings:

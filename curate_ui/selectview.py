@@ -144,6 +144,9 @@ def filter_editor(ws: Workspace, draft: dict) -> tuple[list[dict], dict[int, Any
             by_col[f["column"]] = f
         else:
             other.append(f)
+    if not any(t != "samples" for t, _ in ws.store.catalog().values()):
+        st.caption("Only the columns of your file so far. Run the pipeline (Overview page) for score columns: "
+                   "label issues, duplicates, outliers, text statistics.")
     options = sorted(kinds, key=lambda c: (c not in by_col, c))
     cols = st.multiselect("Filter on", options, key=_init(W + "cols", list(by_col)),
                           help="a panel per column: histogram, range and how many rows the filter removes",
@@ -439,8 +442,12 @@ def fill_step_captions(c: S.Counts, slots: dict[int, Any]) -> None:
 
 def metrics(c: S.Counts) -> None:
     m = st.columns(4)
-    approx = "≈ " if c.tokens_estimated else ""
-    m[0].metric("Selected rows", f"{c.rows_selected:,}", help="rows in the selection (repeats counted)",
+    approx = "≈ " if c.tokens_estimated and c.unit == "rows" else ""
+    rows_est = "≈ " if c.tokens_estimated and c.unit == "tokens" else ""
+    m[0].metric("Selected rows", f"{rows_est}{c.rows_selected:,}",
+                help="rows in the selection (repeats counted)" + (
+                    "; with a token budget the rows depend on which rows are drawn: estimated from each group's "
+                    "mean length" if rows_est else ""),
                 delta=f"{c.rows_selected - c.rows_total:,} vs all" if c.rows_selected != c.rows_total else None,
                 delta_color="off")
     m[1].metric("Tokens", approx + charts.human(c.tokens_selected),

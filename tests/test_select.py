@@ -378,6 +378,9 @@ def test_cap_clips_big_groups(sws):
 def test_temperature_one_is_natural_and_no_budget_keeps_everything(sws):
     c = S.live_counts(sws, {"mixture": {"group_by": "label", "temperature": 1.0}})
     assert c.rows_selected == c.rows_pool and not c.warnings
+    # rounding a share to whole rows is not a shortfall when the group has room
+    c = S.live_counts(sws, {"mixture": {"group_by": "label", "temperature": 10.0, "budget": {"rows": 101}}})
+    assert c.rows_selected == 101 and not c.warnings and (c.groups["shortfall"] == 0).all()
 
 
 def test_reweight_mode_keeps_every_row_and_weights_give_the_target(sws):

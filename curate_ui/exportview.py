@@ -46,10 +46,10 @@ def choose_recipe(ws: Workspace) -> tuple[dict | None, str]:
 
 
 def summary(ws: Workspace, recipe: dict) -> S.Counts | None:
-    try:
-        c = S.live_counts(ws.store, recipe)
-    except CurateError as e:
-        state.show_error(e)
+    from .selectview import guarded
+
+    c = guarded(ws, S.live_counts, ws.store, recipe)
+    if c is None:
         return None
     m = st.columns(4)
     rows_est = "≈ " if c.tokens_estimated and c.unit == "tokens" else ""

@@ -598,13 +598,19 @@ class _Query:
                      f"coalesce(s.n_tokens, 0) AS _tok, CAST({mask} AS BIGINT) AS _m"
                      + "".join(f", {e}" for e in extra) + f" FROM {src} s{join}")
 
+    def pool_and_keep(self) -> str:
+        """``WITH pool`` (rows with mask 0) ``, dd`` (per duplicate group that still has a copy in the pool: the
+        row to keep — lowest dup_rank, then row_id). Only groups with a dup_rank > 0 row are looked at, so the
+        cost follows the number of duplicates, not of rows."""
+        return f"""WITH pool AS (SELECT * FROM ({self.base}) WHERE _m = 0),
+            dd AS (SELECT _dg, min({{'r': _dr, 'i': row_id}}).i AS _keep FROM pool
+                   WHERE _dg IN (SELECT _dg FROM pool WHERE _dr > 0) GROUP BY _dg)"""
+
     def survivors(self) -> str:
         """SQL of the rows that pass every step but the mixture (exact dedup included)."""
         if not self.r.dedup_exact:
             return f"SELECT * FROM ({self.base}) WHERE _m = 0"
-        return f"""WITH pool AS (SELECT * FROM ({self.base}) WHERE _m = 0),
-            dd AS (SELECT _dg, min({{'r': _dr, 'i': row_id}}).i AS _keep FROM pool
-                   WHERE _dg IN (SELECT _dg FROM pool WHERE _dr > 0) GROUP BY _dg)
+        return f"""{self.pool_and_keep()}
             SELECT pool.* FROM pool LEFT JOIN dd USING (_dg) WHERE dd._keep IS NULL OR pool.row_id = dd._keep"""
 
 
@@ -653,9 +659,7 @@ def _counts_by_mask(store: Store, q: _Query) -> tuple[pd.DataFrame, pd.DataFrame
     by_mask = t.to_pandas()
     dd = None
     if q.r.dedup_exact:
-        sql = f"""WITH pool AS (SELECT * FROM ({q.base}) WHERE _m = 0),
-            dd AS (SELECT _dg, min({{'r': _dr, 'i': row_id}}).i AS _keep FROM pool
-                   WHERE _dg IN (SELECT _dg FROM pool WHERE _dr > 0) GROUP BY _dg)
+        sql = f"""{q.pool_and_keep()}
             SELECT _g, count(*) AS n, sum(_tok) AS tok, NULL AS alone FROM pool JOIN dd USING (_dg)
             WHERE pool.row_id <> dd._keep GROUP BY _g
             UNION ALL SELECT NULL, 0, 0, count(*) FROM ({q.base}) WHERE _dr > 0"""

@@ -789,13 +789,6 @@ class Store:
                 cur.execute(f"DELETE FROM {self.SEL_DB}.info")
                 cur.execute(f"INSERT INTO {self.SEL_DB}.info VALUES (?)", [key])
 
-    def drop_selection_cache(self) -> None:
-        """Forget the wide table (it is rebuilt on next use)."""
-        self._wide_key()  # attaches the cache database if needed
-        with self.cursor() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {self.SEL_DB}.wide")
-            cur.execute(f"DELETE FROM {self.SEL_DB}.info")
-
     def run_select(self, sql: str, params: dict[str, Any] | None = None,
                    tables: dict[str, pa.Table] | None = None) -> pa.Table:
         """Run a read-only query built by select.py (quoted identifiers, ``$name`` parameters) → Arrow.
@@ -871,10 +864,6 @@ class Store:
                 """SELECT stage, run_key FROM runs WHERE status = 'done'
                    QUALIFY row_number() OVER (PARTITION BY stage ORDER BY finished DESC) = 1 ORDER BY stage""").fetchall()
         return {a: b for a, b in rows}
-
-    def delete_recipe(self, name: str) -> None:
-        with self.cursor() as cur:
-            cur.execute("DELETE FROM recipes WHERE name = ?", [name])
 
     # ------------------------------------------------------------------------------------ misc
     def query_df(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:

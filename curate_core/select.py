@@ -594,22 +594,25 @@ class _Query:
         extra += [f"s.{quote_ident(c)} AS {alias}" for c, alias in self.extra.items()]
         join = f" LEFT JOIN ({Store.CURRENT_DECISIONS_SQL}) d USING (row_id)" if dec else ""
         # _graw: the group's own value (counting groups by it avoids a string cast per row); _g: its name
-        self.base = (f"SELECT s.row_id, s.id, {label} AS _label, s.label AS _label0, {graw} AS _graw, {group} AS _g, "
-                     f"coalesce(s.n_tokens, 0) AS _tok, CAST({mask} AS BIGINT) AS _m"
+        self.base = (f"SELECT s.row_id, s.id, {label} AS _label, s.label AS _label0, {graw} AS _graw, "
+                     f"{group} AS _g, coalesce(s.n_tokens, 0) AS _tok, CAST({mask} AS BIGINT) AS _m"
                      + "".join(f", {e}" for e in extra) + f" FROM {src} s{join}")
+        # the same rows as `base WHERE _m = 0`, written as one condition per step so DuckDB can push each into
+        # the scan of its own table (export reads far fewer rows through the joins)
+        self.passing = self.base + (" WHERE " + " AND ".join(f"NOT ({expr})" for _, expr in bits) if bits else "")
 
     def pool_and_keep(self) -> str:
         """``WITH pool`` (rows with mask 0) ``, dd`` (per duplicate group that still has a copy in the pool: the
         row to keep — lowest dup_rank, then row_id). Only groups with a dup_rank > 0 row are looked at, so the
         cost follows the number of duplicates, not of rows."""
-        return f"""WITH pool AS (SELECT * FROM ({self.base}) WHERE _m = 0),
+        return f"""WITH pool AS ({self.passing}),
             dd AS (SELECT _dg, min({{'r': _dr, 'i': row_id}}).i AS _keep FROM pool
                    WHERE _dg IN (SELECT _dg FROM pool WHERE _dr > 0) GROUP BY _dg)"""
 
     def survivors(self) -> str:
         """SQL of the rows that pass every step but the mixture (exact dedup included)."""
         if not self.r.dedup_exact:
-            return f"SELECT * FROM ({self.base}) WHERE _m = 0"
+            return self.passing
         return f"""{self.pool_and_keep()}
             SELECT pool.* FROM pool LEFT JOIN dd USING (_dg) WHERE dd._keep IS NULL OR pool.row_id = dd._keep"""
 

@@ -379,10 +379,10 @@ class Store:
 
     def sample_columns(self, cur=None) -> list[tuple[str, str]]:
         """(name, type) of every column of ``samples``, core columns first."""
-        def run(c):
+        def run(c):  # duckdb_columns(): same answer as information_schema, ~5x faster (matters per slider move)
             return c.execute(
-                "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_name = 'samples' AND table_schema = 'main' ORDER BY ordinal_position"
+                "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'samples' "
+                "AND schema_name = 'main' AND database_name = current_database() ORDER BY column_index"
             ).fetchall()
         if cur is not None:
             return [(a, b) for a, b in run(cur)]
@@ -504,7 +504,8 @@ class Store:
 
     # ---------------------------------------------------------------------------- output tables
     def table_exists(self, table: str, cur=None) -> bool:
-        sql = "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'"
+        sql = ("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main' "
+               "AND database_name = current_database()")
         if cur is not None:
             return bool(cur.execute(sql, [table]).fetchall()[0][0])
         with self.cursor() as c:
@@ -546,7 +547,8 @@ class Store:
         with self.cursor() as cur:
             return [(a, b) for a, b in cur.execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_name = ? AND table_schema = 'main' ORDER BY ordinal_position", [table]).fetchall()]
+                "WHERE table_name = ? AND table_schema = 'main' AND table_catalog = current_database() "
+                "ORDER BY ordinal_position", [table]).fetchall()]
 
     #: per-row output tables whose columns are not features (bulky or internal)
     NON_FEATURE_TABLES = {"embeddings", "embed_cache"}
@@ -557,14 +559,15 @@ class Store:
         ``samples`` first, then each existing output table keyed by ``row_id`` (textstats, projection,
         clusters, scores …). A name already taken by an earlier table is not repeated.
         """
-        out: dict[str, tuple[str, str]] = {c: ("samples", t) for c, t in self.sample_columns()}
         with self.cursor() as cur:
             rows = cur.execute(
-                "SELECT table_name, column_name, data_type FROM information_schema.columns "
-                "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position").fetchall()
+                "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+                "WHERE schema_name = 'main' AND database_name = current_database() "
+                "ORDER BY table_name, column_index").fetchall()
         tables: dict[str, list[tuple[str, str]]] = {}
         for t, c, typ in rows:
             tables.setdefault(t, []).append((c, typ))
+        out: dict[str, tuple[str, str]] = {c: ("samples", typ) for c, typ in tables.get("samples", [])}
         for t in _output_tables:
             cols = tables.get(t)
             if t in self.NON_FEATURE_TABLES or not cols or "row_id" not in [c for c, _ in cols]:
@@ -755,6 +758,152 @@ class Store:
     def recipe_names(self) -> list[str]:
         with self.cursor() as cur:
             return [r[0] for r in cur.execute("SELECT name FROM recipes ORDER BY name").fetchall()]
+
+    # ------------------------------------------------------------------ selection & export (issue 7)
+    #: in-memory database attached to this DuckDB instance: select.py's materialised wide table lives here, so
+    #: a slider move is one scan of one table (no joins) and the workspace file never grows because of it
+    SEL_DB = "curate_sel"
+
+    def selection_state_key(self) -> str:
+        """Changes whenever a per-row table changes (rows added, a stage output replaced, columns added).
+
+        DuckDB gives a replaced table a new ``table_oid``; inserts change ``estimated_size``; ingest of a file
+        with new columns changes ``column_count``. Decisions and selections are not part of it (they are small
+        and joined live). One catalog query: it runs on every slider move.
+        """
+        watch = {"samples", "ingests", *(t for t in _output_tables if t not in self.NON_FEATURE_TABLES)}
+        with self.cursor() as cur:
+            rows = cur.execute(
+                """SELECT table_name, table_oid, estimated_size, column_count FROM duckdb_tables()
+                   WHERE schema_name = 'main' AND database_name = current_database() ORDER BY table_name""").fetchall()
+        blob = json.dumps([r for r in rows if r[0] in watch], default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def selection_source(self, columns: Sequence[str], cached: bool | None = None,
+                         cat: dict[str, tuple[str, str]] | None = None) -> str:
+        """A relation (for ``FROM``) with ``row_id`` and the given catalog columns, one row per sample.
+
+        ``cached=True`` builds (or reuses) the materialised wide table of every catalog column but ``text``;
+        ``False`` joins just the tables the columns live in; ``None`` uses the wide table only if it is
+        already built and fresh (the CLI's one-off export should not pay for building it).
+        """
+        cat = cat if cat is not None else self.catalog()
+        missing = [c for c in columns if c not in cat]
+        if missing:  # select.py validates first; this is a guard, not the user-facing message
+            raise CurateError(f"Unknown column(s) {choices(missing)}", f"available: {choices(sorted(cat))}")
+        wide_ok = "text" not in columns
+        if wide_ok and cached is not False:
+            key = self.selection_state_key()
+            if cached or self._wide_key() == key:
+                self._build_wide(cat, key)
+                return f"{self.SEL_DB}.wide"
+        return "(" + self._joined_select(cat, ["row_id", *[c for c in columns if c != "row_id"]]) + ")"
+
+    def _joined_select(self, cat: dict[str, tuple[str, str]], columns: Sequence[str]) -> str:
+        tables = sorted({cat[c][0] for c in columns} - {"samples"})
+        joins = " ".join(f"LEFT JOIN {_check_table(t)} USING (row_id)" for t in tables)
+        cols = ", ".join("samples.row_id" if c == "row_id" else f"{_check_table(cat[c][0])}.{quote_ident(c)}"
+                         for c in dict.fromkeys(columns))
+        return f"SELECT {cols} FROM samples {joins}"
+
+    _wide_locks: dict[str, threading.Lock] = {}
+
+    def _wide_key(self) -> str | None:
+        with self.cursor() as cur:
+            if not getattr(self, "_sel_attached", False):
+                cur.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {self.SEL_DB}")
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {self.SEL_DB}.info (key VARCHAR)")
+                self._sel_attached = True
+            row = cur.execute(f"SELECT key FROM {self.SEL_DB}.info").fetchall()
+        return row[0][0] if row else None
+
+    def _build_wide(self, cat: dict[str, tuple[str, str]], key: str) -> None:
+        lock = Store._wide_locks.setdefault(str(self.path), threading.Lock())
+        with lock:
+            if self._wide_key() == key:
+                return
+            cols = [c for c in cat if c != "text"]
+            with self.cursor() as cur:
+                cur.execute(f"CREATE OR REPLACE TABLE {self.SEL_DB}.wide AS "
+                            + self._joined_select(cat, cols) + " ORDER BY samples.row_id")
+                cur.execute(f"DELETE FROM {self.SEL_DB}.info")
+                cur.execute(f"INSERT INTO {self.SEL_DB}.info VALUES (?)", [key])
+
+    def run_select(self, sql: str, params: dict[str, Any] | None = None,
+                   tables: dict[str, pa.Table] | None = None) -> pa.Table:
+        """Run a read-only query built by select.py (quoted identifiers, ``$name`` parameters) → Arrow.
+
+        *tables* are small Arrow tables (e.g. per-group targets) registered under their names for the query.
+        """
+        with self.cursor() as cur:
+            for name, t in (tables or {}).items():
+                cur.register(name, t)
+            try:
+                return cur.sql(sql, params=params or None).to_arrow_table()
+            finally:
+                for name in tables or {}:
+                    cur.unregister(name)
+
+    COPY_FORMATS = {"parquet": "(FORMAT parquet, COMPRESSION zstd)", "csv": "(FORMAT csv, HEADER true)",
+                    "jsonl": "(FORMAT json)"}
+
+    def copy_select(self, sql: str, path: Path, fmt: str, params: dict[str, Any] | None = None,
+                    tables: dict[str, pa.Table] | None = None) -> None:
+        """``COPY (sql) TO path`` in *fmt*; with insertion order preserved the bytes depend only on the rows."""
+        if fmt not in self.COPY_FORMATS:
+            raise CurateError(f"Unknown export format {fmt!r}", f"use one of {choices(self.COPY_FORMATS)}")
+        with self.cursor() as cur:
+            for name, t in (tables or {}).items():
+                cur.register(name, t)
+            try:
+                cur.execute(f"COPY ({sql}) TO $_path {self.COPY_FORMATS[fmt]}", {**(params or {}), "_path": str(path)})
+            finally:
+                for name in tables or {}:
+                    cur.unregister(name)
+
+    def export_selection(self, selected: pa.Table, path: Path, fmt: str, columns: Sequence[tuple[str, str, str]]) -> int:
+        """Write the selected rows to *path* in row_id order; returns rows written.
+
+        *selected* has ``row_id`` plus per-row values of the selection (final label, repeats, weight …).
+        *columns* are (source, column, output name) in file order; source is ``samples``, ``selection`` (a
+        column of *selected*) or ``catalog`` (a stage-output column, joined on row_id).
+        """
+        cat = self.catalog()
+        exprs, tables = [], set()
+        for src, col, out in columns:
+            if src == "samples":
+                exprs.append(f"s.{quote_ident(col)} AS {quote_ident(out)}")
+            elif src == "selection":
+                exprs.append(f"_sel.{quote_ident(col)} AS {quote_ident(out)}")
+            else:
+                table = cat[col][0]
+                tables.add(table)
+                exprs.append(f"{_check_table(table)}.{quote_ident(col)} AS {quote_ident(out)}")
+        joins = " ".join(f"LEFT JOIN {_check_table(t)} USING (row_id)" for t in sorted(tables - {"samples"}))
+        sql = f"SELECT {', '.join(exprs)} FROM samples s JOIN _sel USING (row_id) {joins} ORDER BY s.row_id"
+        self.copy_select(sql, path, fmt, tables={"_sel": selected})
+        return selected.num_rows
+
+    def decisions_state(self) -> str:
+        """A short hash of the decisions log (changes with every decision and undo)."""
+        with self.cursor() as cur:
+            row = cur.execute("SELECT count(*), coalesce(max(seq), 0) FROM decisions").fetchall()[0]
+        return hashlib.sha256(json.dumps(row).encode()).hexdigest()[:16]
+
+    def selections_state(self) -> str:
+        """A short hash of the saved selections (names, sizes and creation times)."""
+        with self.cursor() as cur:
+            rows = cur.execute("SELECT name, count(*), sum(row_id), max(created) FROM selections "
+                               "GROUP BY name ORDER BY name").fetchall()
+        return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:16]
+
+    def done_run_keys(self) -> dict[str, str]:
+        """stage → run key of its latest finished run (for export manifests)."""
+        with self.cursor() as cur:
+            rows = cur.execute(
+                """SELECT stage, run_key FROM runs WHERE status = 'done'
+                   QUALIFY row_number() OVER (PARTITION BY stage ORDER BY finished DESC) = 1 ORDER BY stage""").fetchall()
+        return {a: b for a, b in rows}
 
     # ------------------------------------------------------------------------------------ misc
     def query_df(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:

@@ -108,3 +108,23 @@ class Workspace:
 
     def selections(self) -> dict[str, int]:
         return self.store.selection_names()
+
+    # ------------------------------------------------------------------------------ select & export
+    def select(self, recipe: Any):
+        """The rows a recipe selects (dict, JSON text, path, saved name): see :func:`curate_core.select.select`."""
+        from .select import load_recipe, select
+
+        return select(self.store, load_recipe(recipe, self.store))
+
+    def live_counts(self, recipe: Any, group_by: str | None = None):
+        """Counts per step and group for a recipe draft (fast; for sliders): :func:`curate_core.select.live_counts`."""
+        from .select import live_counts, load_recipe
+
+        return live_counts(self.store, load_recipe(recipe, self.store), group_by=group_by)
+
+    def export(self, recipe: Any, out: str | Path, fmt: str = "parquet", with_scores: bool = False,
+               with_weights: bool = False, force: bool = False):
+        """Write the selection + recipe.json + manifest.json to folder *out*: :func:`curate_core.export.export`."""
+        from .export import export
+
+        return export(self.store, recipe, out, fmt, with_scores, with_weights, force)

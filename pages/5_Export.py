@@ -1,8 +1,77 @@
-"""Export page (placeholder until its issue lands): Export the selection with a recipe that replays it."""
+"""Export: write the selection of a recipe (data file + recipe.json + manifest.json) or download it as a zip.
+
+Thin page: logic in curate_core/export.py, pieces in curate_ui/exportview.py.
+"""
+
+import json
+from pathlib import Path
 
 import streamlit as st
 
+from curate_core import CurateError
+from curate_core import export as E
+from curate_ui import exportview as ev
 from curate_ui import layout
+from curate_ui import selectview as sv
 
 ws = layout.require_workspace("Export", ":material/download:")
-st.info("Coming soon: Export the selection with a recipe that replays it.", icon=":material/construction:")
+st.caption("Write the rows a recipe selects with the recipe and a manifest, so the same files can be made again "
+           "from the command line or on another machine.")
+
+recipe, ref = ev.choose_recipe(ws)
+if recipe is None:
+    st.stop()
+counts = ev.summary(ws, recipe)
+if counts is None:
+    st.stop()
+if counts.group_by:
+    with st.expander(f"Per group ({counts.group_by}): before → after", icon=":material/table:"):
+        st.dataframe(sv.group_table(counts), hide_index=True, width="stretch")
+
+c1, c2, c3 = st.columns(3)
+fmt = c1.radio("Format", list(E.FORMATS), horizontal=True, key="exp_fmt")
+with_scores = c2.checkbox("Add score columns", key="exp_scores", help="every score / stage-output column")
+with_weights = c3.checkbox("Add the soft weight column", key="exp_weights",
+                           help="the group's target share / its achieved share, for reweighting instead of dropping")
+
+st.subheader("Write to a folder")
+c1, c2 = st.columns([3, 2])
+base = c1.text_input("Export folder", value=str(ev.exports_folder(ws)), key="exp_base",
+                     help="the files go into a sub-folder of this folder, never outside it")
+name = c2.text_input("Sub-folder name", key=ev.default_name(), help="letters, digits, '.', '_' and '-'")
+force = st.checkbox("Overwrite files already in that folder", key="exp_force")
+if st.button("Write files", type="primary", icon=":material/save:", key="exp_write"):
+    with st.spinner(f"Selecting and writing {counts.rows_unique:,} rows …"):
+        res = sv.guarded(ws, E.export, ws, recipe, name, fmt, with_scores, with_weights, force=force, base=base)
+    if res is not None:
+        st.session_state["exp_last"] = res
+if st.session_state.get("exp_last") is not None:
+    ev.write_result(st.session_state["exp_last"])
+
+st.subheader("Download")
+zip_key = E.cli_command(ws.path, json.dumps(recipe, sort_keys=True), "-", fmt, with_scores, with_weights)
+if st.button("Prepare the download", icon=":material/folder_zip:", key="exp_zip"):
+    with st.spinner("Preparing the download …"):
+        d = sv.guarded(ws, E.export_download, ws, recipe, fmt, with_scores, with_weights)
+    if d is not None:
+        st.session_state["exp_download"] = (zip_key, d)
+ready = st.session_state.get("exp_download")
+if ready is not None and ready[0] == zip_key:  # made from this recipe and these options
+    d = ready[1]
+    c1, c2 = st.columns(2)
+    c1.download_button(f"Download {d.data_name} ({d.manifest['rows']:,} rows, {len(d.data) / 1e6:.1f} MB)", d.data,
+                       file_name=d.data_name, icon=":material/download:", key="exp_dl_data")
+    c2.download_button(f"Download all with recipe and manifest (zip, {len(d.zip) / 1e6:.1f} MB)", d.zip,
+                       file_name=f"{name or 'export'}.zip", mime="application/zip", icon=":material/download:",
+                       key="exp_dl_zip")
+
+st.subheader("The same from a terminal")
+try:
+    target = E.out_dir(name, base)
+except CurateError:
+    target = Path(base) / "OUT"
+recipe_arg = ref if ref else "recipe.json"
+st.code(E.cli_command(ws.path, recipe_arg, target, fmt, with_scores, with_weights, force), language="bash",
+        wrap_lines=True)
+st.caption("`--recipe` takes a .json file or the name of a recipe saved in the workspace. Close the app first: "
+           "one process at a time can open a workspace.")

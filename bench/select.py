@@ -1,0 +1,174 @@
+"""Benchmark: live counts and export on a synthetic 1M-row workspace (10 score columns, 50 clusters, 50 labels).
+
+Prints ``name: ours X s, baseline Y s, ratio R`` lines, measured in the same run:
+
+- live counts for a recipe with 5 filters + a mixture (p50 and p95 over repeated slider-like calls) against the
+  bare DuckDB count of the same filter over the workspace tables (and, for reference, over the pre-joined table);
+- export of 1M rows (every row) and of the 5-filter selection, against a bare DuckDB ``COPY`` of the same rows.
+
+    python bench/select.py [--rows 1000000] [--repeats 30] [--workspace DIR]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# this file is called select.py: drop its folder from the import path so it does not shadow the stdlib `select`
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import argparse  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+from curate_core import Workspace  # noqa: E402
+from curate_core import export as E  # noqa: E402
+from curate_core import select as S  # noqa: E402
+from curate_core.store import output_tables, register_output_table  # noqa: E402
+
+
+def build(path: Path, n: int) -> Workspace:
+    rng = np.random.default_rng(0)
+    if "clusters" not in output_tables():  # the map stage registers it; not needed for this bench
+        register_output_table("clusters", "cluster")
+    ws = Workspace(path)
+    words = np.array(["bank", "card", "money", "transfer", "the", "a", "is", "my", "why", "pending", "fee", "top"])
+    lens = rng.integers(3, 30, n)
+    texts = [" ".join(words[rng.integers(0, len(words), k)]) for k in lens]
+    df = pd.DataFrame({"id": [f"id{i:07d}" for i in range(n)], "text": texts,
+                       "label": [f"label_{x:02d}" for x in rng.integers(0, 50, n)],
+                       "source": rng.choice(["web", "books", "news", "forum"], n)})
+    t0 = time.perf_counter()
+    ws.ingest(df)
+    scores = {"row_id": np.arange(n, dtype=np.int64)}
+    for name in ("label_quality", "confidence", "variability", "el2n", "outlier_score", "semdedup_sim",
+                 "frac_upper", "frac_non_alpha"):
+        scores[name] = rng.random(n)
+    scores["consensus"] = rng.integers(0, 4, n).astype(np.int32)
+    scores["is_label_issue"] = scores["consensus"] >= 2
+    ws.store.replace_table("scores", pa.table(scores))
+    # 50 clusters of very different sizes (Zipf-like), -1 = noise
+    sizes = 1.0 / np.arange(1, 51) ** 0.8
+    ws.store.replace_table("clusters", pa.table({"row_id": np.arange(n, dtype=np.int64),
+                                                 "cluster": rng.choice(50, n, p=sizes / sizes.sum()).astype(np.int32),
+                                                 "cluster_prob": rng.random(n)}))
+    print(f"built {n:,} rows in {time.perf_counter() - t0:.1f} s")
+    return ws
+
+
+def recipe(i: int) -> dict:
+    """5 filters + a mixture; thresholds move with i like a slider does."""
+    x = 0.02 * (i % 10)
+    return {"seed": 0, "filters": [
+        {"column": "label_quality", "op": ">=", "value": 0.05 + x},
+        {"column": "outlier_score", "op": "<=", "value": 0.95 - x},
+        {"column": "consensus", "op": "<", "value": 3},
+        {"column": "frac_upper", "op": "between", "value": [0.01, 0.99]},
+        {"column": "source", "op": "in", "value": ["web", "books", "news"]},
+    ], "mixture": {"group_by": "cluster", "budget": {"rows": 200_000}, "temperature": 2.0, "max_repeats": 2,
+                   "quality": {"column": "label_quality", "strength": 1.0}}}
+
+
+def bare_where(i: int) -> str:
+    x = 0.02 * (i % 10)
+    return (f"sc.label_quality >= {0.05 + x} AND sc.outlier_score <= {0.95 - x} AND sc.consensus < 3 "
+            f"AND sc.frac_upper BETWEEN 0.01 AND 0.99 AND s.source IN ('web', 'books', 'news')")
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--workspace", help="reuse/keep this workspace (default: a temporary one)")
+    a = ap.parse_args()
+    tmp = Path(a.workspace) if a.workspace else Path(tempfile.mkdtemp(prefix="curate-bench-"))
+    fresh = not (tmp / "curate.duckdb").exists()
+    ws = build(tmp, a.rows) if fresh else Workspace(tmp)
+    if not fresh and "clusters" not in output_tables():
+        register_output_table("clusters", "cluster")
+    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min), "
+          f"cpus {os.cpu_count()}")
+    store = ws.store
+    try:
+        build_s = timed(lambda: S.live_counts(store, recipe(0)))
+        print(f"first live count (builds the wide table): {build_s:.2f} s")
+
+        def bare_count(i: int) -> None:
+            with store.cursor() as cur:
+                cur.execute(f"SELECT count(*) FROM samples s JOIN scores sc USING (row_id) "
+                            f"JOIN clusters c USING (row_id) WHERE {bare_where(i)}").fetchall()
+
+        def bare_wide(i: int) -> None:
+            with store.cursor() as cur:
+                where = bare_where(i).replace("s.source", "sc.source")
+                cur.execute(f"SELECT count(*) FROM {store.SEL_DB}.wide sc WHERE {where}").fetchall()
+
+        ours, base, basew = [], [], []
+        for i in range(a.repeats):
+            ours.append(timed(lambda: S.live_counts(store, recipe(i))))
+            base.append(timed(lambda: bare_count(i)))
+            basew.append(timed(lambda: bare_wide(i)))
+        p50, p95 = statistics.median(ours), float(np.percentile(ours, 95))
+        b50, b95 = statistics.median(base), float(np.percentile(base, 95))
+        w50 = statistics.median(basew)
+        print(f"live_counts p50 (5 filters + mixture, {a.rows:,} rows): ours {p50:.4f} s, "
+              f"baseline {b50:.4f} s (bare count over joined tables), ratio {p50 / b50:.2f}")
+        print(f"live_counts p95: ours {p95:.4f} s, baseline {b95:.4f} s, ratio {p95 / b95:.2f}")
+        print(f"live_counts p50 vs pre-joined table: ours {p50:.4f} s, baseline {w50:.4f} s "
+              f"(bare count over the wide table), ratio {p50 / w50:.2f}")
+        c = S.live_counts(store, recipe(0))
+        print(f"  (selects {c.rows_selected:,} of {c.rows_pool:,} passing rows in "
+              f"{int((c.groups['rows_selected'] > 0).sum())} clusters)")
+
+        out = tmp / "bench-out"
+        shutil.rmtree(out, ignore_errors=True)
+        cols = "s.id, s.text, s.label, s.source, s.n_tokens"
+
+        def bare_copy(name: str, where: str) -> None:
+            with store.cursor() as cur:
+                cur.execute(f"COPY (SELECT {cols} FROM samples s JOIN scores sc USING (row_id) WHERE {where} "
+                            f"ORDER BY s.row_id) TO '{out / name}' (FORMAT parquet, COMPRESSION zstd)")
+
+        out.mkdir(parents=True)
+        runs = []
+        for k in range(3):  # alternate to share the machine's noise
+            runs.append((timed(lambda: E.export(store, {"decisions": False}, out / f"all{k}")),
+                         timed(lambda: bare_copy(f"all{k}.parquet", "TRUE"))))
+        ours_s = statistics.median(r[0] for r in runs)
+        base_s = statistics.median(r[1] for r in runs)
+        print(f"export all {a.rows:,} rows (parquet): ours {ours_s:.3f} s, baseline {base_s:.3f} s (bare COPY), "
+              f"ratio {ours_s / base_s:.2f}")
+        filt = {k: v for k, v in recipe(0).items() if k != "mixture"}
+        runs = []
+        for k in range(3):
+            runs.append((timed(lambda: E.export(store, filt, out / f"f{k}")),
+                         timed(lambda: bare_copy(f"f{k}.parquet", bare_where(0)))))
+        ours_s = statistics.median(r[0] for r in runs)
+        base_s = statistics.median(r[1] for r in runs)
+        n = E.export(store, filt, out / "fcheck").manifest["rows"]
+        print(f"export 5-filter selection ({n:,} rows, parquet): ours {ours_s:.3f} s, baseline {base_s:.3f} s "
+              f"(bare COPY of the same filter), ratio {ours_s / base_s:.2f}")
+        mix_s = timed(lambda: E.export(store, recipe(0), out / "mix"))
+        print(f"export 5 filters + mixture ({c.rows_unique:,} rows; ES sampling): ours {mix_s:.3f} s")
+    finally:
+        ws.close()
+        if not a.workspace:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

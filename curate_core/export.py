@@ -1,0 +1,305 @@
+"""Selection → data file + ``recipe.json`` + ``manifest.json`` in one folder, reproducibly.
+
+The data file is written by DuckDB's ``COPY`` in row_id order with insertion order preserved, so the same
+recipe on the same workspace gives byte-identical files (also from a fresh process). ``recipe.json`` is the
+normalised recipe (every default spelled out, so it replays the same even if defaults change);
+``manifest.json`` says what was written and from what: row counts, per-group counts, the workspace fingerprint
+(data, stage run keys, decisions, selections), the sha256 of each file, package versions and the time.
+
+Safety: files go only into the chosen folder under fixed names; a folder given relative to a base folder (the
+app's export folder) must stay inside it (``..``, absolute paths and symlinks out are refused); existing files
+are not replaced without ``force``; the recipe is checked (and the selection computed) before anything is
+created, so a bad recipe writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import platform
+import re
+import shlex
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .cli import _ws_arg, command, open_workspace
+from .errors import CurateError, choices
+from .select import Counts, Recipe, _store, check_recipe, export_query, live_counts, load_recipe, select
+from .store import CORE_COLUMNS, Store
+
+FORMATS = {"parquet": "data.parquet", "csv": "data.csv", "jsonl": "data.jsonl"}
+RECIPE_FILE = "recipe.json"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_VERSION = 1
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}")
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    files: list[dict]  # name, rows, bytes, sha256
+    manifest: dict
+    counts: Counts
+
+    def lines(self) -> list[str]:
+        m = self.manifest
+        out = [f"wrote {m['rows']:,} rows ({m['tokens']:,} tokens) to {self.out}"]
+        out += [f"  {f['name']}  {f['bytes']:,} bytes  sha256 {f['sha256'][:16]}…" for f in self.files]
+        out += [f"warning: {w}" for w in m.get("warnings", [])]
+        return out
+
+
+def out_dir(out: str | Path, base: str | Path | None = None) -> Path:
+    """The folder an export writes to.
+
+    Without *base* (the CLI) *out* is the user's chosen folder, taken as given. With *base* (the app), *out* is
+    a folder name inside *base*: absolute paths, ``..`` and anything that resolves outside *base* (symlinks)
+    are refused.
+    """
+    if base is None:
+        p = Path(out).expanduser()
+        if p.exists() and not p.is_dir():
+            raise CurateError(f"{p} exists and is not a folder", "give --out a folder path (it is created if missing)")
+        return p.resolve()
+    root = Path(base).expanduser().resolve()
+    name = str(out).strip()
+    parts = re.split(r"[\\/]", name)  # raw components: Path() would quietly drop "." and "a//b"
+    if not name or Path(name).is_absolute() or any(x in ("", ".", "..") for x in parts) or name.startswith("~"):
+        raise CurateError(f"Export folder name {name!r} is not allowed",
+                          f"give a plain folder name (letters, digits, . _ -); it is created inside {root}")
+    if not all(_NAME_RE.fullmatch(x) for x in parts):
+        raise CurateError(f"Export folder name {name!r} has characters that are not allowed",
+                          "use letters, digits, '.', '_' and '-' (start with a letter or digit)")
+    p = (root / name).resolve()
+    if p != root and root not in p.parents:
+        raise CurateError(f"Export folder {name!r} would be outside {root}", "choose a folder name inside it")
+    return p
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _packages() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("duckdb", "pyarrow", "pandas", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    from . import __version__
+
+    out["curate_core"] = __version__
+    return out
+
+
+def workspace_fingerprint(store: Store) -> dict:
+    """What the selection depends on: data, finished stage runs, decisions, selections (+ one combined hash)."""
+    fp = {"data": store.data_fingerprint(), "stages": store.done_run_keys(),
+          "decisions": store.decisions_state(), "selections": store.selections_state()}
+    fp["id"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
+    return fp
+
+
+def data_columns(store: Store, recipe: Recipe, with_scores: bool, with_weights: bool) -> list[tuple[str, str, str]]:
+    """(source, column, output name) of each column of the data file, in order:
+    id, text, label, [label_original], source, n_tokens, the file's other columns, [scores …], [repeats], [weight]."""
+    user = [c for c, _ in store.sample_columns() if c not in CORE_COLUMNS]
+    taken = set(CORE_COLUMNS) | set(user)
+
+    def name(want: str) -> str:  # a user column of the same name keeps its name; ours gets a prefix
+        out = want if want not in taken else f"curate_{want}"
+        taken.add(out)
+        return out
+
+    cols = [("samples", "id", "id"), ("samples", "text", "text"), ("selection", "label", "label")]
+    if recipe.relabel:
+        cols.append(("selection", "label_original", name("label_original")))
+    cols += [("samples", c, c) for c in ("source", "n_tokens", *user)]
+    if with_scores:
+        cols += [("catalog", c, name(c)) for c, (t, typ) in store.catalog().items()
+                 if t != "samples" and c != "row_id" and not typ.endswith("]")]
+    m = recipe.mixture
+    if m is not None and m.mode == "sample" and m.max_repeats != 1:
+        cols.append(("selection", "repeats", name("repeats")))
+    if with_weights:
+        cols.append(("selection", "weight", name("weight")))
+    return cols
+
+
+def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet", with_scores: bool = False,
+           with_weights: bool = False, force: bool = False, base: str | Path | None = None,
+           command_line: str | None = None) -> ExportResult:
+    """Write the recipe's selection to the folder *out* (see the module docstring). Returns what was written."""
+    store = _store(store_or_ws)
+    if fmt not in FORMATS:
+        raise CurateError(f"Unknown export format {fmt!r}", f"use one of {choices(FORMATS)}")
+    folder = out_dir(out, base)
+    r = check_recipe(store, load_recipe(recipe, store))
+    targets = [folder / FORMATS[fmt], folder / RECIPE_FILE, folder / MANIFEST_FILE]
+    existing = [p.name for p in targets if p.exists() or p.is_symlink()]
+    if existing and not force:
+        raise CurateError(f"{folder} already holds {choices(existing)}",
+                          "choose another folder, or pass --force (the app: tick 'overwrite') to replace them")
+    columns = data_columns(store, r, with_scores, with_weights)
+    # computed before the folder exists: a recipe that fails here (e.g. an unknown mixture group) writes nothing
+    if r.mixture is None:  # one COPY of the selection query, no row ids through Python
+        sql, params, c = export_query(store, r, columns)
+        write = lambda path: store.copy_select(sql, path, fmt, params)  # noqa: E731
+    else:  # sampling: materialise the selection (with repeats and weights), then join it
+        sel = select(store, r)
+        c = sel.counts
+        write = lambda path: store.export_selection(sel.table, path, fmt, columns)  # noqa: E731
+    folder.mkdir(parents=True, exist_ok=True)
+    data_path = folder / FORMATS[fmt]
+    tmp = folder / f".{data_path.name}.{os.getpid()}.tmp"
+    try:
+        write(tmp)
+        os.replace(tmp, data_path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    recipe_text = json.dumps(r.to_json(), indent=2, sort_keys=False) + "\n"
+    _write_text(folder / RECIPE_FILE, recipe_text)
+    files = [{"name": data_path.name, "rows": c.rows_unique, "bytes": data_path.stat().st_size,
+              "sha256": _sha256(data_path)},
+             {"name": RECIPE_FILE, "bytes": len(recipe_text.encode()), "sha256": _sha256(folder / RECIPE_FILE)}]
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "workspace": {"path": str(store.path), "fingerprint": workspace_fingerprint(store)},
+        "recipe": RECIPE_FILE,
+        "format": fmt,
+        "rows": c.rows_unique,
+        "rows_with_repeats": c.rows_selected,
+        "tokens": c.tokens_selected,
+        "rows_in_workspace": c.rows_total,
+        "group_by": c.group_by,
+        "groups": {g["group"]: int(g["rows_selected"]) for g in c.groups.to_dict("records") if g["rows_selected"]},
+        "steps": [{"step": s.name, "removes_alone": s.removes_alone, "removes_only": s.removes_only} for s in c.steps],
+        "columns": [out for _, _, out in columns],
+        "files": files,
+        "warnings": c.warnings,
+        "packages": _packages(),
+        "command": command_line or cli_command(store.path, folder / RECIPE_FILE, folder, fmt, with_scores,
+                                               with_weights),
+    }
+    _write_text(folder / MANIFEST_FILE, json.dumps(manifest, indent=2, default=str) + "\n")
+    return ExportResult(folder, files, manifest, c)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def cli_command(workspace: Path | str, recipe: Path | str, out: Path | str, fmt: str = "parquet",
+                with_scores: bool = False, with_weights: bool = False, force: bool = False) -> str:
+    """The shell command that does the same export."""
+    parts = ["python", "-m", "curate_core", "export", "--workspace", str(workspace), "--recipe", str(recipe),
+             "--out", str(out), "--format", fmt]
+    parts += ["--with-scores"] * with_scores + ["--with-weights"] * with_weights + ["--force"] * force
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+@dataclass
+class Download:
+    """An export held in memory for the app's download buttons: the data file alone and a zip of all files."""
+
+    data_name: str
+    data: bytes
+    zip: bytes
+    manifest: dict
+
+
+def export_download(store_or_ws: Any, recipe: Any, fmt: str = "parquet", with_scores: bool = False,
+                    with_weights: bool = False) -> Download:
+    """The same export, in memory (written to a temporary folder, read back, removed)."""
+    with tempfile.TemporaryDirectory(prefix="curate-export-") as tmp:
+        res = export(store_or_ws, recipe, Path(tmp) / "export", fmt, with_scores, with_weights)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for name in [f["name"] for f in res.files] + [MANIFEST_FILE]:
+                z.write(res.out / name, arcname=name)
+        data_name = FORMATS[fmt]
+        return Download(data_name, (res.out / data_name).read_bytes(), buf.getvalue(), res.manifest)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def _recipe_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", "-r", required=True,
+                   help="recipe .json file, or the name of a recipe saved in the workspace (e.g. __draft__)")
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    _ws_arg(p)
+    _recipe_arg(p)
+    p.add_argument("--out", "-o", required=True, help="folder to write data file, recipe.json and manifest.json to")
+    p.add_argument("--format", default="parquet", choices=list(FORMATS), help="data file format (default: parquet)")
+    p.add_argument("--with-scores", action="store_true", help="add every score / stage-output column")
+    p.add_argument("--with-weights", action="store_true", help="add the soft weight column (target / achieved share)")
+    p.add_argument("--force", action="store_true", help="replace files already in the folder")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+
+@command("export", "write a recipe's selection: data file + recipe.json + manifest.json", _export_args)
+def _export_cmd(a: argparse.Namespace) -> int:
+    line = " ".join(shlex.quote(x) for x in ["python", "-m", "curate_core", *sys.argv[1:]])
+    with open_workspace(a.workspace) as ws:
+        res = export(ws, load_recipe(a.recipe, ws.store), a.out, a.format, a.with_scores, a.with_weights, a.force,
+                     command_line=line)
+    if a.json:
+        print(json.dumps(res.manifest, default=str))
+    else:
+        print("\n".join(res.lines()))
+    return 0
+
+
+def _select_args(p: argparse.ArgumentParser) -> None:
+    _ws_arg(p)
+    _recipe_arg(p)
+    p.add_argument("--save-selection", metavar="NAME", help="save the selected rows as a named selection")
+    p.add_argument("--json", action="store_true", help="print counts per step and group as JSON")
+
+
+@command("select", "show what a recipe selects: counts per step and per group (nothing is written)", _select_args)
+def _select_cmd(a: argparse.Namespace) -> int:
+    with open_workspace(a.workspace) as ws:
+        recipe = load_recipe(a.recipe, ws.store)
+        if a.save_selection:
+            sel = select(ws, recipe)
+            ws.save_selection(a.save_selection, sel.row_ids)
+            c = sel.counts
+        else:
+            c = live_counts(ws, recipe, cached=False)
+    if a.json:
+        print(json.dumps(c.to_json(), default=str))
+        return 0
+    rows_est = "≈" if c.tokens_estimated and c.unit == "tokens" else ""
+    approx = "≈" if c.tokens_estimated and c.unit == "rows" else ""
+    print(f"selected  {rows_est}{c.rows_selected:,} of {c.rows_total:,} rows ({approx}{c.tokens_selected:,} tokens); "
+          f"{c.rows_pool:,} pass the filters")
+    for s in c.steps:
+        print(f"  {s.name}: removes {s.removes_alone:,} alone, {s.removes_only:,} only by it")
+    if c.group_by:
+        print(f"by {c.group_by}: " + ", ".join(f"{g['group']} {g['rows_before']:,}→{g['rows_selected']:,}"
+                                              for g in c.groups.head(30).to_dict("records")))
+    for w in c.warnings:
+        print(f"warning: {w}")
+    if a.save_selection:
+        print(f"saved selection {a.save_selection!r}")
+    return 0

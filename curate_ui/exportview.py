@@ -1,0 +1,81 @@
+"""Export page pieces: choosing the recipe, the summary of what it selects, writing / downloading the files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from curate_core import CurateError, Workspace
+from curate_core import export as E
+from curate_core import select as S
+
+from . import charts, state
+
+SOURCES = {"draft": "Draft from the Select page", "saved": "A saved recipe", "upload": "A recipe file"}
+
+
+def choose_recipe(ws: Workspace) -> tuple[dict | None, str]:
+    """(recipe, how the CLI refers to it). None when there is nothing usable yet (the reason is shown)."""
+    saved = [n for n in ws.store.recipe_names() if n != S.DRAFT]
+    src = st.radio("Recipe", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="exp_src")
+    try:
+        if src == "draft":
+            doc = ws.store.recipe(S.DRAFT)
+            if doc is None:
+                st.info("No draft yet: every row is exported. Shape a selection on the **Select** page first.",
+                        icon=":material/tune:")
+                doc = {"filters": [], "decisions": True}
+            return S.parse_recipe(doc).to_json(), S.DRAFT
+        if src == "saved":
+            if not saved:
+                st.info("No saved recipes yet: save one on the Select page (Recipe tools).", icon=":material/info:")
+                return None, ""
+            name = st.selectbox("Saved recipe", saved, key="exp_saved")
+            return S.parse_recipe(ws.store.recipe(name)).to_json(), name
+        up = st.file_uploader("Recipe (.json)", type=["json"], key="exp_upload")
+        if up is None:
+            return None, ""
+        return S.parse_recipe(up.getvalue().decode("utf-8", errors="replace")).to_json(), up.name
+    except CurateError as e:
+        state.show_error(e)
+        return None, ""
+
+
+def summary(ws: Workspace, recipe: dict) -> S.Counts | None:
+    from .selectview import guarded
+
+    c = guarded(ws, S.live_counts, ws.store, recipe)
+    if c is None:
+        return None
+    m = st.columns(4)
+    rows_est = "≈ " if c.tokens_estimated and c.unit == "tokens" else ""
+    m[0].metric("Rows to export", f"{rows_est}{c.rows_selected:,}", help=f"{rows_est}{c.rows_unique:,} distinct rows")
+    m[1].metric("Tokens", ("≈ " if c.tokens_estimated and c.unit == "rows" else "") + charts.human(c.tokens_selected))
+    m[2].metric("Of all rows", f"{c.rows_selected / max(c.rows_total, 1):.1%}")
+    m[3].metric("Groups", f"{int((c.groups['rows_selected'] > 0).sum()):,}", help=f"by {c.group_by}")
+    for w in c.warnings:
+        st.warning(w, icon=":material/warning:")
+    return c
+
+
+def default_name() -> str:
+    if "exp_name" not in st.session_state:
+        st.session_state["exp_name"] = "export-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return "exp_name"
+
+
+def write_result(res: E.ExportResult) -> None:
+    st.success(f"Wrote {res.manifest['rows']:,} rows to `{res.out}`", icon=":material/check_circle:")
+    files = [*res.files, {"name": E.MANIFEST_FILE, "bytes": (res.out / E.MANIFEST_FILE).stat().st_size}]
+    st.dataframe(pd.DataFrame({"file": [f["name"] for f in files], "bytes": [f["bytes"] for f in files],
+                               "sha256": [f.get("sha256", "") for f in files]}), hide_index=True, width="stretch")
+    with st.expander("manifest.json"):
+        st.code(json.dumps(res.manifest, indent=2, default=str), language="json")
+
+
+def exports_folder(ws: Workspace) -> Path:
+    return ws.path / "exports"

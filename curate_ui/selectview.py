@@ -1,0 +1,555 @@
+"""Select page pieces: the recipe editor (filter panels, decisions, dedup, selections, mixture), live counts,
+composition charts, and save / load / diff of recipes.
+
+The workspace's draft recipe (``store.recipe("__draft__")``) is the source of truth: the editor starts from it,
+writes every change back, and re-reads it when another page (Duplicates) changed it. Widget keys start with
+``sel_w_`` so a reload can reset them all at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from curate_core import CurateError, Workspace
+from curate_core import select as S
+from curate_core.errors import log_exception
+
+from . import charts, state
+
+W = "sel_w_"  # editor widget keys
+SEEN = "sel_seen_draft"
+DEFAULT: dict = {"version": 1, "seed": 0, "filters": [], "decisions": True,
+                 "dedup": {"exact": False, "semantic_eps": None}, "selections": {"only": [], "except": []},
+                 "mixture": None}
+TEMPERATURES = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0, 1000.0]
+MAX_SLIDERS = 30  # more groups than this: a table of weights instead of sliders
+NONE = "(none)"
+
+
+def guarded(ws: Workspace, fn, *args: Any, **kwargs: Any) -> Any:
+    """Call *fn*; a CurateError is shown as such, anything else (a bug) is logged and shown in one line.
+
+    Returns None when it failed, so a page can draw what it can instead of a stack trace.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except CurateError as e:
+        state.show_error(e)
+    except Exception as e:  # noqa: BLE001 - a bug: never a traceback on the page
+        path = log_exception(ws.store.log_dir, e)
+        state.show_error(CurateError(f"Unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                                     f"this is a bug; the traceback is in {path}"))
+    return None
+
+
+# ----------------------------------------------------------------------------------------- draft
+def _dump(doc: Any) -> str:
+    return json.dumps(doc, sort_keys=True, default=str)
+
+
+def _normalised(doc: dict) -> dict:
+    try:
+        return S.parse_recipe(doc).to_json()
+    except CurateError:
+        return doc  # e.g. all weights at zero: kept as is, the counts show the error
+
+
+def load_draft(ws: Workspace) -> dict:
+    """The draft recipe, normalised; resets the editor when someone else changed it since this page saw it."""
+    raw = ws.store.recipe(S.DRAFT)
+    raw = dict(DEFAULT) if raw is None else raw
+    seen = st.session_state.get(SEEN)
+    if seen is not None and seen != _dump(raw):
+        reset_editor()
+    st.session_state[SEEN] = _dump(raw)
+    try:
+        return S.parse_recipe(raw).to_json()
+    except CurateError as e:
+        state.show_error(e)
+        st.caption("The draft recipe has a problem (above); fix it here or replace it under *Recipe tools*.")
+        return _lenient(raw)
+
+
+def _lenient(raw: dict) -> dict:
+    """As much of a broken draft as parses (each top-level part on its own), the rest from the defaults."""
+    out = S.parse_recipe(DEFAULT).to_json()
+    for k in ("seed", "filters", "decisions", "dedup", "selections", "mixture"):
+        if k in raw:
+            try:
+                out[k] = S.parse_recipe({k: raw[k]}).to_json()[k]
+            except CurateError:
+                pass
+    return out
+
+
+def save_draft(ws: Workspace, recipe: dict) -> None:
+    norm = _normalised(recipe)
+    if _dump(norm) != st.session_state.get(SEEN):
+        ws.store.save_recipe(S.DRAFT, norm)
+        st.session_state[SEEN] = _dump(norm)
+
+
+def replace_draft(ws: Workspace, recipe: dict) -> None:
+    """Make *recipe* the draft (load / apply JSON) and redraw the editor from it."""
+    ws.store.save_recipe(S.DRAFT, S.parse_recipe(recipe).to_json())
+    reset_editor()
+    st.session_state.pop(SEEN, None)
+
+
+def reset_editor() -> None:
+    for k in [k for k in st.session_state if str(k).startswith(W)]:
+        del st.session_state[k]
+
+
+def _init(key: str, value: Any) -> str:
+    if key not in st.session_state:
+        st.session_state[key] = value
+    return key
+
+
+def _key(*parts: Any) -> str:
+    return W + "_".join(hashlib.md5(str(p).encode()).hexdigest()[:8] if not str(p).isidentifier() else str(p)
+                        for p in parts)
+
+
+# ------------------------------------------------------------------------------------- profiles
+@st.cache_data(show_spinner=False, max_entries=256)
+def _profile(path: str, key: str, column: str) -> S.Profile:
+    return S.column_profile(state.open_workspace(path).store, column)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _groups(path: str, key: str, column: str) -> dict[str, int]:
+    return S.group_sizes(state.open_workspace(path).store, column)
+
+
+def profile(ws: Workspace, column: str) -> S.Profile:
+    return _profile(str(ws.path), ws.store.selection_state_key(), column)
+
+
+def groups(ws: Workspace, column: str) -> dict[str, int]:
+    return _groups(str(ws.path), ws.store.selection_state_key(), column)
+
+
+# -------------------------------------------------------------------------------------- filters
+def _panel_kind(f: dict, kinds: dict[str, str]) -> bool:
+    """Can a panel show this filter (so it is edited there rather than listed as 'other')?"""
+    kind = kinds.get(f["column"])
+    if kind == "number":
+        return f["op"] in ("<", "<=", ">", ">=", "between") and all(
+            v is None or isinstance(v, (int, float)) for v in (f["value"] if f["op"] == "between" else [f["value"]]))
+    if kind == "bool":
+        return f["op"] in ("is", "is_not") and isinstance(f["value"], bool)
+    if kind == "text":
+        return f["op"] in ("in", "==")
+    return False
+
+
+def filter_editor(ws: Workspace, draft: dict) -> tuple[list[dict], dict[int, Any]]:
+    """One panel per chosen column; returns the filters (panel filters first) and caption slots by filter index."""
+    kinds = S.filterable_columns(ws.store)
+    by_col: dict[str, dict] = {}
+    other: list[dict] = []
+    for f in draft["filters"]:
+        if f["column"] not in by_col and _panel_kind(f, kinds):
+            by_col[f["column"]] = f
+        else:
+            other.append(f)
+    if not any(t != "samples" for t, _ in ws.store.catalog().values()):
+        st.caption("Only the columns of your file so far. Run the pipeline (Overview page) for score columns: "
+                   "label issues, duplicates, outliers, text statistics.")
+    options = sorted(kinds, key=lambda c: (c not in by_col, c))
+    cols = st.multiselect("Filter on", options, key=_init(W + "cols", list(by_col)),
+                          help="a panel per column: histogram, range and how many rows the filter removes",
+                          placeholder="choose score columns …")
+    filters: list[dict] = []
+    slots: dict[int, Any] = {}
+    grid = st.columns(2)
+    for i, col in enumerate(cols):
+        with grid[i % 2].container(border=True):
+            f, slot = _panel(ws, col, kinds[col], by_col.get(col))
+            if f is not None:
+                slots[len(filters)] = slot
+                filters.append(f)
+            else:
+                slot.caption("no restriction: every row passes")
+    if other:
+        st.caption("Other filters in the recipe (edit them as JSON under *Recipe tools*):")
+        keep_other = []
+        for j, f in enumerate(other):
+            c1, c2 = st.columns([6, 1])
+            c1.markdown(f"`{S.describe_filter(S.parse_recipe({'filters': [f]}).filters[0])}`")
+            slot = c1.empty()
+            if not c2.button("Remove", key=_key("rm", j, _dump(f))):
+                slots[len(filters) + len(keep_other)] = slot
+                keep_other.append(f)
+        filters += keep_other
+    return filters, slots
+
+
+def _panel(ws: Workspace, col: str, kind: str, f: dict | None) -> tuple[dict | None, Any]:
+    st.markdown(f"**{col}**")
+    p = guarded(ws, profile, ws, col)
+    if p is None:
+        return f, st.empty()
+    out: dict | None = None
+    if kind == "number":
+        out = _number_panel(col, p, f)
+    elif kind == "bool":
+        out = _bool_panel(col, p, f)
+    else:
+        out = _text_panel(col, p, f)
+    if p.missing and out is not None and not (out["op"] in ("is", "is_not") and out["value"] is None):
+        drop = st.checkbox(f"Also drop rows without a value ({p.missing:,})", key=_init(_key("nulls", col),
+                           (f or {}).get("nulls") == "drop"))
+        out["nulls"] = "drop" if drop else "keep"
+    elif p.missing:
+        st.caption(f"{p.missing:,} rows have no value; they pass the filter unless you ask to drop them")
+    return out, st.empty()
+
+
+def _number_panel(col: str, p: S.Profile, f: dict | None) -> dict | None:
+    if p.lo is None:
+        st.caption("no values")
+        return None
+    lo, hi = p.lo, p.hi
+    init = (lo, hi)
+    if f is not None:
+        v = f["value"]
+        a, b = (v if f["op"] == "between" else (v, None) if f["op"] in (">", ">=") else (None, v))
+        init = (lo if a is None else min(max(a, lo), hi), hi if b is None else max(min(b, hi), lo))
+    st.plotly_chart(histogram(p, init), key=_key("hist", col), config={"displayModeBar": False})
+    if hi <= lo:
+        st.caption(f"every row has the value {lo:g}")
+        return f
+    if p.integer:
+        init = (int(round(init[0])), int(round(init[1])))
+        sel = st.slider(f"Keep {col} in", int(lo), int(hi), key=_init(_key("rng", col), init))
+    else:
+        step = _nice_step((hi - lo) / 200)
+        sel = st.slider(f"Keep {col} in", float(lo), float(hi), key=_init(_key("rng", col), (float(init[0]), float(init[1]))),
+                        step=step, format=_fmt(step))
+    if f is not None and tuple(sel) == tuple(init):
+        return dict(f)  # untouched: keep the recipe's own operator (e.g. a strict <)
+    a = None if sel[0] <= lo else sel[0]
+    b = None if sel[1] >= hi else sel[1]
+    if a is None and b is None:
+        return None
+    return {"column": col, "op": "between", "value": [a, b], "nulls": "keep"}
+
+
+def _nice_step(x: float) -> float:
+    if x <= 0:
+        return 0.01
+    import math
+
+    e = math.floor(math.log10(x))
+    return float(f"{10 ** e:.10g}")
+
+
+def _fmt(step: float) -> str:
+    import math
+
+    digits = max(0, -int(math.floor(math.log10(step)))) if step < 1 else 0
+    return f"%.{min(digits, 6)}f"
+
+
+def _bool_panel(col: str, p: S.Profile, f: dict | None) -> dict | None:
+    names = {"all": "all rows", "true": f"only true ({p.values.get('true', 0):,})",
+             "false": f"only false ({p.values.get('false', 0):,})"}
+    init = "all"
+    if f is not None:
+        init = "true" if (f["op"] == "is") == bool(f["value"]) else "false"
+    choice = st.radio(f"Keep rows where {col} is", list(names), format_func=names.get, horizontal=True,
+                      key=_init(_key("bool", col), init))
+    if choice == "all":
+        return None
+    if f is not None and choice == init:
+        return dict(f)
+    return {"column": col, "op": "is", "value": choice == "true", "nulls": "keep"}
+
+
+def _text_panel(col: str, p: S.Profile, f: dict | None) -> dict | None:
+    values = list(p.values)
+    if p.distinct > len(values):
+        st.caption(f"{p.distinct:,} distinct values — too many for a list; use the recipe JSON for this column")
+        return f
+    init = values
+    if f is not None:
+        chosen = f["value"] if f["op"] == "in" else [f["value"]]
+        init = [v for v in values if v in chosen]
+    st.caption(", ".join(f"{v} ({n:,})" for v, n in list(p.values.items())[:12]) + (" …" if len(values) > 12 else ""))
+    sel = st.multiselect(f"Keep {col} values", values, key=_init(_key("in", col), init))
+    if not sel:
+        st.warning("Choose at least one value; with none chosen this panel does not filter.")
+        return None
+    if len(sel) == len(values):
+        return None
+    if f is not None and sel == init:
+        return dict(f)
+    return {"column": col, "op": "in", "value": list(sel), "nulls": "keep"}
+
+
+def histogram(p: S.Profile, keep: tuple[float, float] | None = None) -> go.Figure:
+    mids = [(a + b) / 2 for a, b in zip(p.edges[:-1], p.edges[1:])]
+    width = p.edges[1] - p.edges[0] if len(p.edges) > 1 else 1
+    fig = go.Figure(go.Bar(x=mids, y=p.counts, width=[width] * len(mids), marker_color="#4c78a8",
+                           hovertemplate=f"{charts.plot_text(p.column)} ≈ %{{x:.3g}}: %{{y:,}} rows<extra></extra>"))
+    if keep is not None and (keep[0] > p.lo or keep[1] < p.hi):
+        fig.add_vrect(x0=keep[0], x1=keep[1], fillcolor="#54a24b", opacity=0.15, line_width=0)
+    fig.update_layout(height=150, margin=dict(l=10, r=10, t=5, b=30), bargap=0.05, showlegend=False,
+                      xaxis_title=charts.plot_text(p.column, 60), yaxis_title="rows")
+    return fig
+
+
+# ------------------------------------------------------------------------- decisions, dedup, sets
+def steps_editor(ws: Workspace, draft: dict) -> dict:
+    cat = ws.store.catalog()
+    dec = draft["decisions"]
+    cur = ws.store.current_decisions()
+    n = cur["action"].value_counts().to_dict() if len(cur) else {}
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        st.markdown("**Decisions**")
+        exclude = st.checkbox(f"Drop excluded rows ({n.get('exclude', 0):,})", key=_init(W + "dec_ex", dec["exclude"]))
+        relabel = st.checkbox(f"Apply relabels ({n.get('relabel', 0):,})", key=_init(W + "dec_re", dec["relabel"]))
+        reviewed = st.checkbox("Kept / relabelled rows pass the filters", key=_init(W + "dec_rv", dec["reviewed_pass_filters"]),
+                               help=f"{n.get('keep', 0) + n.get('relabel', 0):,} rows a person reviewed skip the filters")
+    dd = draft["dedup"]
+    with c2:
+        st.markdown("**Duplicates**")
+        has_exact = "dup_rank" in cat
+        exact = st.checkbox("Keep one row per exact-duplicate group", key=_init(W + "dd_ex", dd["exact"]),
+                            disabled=not has_exact and not dd["exact"],
+                            help=None if has_exact else "needs the duplicate scores (run the scores stage)")
+        has_sem = "semdedup_sim" in cat
+        sem_on = st.checkbox("SemDeDup (near duplicates)", key=_init(W + "dd_sem", dd["semantic_eps"] is not None),
+                             disabled=not has_sem and dd["semantic_eps"] is None,
+                             help=None if has_sem else "needs the duplicate scores (run the scores stage)")
+        eps = None
+        if sem_on:
+            eps = st.slider("eps (drop rows more similar than 1 − eps to a kept row)", 0.0, 0.5, step=0.01,
+                            key=_init(W + "dd_eps", float(dd["semantic_eps"] if dd["semantic_eps"] is not None else 0.05)))
+    sel = draft["selections"]
+    with c3:
+        st.markdown("**Saved selections**")
+        names = list(dict.fromkeys([*ws.store.selection_names(), *sel["only"], *sel["except"]]))
+        if not names:
+            st.caption("No saved selections yet (lasso rows on the Map page to save one).")
+        only = st.multiselect("Only rows in", names, key=_init(W + "only", sel["only"]), disabled=not names)
+        except_ = st.multiselect("Except rows in", names, key=_init(W + "except", sel["except"]), disabled=not names)
+    return {"decisions": {"exclude": exclude, "relabel": relabel, "reviewed_pass_filters": reviewed},
+            "dedup": {"exact": exact, "semantic_eps": eps}, "selections": {"only": only, "except": except_}}
+
+
+# --------------------------------------------------------------------------------------- mixture
+def mixture_editor(ws: Workspace, draft: dict) -> dict | None:
+    m = draft["mixture"]
+    on = st.toggle("Mix groups: balance, budget, caps, temperature, quality", key=_init(W + "mix_on", m is not None))
+    if not on:
+        return None
+    m = m or S.parse_recipe({"mixture": {}}).to_json()["mixture"]
+    cat = ws.store.catalog()
+    kinds = S.filterable_columns(ws.store)
+    opts = [c for c in ("label", "source", "cluster") if c in cat]
+    opts += [c for c, k in kinds.items() if k in ("text", "bool") and c not in opts]
+    if m["group_by"] not in opts:
+        opts.append(m["group_by"])
+    c1, c2, c3 = st.columns(3)
+    group_by = c1.selectbox("Group by", opts, key=_init(W + "mix_by", m["group_by"]))
+    kind = c2.radio("Budget", ["none", "rows", "tokens"], horizontal=True,
+                    key=_init(W + "mix_bk", next(iter(m["budget"] or {"none": 0}))),
+                    help="none: the largest mix that meets the shares without repeating rows")
+    budget = None
+    if kind != "none":
+        start = (m["budget"] or {}).get(kind) or (1000 if kind == "rows" else 100_000)
+        n = c2.number_input(f"Budget ({kind})", min_value=1, step=100 if kind == "rows" else 10_000,
+                            key=_init(W + f"mix_b_{kind}", int(start)))
+        budget = {kind: int(n)}
+    seed = c3.number_input("Seed", min_value=0, step=1, key=_init(W + "seed", int(draft["seed"])),
+                           help="the random key of a row is md5(seed:id): same seed, same rows, on any machine")
+    c1, c2, c3 = st.columns(3)
+    cap = c1.number_input("Cap per group (0 = none)", min_value=0, step=100, key=_init(W + "mix_cap", int(m["cap"] or 0)),
+                          help="in the budget's unit (rows, or tokens with a token budget)")
+    reps = c2.number_input("Max repeats (epochs; 0 = no limit)", min_value=0, step=1,
+                           key=_init(W + "mix_rep", int(m["max_repeats"] or 0)),
+                           help="1 = never repeat a row; a small group can repeat up to this many times to fill its share")
+    mode = c3.radio("Mode", ["sample", "reweight"], horizontal=True, key=_init(W + "mix_mode", m["mode"]),
+                    help="sample: draw rows to meet the shares · reweight: keep every row, the weight column carries the mix")
+    temps = sorted(set(TEMPERATURES) | {float(m["temperature"])})
+    c1, c2, c3 = st.columns(3)
+    custom = bool(st.session_state.get(W + f"mix_custom_{group_by}", m["weights"] is not None))
+    temperature = c1.select_slider("Temperature over group sizes", temps, key=_init(W + "mix_t", float(m["temperature"])),
+                                   disabled=custom,
+                                   help="share ∝ size^(1/T): 1 = natural proportions, large = uniform over groups"
+                                        + (" — not used while weights are set per group" if custom else ""))
+    nums = [c for c, k in kinds.items() if k == "number"]
+    q = m["quality"] or {}
+    qopts = [NONE, *nums] + ([q["column"]] if q.get("column") and q["column"] not in nums else [])
+    qcol = c2.selectbox("Quality column", qopts, key=_init(W + "mix_q", q.get("column") or NONE),
+                        help="inside a group, rows with a higher value are drawn more often")
+    strength = c3.slider("Quality strength", 0.0, 5.0, step=0.1, key=_init(W + "mix_qs", float(q.get("strength", 1.0))),
+                         disabled=qcol == NONE, help="sampling weight ∝ quality^strength (0 = uniform)")
+    redistribute = st.checkbox("A group that cannot fill its share leaves the rest to the others",
+                               key=_init(W + "mix_rd", bool(m["redistribute"])))
+    weights = _weights_editor(ws, group_by, m, temperature)
+    return {"group_by": group_by, "weights": weights, "budget": budget, "cap": int(cap) or None,
+            "temperature": float(temperature), "max_repeats": int(reps) or None,
+            "quality": None if qcol == NONE else {"column": qcol, "strength": float(strength)},
+            "mode": mode, "redistribute": redistribute}
+
+
+def _weights_editor(ws: Workspace, group_by: str, m: dict, temperature: float) -> dict | None:
+    try:
+        sizes = groups(ws, group_by)
+        names = list(sizes)
+    except CurateError as e:
+        state.show_error(e)
+        return None
+    if len(names) > S.MAX_GROUPS:
+        st.warning(f"`{group_by}` has more than {S.MAX_GROUPS:,} distinct values: choose another column to group by.")
+        return None
+    old = m["weights"] if m["group_by"] == group_by and m["weights"] and set(m["weights"]) <= set(names) else None
+    custom = st.toggle("Set a weight per group", key=_init(W + f"mix_custom_{group_by}", old is not None),
+                       help="off: the temperature sets the shares from the group sizes")
+    if not custom:
+        return None
+    if old is None:  # start the sliders from the temperature's shares of all rows
+        shares = S.group_shares({g: float(n) for g, n in sizes.items()}, temperature)
+        top = max(shares.values()) or 1
+        old = {g: round(100 * shares[g] / top) for g in names}
+    if len(names) > MAX_SLIDERS:
+        df = pd.DataFrame({"group": names, "weight": [float(old.get(g, 0)) for g in names]})
+        edited = st.data_editor(df, key=W + f"mix_table_{group_by}", hide_index=True, width="stretch",
+                                disabled=["group"], column_config={"weight": st.column_config.NumberColumn(min_value=0)})
+        weights = dict(zip(edited["group"], edited["weight"].astype(float)))
+    else:
+        weights = {}
+        cols = st.columns(3)
+        for i, g in enumerate(names):
+            weights[g] = float(cols[i % 3].slider(charts.plot_text(g, 40), 0, 100, step=1,
+                                                  key=_init(_key("w", group_by, g), int(old.get(g, 0)))))
+    tot = sum(weights.values())
+    if tot <= 0:
+        st.warning("All weights are 0: give at least one group a weight.")
+        return {g: 0.0 for g in names}
+    st.caption("Shares: " + " · ".join(f"{charts.plot_text(g, 30)} {w / tot:.1%}" for g, w in weights.items() if w > 0))
+    return weights
+
+
+# ---------------------------------------------------------------------------------------- results
+def counts(ws: Workspace, recipe: dict) -> S.Counts | None:
+    return guarded(ws, S.live_counts, ws.store, recipe)
+
+
+def fill_step_captions(c: S.Counts, slots: dict[int, Any]) -> None:
+    for s in c.steps:
+        if s.key.startswith("filters[") and int(s.key[8:-1]) in slots:
+            slots[int(s.key[8:-1])].caption(f"removes **{s.removes_alone:,}** rows alone · "
+                                            f"**{s.removes_only:,}** only by this filter")
+
+
+def metrics(c: S.Counts) -> None:
+    m = st.columns(4)
+    approx = "≈ " if c.tokens_estimated and c.unit == "rows" else ""
+    rows_est = "≈ " if c.tokens_estimated and c.unit == "tokens" else ""
+    m[0].metric("Selected rows", f"{rows_est}{c.rows_selected:,}",
+                help="rows in the selection (repeats counted)" + (
+                    "; with a token budget the rows depend on which rows are drawn: estimated from each group's "
+                    "mean length" if rows_est else ""),
+                delta=f"{c.rows_selected - c.rows_total:,} vs all" if c.rows_selected != c.rows_total else None,
+                delta_color="off")
+    m[1].metric("Tokens", approx + charts.human(c.tokens_selected),
+                help=f"{approx}{c.tokens_selected:,} of {c.tokens_total:,} whitespace tokens")
+    m[2].metric("Pass the filters", f"{c.rows_pool:,}", help="rows left after decisions, filters, selections, dedup")
+    m[3].metric("All rows", f"{c.rows_total:,}")
+
+
+def composition_chart(c: S.Counts, top: int = 12) -> go.Figure:
+    """Stacked 100 % bars: the share of each group among all rows, rows that pass, and the selection."""
+    g = c.groups.sort_values("rows_before", ascending=False)
+    head, rest = g.head(top), g.iloc[top:]
+    series = [(r["group"], r["rows_before"], r["rows_pool"], r["rows_selected"]) for _, r in head.iterrows()]
+    if len(rest):
+        series.append((f"({len(rest)} more)", rest["rows_before"].sum(), rest["rows_pool"].sum(),
+                       rest["rows_selected"].sum()))
+    totals = [max(c.rows_total, 1), max(c.rows_pool, 1), max(c.rows_selected, 1)]
+    bars = ["all rows", "pass the filters", "selected"]
+    fig = go.Figure()
+    for name, *vals in series:
+        fig.add_bar(y=bars, x=[100 * v / t for v, t in zip(vals, totals)], orientation="h",
+                    name=charts.plot_text(name, 30), customdata=[[int(v)] for v in vals],
+                    hovertemplate=charts.plot_text(name, 60) + ": %{x:.1f}% (%{customdata[0]:,} rows)<extra></extra>")
+    fig.update_layout(barmode="stack", height=230, margin=dict(l=10, r=10, t=10, b=40),
+                      xaxis_title=f"share of rows by {charts.plot_text(c.group_by or '', 40)} (%)",
+                      yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.35))
+    return fig
+
+
+def group_table(c: S.Counts) -> pd.DataFrame:
+    g = c.groups
+    return pd.DataFrame({
+        "group": g["group"], "rows (all)": g["rows_before"], "pass filters": g["rows_pool"],
+        "target share": (100 * g["share_target"]).round(1), "selected": g["rows_selected"],
+        "× its rows": g["repeats"].round(2), "short by": g["shortfall"].round(0),
+    })
+
+
+def steps_table(c: S.Counts) -> pd.DataFrame:
+    return pd.DataFrame({"step": [s.name for s in c.steps], "alone": [s.removes_alone for s in c.steps],
+                         "only it": [s.removes_only for s in c.steps]})
+
+
+# ----------------------------------------------------------------------------------- recipe tools
+def recipe_tools(ws: Workspace, recipe: dict) -> None:
+    saved = [n for n in ws.store.recipe_names() if n != S.DRAFT]
+    t1, t2, t3 = st.tabs(["Save / load", "Diff", "JSON"])
+    with t1:
+        c1, c2 = st.columns(2)
+        name = c1.text_input("Save the current recipe as", key="sel_t_name", placeholder="e.g. clean-v1")
+        if c1.button("Save", key="sel_t_save", disabled=not name.strip()):
+            try:
+                ws.store.save_recipe(name.strip(), {**recipe, "name": name.strip()})
+                st.success(f"Saved recipe {name.strip()!r}.")
+            except CurateError as e:
+                state.show_error(e)
+        pick = c2.selectbox("Saved recipes", saved, index=None, key="sel_t_pick", placeholder="choose one …")
+        if c2.button("Load into the editor", key="sel_t_load", disabled=pick is None):
+            replace_draft(ws, ws.store.recipe(pick))
+            st.rerun()
+        st.download_button("Download recipe.json", json.dumps(recipe, indent=2), file_name="recipe.json",
+                           mime="application/json", key="sel_t_dl")
+    with t2:
+        opts = ["(current draft)", *saved]
+        c1, c2 = st.columns(2)
+        a = c1.selectbox("Recipe A", opts, key="sel_t_da")
+        b = c2.selectbox("Recipe B", opts, index=min(1, len(opts) - 1), key="sel_t_db")
+        get = lambda n: recipe if n == opts[0] else ws.store.recipe(n)  # noqa: E731
+        try:
+            diff = S.recipe_diff(get(a), get(b))
+        except CurateError as e:
+            state.show_error(e)
+            diff = []
+        if not diff:
+            st.caption("No differences.")
+        else:
+            st.dataframe(pd.DataFrame({"field": [d[0] for d in diff], "A": [_dump(d[1]) for d in diff],
+                                       "B": [_dump(d[2]) for d in diff]}), hide_index=True, width="stretch")
+    with t3:
+        text = st.text_area("Recipe JSON (edit and apply)", json.dumps(recipe, indent=2), height=300, key="sel_t_json")
+        if st.button("Apply", key="sel_t_apply"):
+            try:
+                doc = S.parse_recipe(text).to_json()
+                S.check_recipe(ws.store, doc)
+            except CurateError as e:
+                state.show_error(e)
+            else:
+                replace_draft(ws, doc)
+                st.session_state.pop("sel_t_json", None)
+                st.rerun()

@@ -1,0 +1,203 @@
+"""Export: data file + recipe.json + manifest.json; byte-identical reruns; safe paths; nothing written on errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from io import BytesIO
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from curate_core import CurateError
+from curate_core import export as E
+from curate_core import select as S
+
+from select_fixtures import build, truth
+
+REPO = Path(__file__).resolve().parent.parent
+MIX = {"seed": 2, "filters": [{"column": "outlier_score", "op": "<=", "value": 0.9}],
+       "dedup": {"exact": True},
+       "mixture": {"group_by": "label", "budget": {"rows": 150}, "temperature": 3.0, "max_repeats": 2,
+                   "quality": {"column": "label_quality", "strength": 1.0}}}
+
+
+@pytest.fixture
+def ews(tmp_path):
+    ws = build(tmp_path / "ws", n=300)
+    yield ws
+    ws.close()
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_export_twice_is_byte_identical_also_from_a_fresh_process(ews, tmp_path):
+    a = E.export(ews, MIX, tmp_path / "a")
+    b = E.export(ews, MIX, tmp_path / "b")
+    assert sha(a.out / "data.parquet") == sha(b.out / "data.parquet")
+    assert (a.out / "recipe.json").read_bytes() == (b.out / "recipe.json").read_bytes()
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps(MIX))
+    path = ews.path
+    ews.close()  # one process owns a workspace: hand it to the CLI
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "curate_core", "export", "--workspace", str(path), "--recipe", str(recipe),
+           "--out", str(tmp_path / "c")]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert sha(tmp_path / "c" / "data.parquet") == sha(a.out / "data.parquet")
+    # the exported recipe.json replays the same selection
+    cmd[cmd.index(str(recipe))] = str(a.out / "recipe.json")
+    cmd[-1] = str(tmp_path / "d")
+    assert subprocess.run(cmd, capture_output=True, env=env, cwd=REPO, timeout=120).returncode == 0
+    assert sha(tmp_path / "d" / "data.parquet") == sha(a.out / "data.parquet")
+
+
+def test_data_manifest_and_recipe_contents(ews, tmp_path):
+    df = truth(ews)
+    rid = int(df.loc[df["outlier_score"] <= 0.9, "row_id"].iloc[3])
+    old = df.set_index("row_id").loc[rid, "label"]
+    new = "delta" if old != "delta" else "alpha"
+    ews.decide([rid], "relabel", value=new)
+    res = E.export(ews, MIX, tmp_path / "x", with_scores=True, with_weights=True)
+    data = pq.read_table(res.out / "data.parquet").to_pandas()
+    sel = S.select(ews, MIX)
+    assert data["id"].tolist() == sel.table.column("id").to_pylist()  # row_id order
+    assert len(data) == len(sel) == res.manifest["rows"]
+    assert list(data.columns[:4]) == ["id", "text", "label", "label_original"]
+    assert {"outlier_score", "label_quality", "n_chars"} - set(data.columns) == {"n_chars"}  # no textstats run
+    assert {"repeats", "weight", "extra_num", "source", "n_tokens"} <= set(data.columns)
+    assert data["repeats"].sum() == res.manifest["rows_with_repeats"] == 150
+    m = res.manifest
+    assert m["groups"] == data.groupby("label")["repeats"].sum().to_dict()
+    assert m["files"][0]["sha256"] == sha(res.out / "data.parquet")
+    assert m["files"][1]["sha256"] == sha(res.out / "recipe.json")
+    assert m["workspace"]["fingerprint"]["data"] == ews.store.data_fingerprint()
+    assert {"duckdb", "pyarrow", "python", "curate_core"} <= set(m["packages"])
+    assert m["created"] and m["columns"] == list(data.columns)
+    assert json.loads((res.out / "recipe.json").read_text()) == S.parse_recipe(MIX).to_json()
+    if rid in set(sel.row_ids.tolist()):
+        row = data[data["id"] == df.set_index("row_id").loc[rid, "id"]].iloc[0]
+        assert row["label"] == new and row["label_original"] == old
+    # relabel shows in the exported label even without a mixture
+    plain = E.export(ews, {"filters": []}, tmp_path / "y")
+    pdata = pq.read_table(plain.out / "data.parquet").to_pandas().set_index("id")
+    rid_id = df.set_index("row_id").loc[rid, "id"]
+    assert pdata.loc[rid_id, "label"] == new and pdata.loc[rid_id, "label_original"] == old
+    assert "weight" not in pdata.columns and "repeats" not in pdata.columns
+    # the streaming export (no mixture) writes exactly the rows select() gives, with the same labels
+    rec = {"filters": [{"column": "consensus", "op": "<", "value": 2}], "dedup": {"exact": True}}
+    ews.decide([int(df["row_id"].iloc[7])], "exclude")
+    both = E.export(ews, rec, tmp_path / "z", with_weights=True)
+    zdata = pq.read_table(both.out / "data.parquet").to_pandas()
+    zsel = S.select(ews, rec)
+    assert zdata["id"].tolist() == zsel.table.column("id").to_pylist()
+    assert zdata["label"].tolist() == zsel.labels.tolist()
+    assert (zdata["weight"] == 1.0).all() and both.manifest["rows"] == len(zsel)
+    assert both.manifest["groups"] == zdata.groupby("label").size().to_dict()
+    assert both.manifest["tokens"] == int(zdata["n_tokens"].sum())
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_other_formats(ews, tmp_path, fmt):
+    res = E.export(ews, {"filters": [{"column": "lang", "op": "in", "value": ["en"]}]}, tmp_path / fmt, fmt=fmt)
+    path = res.out / f"data.{fmt}"
+    n = len(pd.read_csv(path)) if fmt == "csv" else len(pd.read_json(path, lines=True))
+    assert n == res.manifest["rows"] == int((truth(ews)["lang"] == "en").sum())
+    again = E.export(ews, {"filters": [{"column": "lang", "op": "in", "value": ["en"]}]}, tmp_path / "2", fmt=fmt)
+    assert sha(path) == sha(again.out / f"data.{fmt}")
+
+
+def test_no_overwrite_without_force(ews, tmp_path):
+    E.export(ews, {}, tmp_path / "o")
+    before = sha(tmp_path / "o" / "data.parquet")
+    with pytest.raises(CurateError, match="already holds"):
+        E.export(ews, {"filters": [{"column": "lang", "op": "in", "value": ["de"]}]}, tmp_path / "o")
+    assert sha(tmp_path / "o" / "data.parquet") == before
+    E.export(ews, {"filters": [{"column": "lang", "op": "in", "value": ["de"]}]}, tmp_path / "o", force=True)
+    assert sha(tmp_path / "o" / "data.parquet") != before
+    assert not [p for p in (tmp_path / "o").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+@pytest.mark.parametrize("bad", [
+    {"filters": [{"score": "no_such_score", "op": ">", "value": 1}]},
+    {"filters": [{"column": "outlier_score", "op": "<", "value": "x"}]},
+    {"mixture": {"group_by": "label", "weights": {"alpha": 0}}},
+    {"mixture": {"group_by": "label", "budget": {"rows": -1}}},
+    {"mixture": {"group_by": "label", "weights": {"no_group": 1}}},
+])
+def test_bad_recipe_writes_nothing(ews, tmp_path, bad):
+    with pytest.raises(CurateError, match="Recipe field"):
+        E.export(ews, bad, tmp_path / "out" / "deeper")
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_folder_is_confined_to_the_base(tmp_path):
+    base = tmp_path / "exports"
+    base.mkdir()
+    assert E.out_dir("run-1", base) == (base / "run-1").resolve()
+    assert E.out_dir("2024/run-1", base) == (base / "2024" / "run-1").resolve()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (base / "link").symlink_to(outside)
+    for bad in ["../x", "a/../../x", "/etc", str(outside), "~/x", "", ".", "a/./b", "a//b", ".hidden", "a b", "link/x"]:
+        with pytest.raises(CurateError):
+            E.out_dir(bad, base)
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(CurateError, match="not a folder"):
+        E.out_dir(f)
+
+
+def test_export_with_base_refuses_traversal_before_writing(ews, tmp_path):
+    base = tmp_path / "exports"
+    with pytest.raises(CurateError):
+        E.export(ews, {}, "../escape", base=base)
+    assert not (tmp_path / "escape").exists()
+    res = E.export(ews, {}, "ok", base=base)
+    assert res.out == (base / "ok").resolve() and (res.out / "manifest.json").exists()
+
+
+def test_export_download_in_memory(ews):
+    d = E.export_download(ews, {"filters": []}, fmt="csv")
+    z = zipfile.ZipFile(BytesIO(d.zip))
+    assert sorted(z.namelist()) == ["data.csv", "manifest.json", "recipe.json"]
+    assert z.read("data.csv") == d.data and d.data_name == "data.csv"
+    assert len(pd.read_csv(BytesIO(d.data))) == d.manifest["rows"] == 300
+
+
+def test_cli_export_and_select(ews, tmp_path):
+    path = ews.path
+    ews.store.save_recipe("saved", {"filters": [{"column": "lang", "op": "in", "value": ["en"]}]})
+    ews.close()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "curate_core", *args], capture_output=True, text=True,
+                              env=env, cwd=REPO, timeout=120)
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"filters": [{"score": "no_such_score", "op": ">", "value": 1}]}))
+    r = cli("export", "--workspace", str(path), "--recipe", str(bad), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "filters[0].column" in r.stderr
+    assert not (tmp_path / "o").exists()
+    r = cli("export", "--workspace", str(path), "--recipe", "saved", "--out", str(tmp_path / "o"), "--format", "csv",
+            "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["rows"] == len(pd.read_csv(tmp_path / "o" / "data.csv"))
+    r = cli("export", "--workspace", str(path), "--recipe", "saved", "--out", str(tmp_path / "o"), "--format", "csv")
+    assert r.returncode == 2 and "--force" in r.stderr
+    r = cli("select", "--workspace", str(path), "--recipe", str(REPO / "assets/recipes/balanced.json"), "--json")
+    assert r.returncode == 0, r.stderr
+    c = json.loads(r.stdout)
+    assert c["rows_selected"] == 300 and c["group_by"] == "label" and c["warnings"]
+    r = cli("select", "--workspace", str(path), "--recipe", "saved", "--save-selection", "english")
+    assert r.returncode == 0 and "saved selection" in r.stdout

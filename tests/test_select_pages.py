@@ -1,0 +1,93 @@
+"""AppTest for the Select and Export pages: a slider move changes the count; export writes files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from conftest import app_test
+from curate_core import select as S
+from select_fixtures import build
+
+
+def _metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def _open_page(tmp_path, app_env, page: str, draft: dict, n: int = 300, scores: bool = True):
+    """A synthetic workspace with *draft* as its draft recipe, handed to an AppTest of *page* (already run)."""
+    ws = build(tmp_path / "ws", n=n, scores=scores)
+    ws.store.save_recipe(S.DRAFT, draft)
+    path = ws.path
+    ws.close()
+    app_env(path)
+    at = app_test(page)
+    at.run()
+    assert not at.exception, at.exception
+    return at, path
+
+
+def test_select_page_slider_move_changes_the_count_and_the_draft(tmp_path, app_env):
+    at, path = _open_page(tmp_path, app_env, "pages/4_Select.py",
+                          {"filters": [{"column": "outlier_score", "op": "<=", "value": 0.9}],
+                           "mixture": {"group_by": "label", "budget": {"rows": 120}, "temperature": 3.0}})
+    assert not at.error, [e.value for e in at.error]
+    assert _metric(at, "Selected rows") == "120"
+    assert _metric(at, "Pass the filters") == f"{S.live_counts(at_store(path), {'filters': [{'column': 'outlier_score', 'op': '<=', 'value': 0.9}]}).rows_pool:,}"
+    slider = at.slider(key="sel_w_rng_outlier_score")
+    slider.set_value((slider.min, 0.3)).run()
+    assert not at.exception, at.exception
+    want = S.live_counts(at_store(path), {"filters": [{"column": "outlier_score", "op": "between", "value": [None, 0.3]}]})
+    assert _metric(at, "Pass the filters") == f"{want.rows_pool:,}"
+    draft = at_store(path).recipe(S.DRAFT)
+    assert draft["filters"][0]["op"] == "between" and draft["filters"][0]["value"][1] == 0.3
+    # switch the mixture off: every passing row is selected
+    at.toggle(key="sel_w_mix_on").set_value(False).run()
+    assert _metric(at, "Selected rows") == f"{want.rows_pool:,}"
+    assert at_store(path).recipe(S.DRAFT)["mixture"] is None
+    # a bool panel: only rows that are not label issues
+    at.multiselect(key="sel_w_cols").set_value(["outlier_score", "is_label_issue"]).run()
+    at.radio(key="sel_w_bool_is_label_issue").set_value("false").run()
+    assert not at.exception, at.exception
+    f = at_store(path).recipe(S.DRAFT)["filters"]
+    assert {"column": "is_label_issue", "op": "is", "value": False, "nulls": "keep"} in f
+    assert int(_metric(at, "Selected rows").replace(",", "")) < want.rows_pool
+
+
+def test_select_page_reports_a_bad_draft_without_a_traceback(tmp_path, app_env):
+    at, _ = _open_page(tmp_path, app_env, "pages/4_Select.py",
+                       json.loads((Path(__file__).resolve().parent.parent / "assets/recipes/clean.json").read_text()), n=50, scores=False)
+    assert any("`scores` stage" in e.value for e in at.error)
+
+
+def test_export_page_writes_files(tmp_path, app_env):
+    at, path = _open_page(tmp_path, app_env, "pages/5_Export.py",
+                          {"filters": [{"column": "lang", "op": "in", "value": ["en"]}]})
+    n = S.live_counts(at_store(path), {"filters": [{"column": "lang", "op": "in", "value": ["en"]}]}).rows_selected
+    assert _metric(at, "Rows to export") == f"{n:,}"
+    assert any("--recipe __draft__" in c.value for c in at.code)
+    at.text_input(key="exp_name").set_value("first").run()
+    at.button(key="exp_write").click().run()
+    assert not at.exception, at.exception
+    out = path / "exports" / "first"
+    assert pq.read_metadata(out / "data.parquet").num_rows == n
+    assert (out / "manifest.json").exists() and (out / "recipe.json").exists()
+    # again without overwrite: refused, files untouched
+    at.button(key="exp_write").click().run()
+    assert any("already holds" in e.value for e in at.error)
+    # a traversal name is refused
+    at.text_input(key="exp_name").set_value("../evil").run()
+    at.button(key="exp_write").click().run()
+    assert any("not allowed" in e.value for e in at.error)
+    assert not (path / "evil").exists()
+    at.button(key="exp_zip").click().run()
+    assert not at.exception, at.exception
+    assert len(at.get("download_button")) == 2
+
+
+def at_store(path):
+    from curate_ui import state
+
+    return state.open_workspace(str(path)).store

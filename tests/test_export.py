@@ -19,7 +19,7 @@ from curate_core import CurateError
 from curate_core import export as E
 from curate_core import select as S
 
-from select_fixtures import build, truth
+from .select_fixtures import build, truth
 
 REPO = Path(__file__).resolve().parent.parent
 MIX = {"seed": 2, "filters": [{"column": "outlier_score", "op": "<=", "value": 0.9}],

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from curate_core import CurateError
 from curate_core import select as S
 
-from select_fixtures import LABELS, build, truth
+from .select_fixtures import LABELS, build, truth
 
 REPO = Path(__file__).resolve().parent.parent
 

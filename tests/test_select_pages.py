@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from conftest import app_test
+from .conftest import app_test
 from curate_core import select as S
-from select_fixtures import build
+from .select_fixtures import build
 
 
 def _metric(at, label: str) -> str:

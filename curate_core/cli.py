@@ -261,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         if e.hint:
             print(f"hint: {e.hint}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` & co.: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("error: interrupted (finished batches are kept; run the same command again to resume)", file=sys.stderr)
         return 130

@@ -6,28 +6,32 @@ nothing by themselves; the Duplicates & outliers page shows each one's histogram
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any, Callable
 
 import numpy as np
 
 from .. import textquality as tq
+from ..errors import CurateError, choices
 from . import Score, ScoreContext, ScoreResult, register
 
 
 @dataclass(frozen=True)
 class _Heuristic(Score):
-    """A per-text statistic computed from the texts alone."""
+    """A per-text statistic computed from the texts alone by ``fn(texts, **params)``."""
 
     requires: tuple = ("texts",)
     direction: str = "neutral"
     version: str = "1"
-
-    def values(self, texts, params: dict) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    fn: Callable[..., np.ndarray] | None = None
 
     def compute(self, ctx: ScoreContext) -> ScoreResult:
-        p = {**self.params, **ctx.params.get(self.name, {})}
-        v = self.values(tq.as_arrow(ctx.texts), p)
+        given = ctx.params.get(self.name, {})
+        unknown = sorted(set(given) - set(self.params))
+        if unknown:
+            raise CurateError(f"Unknown parameter(s) {choices(unknown)} for `{self.name}`",
+                              f"parameters: {choices(sorted(self.params))}")
+        v = self.fn(tq.as_arrow(ctx.texts), **{**self.params, **given})
         return ScoreResult(v, summary=_describe(v))
 
 
@@ -39,74 +43,29 @@ def _describe(v: np.ndarray) -> dict:
     return {"p1": float(q[0]), "median": float(q[1]), "p99": float(q[2])}
 
 
-@register
-@dataclass(frozen=True)
-class MeanWordLen(_Heuristic):
-    name: str = "mean_word_len"
-    title: str = "Mean word length (characters)"
-    description: str = "Characters per whitespace-separated word; Gopher keeps 3–10."
-
-    def values(self, texts, params):
-        return tq.mean_word_len(texts)
-
-
-@register
-@dataclass(frozen=True)
-class FracNonAlpha(_Heuristic):
-    name: str = "frac_non_alpha"
-    title: str = "Share of non-letter characters"
-    direction: str = "higher_worse"
-    description: str = "Digits, punctuation and symbols as a share of the non-space characters."
-
-    def values(self, texts, params):
-        return tq.frac_non_alpha(texts)
+def heuristic(name: str, title: str, description: str, fn: Callable[..., np.ndarray],
+              direction: str = "neutral", params: dict | None = None) -> type:
+    """Register a heuristic plugin from a function of an Arrow string array (one line per heuristic below)."""
+    defaults = {"name": name, "title": title, "description": description, "direction": direction, "fn": fn,
+                "params": field(default_factory=lambda: dict(params or {}))}
+    cls = make_dataclass(f"Heuristic_{name}", [(k, Any, v) for k, v in defaults.items()], bases=(_Heuristic,),
+                         frozen=True)
+    return register(cls)
 
 
-@register
-@dataclass(frozen=True)
-class FracUpper(_Heuristic):
-    name: str = "frac_upper"
-    title: str = "Share of upper-case letters"
-    description: str = "1.0 = ALL CAPS; 0 when the text has no letters."
-
-    def values(self, texts, params):
-        return tq.frac_upper(texts)
-
-
-@register
-@dataclass(frozen=True)
-class NUrls(_Heuristic):
-    name: str = "n_urls"
-    title: str = "Number of URLs"
-    description: str = "http(s):// and www. links."
-
-    def values(self, texts, params):
-        return tq.n_urls(texts)
-
-
-@register
-@dataclass(frozen=True)
-class FracDupLines(_Heuristic):
-    name: str = "frac_dup_lines"
-    title: str = "Share of repeated lines"
-    direction: str = "higher_worse"
-    description: str = "Non-empty lines that repeat an earlier line of the same text (Gopher)."
-
-    def values(self, texts, params):
-        return tq.frac_dup_lines(texts)
-
-
-@register
-@dataclass(frozen=True)
-class FracDupNgrams(_Heuristic):
-    name: str = "frac_dup_ngrams"
-    title: str = "Share of repeated word 3-grams"
-    direction: str = "higher_worse"
-    description: str = "Word n-grams (lower-cased) that repeat an earlier n-gram of the same text (Gopher)."
-    params: dict = field(default_factory=lambda: {"n": 3})
-
-    def values(self, texts, params):
-        return tq.frac_dup_ngrams(texts, int(params["n"]))
+heuristic("mean_word_len", "Mean word length (characters)",
+          "Characters per whitespace-separated word; Gopher keeps 3–10.", tq.mean_word_len)
+heuristic("frac_non_alpha", "Share of non-letter characters",
+          "Digits, punctuation and symbols as a share of the non-space characters.", tq.frac_non_alpha,
+          "higher_worse")
+heuristic("frac_upper", "Share of upper-case letters", "1.0 = ALL CAPS; 0 when the text has no letters.",
+          tq.frac_upper)
+heuristic("n_urls", "Number of URLs", "http(s):// and www. links.", tq.n_urls)
+heuristic("frac_dup_lines", "Share of repeated lines",
+          "Non-empty lines that repeat an earlier line of the same text (Gopher).", tq.frac_dup_lines, "higher_worse")
+heuristic("frac_dup_ngrams", "Share of repeated word 3-grams",
+          "Word n-grams (lower-cased) that repeat an earlier n-gram of the same text (Gopher).", tq.frac_dup_ngrams,
+          "higher_worse", {"n": 3})
 
 
 @register

@@ -238,10 +238,17 @@ def heuristics_section(ws: Workspace, run_key: str, choices: Choices) -> None:
     frame = columns(ws, run_key, [h.column for h in hs] + (["lang"] if not core.missing_columns(ws.store, ["lang"]) else []))
     st.caption("Move a range to keep only the rows inside it; the count of rows outside updates live. "
                "A range that spans all the data adds no filter.")
-    grid = st.columns(2)
-    for i, h in enumerate(hs):
-        with grid[i % 2]:
-            _range_filter(frame[h.column], h, choices)
+    constant = [h for h in hs if frame[h.column].nunique(dropna=True) <= 1]
+    varying = [h for h in hs if h not in constant]
+    for i in range(0, len(varying), 2):
+        for col, h in zip(st.columns(2), varying[i: i + 2]):
+            with col:
+                _range_filter(frame[h.column], h, choices)
+    for h in constant:
+        choices.set_filter(h.column, None)
+    if constant:
+        st.caption("Nothing to filter (every row has the same value): "
+                   + ", ".join(f"`{h.column}` = {frame[h.column].iloc[0]:g}" for h in constant))
     if "lang" in frame:
         _lang_filter(frame["lang"], choices)
 
@@ -249,11 +256,6 @@ def heuristics_section(ws: Workspace, run_key: str, choices: Choices) -> None:
 def _range_filter(values: pd.Series, h: core.Heuristic, choices: Choices) -> None:
     v = values.to_numpy(dtype=float)
     lo, hi = float(values.min()), float(values.max())
-    if lo == hi:  # nothing to filter on
-        choices.set_filter(h.column, None)
-        st.markdown(f"**{h.title}**")
-        st.caption(f"`{h.column}`: every row has {lo:g}, so there is nothing to filter")
-        return
     if h.integer:
         lo, hi, step, fmt = int(lo), int(hi), 1, "%d"
     else:  # whole hundredths around the data, so the full span is exactly the slider's ends
@@ -284,15 +286,15 @@ def _lang_filter(values: pd.Series, choices: Choices) -> None:
     counts = values.value_counts()
     langs = counts.index.tolist()
     current = choices.filters.get("lang")
-    start = [x for x in (current["value"] if current and current["op"] == "in" else langs) if x in langs]
-    chosen = st.multiselect("Languages to keep (langid)", langs, default=start, key="dup_langs",
-                            format_func=lambda x: f"{x} ({counts[x]:,})")
-    keep_all = set(chosen) == set(langs)
+    start = [x for x in (current["value"] if current and current["op"] == "in" else []) if x in langs]
+    chosen = st.multiselect("Keep only these languages (langid; empty = keep every language)", langs,
+                            default=start, key="dup_langs", format_func=lambda x: f"{x} ({counts[x]:,})")
+    keep_all = not chosen or set(chosen) == set(langs)
     choices.set_filter("lang", None if keep_all else {"column": "lang", "op": "in", "value": sorted(chosen)})
-    n_out = int((~values.isin(chosen)).sum())
+    n_out = 0 if keep_all else int((~values.isin(chosen)).sum())
     st.caption(f"`lang`: **{n_out:,}** rows in other languages"
                + ("" if keep_all else " — short texts are often misdetected; check `lang_score` too"))
-    st.plotly_chart(charts.count_bars(counts.head(30).to_dict(), "language", "rows"), key="dup_lang_bars")
+    st.plotly_chart(charts.count_bars(counts.to_dict(), "language", "rows", top=12), key="dup_lang_bars")
 
 
 def draft_footer(ws: Workspace, choices: Choices) -> None:

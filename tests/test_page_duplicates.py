@@ -63,6 +63,11 @@ def test_page_slider_moves_change_counts_and_fill_the_draft(built, app_env):
                                                  at.slider(key="dup_range_n_words").max)).run()
     assert all(f["column"] != "n_words" for f in ws.store.recipe(dupview.DRAFT)["filters"])
 
+    at.multiselect(key="dup_langs").select("en").run()
+    assert {"column": "lang", "op": "in", "value": ["en"]} in ws.store.recipe(dupview.DRAFT)["filters"]
+    others = ws.store.rows(["lang"])["lang"].ne("en").sum()
+    assert any(f"**{others:,}** rows in other languages" in c.value for c in at.caption)
+
 
 def test_page_groups_browser_lists_conflicts_first(built, app_env):
     app_env(built)

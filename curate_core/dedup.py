@@ -74,6 +74,10 @@ class Normalise:
         unknown = sorted(set(params) - set(names))
         if unknown:
             raise CurateError(f"Unknown normalisation option(s) {choices(unknown)}", f"options: {choices(names)}")
+        bad = [k for k, v in params.items() if not isinstance(v, bool) and v not in (0, 1)]
+        if bad:
+            raise CurateError(f"Normalisation option(s) {choices(bad)} need true or false",
+                              "e.g. --param 'scores.params={\"dup_rank\": {\"urls\": false}}'")
         return cls(**{k: bool(v) for k, v in params.items()})
 
     def describe(self) -> str:

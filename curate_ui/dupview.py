@@ -231,11 +231,12 @@ def outlier_section(ws: Workspace, run_key: str, choices: Choices) -> None:
 
 
 def heuristics_section(ws: Workspace, run_key: str, choices: Choices) -> None:
-    hs = [h for h in core.HEURISTICS if not core.missing_columns(ws.store, [h.column])]
+    missing = set(core.missing_columns(ws.store, [h.column for h in core.HEURISTICS] + ["lang"]))
+    hs = [h for h in core.HEURISTICS if h.column not in missing]
     if not hs:
         _unavailable(ws, [h.column for h in core.HEURISTICS], "Text quality")
         return
-    frame = columns(ws, run_key, [h.column for h in hs] + (["lang"] if not core.missing_columns(ws.store, ["lang"]) else []))
+    frame = columns(ws, run_key, [h.column for h in hs] + ([] if "lang" in missing else ["lang"]))
     st.caption("Move a range to keep only the rows inside it; the count of rows outside updates live. "
                "A range that spans all the data adds no filter.")
     constant = [h for h in hs if frame[h.column].nunique(dropna=True) <= 1]

@@ -40,6 +40,8 @@ def test_each_normalisation_step_does_what_it_says():
     assert dedup.Normalise.from_params({"urls": False}) == dedup.Normalise(urls=False)
     with pytest.raises(CurateError, match="Unknown normalisation option.*`urls`"):
         dedup.Normalise.from_params({"url": False})
+    with pytest.raises(CurateError, match="need true or false"):
+        dedup.Normalise.from_params({"urls": "no"})
 
 
 # ------------------------------------------------------------------------------------------ groups

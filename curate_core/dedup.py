@@ -38,7 +38,7 @@ Progress = Callable[[int, int, str], None]
 #: a URL becomes this private-use character, so "see http://a" == "see http://b" but != "see"
 URL_MARK = "\ue000"
 # "http://", "https://" or "www." (ASCII, any case) followed by everything up to the next separator/control char
-_URL_RE2 = r"(?:[Hh][Tt][Tt][Pp][Ss]?://|[Ww][Ww][Ww]\.)[^\p{Z}\p{Cc}]*"
+URL_PATTERN = r"(?:[Hh][Tt][Tt][Pp][Ss]?://|[Ww][Ww][Ww]\.)[^\p{Z}\p{Cc}]*"
 _URL_STARTS = ("http://", "https://", "www.")
 
 
@@ -96,7 +96,7 @@ def normalise(texts: pa.Array | pa.ChunkedArray | Sequence[str], opts: Normalise
     if opts.unicode:
         t = pc.utf8_normalize(t, "NFKC")
     if opts.urls:
-        t = pc.replace_substring_regex(t, _URL_RE2, f" {URL_MARK} ")
+        t = pc.replace_substring_regex(t, URL_PATTERN, f" {URL_MARK} ")
     if opts.case:
         t = pc.utf8_lower(t)
     if opts.punctuation:

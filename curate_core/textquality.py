@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .dedup import _URL_RE2
+from .dedup import URL_PATTERN
 
 Texts = pa.Array | pa.ChunkedArray | Sequence[str]
 _SPACE = r"[\p{Z}\p{Cc}]"
@@ -90,7 +90,7 @@ def frac_upper(texts: Texts) -> np.ndarray:
 
 
 def n_urls(texts: Texts) -> np.ndarray:
-    return _np(pc.count_substring_regex(as_arrow(texts), _URL_RE2)).astype(np.int64)
+    return _np(pc.count_substring_regex(as_arrow(texts), URL_PATTERN)).astype(np.int64)
 
 
 def _dup_share(parent: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:

@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from curate_core import Workspace, dupview, scores
+from curate_core import dupview, scores
 from curate_core.errors import CurateError
 from curate_core.scoring import export_scores
 

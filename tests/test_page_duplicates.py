@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from curate_core import Workspace, dupview
+from curate_core import dupview
 
 import dupdata
 from conftest import app_test

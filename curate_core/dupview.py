@@ -130,15 +130,16 @@ def histogram(values: Sequence[float], bins: int = 40, integer: bool = False) ->
 
 
 def outside(values: Sequence[float], lo: float | None, hi: float | None) -> int:
-    """Rows a ``between [lo, hi]`` filter drops (NaN counts as outside, as in SQL where NULL fails the test)."""
+    """Rows a ``between [lo, hi]`` filter drops. NaN rows are kept, as recipe filters keep NULLs by default
+    (``"nulls": "keep"`` in select.py): a row a score cannot judge is not evidence against it."""
     v = np.asarray(values, dtype=np.float64)
-    if lo is None and hi is None:
-        return 0
-    keep = ~np.isnan(v)
-    if lo is not None:
-        keep &= v >= lo
-    if hi is not None:
-        keep &= v <= hi
+    inside = np.ones(v.shape, bool)
+    with np.errstate(invalid="ignore"):
+        if lo is not None:
+            inside &= v >= lo
+        if hi is not None:
+            inside &= v <= hi
+    keep = inside | np.isnan(v)
     return int(v.size - keep.sum())
 
 
@@ -213,8 +214,11 @@ def merge_draft(recipe: dict | None, exact: bool, semantic_eps: float | None, fi
     bad = [f for f in filters if f.get("column") not in FILTER_COLUMNS]
     if bad:
         raise ValueError(f"not a column this page owns: {bad}")
+    before = owned_filters(r)
     kept = [f for f in (r.get("filters") or []) if f.get("column", f.get("score")) not in FILTER_COLUMNS]
-    r["filters"] = kept + [dict(f) for f in filters]
+    same = lambda old, f: old is not None and (old.get("op"), old.get("value")) == (f["op"], f["value"])  # noqa: E731
+    # an unchanged filter keeps its dict (extra keys another page added, such as "nulls", stay)
+    r["filters"] = kept + [before[f["column"]] if same(before.get(f["column"]), f) else dict(f) for f in filters]
     return r
 
 

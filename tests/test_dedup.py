@@ -14,7 +14,7 @@ from curate_core import Workspace, dedup
 from curate_core.errors import CurateError
 from curate_core.scoring import export_scores
 
-from dupdata import DATA
+from .dupdata import DATA
 
 # ------------------------------------------------------------------------------------------ normalise
 ALPHABET = list("abcXYZ019 .,!?'-:/_") + ["\t", "\n", "\u00a0", "\u2028", "\u200b", "É", "é", "ß", "İ", "Σ",

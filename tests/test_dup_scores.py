@@ -11,7 +11,7 @@ from curate_core import dupview, scores
 from curate_core.errors import CurateError
 from curate_core.scoring import export_scores
 
-import dupdata
+from . import dupdata
 
 MINE = ["dup_rank", "semdedup_sim", "outlier_score", "label_outlier_score", "mean_word_len", "frac_non_alpha",
         "frac_upper", "n_urls", "frac_dup_lines", "frac_dup_ngrams", "lang"]

@@ -15,7 +15,7 @@ def test_histogram_and_outside_counts():
     assert h["count"].sum() == 5 and h["left"].iloc[0] == 0.0 and h["right"].iloc[-1] == 1.0
     ints = dupview.histogram(np.array([1, 1, 2, 5]), bins=40, integer=True)
     assert ints["left"].iloc[0] == 0.5 and ints.set_index("left").loc[0.5, "count"] == 2
-    assert dupview.outside(v, 0.1, 0.5) == 3  # 0.0, 1.0 and the NaN (a SQL filter drops NULL too)
+    assert dupview.outside(v, 0.1, 0.5) == 2  # 0.0 and 1.0; the NaN row is kept (recipe filters keep NULLs)
     assert dupview.outside(v, None, None) == 0
     assert dupview.histogram(np.array([np.nan]))["count"].sum() == 0
 
@@ -41,6 +41,9 @@ def test_merge_draft_keeps_what_other_pages_wrote():
     assert draft["filters"] == [other, mine_old]  # the input is not modified
     with pytest.raises(ValueError):
         dupview.merge_draft(draft, False, None, [other])
+    normalised = {**new, "filters": [other, {"column": "lang", "op": "in", "value": ["en"], "nulls": "keep"}]}
+    again = dupview.merge_draft(normalised, True, 0.05, [{"column": "lang", "op": "in", "value": ["en"]}])
+    assert again == normalised  # the Select page's normalised form is not rewritten back and forth
     fresh = dupview.merge_draft(None, False, None, [])
     assert fresh == dupview.new_recipe()
 

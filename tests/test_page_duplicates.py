@@ -6,8 +6,8 @@ import pytest
 
 from curate_core import dupview
 
-import dupdata
-from conftest import app_test
+from . import dupdata
+from .conftest import app_test
 
 PAGE = "pages/3_Duplicates_outliers.py"
 

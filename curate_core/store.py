@@ -905,6 +905,48 @@ class Store:
                    QUALIFY row_number() OVER (PARTITION BY stage ORDER BY finished DESC) = 1 ORDER BY stage""").fetchall()
         return {a: b for a, b in rows}
 
+    # ------------------------------------------------------------------ duplicates & outliers (issue 6)
+    def _scores_have(self, *columns: str) -> None:
+        have = {c for c, _ in self.table_columns("scores")} if self.table_exists("scores") else set()
+        missing = [c for c in columns if c not in have]
+        if missing:
+            raise CurateError(f"No {choices(missing)} score in this workspace yet",
+                              f"run the scores stage: python -m curate_core run --workspace {self.path} --stages scores")
+
+    def dup_groups(self, limit: int | None = None) -> pd.DataFrame:
+        """Exact-duplicate groups: dup_group, size, labels (distinct), conflict, first row_id, its text.
+
+        Groups with conflicting labels first, then larger groups first.
+        """
+        self._scores_have("dup_group", "dup_label_conflict")
+        lim = f" LIMIT {int(limit)}" if limit is not None else ""
+        with self.cursor() as cur:
+            return cur.execute(
+                f"""SELECT c.dup_group, count(*) AS size, count(DISTINCT s.label) AS labels,
+                           bool_or(c.dup_label_conflict) AS conflict, min(s.row_id) AS first_row,
+                           arg_min(s.text, s.row_id) AS text
+                    FROM scores c JOIN samples s USING (row_id) WHERE c.dup_group >= 0
+                    GROUP BY c.dup_group ORDER BY conflict DESC, size DESC, c.dup_group{lim}""").df()
+
+    def dup_group_sizes(self) -> pd.DataFrame:
+        """(size, groups): how many exact-duplicate groups have each size."""
+        self._scores_have("dup_group")
+        with self.cursor() as cur:
+            return cur.execute(
+                """SELECT size, count(*) AS groups FROM (
+                       SELECT count(*) AS size FROM scores WHERE dup_group >= 0 GROUP BY dup_group)
+                   GROUP BY size ORDER BY size""").df()
+
+    def dup_group_rows(self, group: int, extra: Sequence[str] = ()) -> pd.DataFrame:
+        """The rows of one exact-duplicate group, kept row first: row_id, id, label, dup_rank, *extra*, text."""
+        self._scores_have("dup_group", "dup_rank", *extra)
+        cols = "".join(f", c.{quote_ident(e)}" for e in extra)
+        with self.cursor() as cur:
+            return cur.execute(
+                f"""SELECT s.row_id, s.id, s.label, c.dup_rank{cols}, s.text
+                    FROM scores c JOIN samples s USING (row_id) WHERE c.dup_group = ?
+                    ORDER BY c.dup_rank, s.row_id""", [int(group)]).df()
+
     # ------------------------------------------------------------------------------------ misc
     def query_df(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """Run a read-only query built by a core module (select.py) from quoted identifiers and ? params."""

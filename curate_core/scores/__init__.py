@@ -36,7 +36,12 @@ import numpy as np
 from ..errors import CurateError
 
 #: modules whose import registers scores, in the order they are computed
-SCORE_MODULES: list[str] = []
+SCORE_MODULES: list[str] = [
+    # keep label-noise modules before duplicates: dup_rank keeps the best `label_quality` row when it exists
+    "curate_core.scores.text_quality",
+    "curate_core.scores.duplicates",
+    "curate_core.scores.outliers",
+]
 
 DIRECTIONS = ("higher_better", "higher_worse", "neutral")
 
@@ -117,6 +122,8 @@ class ScoreContext:
         self.store = store
         self.params = params or {}
         self.scores: dict[str, np.ndarray] = {}  # columns of scores computed so far (name -> values)
+        #: set by the `scores` stage: ``fn(done, total, message)`` for progress inside a long score
+        self.on_progress: Callable[[int, int, str], None] | None = None
 
     @classmethod
     def from_arrays(cls, texts: list[str], labels: list[str | None] | None = None,
@@ -157,6 +164,11 @@ class ScoreContext:
         if name.startswith("_"):
             raise AttributeError(name)
         return self.get(name)
+
+    def report(self, done: int, total: int, message: str = "") -> None:
+        """Progress inside a long score (k-means, neighbour search); a no-op outside the stage."""
+        if self.on_progress is not None:
+            self.on_progress(done, total, message)
 
     def param(self, score: str, key: str, default: Any) -> Any:
         return self.params.get(score, {}).get(key, default)
@@ -217,7 +229,7 @@ def compute_all(ctx: ScoreContext, only: list[str] | None = None,
                 ctx.get(req)
             res = sc.compute(ctx)
         except CurateError as e:
-            skipped[name] = e.message
+            skipped[name] = str(e)  # message (hint): the hint names the stage to run
             continue
         vals = np.asarray(res.values)
         if vals.shape != (ctx.n,):

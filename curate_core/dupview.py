@@ -1,0 +1,232 @@
+"""The read side of the Duplicates & outliers page, headless: what it shows and the recipe draft it writes.
+
+Everything a slider changes is computed here from columns already in the workspace (the ``scores`` and
+``textstats`` tables): moving the SemDeDup eps, the outlier threshold or a heuristic's range never reruns a
+stage. The page keeps the chosen values in the recipe draft (``recipes`` row ``__draft__``, recipe v1): it
+owns the ``dedup`` entry and the ``filters`` on the columns in :data:`FILTER_COLUMNS`, and leaves every other
+entry as it found it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import dedup
+from .errors import CurateError
+from .store import Store
+
+DRAFT = "__draft__"
+
+
+@dataclass(frozen=True)
+class Heuristic:
+    column: str
+    title: str
+    integer: bool = False
+
+
+#: range-filterable text statistics, in page order (n_* come from the textstats stage, the rest are scores)
+HEURISTICS = (
+    Heuristic("n_chars", "Characters", True),
+    Heuristic("n_words", "Words", True),
+    Heuristic("n_lines", "Lines", True),
+    Heuristic("mean_word_len", "Mean word length"),
+    Heuristic("frac_non_alpha", "Share of non-letter characters"),
+    Heuristic("frac_upper", "Share of upper-case letters"),
+    Heuristic("n_urls", "URLs", True),
+    Heuristic("frac_dup_lines", "Share of repeated lines"),
+    Heuristic("frac_dup_ngrams", "Share of repeated word 3-grams"),
+    Heuristic("lang_score", "Language probability (langid)"),
+)
+SEMDEDUP_COLUMNS = ("semdedup_sim", "semdedup_cluster", "semdedup_match")
+#: filters this page owns in the recipe draft (anything else in `filters` is kept as it is)
+FILTER_COLUMNS = frozenset([h.column for h in HEURISTICS] + ["outlier_score", "lang"])
+
+
+def scores_run(store: Store) -> str | None:
+    """Run key of the latest finished `scores` run (a cache key for the page), or None."""
+    run = store.latest_runs().get("scores")
+    return str(run["run_key"]) if run is not None and run.get("status") == "done" else None
+
+
+def missing_columns(store: Store, columns: Sequence[str]) -> list[str]:
+    cat = store.catalog()
+    return [c for c in columns if c not in cat]
+
+
+def skipped_scores(store: Store) -> dict[str, str]:
+    """Scores the latest `scores` run skipped, with the reason (e.g. no embeddings, one class)."""
+    run = store.latest_runs().get("scores")
+    if run is None or not run.get("summary"):
+        return {}
+    summary = run["summary"] if isinstance(run["summary"], dict) else json.loads(run["summary"])
+    return dict(summary.get("skipped") or {})
+
+
+def require_columns(store: Store, columns: Sequence[str], what: str) -> None:
+    """Raise a CurateError naming the stage to run when *columns* are not in the workspace."""
+    missing = missing_columns(store, columns)
+    if not missing:
+        return
+    embed_based = {*SEMDEDUP_COLUMNS, "outlier_score", "is_outlier", "label_outlier_score"}
+    reasons = "; ".join(f"{k}: {v}" for k, v in skipped_scores(store).items() if k in missing)
+    if any(c in embed_based for c in missing) and not store.table_exists("embeddings"):
+        stages, reason = "embed,scores", "the rows have no embeddings yet"
+    else:
+        stages, reason = "scores", reasons or "the scores stage has not computed them"
+    raise CurateError(f"{what} needs {', '.join(f'`{c}`' for c in missing)}, which the workspace does not have "
+                      f"({reason})",
+                      f"run: python -m curate_core run --workspace {store.path} --stages {stages}")
+
+
+def load_columns(store: Store, columns: Sequence[str]) -> pd.DataFrame:
+    """row_id plus the given per-row columns (those that exist), for every row."""
+    have = [c for c in columns if c not in missing_columns(store, columns)]
+    return store.rows(["row_id", *have])
+
+
+# ------------------------------------------------------------------------------------------- numbers
+def exact_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Totals of the exact-duplicate columns: groups, rows in groups, repeats (rank > 0), conflicting groups."""
+    g = frame["dup_group"].to_numpy()
+    in_group = g >= 0
+    conflict = frame["dup_label_conflict"].to_numpy(dtype=bool) & in_group
+    return {"groups": int(np.unique(g[in_group]).size), "rows_in_groups": int(in_group.sum()),
+            "repeats": int((frame["dup_rank"].to_numpy() > 0).sum()),
+            "conflict_groups": int(np.unique(g[conflict]).size)}
+
+
+def top_rows(store: Store, frame: pd.DataFrame, column: str, above: float, n: int = 20) -> pd.DataFrame:
+    """The *n* rows with the largest *column* above *above*: row_id, id, label, the score, text."""
+    top = frame[frame[column] > above].nlargest(n, column)[["row_id", column]]
+    if top.empty:
+        return pd.DataFrame(columns=["row_id", "id", "label", column, "text"])
+    rows = store.rows(["row_id", "id", "label", "text"], row_ids=top["row_id"].to_numpy())
+    out = top.merge(rows, on="row_id")
+    return out[["row_id", "id", "label", column, "text"]]
+
+
+def histogram(values: Sequence[float], bins: int = 40, integer: bool = False) -> pd.DataFrame:
+    """Bars for a histogram: left, right, count (finite values only; integer data gets whole-number bins)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return pd.DataFrame({"left": [], "right": [], "count": []})
+    lo, hi = float(v.min()), float(v.max())
+    if integer:  # bins centred on whole numbers
+        width = max(1, math.ceil((hi - lo + 1) / bins))
+        edges = np.arange(lo - 0.5, hi + width, width, dtype=np.float64)
+    else:
+        edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
+    counts, edges = np.histogram(v, bins=edges)
+    return pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts.astype(np.int64)})
+
+
+def outside(values: Sequence[float], lo: float | None, hi: float | None) -> int:
+    """Rows a ``between [lo, hi]`` filter drops. NaN rows are kept, as recipe filters keep NULLs by default
+    (``"nulls": "keep"`` in select.py): a row a score cannot judge is not evidence against it."""
+    v = np.asarray(values, dtype=np.float64)
+    inside = np.ones(v.shape, bool)
+    with np.errstate(invalid="ignore"):
+        if lo is not None:
+            inside &= v >= lo
+        if hi is not None:
+            inside &= v <= hi
+    keep = inside | np.isnan(v)
+    return int(v.size - keep.sum())
+
+
+def semdedup_view(frame: pd.DataFrame, eps: float) -> dict:
+    """Counts at *eps* from the stored columns: removed rows, share, and the per-cluster kept fractions."""
+    sim = frame["semdedup_sim"].to_numpy(np.float64)
+    removed = dedup.removed_count(sim, eps)
+    return {"eps": float(eps), "removed": removed, "kept": int(sim.size - removed),
+            "share": removed / sim.size if sim.size else 0.0,
+            "clusters": dedup.kept_by_cluster(frame["semdedup_cluster"].to_numpy(), sim, eps)}
+
+
+def semdedup_pairs(store: Store, frame: pd.DataFrame, eps: float, limit: int = 50,
+                   closest_first: bool = True) -> pd.DataFrame:
+    """Removed rows at *eps* next to the earlier row they duplicate: similarity, both texts and labels.
+
+    ``closest_first`` shows the pairs just above the threshold first (the ones a user wants to judge).
+    """
+    sim = frame["semdedup_sim"].to_numpy(np.float64)
+    mask = dedup.removed_mask(sim, eps)
+    sub = frame.loc[mask, ["row_id", "semdedup_sim", "semdedup_match", "semdedup_cluster"]]
+    sub = sub.sort_values(["semdedup_sim", "row_id"], ascending=[closest_first, True]).head(int(limit))
+    if sub.empty:
+        return pd.DataFrame(columns=["similarity", "removed_text", "removed_label", "kept_text", "kept_label",
+                                     "removed_row", "kept_row", "cluster"])
+    ids = np.unique(np.r_[sub["row_id"].to_numpy(), sub["semdedup_match"].to_numpy()])
+    info = store.rows(["row_id", "text", "label"], row_ids=ids).set_index("row_id")
+    a, b = info.loc[sub["row_id"]], info.loc[sub["semdedup_match"]]
+    return pd.DataFrame({
+        "similarity": sub["semdedup_sim"].to_numpy(), "removed_text": a["text"].to_numpy(),
+        "removed_label": a["label"].to_numpy(), "kept_text": b["text"].to_numpy(), "kept_label": b["label"].to_numpy(),
+        "removed_row": sub["row_id"].to_numpy(), "kept_row": sub["semdedup_match"].to_numpy(),
+        "cluster": sub["semdedup_cluster"].to_numpy()})
+
+
+# ---------------------------------------------------------------------------------------- recipe draft
+def new_recipe() -> dict:
+    """An empty recipe v1 (keeps every row)."""
+    return {"version": 1, "seed": 0, "filters": [], "decisions": True,
+            "dedup": {"exact": False, "semantic_eps": None},
+            "selections": {"only": [], "except": []}, "mixture": None}
+
+
+def range_filter(column: str, lo: float, hi: float, full_lo: float, full_hi: float) -> dict | None:
+    """The filter a range slider stands for: none when it spans the data, else ``>=``, ``<=`` or ``between``."""
+    low, high = lo > full_lo, hi < full_hi
+    if low and high:
+        return {"column": column, "op": "between", "value": [lo, hi]}
+    if low:
+        return {"column": column, "op": ">=", "value": lo}
+    if high:
+        return {"column": column, "op": "<=", "value": hi}
+    return None
+
+
+def owned_filters(recipe: dict | None) -> dict[str, dict]:
+    """This page's filters in a recipe, by column."""
+    out = {}
+    for f in (recipe or {}).get("filters", []) or []:
+        col = f.get("column", f.get("score"))
+        if col in FILTER_COLUMNS:
+            out[col] = f
+    return out
+
+
+def merge_draft(recipe: dict | None, exact: bool, semantic_eps: float | None, filters: Sequence[dict]) -> dict:
+    """*recipe* with this page's choices: ``dedup`` set, owned filters replaced, everything else kept."""
+    r = copy.deepcopy(recipe) if recipe else new_recipe()
+    r.setdefault("version", 1)
+    r["dedup"] = {**(r.get("dedup") or {}), "exact": bool(exact),
+                  "semantic_eps": None if semantic_eps is None else float(semantic_eps)}
+    bad = [f for f in filters if f.get("column") not in FILTER_COLUMNS]
+    if bad:
+        raise ValueError(f"not a column this page owns: {bad}")
+    before = owned_filters(r)
+    kept = [f for f in (r.get("filters") or []) if f.get("column", f.get("score")) not in FILTER_COLUMNS]
+    same = lambda old, f: old is not None and (old.get("op"), old.get("value")) == (f["op"], f["value"])  # noqa: E731
+    # an unchanged filter keeps its dict (extra keys another page added, such as "nulls", stay)
+    r["filters"] = kept + [before[f["column"]] if same(before.get(f["column"]), f) else dict(f) for f in filters]
+    return r
+
+
+def save_draft(store: Store, exact: bool, semantic_eps: float | None, filters: Sequence[dict]) -> bool:
+    """Write the page's choices into the draft; True if the draft changed."""
+    old = store.recipe(DRAFT)
+    new = merge_draft(old, exact, semantic_eps, filters)
+    if new == old:
+        return False
+    store.save_recipe(DRAFT, new)
+    return True

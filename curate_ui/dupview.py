@@ -1,0 +1,311 @@
+"""Duplicates & outliers page pieces: cached reads, the four sections, their charts.
+
+Each section draws itself and returns what the user chose; the page merges the choices into the recipe draft
+(curate_core.dupview.save_draft). Counts come from columns already computed by the `scores` stage, so every
+slider move is a filter over cached arrays, never a stage run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from curate_core import CurateError, Workspace
+from curate_core import dupview as core
+
+from . import charts, state
+
+_TEXT = st.column_config.TextColumn("text", width="large")
+
+
+# ------------------------------------------------------------------------------------------- cached reads
+@st.cache_data(show_spinner="Reading scores …", max_entries=16)
+def _columns(path: str, run_key: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    return core.load_columns(state.open_workspace(path).store, columns)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _groups(path: str, run_key: str) -> pd.DataFrame:
+    return state.open_workspace(path).store.dup_groups(limit=2000)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _group_sizes(path: str, run_key: str) -> pd.DataFrame:
+    return state.open_workspace(path).store.dup_group_sizes()
+
+
+def columns(ws: Workspace, run_key: str, cols: list[str]) -> pd.DataFrame:
+    return _columns(str(ws.path), run_key, tuple(cols))
+
+
+@dataclass
+class Choices:
+    """What the page writes into the recipe draft (starts as the draft's current values)."""
+
+    exact: bool = False
+    eps: float | None = None
+    filters: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def from_draft(cls, draft: dict | None) -> "Choices":
+        d = (draft or {}).get("dedup") or {}
+        return cls(bool(d.get("exact", False)), d.get("semantic_eps"), core.owned_filters(draft))
+
+    def set_filter(self, column: str, f: dict | None) -> None:
+        if f is None:
+            self.filters.pop(column, None)
+        else:
+            self.filters[column] = f
+
+
+def _unavailable(ws: Workspace, cols: list[str], what: str) -> bool:
+    """Show why a section cannot be drawn (and which stage to run); True when it cannot."""
+    try:
+        core.require_columns(ws.store, cols, what)
+    except CurateError as e:
+        state.show_error(e)
+        return True
+    return False
+
+
+# ------------------------------------------------------------------------------------------------ charts
+def bars(hist: pd.DataFrame, x_title: str, lo: float | None = None, hi: float | None = None,
+         line: float | None = None, line_name: str = "") -> go.Figure:
+    """A histogram from pre-binned counts, with the kept range shaded and an optional marker line."""
+    centers = (hist["left"] + hist["right"]) / 2
+    fig = go.Figure(go.Bar(x=centers, y=hist["count"], width=(hist["right"] - hist["left"]) * 0.95,
+                           customdata=hist[["left", "right"]].to_numpy(),
+                           hovertemplate="%{customdata[0]:.3g} – %{customdata[1]:.3g}: %{y:,} rows<extra></extra>"))
+    if lo is not None and hi is not None:
+        fig.add_vrect(x0=lo, x1=hi, fillcolor="green", opacity=0.08, line_width=0)
+    if line is not None:
+        fig.add_vline(x=line, line_dash="dash", line_color="firebrick", annotation_text=line_name)
+    fig.update_layout(height=220, margin=dict(l=10, r=10, t=20, b=40), xaxis_title=x_title, yaxis_title="rows",
+                      bargap=0.02, showlegend=False)
+    return fig
+
+
+def _kept_bars(clusters: pd.DataFrame, top: int = 40) -> go.Figure:
+    shown = clusters.head(top)
+    names = [f"cluster {c} ({s:,} rows)" for c, s in zip(shown["cluster"], shown["size"])][::-1]
+    fig = go.Figure(go.Bar(x=shown["kept_frac"][::-1], y=names, orientation="h",
+                           customdata=shown[["kept", "size"]].to_numpy()[::-1],
+                           hovertemplate="%{y}: keeps %{customdata[0]:,} of %{customdata[1]:,} "
+                                         "(%{x:.0%})<extra></extra>"))
+    fig.update_layout(height=max(240, 16 * len(shown) + 80), margin=dict(l=10, r=10, t=10, b=40),
+                      xaxis=dict(title="share of the cluster kept", range=[0, 1], tickformat=".0%"),
+                      yaxis=dict(automargin=True))
+    return fig
+
+
+def _curve(curve: pd.DataFrame, eps: float) -> go.Figure:
+    fig = go.Figure(go.Scatter(x=curve["eps"], y=curve["removed"], mode="lines",
+                               hovertemplate="eps %{x:.3f}: %{y:,} rows removed<extra></extra>"))
+    fig.add_vline(x=eps, line_dash="dash", line_color="firebrick")
+    fig.update_layout(height=220, margin=dict(l=10, r=10, t=20, b=40), xaxis_title="eps",
+                      yaxis_title="rows removed")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- sections
+def exact_section(ws: Workspace, run_key: str, choices: Choices) -> None:
+    cols = ["dup_rank", "dup_group", "dup_label_conflict"]
+    if _unavailable(ws, cols, "Exact duplicates"):
+        return
+    summary = ws.store.get_summary("score:dup_rank") or {}
+    counts = core.exact_counts(columns(ws, run_key, cols))
+    groups = _groups(str(ws.path), run_key)
+    repeats = counts["repeats"]
+    c = st.columns(4)
+    c[0].metric("Groups", f"{counts['groups']:,}")
+    c[1].metric("Rows in groups", f"{counts['rows_in_groups']:,}")
+    c[2].metric("Repeats (rank > 0)", f"{repeats:,}", help="rows that repeat an earlier kept row")
+    c[3].metric("Groups with conflicting labels", f"{counts['conflict_groups']:,}")
+    st.caption(f"Normalisation: {summary.get('why', '')}. Change it with "
+               "`--param 'scores.params={\"dup_rank\": {\"urls\": false}}'`.")
+    choices.exact = st.toggle("Drop repeats in the recipe (keep rank 0 of each group)", value=choices.exact,
+                              key="dup_exact", help=f"removes {repeats:,} rows")
+    if groups.empty:
+        st.info("No exact duplicates in this data.", icon=":material/check_circle:")
+        return
+    left, right = st.columns([2, 3])
+    with left:
+        sizes = _group_sizes(str(ws.path), run_key)
+        fig = go.Figure(go.Bar(x=sizes["size"].astype(str), y=sizes["groups"],
+                               hovertemplate="size %{x}: %{y:,} groups<extra></extra>"))
+        fig.update_layout(height=260, margin=dict(l=10, r=10, t=20, b=40), xaxis_title="group size (rows)",
+                          yaxis_title="groups", xaxis_type="category")
+        st.plotly_chart(fig, key="dup_sizes")
+    with right:
+        labels = {int(g): f"{'⚠ conflicting labels · ' if bad else ''}{size:,} rows · {charts.plot_text(text, 70)}"
+                  for g, size, bad, text in zip(groups["dup_group"], groups["size"], groups["conflict"],
+                                                groups["text"])}
+        g = st.selectbox("Browse a group (label conflicts first, then the largest)", list(labels),
+                         format_func=labels.get, key="dup_pick")
+        extra = [c for c in ("label_quality",) if c not in core.missing_columns(ws.store, [c])]
+        rows = ws.store.dup_group_rows(int(g), extra=extra)
+        st.dataframe(rows, hide_index=True, width="stretch", column_config={"text": _TEXT},
+                     key="dup_rows")
+        st.caption(f"Rank 0 is kept: {summary.get('keep_rule', 'first seen')}.")
+
+
+def semdedup_section(ws: Workspace, run_key: str, choices: Choices) -> None:
+    if _unavailable(ws, list(core.SEMDEDUP_COLUMNS), "SemDeDup"):
+        return
+    frame = columns(ws, run_key, list(core.SEMDEDUP_COLUMNS))
+    default = choices.eps if choices.eps is not None else 0.05
+    eps = st.slider("eps: remove a row when its cosine similarity to an earlier row of its cluster is above 1 − eps",
+                    min_value=0.0, max_value=0.3, value=float(min(max(default, 0.0), 0.3)), step=0.005,
+                    format="%.3f", key="dup_eps")
+    view = core.semdedup_view(frame, eps)
+    c = st.columns(3)
+    c[0].metric("Rows removed", f"{view['removed']:,}", help=f"semdedup_sim > {1 - eps:.3f}")
+    c[1].metric("Share removed", f"{view['share']:.1%}")
+    c[2].metric("Clusters", f"{len(view['clusters']):,}")
+    use = st.toggle("Drop near-duplicates at this eps in the recipe", value=choices.eps is not None,
+                    key="dup_use_eps")
+    choices.eps = float(eps) if use else None
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Rows removed as eps grows**")
+        st.plotly_chart(_curve(core.dedup.removed_curve(frame["semdedup_sim"].to_numpy(),
+                                                        [i / 200 for i in range(61)]), eps), key="dup_curve")
+    with right:
+        clusters = view["clusters"]
+        hit = clusters[clusters["removed"] > 0]
+        st.markdown(f"**Share kept per cluster** ({len(hit):,} of {len(clusters):,} clusters lose rows; "
+                    "the 40 that lose the most shown)")
+        if hit.empty:
+            st.caption("No cluster loses a row at this eps.")
+        else:
+            st.plotly_chart(_kept_bars(hit), key="dup_kept")
+    st.markdown("**Pairs at this eps** (removed row next to the earlier row it duplicates)")
+    closest = st.radio("Order", ["closest to the threshold first", "most similar first"], horizontal=True,
+                       key="dup_pair_order", label_visibility="collapsed") == "closest to the threshold first"
+    pairs = core.semdedup_pairs(ws.store, frame, eps, limit=50, closest_first=closest)
+    if pairs.empty:
+        st.caption("No pairs at this eps.")
+    else:
+        st.dataframe(pairs, hide_index=True, width="stretch", key="dup_pairs", column_config={
+            "similarity": st.column_config.NumberColumn(format="%.4f"),
+            "removed_text": st.column_config.TextColumn("removed", width="large"),
+            "kept_text": st.column_config.TextColumn("kept (earlier row)", width="large")})
+
+
+def outlier_section(ws: Workspace, run_key: str, choices: Choices) -> None:
+    if _unavailable(ws, ["outlier_score"], "Outliers"):
+        return
+    frame = columns(ws, run_key, ["outlier_score"])
+    v = frame["outlier_score"]
+    summary = ws.store.get_summary("score:outlier_score") or {}
+    tukey = summary.get("cutoff")
+    hi = float(v.max()) if v.notna().any() else 1.0
+    current = choices.filters.get("outlier_score")
+    start = float(current["value"]) if current else float(tukey if tukey is not None else hi)
+    t = st.slider("Keep rows whose outlier score is at most", min_value=0.0, max_value=round(hi + 0.0005, 3),
+                  value=min(max(start, 0.0), round(hi + 0.0005, 3)), step=0.001, format="%.3f", key="dup_outlier")
+    n_out = core.outside(v.to_numpy(), None, t)
+    c = st.columns(3)
+    c[0].metric("Rows above the threshold", f"{n_out:,}")
+    c[1].metric("Tukey cutoff (Q3 + 1.5·IQR)", f"{tukey:.3f}" if tukey is not None else "–")
+    c[2].metric("Flagged by the cutoff", f"{summary.get('flagged', 0):,}")
+    use = st.toggle("Drop rows above the threshold in the recipe", value=current is not None, key="dup_use_outlier")
+    choices.set_filter("outlier_score", {"column": "outlier_score", "op": "<=", "value": t} if use else None)
+    st.plotly_chart(bars(core.histogram(v.to_numpy()), "outlier score (mean cosine distance to 10 nearest rows)",
+                         line=t, line_name="threshold"), key="dup_outlier_hist")
+    top = core.top_rows(ws.store, frame, "outlier_score", above=t, n=20)
+    if not top.empty:
+        st.markdown("**Most isolated rows above the threshold**")
+        st.dataframe(top, hide_index=True, width="stretch", column_config={"text": _TEXT}, key="dup_outlier_rows")
+    if not core.missing_columns(ws.store, ["label_outlier_score"]):
+        with st.expander("Rows far from the other rows of their own label (`label_outlier_score`)",
+                         icon=":material/call_split:"):
+            lab = columns(ws, run_key, ["label_outlier_score"])
+            st.dataframe(core.top_rows(ws.store, lab, "label_outlier_score", above=-1.0, n=30), hide_index=True,
+                         width="stretch", column_config={"text": _TEXT}, key="dup_label_outliers")
+            st.caption("Odd members of their class, or mislabelled ones: compare with the Label issues page.")
+
+
+def heuristics_section(ws: Workspace, run_key: str, choices: Choices) -> None:
+    missing = set(core.missing_columns(ws.store, [h.column for h in core.HEURISTICS] + ["lang"]))
+    hs = [h for h in core.HEURISTICS if h.column not in missing]
+    if not hs:
+        _unavailable(ws, [h.column for h in core.HEURISTICS], "Text quality")
+        return
+    frame = columns(ws, run_key, [h.column for h in hs] + ([] if "lang" in missing else ["lang"]))
+    st.caption("Move a range to keep only the rows inside it; the count of rows outside updates live. "
+               "A range that spans all the data adds no filter.")
+    constant = [h for h in hs if frame[h.column].nunique(dropna=True) <= 1]
+    varying = [h for h in hs if h not in constant]
+    for i in range(0, len(varying), 2):
+        for col, h in zip(st.columns(2), varying[i: i + 2]):
+            with col:
+                _range_filter(frame[h.column], h, choices)
+    for h in constant:
+        choices.set_filter(h.column, None)
+    if constant:
+        st.caption("Nothing to filter (every row has the same value): "
+                   + ", ".join(f"`{h.column}` = {frame[h.column].iloc[0]:g}" for h in constant))
+    if "lang" in frame:
+        _lang_filter(frame["lang"], choices)
+
+
+def _range_filter(values: pd.Series, h: core.Heuristic, choices: Choices) -> None:
+    v = values.to_numpy(dtype=float)
+    lo, hi = float(values.min()), float(values.max())
+    if h.integer:
+        lo, hi, step, fmt = int(lo), int(hi), 1, "%d"
+    else:  # whole hundredths around the data, so the full span is exactly the slider's ends
+        lo, hi = math.floor(lo * 100) / 100, math.ceil(hi * 100) / 100
+        hi = max(hi, lo + 0.01)
+        step, fmt = 0.01, "%.2f"
+    current = choices.filters.get(h.column)
+    start = (lo, hi)
+    if current:
+        if current["op"] == "between":
+            start = tuple(current["value"])
+        elif current["op"] == ">=":
+            start = (current["value"], hi)
+        elif current["op"] == "<=":
+            start = (lo, current["value"])
+    cast = int if h.integer else float
+    start = (cast(min(max(start[0], lo), hi)), cast(min(max(start[1], lo), hi)))
+    a, b = st.slider(h.title, min_value=cast(lo), max_value=cast(hi), value=start, step=step, format=fmt,
+                     key=f"dup_range_{h.column}")
+    f = core.range_filter(h.column, a, b, lo, hi)
+    choices.set_filter(h.column, f)
+    n_out = core.outside(v, a, b) if f else 0
+    st.plotly_chart(bars(core.histogram(v, integer=h.integer), h.column, a, b), key=f"dup_hist_{h.column}")
+    st.caption(f"`{h.column}`: **{n_out:,}** rows outside the range")
+
+
+def _lang_filter(values: pd.Series, choices: Choices) -> None:
+    counts = values.value_counts()
+    langs = counts.index.tolist()
+    current = choices.filters.get("lang")
+    start = [x for x in (current["value"] if current and current["op"] == "in" else []) if x in langs]
+    chosen = st.multiselect("Keep only these languages (langid; empty = keep every language)", langs,
+                            default=start, key="dup_langs", format_func=lambda x: f"{x} ({counts[x]:,})")
+    keep_all = not chosen or set(chosen) == set(langs)
+    choices.set_filter("lang", None if keep_all else {"column": "lang", "op": "in", "value": sorted(chosen)})
+    n_out = 0 if keep_all else int((~values.isin(chosen)).sum())
+    st.caption(f"`lang`: **{n_out:,}** rows in other languages"
+               + ("" if keep_all else " — short texts are often misdetected; check `lang_score` too"))
+    st.plotly_chart(charts.count_bars(counts.to_dict(), "language", "rows", top=12), key="dup_lang_bars")
+
+
+def draft_footer(ws: Workspace, choices: Choices) -> None:
+    """Save the choices into the recipe draft (only when they changed) and show this page's part of it."""
+    filters = [choices.filters[c] for c in sorted(choices.filters)]
+    changed = core.save_draft(ws.store, choices.exact, choices.eps, filters)
+    draft = ws.store.recipe(core.DRAFT) or {}
+    with st.expander("Recipe draft (what this page adds)", expanded=False, icon=":material/receipt_long:"):
+        st.json({"dedup": draft.get("dedup"), "filters": [f for f in draft.get("filters", [])
+                                                          if f.get("column", f.get("score")) in core.FILTER_COLUMNS]})
+        st.caption("The Select page applies the draft; other entries in it are left as they are.")
+    if changed:
+        st.toast("Recipe draft updated", icon=":material/save:")

@@ -36,7 +36,11 @@ import numpy as np
 from ..errors import CurateError
 
 #: modules whose import registers scores, in the order they are computed
-SCORE_MODULES: list[str] = []
+SCORE_MODULES: list[str] = [
+    # label noise (issue 5); consensus last: it counts the flags of the ones before it
+    "curate_core.scores.label_quality", "curate_core.scores.aum", "curate_core.scores.datamaps",
+    "curate_core.scores.el2n", "curate_core.scores.consensus",
+]
 
 DIRECTIONS = ("higher_better", "higher_worse", "neutral")
 

@@ -42,6 +42,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import CurateError, choices
+from .cli import run_option
 from .pipeline import StageContext, stage
 from .scores import ScoreContext, _encode_labels, labelled_classes, resource
 
@@ -626,3 +627,30 @@ def load_probe(store) -> ProbeData:
     thr[ep["run"], cols] = ep["threshold"]
     return ProbeData(info["classes"], P, arrays["margin"], arrays["p_gold"], arrays["p_sq"], own, thr, info)
 
+
+
+def _add_run_options(p) -> None:
+    p.add_argument("--pred-probs", metavar="FILE",
+                   help="import your model's out-of-fold pred_probs (N×C .npy/.npz, or .parquet/.csv with id + one "
+                        "column per class) instead of training the probe's folds")
+    p.add_argument("--pred-logits", metavar="FILE",
+                   help="import per-epoch training logits (E×N×C .npy/.npz, or .parquet/.csv with id, epoch + one "
+                        "column per class) instead of the probe's threshold runs")
+    p.add_argument("--pred-ids", metavar="FILE", help="ids of the rows of a .npy import (.npy or one id per line)")
+    p.add_argument("--pred-classes", metavar="A,B,…", help="class order of the columns of a .npy import "
+                   "(default: the workspace labels in sorted order)")
+    p.add_argument("--probe-model", choices=MODELS, help="probe classifier (default: linear)")
+
+
+@run_option(_add_run_options)
+def _run_options_to_params(a) -> dict:
+    out: dict = {}
+    if a.pred_probs or a.pred_logits:
+        classes = [c.strip() for c in a.pred_classes.split(",")] if a.pred_classes else None
+        out.update(import_params(probs=a.pred_probs, logits=a.pred_logits, ids=a.pred_ids, classes=classes))
+    elif a.pred_ids or a.pred_classes:
+        raise CurateError("--pred-ids and --pred-classes describe an imported file",
+                          "give --pred-probs FILE and/or --pred-logits FILE too")
+    if a.probe_model:
+        out["model"] = a.probe_model
+    return {"probe": out} if out else {}

@@ -763,6 +763,29 @@ class Store:
             out[k] = self._fixed_list(t.column(k)) if t.num_rows else np.zeros((0, 0), np.float32)
         return out
 
+    def relabel_each(self, row_ids: Sequence[int], labels: Sequence[str], reason: str = "",
+                     who: str | None = None) -> int:
+        """One decision batch relabelling each row to its own label (e.g. "relabel to suggested"), so one
+        undo reverts it all. Returns the batch number."""
+        ids = np.asarray(list(row_ids), dtype=np.int64)
+        vals = [str(v) for v in labels]
+        if ids.size == 0 or ids.size != len(vals) or np.unique(ids).size != ids.size:
+            raise CurateError("Relabel needs one new label per chosen row (each row once)")
+        with self.transaction() as cur:
+            known = cur.execute("SELECT count(*) FROM samples WHERE list_contains(?, row_id)",
+                                [ids.tolist()]).fetchall()[0][0]
+            if known != ids.size:
+                raise CurateError(f"{ids.size - known} of the chosen rows do not exist in this workspace")
+            seq0, batch = cur.execute(
+                "SELECT coalesce(max(seq), 0) + 1, coalesce(max(batch), 0) + 1 FROM decisions").fetchall()[0]
+            df = pd.DataFrame({"seq": np.arange(seq0, seq0 + ids.size, dtype=np.int64), "batch": batch,
+                               "row_id": ids, "action": "relabel", "value": vals, "reason": reason,
+                               "who": who or os.environ.get("USER") or "user", "decided_at": _now()})
+            cur.register("_dec", df)
+            cur.execute("INSERT INTO decisions SELECT seq, batch, row_id, action, value, reason, who, decided_at FROM _dec")
+            cur.unregister("_dec")
+        return int(batch)
+
     # ------------------------------------------------------------------------------------ misc
     def query_df(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """Run a read-only query built by a core module (select.py) from quoted identifiers and ? params."""

@@ -45,7 +45,7 @@ class AUM(Score):
     version: str = "1"
     nan_policy: str = "unlabelled"
     description: str = ("Mean over training epochs of (assigned-class logit − largest other logit); aum_flag = "
-                        "below the 99th percentile of threshold samples' AUM.")
+                        "below the 99th percentile of threshold samples' AUM (parameters: percentile, or cutoff to set it by hand).")
 
     def compute(self, ctx: ScoreContext) -> ScoreResult:
         codes, _, probe = probe_for_labels(ctx)
@@ -58,7 +58,12 @@ class AUM(Score):
         values = probe.per_run_mean(runs)
         values[codes < 0] = np.nan
         cutoff, thr = threshold_cutoff(runs, probe.threshold, pct)
-        if cutoff is None:
+        manual = ctx.param(self.name, "cutoff", None)
+        if manual is not None:  # set by hand (the Label issues page's slider)
+            cutoff = float(manual)
+            share = f" = the {(thr <= cutoff).mean():.0%} point of {thr.size:,} threshold samples" if thr.size else ""
+            why = f"cutoff {cutoff:.3f} set by hand{share}"
+        elif cutoff is None:
             cutoff, why = 0.0, ("no threshold samples (imported logits): cutoff 0, i.e. on average the given label "
                                 "was not the model's top class")
         else:

@@ -52,33 +52,54 @@ MODELS = ("linear", "mlp")
 
 
 def logit_stats(logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(margin, p_gold, p_sq) of logits (…, n, C) for target classes (n,), computed in float64.
+    """(margin, p_gold, p_sq) of logits (…, n, C) for target classes (n,); results in float64.
 
     * margin: logit of the target class − the largest other logit (the per-epoch term of AUM);
     * p_gold: softmax probability of the target class (data maps' confidence);
     * p_sq: Σ_j p_j² — with p_gold it gives EL2N = ‖softmax − onehot‖₂ = √(1 − 2·p_gold + p_sq).
+
+    Maxima and the exponentials run in the logits' own dtype (float32 logits stay float32: half the memory
+    traffic); differences and sums are float64.
     """
-    z = np.asarray(logits, dtype=np.float64)
+    z = np.asarray(logits)
+    if z.dtype not in (np.float32, np.float64):
+        z = z.astype(np.float64)
     t = np.asarray(targets, dtype=np.int64)
     if z.shape[-1] < 2:
         raise CurateError(f"logits need at least two classes; got shape {z.shape}")
     idx = np.broadcast_to(t[:, None], z.shape[:-1] + (1,))
     target = np.take_along_axis(z, idx, axis=-1)[..., 0]
-    other = z.copy()
-    np.put_along_axis(other, idx, -np.inf, axis=-1)
-    margin = target - other.max(axis=-1)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    s = e.sum(axis=-1)
-    p_gold = np.take_along_axis(e, idx, axis=-1)[..., 0] / s
-    p_sq = (e * e).sum(axis=-1) / (s * s)
+    work = z.copy()
+    np.put_along_axis(work, idx, -np.inf, axis=-1)
+    other = work.max(axis=-1)
+    margin = target.astype(np.float64) - other
+    top = np.maximum(target, other)  # the largest logit
+    np.subtract(z, top[..., None], out=work)
+    np.exp(work, out=work)
+    s = work.sum(axis=-1, dtype=np.float64)
+    p_gold = np.exp(target.astype(np.float64) - top) / s
+    np.multiply(work, work, out=work)
+    p_sq = work.sum(axis=-1, dtype=np.float64) / (s * s)
     return margin, p_gold, p_sq
+
+
+def margins(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per-epoch margins E×n of logits E×n×C: target logit − largest other logit (float64), epoch by epoch."""
+    z = np.asarray(logits)
+    t = np.asarray(targets, dtype=np.int64)
+    rows = np.arange(len(t))
+    out = np.empty(z.shape[:2], dtype=np.float64)
+    for e, ep in enumerate(z):  # one epoch at a time: memory stays at one n×C copy
+        work = np.array(ep, dtype=ep.dtype if ep.dtype in (np.float32, np.float64) else np.float64)
+        target = work[rows, t].astype(np.float64)
+        work[rows, t] = -np.inf
+        out[e] = target - work.max(axis=1)
+    return out
 
 
 def aum_from_logits(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Area under the margin (Pleiss et al. 2020) of per-epoch logits E×n×C: mean margin over epochs."""
-    margins = np.stack([logit_stats(ep, targets)[0] for ep in np.asarray(logits)])  # epoch by epoch: bounded memory
-    return margins.mean(axis=0)
+    return margins(logits, targets).mean(axis=0)
 
 
 def el2n_from_stats(p_gold: np.ndarray, p_sq: np.ndarray) -> np.ndarray:
@@ -119,8 +140,11 @@ class EpochStats:
 
     @classmethod
     def from_logits(cls, logits: np.ndarray, targets: np.ndarray) -> "EpochStats":
-        parts = [logit_stats(ep, targets) for ep in np.asarray(logits)]
-        return cls(*(np.stack([p[i] for p in parts]).astype(np.float32) for i in range(3)))
+        E, n = np.shape(logits)[:2]
+        out = cls(*(np.empty((E, n), np.float32) for _ in range(3)))
+        for e, ep in enumerate(logits):  # epoch by epoch: bounded memory
+            out.margin[e], out.p_gold[e], out.p_sq[e] = logit_stats(ep, targets)
+        return out
 
 
 def feature_scale(x: np.ndarray) -> float:
@@ -427,7 +451,12 @@ def load_logits_file(path: str | Path, all_ids: list[str], labelled: np.ndarray,
     _finite(a, what)
     if a.shape[0] < 1:
         raise CurateError(f"The {what} have no epochs")
-    return np.asarray(a, dtype=np.float32)[:, rows][:, :, cols]
+    a = np.asarray(a, dtype=np.float32)
+    if not np.array_equal(rows, np.arange(a.shape[1])):
+        a = a[:, rows]
+    if not np.array_equal(cols, np.arange(a.shape[2])):
+        a = a[:, :, cols]
+    return a
 
 
 # ---------------------------------------------------------------------------------- stage plumbing
@@ -609,7 +638,7 @@ def load_probe(store) -> ProbeData:
         raise CurateError("The probe outputs are from older data (rows were added since)", hint)
     if info.get("skipped"):
         raise CurateError(info["skipped"])
-    all_ids = store.sample_frame(["row_id"])["row_id"].to_numpy(np.int64)
+    all_ids = store.row_ids()
     N, C = len(all_ids), len(info["classes"])
     rid, probs = store.probe_probs()
     P = np.full((N, C), np.nan, np.float32)

@@ -21,7 +21,7 @@ SCORE_COLUMNS = ["label_quality", "is_label_issue", "suggested_label", "aum", "a
                  "variability", "correctness", "is_hard_to_learn", "el2n", "forgetting", "consensus"]
 #: how the suspects table can be ranked: column → (title, ascending = worst first)
 RANKINGS = {
-    "consensus": ("methods agreeing, then label quality", False),
+    "consensus": ("methods flagging", False),
     "label_quality": ("label quality (confident learning)", True),
     "aum": ("AUM", True),
     "confidence": ("data-map confidence", True),

@@ -742,21 +742,25 @@ class Store:
         width = arr.type.list_size
         return np.asarray(arr.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, width)
 
+    def row_ids(self) -> np.ndarray:
+        """Every row_id, ascending (arrow, no pandas: cheap at 1M rows)."""
+        with self.cursor() as cur:
+            return cur.sql("SELECT row_id FROM samples ORDER BY row_id").to_arrow_table().column(0).to_numpy()
+
     def probe_probs(self) -> tuple[np.ndarray, np.ndarray]:
-        """(row_ids, out-of-fold probabilities n×C float32) of the labelled rows."""
+        """(row_ids, out-of-fold probabilities n×C float32) of the labelled rows (in table order)."""
         if not self.table_exists("probe_probs"):
             raise CurateError("No probe outputs yet", "run the probe stage")
         with self.cursor() as cur:
-            t = cur.sql("SELECT row_id, probs FROM probe_probs ORDER BY row_id").to_arrow_table()
+            t = cur.sql("SELECT row_id, probs FROM probe_probs").to_arrow_table()  # any order: callers map row_ids
         return t.column("row_id").to_numpy(), self._fixed_list(t.column("probs"))
 
     def probe_epochs(self) -> dict[str, np.ndarray]:
-        """Per (run, row): run, row_id, threshold flags and the E-long per-epoch stats (n×E float32 each)."""
+        """Per (run, row), in table order: run, row_id, threshold flags and the E-long per-epoch stats (n×E float32)."""
         if not self.table_exists("probe_epochs"):
             raise CurateError("No probe outputs yet", "run the probe stage")
         with self.cursor() as cur:
-            t = cur.sql("SELECT run, row_id, threshold, margin, p_gold, p_sq FROM probe_epochs "
-                        "ORDER BY run, row_id").to_arrow_table()
+            t = cur.sql("SELECT run, row_id, threshold, margin, p_gold, p_sq FROM probe_epochs").to_arrow_table()
         out = {"run": t.column("run").to_numpy().astype(np.int64), "row_id": t.column("row_id").to_numpy(),
                "threshold": t.column("threshold").to_numpy(zero_copy_only=False).astype(bool)}
         for k in ("margin", "p_gold", "p_sq"):

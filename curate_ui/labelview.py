@@ -107,7 +107,7 @@ def aum_panel(ws: Workspace, data: li.LabelData) -> float | None:
     fig.add_vline(x=cutoff, line_color="#E45756", annotation_text="slider", annotation_position="bottom right")
     fig.update_layout(barmode="overlay", height=330, margin=dict(l=10, r=10, t=30, b=40), xaxis_title="AUM",
                       yaxis_title="rows", bargap=0, legend=dict(orientation="h", y=1.12),
-                      yaxis2=dict(title="threshold samples", overlaying="y", side="right", showgrid=False))
+                      yaxis2=dict(title="threshold samples", overlaying="y", side="right", showgrid=False, tickmode="auto", rangemode="tozero"))
     fig.update_traces(opacity=0.75)
     st.plotly_chart(fig, key="li_aum_hist")
     c1, c2 = st.columns(2)
@@ -195,7 +195,7 @@ def consensus_panel(ws: Workspace, data: li.LabelData) -> None:
                           xaxis_title="methods flagging the row", yaxis_title="rows")
         st.plotly_chart(fig, key="li_consensus")
     k = st.session_state.get("li_min_consensus", 1)
-    if k and st.button(f"Recipe draft: drop rows flagged by ≥ {k} methods", key="li_cons_draft",
+    if k and st.button(f"Recipe draft: drop rows flagged by ≥ {k} method{'s' if k != 1 else ''}", key="li_cons_draft",
                        help="adds the filter consensus < k to the recipe draft the Select page opens"):
         li.draft_filter(ws.store, "consensus", "<", int(k))
         _done(f"Added `consensus < {k}` to the recipe draft (open it on the Select page).")
@@ -260,8 +260,8 @@ def _actions(ws: Workspace, data: li.LabelData, picked: np.ndarray, matching: np
                      format_func=lambda s: f"selected rows ({len(picked):,})" if s == "selected"
                      else f"all {len(matching):,} rows matching the filters")
     ids = picked if scope == "selected" else matching
-    c = st.columns([1, 1.3, 1, 1.6, 1.2, 1])
-    target = c[3].selectbox("Relabel to", data.classes, key="li_target", label_visibility="collapsed")
+    c = st.columns([1, 1.4, 1, 1.8, 1, 1], vertical_alignment="bottom")
+    target = c[3].selectbox("or relabel to", data.classes, key="li_target")
     clicked = None
     if c[0].button("Exclude", key="li_exclude", icon=":material/block:", disabled=not len(ids)):
         clicked = ("exclude", None)
@@ -270,7 +270,7 @@ def _actions(ws: Workspace, data: li.LabelData, picked: np.ndarray, matching: np
     if c[2].button("Keep", key="li_keep", icon=":material/check:", disabled=not len(ids),
                    help="mark as reviewed: the given label is right"):
         clicked = ("keep", None)
-    if c[4].button("Relabel to …", key="li_relabel", disabled=not len(ids), help="relabel to the label chosen left"):
+    if c[4].button("Relabel", key="li_relabel", disabled=not len(ids), help="relabel to the label chosen left"):
         clicked = ("relabel", target)
     with c[5]:
         _undo_row(ws)

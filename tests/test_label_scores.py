@@ -11,7 +11,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from curate_core import CurateError, Workspace, cli
+from curate_core import Workspace, cli
 from curate_core import dynamics
 from curate_core.scores import ScoreContext, compute_all
 from curate_core.scores.consensus import FLAGS

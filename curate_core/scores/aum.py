@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import CurateError
 from . import Score, ScoreContext, ScoreResult, register
-from .label_quality import probe_for_labels
+from .label_quality import probe_dynamics
 
 
 def per_run_aum(margin: np.ndarray) -> np.ndarray:
@@ -48,9 +48,7 @@ class AUM(Score):
                         "below the 99th percentile of threshold samples' AUM (parameters: percentile, or cutoff to set it by hand).")
 
     def compute(self, ctx: ScoreContext) -> ScoreResult:
-        codes, _, probe = probe_for_labels(ctx)
-        if not probe.has_dynamics:
-            raise CurateError("The probe has no training dynamics", "run the probe stage again")
+        codes, probe = probe_dynamics(ctx)
         pct = float(ctx.param(self.name, "percentile", 99.0))
         if not 0 < pct <= 100:
             raise CurateError(f"AUM percentile must be in (0, 100]; got {pct}")

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import CurateError
 from . import Score, ScoreContext, ScoreResult, register
 from .aum import threshold_cutoff
-from .label_quality import probe_for_labels
+from .label_quality import probe_dynamics
 
 
 @register
@@ -32,9 +31,7 @@ class Confidence(Score):
                         "assigned label, fraction of epochs it was the top class (correctness).")
 
     def compute(self, ctx: ScoreContext) -> ScoreResult:
-        codes, _, probe = probe_for_labels(ctx)
-        if not probe.has_dynamics:
-            raise CurateError("The probe has no training dynamics", "run the probe stage again")
+        codes, probe = probe_dynamics(ctx)
         p = np.asarray(probe.p_gold, dtype=np.float64)  # R×E×N
         conf_runs = p.mean(axis=1)
         var_runs = p.std(axis=1)

@@ -19,7 +19,7 @@ import numpy as np
 from ..dynamics import el2n_from_stats
 from ..errors import CurateError
 from . import Score, ScoreContext, ScoreResult, register
-from .label_quality import probe_for_labels
+from .label_quality import probe_dynamics
 
 
 def forgetting_events(correct: np.ndarray) -> np.ndarray:
@@ -27,13 +27,6 @@ def forgetting_events(correct: np.ndarray) -> np.ndarray:
     c = np.asarray(correct, bool)
     events = (c[..., :-1] & ~c[..., 1:]).sum(axis=-1).astype(np.float64)
     return np.where(c.any(axis=-1), events, float(c.shape[-1]))
-
-
-def _dynamics(ctx: ScoreContext):
-    codes, _, probe = probe_for_labels(ctx)
-    if not probe.has_dynamics:
-        raise CurateError("The probe has no training dynamics", "run the probe stage again")
-    return codes, probe
 
 
 @register
@@ -48,7 +41,7 @@ class EL2N(Score):
     description: str = "‖softmax − onehot‖₂ at an early epoch (10 % of training), averaged over probe runs."
 
     def compute(self, ctx: ScoreContext) -> ScoreResult:
-        codes, probe = _dynamics(ctx)
+        codes, probe = probe_dynamics(ctx)
         E = probe.p_gold.shape[1]
         epoch = int(ctx.param(self.name, "epoch", max(2, math.ceil(0.1 * E))))
         if not 1 <= epoch <= E:
@@ -71,7 +64,7 @@ class Forgetting(Score):
     description: str = "Times a row went from correct to wrong between epochs (never learned = number of epochs)."
 
     def compute(self, ctx: ScoreContext) -> ScoreResult:
-        codes, probe = _dynamics(ctx)
+        codes, probe = probe_dynamics(ctx)
         correct = np.moveaxis(np.asarray(probe.margin) > 0, 1, -1)  # R×N×E
         values = probe.per_run_mean(forgetting_events(correct))
         values[codes < 0] = np.nan

@@ -32,6 +32,14 @@ def probe_for_labels(ctx: ScoreContext):
     return codes, classes, probe
 
 
+def probe_dynamics(ctx: ScoreContext):
+    """(codes, probe) for the training-dynamics scores (AUM, data maps, EL2N, forgetting)."""
+    codes, _, probe = probe_for_labels(ctx)
+    if not probe.has_dynamics:
+        raise CurateError("The probe has no training dynamics", "run the probe stage again")
+    return codes, probe
+
+
 @register
 @dataclass(frozen=True)
 class LabelQuality(Score):
@@ -68,8 +76,12 @@ class LabelQuality(Score):
         values[lab] = quality
         flag = np.zeros(ctx.n, bool)
         flag[lab] = issues
-        suggested = np.full(ctx.n, None, dtype=object)
-        suggested[lab] = np.asarray(classes, dtype=object)[top]
+        names = np.asarray(classes, dtype=str)
+        if lab.all():  # a str array becomes an arrow column without a Python loop
+            suggested = names[top]
+        else:
+            suggested = np.full(ctx.n, None, dtype=object)
+            suggested[lab] = names[top].astype(object)
         n_flag = int(issues.sum())
         return ScoreResult(values, {"is_label_issue": flag, "suggested_label": suggested}, {
             "flagged": n_flag, "cutoff": None, "flag_column": "is_label_issue",

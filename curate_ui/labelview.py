@@ -112,10 +112,15 @@ def aum_panel(ws: Workspace, data: li.LabelData) -> float | None:
     st.plotly_chart(fig, key="li_aum_hist")
     c1, c2 = st.columns(2)
     busy = (r := runner.get_run(ws)) is not None and r.running
+    params = dict(plan(ws.store).params["scores"].get("params") or {})
+    manual = params.get("aum", {}).get("cutoff") is not None
     if c1.button("Use this cutoff for aum_flag", disabled=busy or abs(cutoff - stored) < step / 2, key="li_aum_apply",
                  help="recomputes the scores with this cutoff (consensus follows)"):
-        params = dict(plan(ws.store).params["scores"].get("params") or {})
         params["aum"] = {**params.get("aum", {}), "cutoff": float(cutoff)}
+        runner.start_run(ws, ["scores"], params={"scores": {"params": params}})
+        st.rerun()
+    if manual and c1.button("Back to the threshold-sample cutoff", disabled=busy, key="li_aum_reset"):
+        params["aum"] = {k: v for k, v in params["aum"].items() if k != "cutoff"}
         runner.start_run(ws, ["scores"], params={"scores": {"params": params}})
         st.rerun()
     if c2.button("Recipe draft: drop aum_flag rows", key="li_aum_draft",

@@ -190,3 +190,27 @@ def test_page_explains_missing_labels_and_missing_stages(tmp_path, app_env):
     app_env(tmp_path / "fresh")
     at = app_test(PAGE).run()
     assert not at.exception and "needs the `scores` stage" in at.info[0].value
+
+
+def test_apply_the_slider_cutoff_recomputes_aum_flag(built, app_env):
+    from curate_ui import runner, state
+
+    app_env(built)
+    at = app_test(PAGE).run()
+    slider = at.slider(key="li_aum_cutoff")
+    stored_flags = _metric(at, "AUM flags")
+    slider.set_value(slider.min).run()
+    at.button(key="li_aum_apply").click().run()
+    ws = state.open_workspace(str(built))
+    run = runner.get_run(ws)
+    assert run is not None
+    run.wait(120)
+    assert run.error is None, run.error
+    s = ws.store.get_summary("score:aum")
+    assert s["cutoff"] == pytest.approx(slider.min) and "set by hand" in s["why"]
+    at.run()
+    assert not at.exception, at.exception
+    assert _metric(at, "AUM flags") == "0" != stored_flags
+    at.button(key="li_aum_reset").click().run()
+    runner.get_run(ws).wait(120)
+    assert "99th percentile" in ws.store.get_summary("score:aum")["why"]

@@ -195,6 +195,7 @@ def consensus_panel(ws: Workspace, data: li.LabelData) -> None:
     with c2:
         ks = sorted(dist, key=int)
         fig = go.Figure(go.Bar(x=[f"{k} of {len(ov)}" for k in ks], y=[dist[k] for k in ks], marker_color="#54A24B",
+                               text=[f"{dist[k]:,}" for k in ks], textposition="outside", cliponaxis=False,
                                hovertemplate="%{x} methods: %{y:,} rows<extra></extra>"))
         fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=40), title="rows by number of methods flagging",
                           xaxis_title="methods flagging the row", yaxis_title="rows")
@@ -242,18 +243,21 @@ def suspects_panel(ws: Workspace, data: li.LabelData, cutoff: float | None, sele
     shown = table.head(TABLE_ROWS)
     texts = ws.store.rows(["row_id", "text"], row_ids=shown["row_id"].to_numpy())
     view = shown.merge(texts, on="row_id", how="left")
-    cols = ["text", "label", "suggested_label", "label_quality", "aum", "consensus", "decision", "id"]
+    cols = ["text", "label", "suggested_label", "consensus", "label_quality", "aum", "decision", "id"]
     event = st.dataframe(
         view[[c for c in cols if c in view]], key=f"li_table_{_gen()}", on_select="rerun",
         selection_mode="multi-row", hide_index=True, height=420,
         column_config={
-            "text": st.column_config.TextColumn("text", width="large"),
-            "label": st.column_config.TextColumn("given label"),
-            "suggested_label": st.column_config.TextColumn("suggested"),
-            "label_quality": st.column_config.NumberColumn("label quality", format="%.3f"),
-            "aum": st.column_config.NumberColumn("AUM", format="%.2f"),
-            "consensus": st.column_config.NumberColumn("methods", format="%d"),
-            "decision": st.column_config.TextColumn("decision"),
+            "text": st.column_config.TextColumn("text", width=360, help="hover a cell to read all of it"),
+            "label": st.column_config.TextColumn("given label", width=150),
+            "suggested_label": st.column_config.TextColumn("suggested", width=150),
+            "label_quality": st.column_config.NumberColumn("quality", format="%.3f", width="small",
+                                                           help="cleanlab label quality (low = suspicious)"),
+            "aum": st.column_config.NumberColumn("AUM", format="%.2f", width="small"),
+            "consensus": st.column_config.NumberColumn("methods", format="%d", width="small",
+                                                       help="how many methods flag the row"),
+            "decision": st.column_config.TextColumn("decision", width="small"),
+            "id": st.column_config.TextColumn("id", width="small"),
         })
     rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
     picked = view["row_id"].to_numpy()[rows] if rows else np.array([], dtype=np.int64)

@@ -202,3 +202,17 @@ def test_imported_predictions_replace_the_probe(tmp_path, capsys):
     assert cli.main(["run", "--workspace", ws_path, "--pred-probs", str(tmp_path / "bad.npy")]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "2 columns but the workspace has 4 classes" in err and "Traceback" not in err
+
+
+def test_stage_leaves_unlabelled_rows_out_of_training_and_scores(tmp_path):
+    df = labeldata.frame(n=120, unlabelled=20)
+    with labeldata.workspace(tmp_path / "ws", df=df) as ws:
+        s = ws.store.read_table("scores")
+        assert ws.store.get_summary("probe")["labelled"] == 100
+        rid, _ = ws.store.probe_probs()
+        assert sorted(rid.tolist()) == list(range(100))
+        assert set(ws.store.probe_epochs()["row_id"].tolist()) == set(range(100))
+    unl = df["label"].isna().to_numpy()
+    assert s.loc[unl, ["label_quality", "aum", "confidence", "el2n", "forgetting"]].isna().all().all()
+    assert s.loc[~unl, ["label_quality", "aum"]].notna().all().all()
+    assert not s.loc[unl, "is_label_issue"].any() and (s.loc[unl, "consensus"] == 0).all()

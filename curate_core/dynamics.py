@@ -239,7 +239,7 @@ def threshold_sets(n: int, n_classes: int, runs: int, seed: int, frac: float | N
     size = int(round(n * frac)) if frac else int(round(n / (n_classes + 1)))
     size = max(1, size)
     if runs < 1:
-        raise CurateError("threshold_runs must be at least 1")
+        return []
     if size * runs > n:
         raise CurateError(f"{runs} runs × {size} threshold samples exceed the {n} labelled rows",
                           "use fewer threshold_runs or a smaller threshold_frac")
@@ -645,6 +645,8 @@ def load_probe(store) -> ProbeData:
     P[np.searchsorted(all_ids, rid)] = probs
     ep = store.probe_epochs()
     R = int(ep["run"].max()) + 1 if len(ep["run"]) else 0
+    if R == 0:  # trained without threshold runs: out-of-fold probabilities only
+        return ProbeData(info["classes"], P, None, None, None, None, None, info)
     E = ep["margin"].shape[1] if R else 0
     arrays = {k: np.full((R, E, N), np.nan, np.float32) for k in ("margin", "p_gold", "p_sq")}
     own = np.zeros((R, N), bool)

@@ -726,6 +726,10 @@ class Store:
             cur.execute(f"""CREATE OR REPLACE TABLE probe_probs AS
                             SELECT row_id, CAST(probs AS FLOAT[{c}]) AS probs FROM read_parquet(?) ORDER BY row_id""",
                         [[str(p) for p in prob_parts]])
+            if not epoch_parts:  # no training dynamics (threshold_runs=0): an empty table says so
+                cur.execute(f"""CREATE OR REPLACE TABLE probe_epochs (run INTEGER, row_id BIGINT, threshold BOOLEAN,
+                                margin FLOAT[{e}], p_gold FLOAT[{e}], p_sq FLOAT[{e}])""")
+                return
             cur.execute(f"""CREATE OR REPLACE TABLE probe_epochs AS
                             SELECT CAST(run AS INTEGER) AS run, row_id, threshold, CAST(margin AS FLOAT[{e}]) AS margin,
                                    CAST(p_gold AS FLOAT[{e}]) AS p_gold, CAST(p_sq AS FLOAT[{e}]) AS p_sq

@@ -216,3 +216,12 @@ def test_stage_leaves_unlabelled_rows_out_of_training_and_scores(tmp_path):
     assert s.loc[unl, ["label_quality", "aum", "confidence", "el2n", "forgetting"]].isna().all().all()
     assert s.loc[~unl, ["label_quality", "aum"]].notna().all().all()
     assert not s.loc[unl, "is_label_issue"].any() and (s.loc[unl, "consensus"] == 0).all()
+
+
+def test_without_threshold_runs_only_confident_learning_runs(tmp_path):
+    with labeldata.workspace(tmp_path / "ws", threshold_runs=0) as ws:
+        summary = ws.store.latest_runs()["scores"]["summary"]
+        skipped = json.loads(summary)["skipped"] if isinstance(summary, str) else summary["skipped"]
+        cols = ws.info()["scores"]
+    assert "label_quality" in cols and "is_label_issue" in cols and "consensus" in cols
+    assert "aum" not in cols and "no training dynamics" in skipped["aum"]

@@ -269,9 +269,13 @@ def import_params(probs: str | Path | None = None, logits: str | Path | None = N
                   ids: str | Path | None = None, classes: Sequence[str] | None = None) -> dict:
     """Probe-stage parameters for imported predictions, with file hashes so a changed file reruns the stage.
 
+    The result names every import parameter (None for those not given), so it replaces an earlier import set
+    (stage parameters are sticky between runs). ``import_params()`` with no files goes back to the probe.
+
     >>> ws.run(["scores"], params={"probe": import_params(probs="pred_probs.npy")})
     """
-    out: dict = {}
+    out: dict = {k: None for k in ("probs_file", "probs_sha256", "logits_file", "logits_sha256", "ids_file",
+                                   "ids_sha256", "classes")}  # a full set: earlier imports do not linger
     for key, p in (("probs_file", probs), ("logits_file", logits), ("ids_file", ids)):
         if p:
             path = Path(p).expanduser().resolve()
@@ -535,9 +539,34 @@ def _label_problem(codes: np.ndarray, classes: list[str]) -> str | None:
     return None
 
 
+def _imports(p: dict, ids: list[str], codes: np.ndarray, classes: list[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(pred_probs, per-epoch logits) from the user's files named in the stage parameters (None when not given)."""
+    for key, what in (("probs", "predicted probabilities"), ("logits", "per-epoch logits"), ("ids", "ids")):
+        if p.get(f"{key}_file"):
+            _check_sha(p[f"{key}_file"], p.get(f"{key}_sha256"), what)
+    labelled = codes >= 0
+    probs = logits = None
+    if p.get("probs_file"):
+        probs = load_probs_file(p["probs_file"], ids, labelled, classes, p.get("ids_file"), p.get("classes"))
+    if p.get("logits_file"):
+        logits = load_logits_file(p["logits_file"], ids, labelled, classes, p.get("ids_file"), p.get("classes"))
+    return probs, logits
+
+
+def _features(store, row_ids: np.ndarray) -> np.ndarray:
+    """Embeddings of the given rows, scaled to a mean squared entry of 1."""
+    emb_ids, vecs = store.embeddings()
+    pos = np.minimum(np.searchsorted(emb_ids, row_ids), max(0, len(emb_ids) - 1))
+    if len(emb_ids) == 0 or not np.array_equal(emb_ids[pos], row_ids):
+        raise CurateError("The embeddings do not cover every labelled row", "run the embed stage again")
+    x = vecs[pos]
+    return x * np.float32(feature_scale(x))
+
+
 @stage("probe", version="1", title="Probe classifier (out-of-fold probabilities, training dynamics)",
        requires=("embed",), outputs=("probe_probs", "probe_epochs"), defaults=PROBE_DEFAULTS)
 def run_probe(ctx: StageContext) -> dict:
+    """K fold runs (checkpoint parts 0…K−1) and R threshold runs (parts K…K+R−1), or imported predictions."""
     import torch
 
     store, p = ctx.store, ctx.params
@@ -551,71 +580,51 @@ def run_probe(ctx: StageContext) -> dict:
         ctx.progress(1, 1, "skipped: " + problem)
         return {"skipped": problem}
     cfg = ProbeConfig(**{k: p[k] for k in ("model", "hidden", "epochs", "lr", "l2", "batch_size", "seed")}).check()
-    lab = np.flatnonzero(codes >= 0)
-    y = codes[lab]
-    row_ids = frame["row_id"].to_numpy(np.int64)[lab]
-    C = len(classes)
-    ids = frame["id"].astype(str).tolist()
-    for key, what in (("probs", "predicted probabilities"), ("logits", "per-epoch logits"), ("ids", "ids")):
-        if p.get(f"{key}_file"):
-            _check_sha(p[f"{key}_file"], p.get(f"{key}_sha256"), what)
-    imp_probs = imp_logits = None
-    if p.get("probs_file"):
-        imp_probs = load_probs_file(p["probs_file"], ids, codes >= 0, classes, p.get("ids_file"), p.get("classes"))
-    if p.get("logits_file"):
-        imp_logits = load_logits_file(p["logits_file"], ids, codes >= 0, classes, p.get("ids_file"), p.get("classes"))
-
+    y = codes[codes >= 0]
+    row_ids = frame["row_id"].to_numpy(np.int64)[codes >= 0]
+    C, E = len(classes), cfg.epochs
+    imp_probs, imp_logits = _imports(p, frame["id"].astype(str).tolist(), codes, classes)
     folds = [] if imp_probs is not None else fold_indices(y, int(p["folds"]), cfg.seed)
     R = 0 if imp_logits is not None else int(p["threshold_runs"])
-    thr_sets = threshold_sets(len(y), C, R, cfg.seed, p.get("threshold_frac")) if R else []
-    x = None
-    if folds or thr_sets:
-        emb_ids, vecs = store.embeddings()
-        pos = np.searchsorted(emb_ids, row_ids)
-        if len(emb_ids) < len(frame) or not np.array_equal(emb_ids[np.minimum(pos, len(emb_ids) - 1)], row_ids):
-            raise CurateError("The embeddings do not cover every labelled row", "run the embed stage again")
-        x = vecs[pos]
-        x = x * np.float32(feature_scale(x))
+    thr_sets = threshold_sets(len(y), C, R, cfg.seed, p.get("threshold_frac"))
+    x = _features(store, row_ids) if folds or thr_sets else None
     ck = ctx.checkpoint
-    E = cfg.epochs
-    total = (len(folds) + R) * E
-    done = 0
+    total, done = (len(folds) + R) * E, 0
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(p.get("threads") or 1)))
+    torch.set_num_threads(max(1, int(p.get("threads") or 1)))  # 1 thread: bit-identical reruns and resumes
     try:
-        ctx.progress(0, max(total, 1), "")
+        ctx.progress(0, max(total, 1))
         for k, held in enumerate(folds):  # part k: out-of-fold probabilities of fold k
+            msg = f"fold {k + 1}/{len(folds)}"
             if not ck.has(k):
                 train = np.setdiff1d(np.arange(len(y)), held, assume_unique=True)
-                msg = f"fold {k + 1}/{len(folds)}"
                 _, probs = train_probe(x[train], y[train], C, cfg, seed=cfg.seed * 1000 + k, x_eval=x[held],
                                        record=False, on_epoch=lambda e, d=done, m=msg: ctx.progress(d + e, total, m))
                 ck.write(k, probs_part(row_ids[held], probs))
             done += E
-            ctx.progress(done, total, f"fold {k + 1}/{len(folds)} done")
+            ctx.progress(done, total, f"{msg} done")
         for r, thr in enumerate(thr_sets):  # part K + r: dynamics of threshold run r
-            i = len(folds) + r
-            if not ck.has(i):
+            msg = f"threshold run {r + 1}/{R}"
+            if not ck.has(len(folds) + r):
                 yy = y.copy()
                 yy[thr] = C  # the fake extra class
-                msg = f"threshold run {r + 1}/{R}"
                 stats, _ = train_probe(x, yy, C + 1, cfg, seed=cfg.seed * 1000 + 500 + r,
                                        on_epoch=lambda e, d=done, m=msg: ctx.progress(d + e, total, m))
-                is_thr = np.zeros(len(y), bool)
-                is_thr[thr] = True
-                ck.write(i, epochs_part(r, row_ids, is_thr, stats))
+                ck.write(len(folds) + r, epochs_part(r, row_ids, np.isin(np.arange(len(y)), thr), stats))
             done += E
-            ctx.progress(done, total, f"threshold run {r + 1}/{R} done")
+            ctx.progress(done, total, f"{msg} done")
     finally:
         torch.set_num_threads(old_threads)
-    base = len(folds) + R
+    prob_parts = [ck.part_path(k) for k in range(len(folds))]
+    epoch_parts = [ck.part_path(len(folds) + r) for r in range(R)]
     if imp_probs is not None:
-        ck.write(base, probs_part(row_ids, imp_probs))
+        ck.write(len(folds) + R, probs_part(row_ids, imp_probs))
+        prob_parts.append(ck.part_path(len(folds) + R))
     if imp_logits is not None:
-        ck.write(base + 1, epochs_part(0, row_ids, np.zeros(len(y), bool), EpochStats.from_logits(imp_logits, y)))
+        stats = EpochStats.from_logits(imp_logits, y)
+        ck.write(len(folds) + R + 1, epochs_part(0, row_ids, np.zeros(len(y), bool), stats))
+        epoch_parts.append(ck.part_path(len(folds) + R + 1))
     ck.mark_complete()
-    prob_parts = [ck.part_path(k) for k in range(len(folds))] + ([ck.part_path(base)] if imp_probs is not None else [])
-    epoch_parts = [ck.part_path(len(folds) + r) for r in range(R)] + ([ck.part_path(base + 1)] if imp_logits is not None else [])
     n_epochs = E if imp_logits is None else int(imp_logits.shape[0])
     store.write_probe(prob_parts, epoch_parts, C, n_epochs)
     info = {
@@ -626,6 +635,7 @@ def run_probe(ctx: StageContext) -> dict:
     }
     store.put_summary(SUMMARY, info)
     return {k: v for k, v in info.items() if k not in ("classes", "data")}
+
 
 @resource("probe", stage="probe")
 def load_probe(store) -> ProbeData:
@@ -647,7 +657,7 @@ def load_probe(store) -> ProbeData:
     R = int(ep["run"].max()) + 1 if len(ep["run"]) else 0
     if R == 0:  # trained without threshold runs: out-of-fold probabilities only
         return ProbeData(info["classes"], P, None, None, None, None, None, info)
-    E = ep["margin"].shape[1] if R else 0
+    E = ep["margin"].shape[1]
     arrays = {k: np.full((R, E, N), np.nan, np.float32) for k in ("margin", "p_gold", "p_sq")}
     own = np.zeros((R, N), bool)
     thr = np.zeros((R, N), bool)
@@ -657,7 +667,6 @@ def load_probe(store) -> ProbeData:
     own[ep["run"], cols] = ~ep["threshold"]
     thr[ep["run"], cols] = ep["threshold"]
     return ProbeData(info["classes"], P, arrays["margin"], arrays["p_gold"], arrays["p_sq"], own, thr, info)
-
 
 
 def _add_run_options(p) -> None:

@@ -175,6 +175,10 @@ def outcome_preview(tag: str, noisy: pd.DataFrame, vecs: np.ndarray, test: pd.Da
     relab = y.copy()
     relab[iss] = sugg[iss]
     options["relabel is_label_issue to suggested"] = (allrows, relab)
+    cons = s["consensus"].to_numpy()
+    mix = y.copy()
+    mix[cons == 3] = sugg[cons == 3]
+    options["relabel consensus=3 to suggested, drop consensus=2"] = (cons != 2, mix)
     for name, (mask, labels) in options.items():
         a = acc(mask, labels)
         line.append(f"{name} {a:.4f} ({(a - a_noisy) / gap:.0%} of gap)" if gap > 0 else f"{name} {a:.4f}")

@@ -248,7 +248,7 @@ def suspects_panel(ws: Workspace, data: li.LabelData, cutoff: float | None, sele
         view[[c for c in cols if c in view]], key=f"li_table_{_gen()}", on_select="rerun",
         selection_mode="multi-row", hide_index=True, height=420,
         column_config={
-            "text": st.column_config.TextColumn("text", width=360, help="hover a cell to read all of it"),
+            "text": st.column_config.TextColumn("text", width=330, help="hover a cell to read all of it"),
             "label": st.column_config.TextColumn("given label", width=150),
             "suggested_label": st.column_config.TextColumn("suggested", width=150),
             "label_quality": st.column_config.NumberColumn("quality", format="%.3f", width="small",
@@ -256,7 +256,7 @@ def suspects_panel(ws: Workspace, data: li.LabelData, cutoff: float | None, sele
             "aum": st.column_config.NumberColumn("AUM", format="%.2f", width="small"),
             "consensus": st.column_config.NumberColumn("methods", format="%d", width="small",
                                                        help="how many methods flag the row"),
-            "decision": st.column_config.TextColumn("decision", width="small"),
+            "decision": st.column_config.TextColumn("decision", width=120),
             "id": st.column_config.TextColumn("id", width="small"),
         })
     rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])

@@ -37,6 +37,7 @@ from .store import Store, register_output_table
 STAGE_MODULES = [
     "curate_core.textstats",
     "curate_core.embed",
+    "curate_core.dynamics",
     "curate_core.scoring",
 ]
 

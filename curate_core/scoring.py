@@ -19,7 +19,7 @@ _VERSION = "1:" + ",".join(f"{n}@{s.version}" for n, s in _reg.items())
 
 
 @stage("scores", version=_VERSION, title="Scores (label noise, duplicates, outliers, text quality)",
-       requires=("textstats", "embed"), outputs=("scores",), defaults={"only": None, "params": {}})
+       requires=("textstats", "embed", "probe"), outputs=("scores",), defaults={"only": None, "params": {}})
 def run_scores(ctx: StageContext) -> dict:
     sctx = _scores.ScoreContext.from_store(ctx.store, params=ctx.params.get("params") or {})
     sctx.on_progress = lambda done, total, msg: ctx.progress(done, total, msg)

@@ -551,7 +551,7 @@ class Store:
                 "ORDER BY ordinal_position", [table]).fetchall()]
 
     #: per-row output tables whose columns are not features (bulky or internal)
-    NON_FEATURE_TABLES = {"embeddings", "embed_cache"}
+    NON_FEATURE_TABLES = {"embeddings", "embed_cache", "probe_probs", "probe_epochs"}
 
     def catalog(self) -> dict[str, tuple[str, str]]:
         """Every per-row column a page or recipe can use: column → (table, DuckDB type).
@@ -946,6 +946,84 @@ class Store:
                 f"""SELECT s.row_id, s.id, s.label, c.dup_rank{cols}, s.text
                     FROM scores c JOIN samples s USING (row_id) WHERE c.dup_group = ?
                     ORDER BY c.dup_rank, s.row_id""", [int(group)]).df()
+
+    # ---------------------------------------------------------- label noise (issue 5): probe outputs
+    def write_probe(self, prob_parts: Sequence[Path], epoch_parts: Sequence[Path], n_classes: int,
+                    n_epochs: int) -> None:
+        """Replace ``probe_probs(row_id, probs FLOAT[C])`` and ``probe_epochs(run, row_id, threshold,
+        margin/p_gold/p_sq FLOAT[E])`` with the rows of the probe's checkpoint parts, in one transaction."""
+        c, e = int(n_classes), int(n_epochs)
+        with self.transaction() as cur:
+            cur.execute(f"""CREATE OR REPLACE TABLE probe_probs AS
+                            SELECT row_id, CAST(probs AS FLOAT[{c}]) AS probs FROM read_parquet(?) ORDER BY row_id""",
+                        [[str(p) for p in prob_parts]])
+            if not epoch_parts:  # no training dynamics (threshold_runs=0): an empty table says so
+                cur.execute(f"""CREATE OR REPLACE TABLE probe_epochs (run INTEGER, row_id BIGINT, threshold BOOLEAN,
+                                margin FLOAT[{e}], p_gold FLOAT[{e}], p_sq FLOAT[{e}])""")
+                return
+            cur.execute(f"""CREATE OR REPLACE TABLE probe_epochs AS
+                            SELECT CAST(run AS INTEGER) AS run, row_id, threshold, CAST(margin AS FLOAT[{e}]) AS margin,
+                                   CAST(p_gold AS FLOAT[{e}]) AS p_gold, CAST(p_sq AS FLOAT[{e}]) AS p_sq
+                            FROM read_parquet(?) ORDER BY run, row_id""", [[str(p) for p in epoch_parts]])
+
+    def drop_probe(self) -> None:
+        with self.transaction() as cur:
+            cur.execute("DROP TABLE IF EXISTS probe_probs")
+            cur.execute("DROP TABLE IF EXISTS probe_epochs")
+
+    @staticmethod
+    def _fixed_list(col: pa.ChunkedArray) -> np.ndarray:
+        arr = col.combine_chunks()
+        width = arr.type.list_size
+        return np.asarray(arr.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, width)
+
+    def row_ids(self) -> np.ndarray:
+        """Every row_id, ascending (arrow, no pandas: cheap at 1M rows)."""
+        with self.cursor() as cur:
+            return cur.sql("SELECT row_id FROM samples ORDER BY row_id").to_arrow_table().column(0).to_numpy()
+
+    def probe_probs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(row_ids, out-of-fold probabilities n×C float32) of the labelled rows (in table order)."""
+        if not self.table_exists("probe_probs"):
+            raise CurateError("No probe outputs yet", "run the probe stage")
+        with self.cursor() as cur:
+            t = cur.sql("SELECT row_id, probs FROM probe_probs").to_arrow_table()  # any order: callers map row_ids
+        return t.column("row_id").to_numpy(), self._fixed_list(t.column("probs"))
+
+    def probe_epochs(self) -> dict[str, np.ndarray]:
+        """Per (run, row), in table order: run, row_id, threshold flags and the E-long per-epoch stats (n×E float32)."""
+        if not self.table_exists("probe_epochs"):
+            raise CurateError("No probe outputs yet", "run the probe stage")
+        with self.cursor() as cur:
+            t = cur.sql("SELECT run, row_id, threshold, margin, p_gold, p_sq FROM probe_epochs").to_arrow_table()
+        out = {"run": t.column("run").to_numpy().astype(np.int64), "row_id": t.column("row_id").to_numpy(),
+               "threshold": t.column("threshold").to_numpy(zero_copy_only=False).astype(bool)}
+        for k in ("margin", "p_gold", "p_sq"):
+            out[k] = self._fixed_list(t.column(k)) if t.num_rows else np.zeros((0, 0), np.float32)
+        return out
+
+    def relabel_each(self, row_ids: Sequence[int], labels: Sequence[str], reason: str = "",
+                     who: str | None = None) -> int:
+        """One decision batch relabelling each row to its own label (e.g. "relabel to suggested"), so one
+        undo reverts it all. Returns the batch number."""
+        ids = np.asarray(list(row_ids), dtype=np.int64)
+        vals = [str(v) for v in labels]
+        if ids.size == 0 or ids.size != len(vals) or np.unique(ids).size != ids.size:
+            raise CurateError("Relabel needs one new label per chosen row (each row once)")
+        with self.transaction() as cur:
+            known = cur.execute("SELECT count(*) FROM samples WHERE list_contains(?, row_id)",
+                                [ids.tolist()]).fetchall()[0][0]
+            if known != ids.size:
+                raise CurateError(f"{ids.size - known} of the chosen rows do not exist in this workspace")
+            seq0, batch = cur.execute(
+                "SELECT coalesce(max(seq), 0) + 1, coalesce(max(batch), 0) + 1 FROM decisions").fetchall()[0]
+            df = pd.DataFrame({"seq": np.arange(seq0, seq0 + ids.size, dtype=np.int64), "batch": batch,
+                               "row_id": ids, "action": "relabel", "value": vals, "reason": reason,
+                               "who": who or os.environ.get("USER") or "user", "decided_at": _now()})
+            cur.register("_dec", df)
+            cur.execute("INSERT INTO decisions SELECT seq, batch, row_id, action, value, reason, who, decided_at FROM _dec")
+            cur.unregister("_dec")
+        return int(batch)
 
     # ------------------------------------------------------------------------------------ misc
     def query_df(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:

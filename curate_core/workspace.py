@@ -92,6 +92,14 @@ class Workspace:
                                   "relabel to one of the labels in the workspace")
         return self.store.decide(row_ids, action, value, reason)
 
+    def relabel_each(self, row_ids: Sequence[int], labels: Sequence[str], reason: str = "") -> int:
+        """Relabel each row to its own label in one decision batch (one undo reverts it all)."""
+        known = set(self.store.overview()["label_counts"])
+        unknown = sorted(set(map(str, labels)) - known)
+        if unknown:
+            raise CurateError(f"Unknown label(s) {unknown[:5]} for relabel", "relabel to labels in the workspace")
+        return self.store.relabel_each(row_ids, labels, reason)
+
     def undo(self) -> int | None:
         """Undo the latest decision batch; returns the batch undone (None if nothing to undo)."""
         return self.store.undo()

@@ -1,8 +1,26 @@
-"""Label issues page (placeholder until its issue lands): Mislabeled and ambiguous samples (confident learning, AUM, data maps)."""
+"""Label issues: mislabelled and ambiguous rows from confident learning, AUM with threshold samples, data maps
+and their consensus; exclude / relabel / keep them (an undoable decision log)."""
 
 import streamlit as st
 
-from curate_ui import layout
+from curate_ui import labelview, layout
 
 ws = layout.require_workspace("Label issues", ":material/label:")
-st.info("Coming soon: Mislabeled and ambiguous samples (confident learning, AUM, data maps).", icon=":material/construction:")
+if not layout.stage_gate(ws, ["scores"], "Label issues"):
+    st.stop()
+data = labelview.load(ws)
+if data.missing:
+    st.info(data.missing + " Label issues need a label column with at least two classes and two rows per class.",
+            icon=":material/info:")
+    st.stop()
+
+labelview.flash()
+labelview.metrics(ws, data)
+left, right = st.columns(2)
+with left:
+    cutoff = labelview.aum_panel(ws, data)
+with right:
+    selection = labelview.datamap_panel(ws, data)
+labelview.consensus_panel(ws, data)
+labelview.suspects_panel(ws, data, cutoff, selection)
+layout.run_progress(ws)

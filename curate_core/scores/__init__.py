@@ -37,7 +37,10 @@ from ..errors import CurateError
 
 #: modules whose import registers scores, in the order they are computed
 SCORE_MODULES: list[str] = [
-    # keep label-noise modules before duplicates: dup_rank keeps the best `label_quality` row when it exists
+    # label noise (issue 5); consensus last among them: it counts the flags of the ones before it
+    "curate_core.scores.label_quality", "curate_core.scores.aum", "curate_core.scores.datamaps",
+    "curate_core.scores.el2n", "curate_core.scores.consensus",
+    # after label noise: dup_rank keeps the best `label_quality` row when it exists
     "curate_core.scores.text_quality",
     "curate_core.scores.duplicates",
     "curate_core.scores.outliers",

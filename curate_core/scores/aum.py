@@ -1,0 +1,75 @@
+"""Area under the margin (Pleiss et al. 2020): `aum` and `aum_flag`.
+
+AUM of a row = the mean over training epochs of (logit of its assigned class − largest other logit), taken while
+the probe trains on it. Mislabelled rows are fitted late or never, so their margin stays low. The cutoff comes
+from *threshold samples*: rows the probe stage moved to a fake extra class (so they are surely "mislabelled");
+a row whose AUM is below the ``percentile`` (default 99) of the threshold samples' AUM is flagged. Each row's
+AUM averages the threshold runs in which it kept its own label (see curate_core.dynamics).
+
+With imported per-epoch logits there are no threshold samples; the cutoff is then 0 (on average the given
+label was not the model's top class), and the summary says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import CurateError
+from . import Score, ScoreContext, ScoreResult, register
+from .label_quality import probe_dynamics
+
+
+def per_run_aum(margin: np.ndarray) -> np.ndarray:
+    """R×E×N margins → R×N AUM (mean over epochs; vectorised, float64)."""
+    return np.asarray(margin, dtype=np.float64).mean(axis=1)
+
+
+def threshold_cutoff(per_run: np.ndarray, threshold: np.ndarray, percentile: float) -> tuple[float | None, np.ndarray]:
+    """(percentile of the threshold samples' values, those values) — None when there are no threshold samples."""
+    values = per_run[threshold]
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None, values
+    return float(np.percentile(values, percentile)), values
+
+
+@register
+@dataclass(frozen=True)
+class AUM(Score):
+    name: str = "aum"
+    title: str = "Area under the margin (AUM)"
+    requires: tuple = ("labels", "probe")
+    direction: str = "higher_better"
+    version: str = "1"
+    nan_policy: str = "unlabelled"
+    description: str = ("Mean over training epochs of (assigned-class logit − largest other logit); aum_flag = "
+                        "below the 99th percentile of threshold samples' AUM (parameters: percentile, or cutoff to set it by hand).")
+
+    def compute(self, ctx: ScoreContext) -> ScoreResult:
+        codes, probe = probe_dynamics(ctx)
+        pct = float(ctx.param(self.name, "percentile", 99.0))
+        if not 0 < pct <= 100:
+            raise CurateError(f"AUM percentile must be in (0, 100]; got {pct}")
+        runs = per_run_aum(probe.margin)
+        values = probe.per_run_mean(runs)
+        values[codes < 0] = np.nan
+        cutoff, thr = threshold_cutoff(runs, probe.threshold, pct)
+        manual = ctx.param(self.name, "cutoff", None)
+        if manual is not None:  # set by hand (the Label issues page's slider)
+            cutoff = float(manual)
+            share = f" = the {(thr <= cutoff).mean():.0%} point of {thr.size:,} threshold samples" if thr.size else ""
+            why = f"cutoff {cutoff:.3f} set by hand{share}"
+        elif cutoff is None:
+            cutoff, why = 0.0, ("no threshold samples (imported logits): cutoff 0, i.e. on average the given label "
+                                "was not the model's top class")
+        else:
+            why = (f"{pct:g}th percentile of the AUM of {thr.size:,} threshold samples (rows moved to a fake class, "
+                   f"so surely mislabelled): rows whose AUM is lower look mislabelled too")
+        flag = np.nan_to_num(values, nan=np.inf) < cutoff
+        return ScoreResult(values, {"aum_flag": flag}, {
+            "flagged": int(flag.sum()), "cutoff": cutoff, "percentile": pct, "why": why, "flag_column": "aum_flag",
+            "threshold_samples": int(thr.size), "threshold_aum": np.round(thr, 4).tolist(),
+            "epochs": int(probe.margin.shape[1]), "runs": int(probe.margin.shape[0]),
+        })

@@ -1,0 +1,57 @@
+"""Dataset cartography (Swayamdipta et al. 2020): `confidence`, `variability`, `correctness`, `is_hard_to_learn`.
+
+Over the training epochs of the probe: confidence = mean probability of the assigned label, variability = its
+standard deviation, correctness = the fraction of epochs in which the assigned label was the top class.
+Easy rows sit at high confidence, ambiguous ones at high variability, hard-to-learn ones (often mislabelled)
+at low confidence and low variability. The paper draws the regions by eye; for a flag we calibrate like AUM:
+``is_hard_to_learn`` = confidence below the ``percentile`` (default 99) of the threshold samples' confidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import Score, ScoreContext, ScoreResult, register
+from .aum import threshold_cutoff
+from .label_quality import probe_dynamics
+
+
+@register
+@dataclass(frozen=True)
+class Confidence(Score):
+    name: str = "confidence"
+    title: str = "Data map confidence"
+    requires: tuple = ("labels", "probe")
+    direction: str = "higher_better"
+    version: str = "1"
+    nan_policy: str = "unlabelled"
+    description: str = ("Data maps: mean (confidence) and std (variability) over epochs of the probability of the "
+                        "assigned label, fraction of epochs it was the top class (correctness).")
+
+    def compute(self, ctx: ScoreContext) -> ScoreResult:
+        codes, probe = probe_dynamics(ctx)
+        p = np.asarray(probe.p_gold, dtype=np.float64)  # R×E×N
+        conf_runs = p.mean(axis=1)
+        var_runs = p.std(axis=1)
+        corr_runs = (np.asarray(probe.margin) > 0).mean(axis=1)
+        out = {}
+        for key, runs in (("confidence", conf_runs), ("variability", var_runs), ("correctness", corr_runs)):
+            v = probe.per_run_mean(runs)
+            v[codes < 0] = np.nan
+            out[key] = v
+        pct = float(ctx.param(self.name, "percentile", 99.0))
+        cutoff, thr = threshold_cutoff(conf_runs, probe.threshold, pct)
+        if cutoff is None:
+            flag = np.zeros(ctx.n, bool)
+            why = "no threshold samples (imported logits): no hard-to-learn flag"
+        else:
+            flag = np.nan_to_num(out["confidence"], nan=np.inf) < cutoff
+            why = (f"confidence below the {pct:g}th percentile of {thr.size:,} threshold samples' confidence "
+                   f"(rows moved to a fake class)")
+        return ScoreResult(out["confidence"], {"variability": out["variability"], "correctness": out["correctness"],
+                                               "is_hard_to_learn": flag}, {
+            "flagged": int(flag.sum()), "cutoff": cutoff, "percentile": pct, "why": why,
+            "flag_column": "is_hard_to_learn",
+        })

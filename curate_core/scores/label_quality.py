@@ -1,0 +1,93 @@
+"""Confident learning (cleanlab) on the probe's out-of-fold probabilities: `label_quality`, `is_label_issue`,
+`suggested_label`.
+
+We call the library rather than re-implement it: ``cleanlab.rank.get_label_quality_scores`` (default
+``self_confidence``: the out-of-fold probability of the given label) and ``cleanlab.filter.find_label_issues``
+(default ``prune_by_noise_rate``: estimates how many rows of each given class really belong to each other class
+from the confident joint, then flags that many rows per pair, lowest margin first). The suggested label is the
+class the out-of-fold probabilities rank first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import CurateError, choices
+from . import Score, ScoreContext, ScoreResult, labelled_classes, register
+
+METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
+           "low_normalized_margin", "low_self_confidence")
+
+
+def probe_for_labels(ctx: ScoreContext):
+    """(codes, classes, probe) after checking the labels can be judged and the probe saw the same classes."""
+    codes, classes = labelled_classes(ctx)
+    probe = ctx.probe
+    if list(probe.classes) != list(classes):
+        raise CurateError("The probe was trained on other classes than the workspace has now",
+                          "run the probe stage again")
+    return codes, classes, probe
+
+
+def probe_dynamics(ctx: ScoreContext):
+    """(codes, probe) for the training-dynamics scores (AUM, data maps, EL2N, forgetting)."""
+    codes, _, probe = probe_for_labels(ctx)
+    if not probe.has_dynamics:
+        raise CurateError("The probe has no training dynamics", "run the probe stage again")
+    return codes, probe
+
+
+@register
+@dataclass(frozen=True)
+class LabelQuality(Score):
+    name: str = "label_quality"
+    title: str = "Label quality (confident learning)"
+    requires: tuple = ("labels", "probe")
+    direction: str = "higher_better"
+    version: str = "1"
+    nan_policy: str = "unlabelled"
+    description: str = ("cleanlab label quality of the given label from out-of-fold probabilities (0 = surely wrong, "
+                        "1 = surely right); is_label_issue = cleanlab find_label_issues; suggested_label = the "
+                        "out-of-fold top class.")
+
+    def compute(self, ctx: ScoreContext) -> ScoreResult:
+        from cleanlab.filter import find_label_issues
+        from cleanlab.rank import get_label_quality_scores
+
+        codes, classes, probe = probe_for_labels(ctx)
+        method = ctx.param(self.name, "method", "self_confidence")
+        filter_by = ctx.param(self.name, "filter_by", "prune_by_noise_rate")
+        if method not in METHODS:
+            raise CurateError(f"Unknown label quality method {method!r}", f"use one of {choices(METHODS)}")
+        if filter_by not in FILTERS:
+            raise CurateError(f"Unknown filter_by {filter_by!r}", f"use one of {choices(FILTERS)}")
+        lab = codes >= 0
+        probs = np.asarray(probe.probs[lab], dtype=np.float64)
+        if np.isnan(probs).any():
+            raise CurateError("The probe has no probabilities for some labelled rows", "run the probe stage again")
+        given = codes[lab]
+        quality = get_label_quality_scores(given, probs, method=method)
+        issues = find_label_issues(given, probs, filter_by=filter_by, n_jobs=1)  # n_jobs=1: no fork in app threads
+        top = probs.argmax(axis=1)
+        values = np.full(ctx.n, np.nan)
+        values[lab] = quality
+        flag = np.zeros(ctx.n, bool)
+        flag[lab] = issues
+        names = np.asarray(classes, dtype=str)
+        if lab.all():  # a str array becomes an arrow column without a Python loop
+            suggested = names[top]
+        else:
+            suggested = np.full(ctx.n, None, dtype=object)
+            suggested[lab] = names[top].astype(object)
+        n_flag = int(issues.sum())
+        return ScoreResult(values, {"is_label_issue": flag, "suggested_label": suggested}, {
+            "flagged": n_flag, "cutoff": None, "flag_column": "is_label_issue",
+            "why": (f"cleanlab find_label_issues (filter_by={filter_by}) on {probe.info.get('probs', 'given')} "
+                    f"probabilities: the confident joint estimates {n_flag:,} of {int(lab.sum()):,} labels are wrong "
+                    f"({n_flag / max(1, int(lab.sum())):.1%}); per-class thresholds, no single cutoff"),
+            "method": method, "filter_by": filter_by,
+            "suggested_differs": int((top != given).sum()),
+        })

@@ -1,0 +1,298 @@
+"""Label issues page pieces: cached score loads, the AUM histogram with its cutoff slider, the data map with
+lasso, the consensus panel, and the suspects table with its actions. The maths lives in
+curate_core.labelissues; this module only draws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from curate_core import CurateError, Workspace
+from curate_core import labelissues as li
+from curate_core.pipeline import plan
+
+from . import charts, runner, state
+
+TABLE_ROWS = 500  # rows the suspects table shows (filters narrow the rest)
+MAP_POINTS = 20_000  # points drawn on the data map (flagged rows always included)
+NONE = "(none)"
+FLASH = "_li_flash"
+
+
+def _data_key(ws: Workspace) -> str:
+    runs = ws.store.latest_runs()
+    parts = [f"{s}:{runs[s]['run_key']}:{runs[s]['finished']}" for s in ("scores", "cluster") if s in runs]
+    return "|".join(parts)
+
+
+@st.cache_data(show_spinner="Loading the label scores …", max_entries=4)
+def _load(path: str, key: str) -> li.LabelData:
+    return li.load(state.open_workspace(path).store)
+
+
+def load(ws: Workspace) -> li.LabelData:
+    """The label scores of the open workspace (cached per workspace and scores run)."""
+    return _load(str(ws.path), _data_key(ws))
+
+
+def flash() -> None:
+    msg = st.session_state.pop(FLASH, None)
+    if msg:
+        st.success(msg, icon=":material/check_circle:")
+
+
+def _gen() -> int:
+    """Generation of the table widget: bumped after an action so the old row selection is dropped."""
+    return int(st.session_state.get("_li_gen", 0))
+
+
+def _done(msg: str) -> None:
+    st.session_state[FLASH] = msg
+    st.session_state["_li_gen"] = _gen() + 1
+    st.rerun()
+
+
+# ------------------------------------------------------------------------------------------ header
+def metrics(ws: Workspace, data: li.LabelData) -> None:
+    df = data.frame
+    counts = li.decision_counts(ws.decisions())
+    c = st.columns(6)
+    c[0].metric("Labelled rows", f"{len(df):,}")
+    c[1].metric("Confident learning", f"{int(df['is_label_issue'].sum()):,}",
+                help=data.summaries.get("label_quality", {}).get("why"))
+    if "aum_flag" in df:
+        c[2].metric("AUM flags", f"{int(df['aum_flag'].sum()):,}", help=data.summaries.get("aum", {}).get("why"))
+    c[3].metric("Flagged by ≥ 2 methods", f"{int((df['consensus'] >= 2).sum()):,}")
+    c[4].metric("Excluded · relabelled", f"{counts['excluded']:,} · {counts['relabelled']:,}",
+                help="decisions in force (all rows of the workspace)")
+    c[5].metric("Reviewed (keep)", f"{counts['kept']:,}")
+    probe = data.summaries.get("probe", {})
+    cfg = probe.get("config", {})
+    st.caption(f"Probabilities: {probe.get('probs', '?')}; training dynamics: {probe.get('dynamics', '?')}; "
+               f"probe: {cfg.get('model', '?')}, {probe.get('epochs', '?')} epochs on {probe.get('labelled', 0):,} "
+               "labelled rows. Unlabelled rows are not scored.")
+
+
+# --------------------------------------------------------------------------------------------- AUM
+def aum_panel(ws: Workspace, data: li.LabelData) -> float | None:
+    """Histogram of AUM with the threshold-sample cutoff and a slider to move it; returns the slider's cutoff."""
+    st.subheader("Area under the margin")
+    s = data.summaries.get("aum")
+    if not s or "aum" not in data.frame:
+        st.info("No AUM: the probe has no training dynamics.")
+        return None
+    aum = data.frame["aum"].to_numpy(float)
+    thr = data.threshold_aum
+    stored = float(s["cutoff"])
+    finite = np.concatenate([aum[np.isfinite(aum)], thr, [stored]])
+    lo, hi = float(np.floor(finite.min())), float(np.ceil(finite.max()))
+    step = max(0.001, round((hi - lo) / 400, 3))
+    cutoff = st.slider("AUM cutoff (rows below it are suspects)", lo, hi, value=float(np.clip(stored, lo, hi)),
+                       step=step, key="li_aum_cutoff", format="%.3f",
+                       help="Starts at the stored cutoff: the 99th percentile of the threshold samples' AUM.")
+    stats = li.aum_cutoff_stats(aum, thr, cutoff)
+    pct = "" if stats["percentile"] is None else f" — the {stats['percentile']:.1f}th percentile of threshold samples"
+    st.caption(f"{stats['below']:,} of {stats['rows']:,} rows below {cutoff:.3f}{pct}. Stored cutoff "
+               f"{stored:.3f} flags {int(s['flagged']):,} rows: {s['why']}.")
+    x, counts = li.histogram(aum, lo, hi)
+    fig = go.Figure(go.Bar(x=x, y=counts, name="labelled rows", marker_color="#4C78A8",
+                           hovertemplate="AUM %{x:.2f}: %{y:,} rows<extra></extra>"))
+    if thr.size:
+        tx, tc = li.histogram(thr, lo, hi)
+        fig.add_trace(go.Bar(x=tx, y=tc, name="threshold samples", marker_color="#F58518", yaxis="y2",
+                             hovertemplate="AUM %{x:.2f}: %{y:,} threshold samples<extra></extra>"))
+    fig.add_vline(x=stored, line_dash="dot", line_color="gray", annotation_text="stored cutoff")
+    fig.add_vline(x=cutoff, line_color="#E45756", annotation_text="slider", annotation_position="bottom right")
+    fig.update_layout(barmode="overlay", height=330, margin=dict(l=10, r=10, t=30, b=40), xaxis_title="AUM",
+                      yaxis_title="rows", bargap=0, legend=dict(orientation="h", y=1.12),
+                      yaxis2=dict(title="threshold samples", overlaying="y", side="right", showgrid=False, tickmode="auto", rangemode="tozero"))
+    fig.update_traces(opacity=0.75)
+    st.plotly_chart(fig, key="li_aum_hist")
+    c1, c2 = st.columns(2)
+    busy = (r := runner.get_run(ws)) is not None and r.running
+    params = dict(plan(ws.store).params["scores"].get("params") or {})
+    manual = params.get("aum", {}).get("cutoff") is not None
+    if c1.button("Use this cutoff for aum_flag", disabled=busy or abs(cutoff - stored) < step / 2, key="li_aum_apply",
+                 help="recomputes the scores with this cutoff (consensus follows)"):
+        params["aum"] = {**params.get("aum", {}), "cutoff": float(cutoff)}
+        runner.start_run(ws, ["scores"], params={"scores": {"params": params}})
+        st.rerun()
+    if manual and c1.button("Back to the threshold-sample cutoff", disabled=busy, key="li_aum_reset"):
+        params["aum"] = {k: v for k, v in params["aum"].items() if k != "cutoff"}
+        runner.start_run(ws, ["scores"], params={"scores": {"params": params}})
+        st.rerun()
+    if c2.button("Recipe draft: drop aum_flag rows", key="li_aum_draft",
+                 help="adds the filter aum_flag is false to the recipe draft the Select page opens"):
+        li.draft_filter(ws.store, "aum_flag", "is", False)
+        _done("Added `aum_flag is false` to the recipe draft (open it on the Select page).")
+    return cutoff
+
+
+# ------------------------------------------------------------------------------------------ data map
+def datamap_panel(ws: Workspace, data: li.LabelData) -> np.ndarray | None:
+    """Variability × confidence coloured by correctness; a lasso (or a saved selection) narrows the table."""
+    st.subheader("Data map")
+    df = data.frame
+    if "confidence" not in df:
+        st.info("No data map: the probe has no training dynamics.")
+        return None
+    shown = li.sample_for_plot(df, MAP_POINTS, keep=df["consensus"].to_numpy() > 0)
+    hover = [f"{charts.plot_text(i, 40)}<br>given: {charts.plot_text(a, 40)}<br>suggested: {charts.plot_text(b, 40)}"
+             for i, a, b in zip(shown["id"], shown["label"], shown["suggested_label"])]
+    fig = go.Figure(go.Scattergl(
+        x=shown["variability"], y=shown["confidence"], mode="markers", customdata=shown["row_id"], text=hover,
+        marker=dict(size=5, color=shown["correctness"], colorscale="Viridis", cmin=0, cmax=1, opacity=0.7,
+                    colorbar=dict(title="correctness")),
+        hovertemplate="%{text}<br>variability %{x:.3f}, confidence %{y:.3f}<extra></extra>"))
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=10, b=40), xaxis_title="variability (std over epochs)",
+                      yaxis_title="confidence (mean p of given label)", dragmode="lasso")
+    event = st.plotly_chart(fig, key="li_map", on_select="rerun", selection_mode=("lasso", "box"))
+    note = "" if len(shown) == len(df) else f" Showing {len(shown):,} of {len(df):,} rows (every flagged row)."
+    st.caption("Top: easy to learn; right: ambiguous; bottom left: hard to learn — often mislabelled." + note)
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    lasso = None
+    if points:
+        idx = [p.get("point_index", p.get("point_number")) for p in points]
+        lasso = shown["row_id"].to_numpy()[np.asarray([i for i in idx if i is not None], dtype=int)]
+    saved = ws.selections()
+    c1, c2 = st.columns([2, 1])
+    if lasso is not None and lasso.size:
+        name = c1.text_input("Save the lassoed rows as a selection", value="label-issues-lasso", key="li_sel_name")
+        if c2.button(f"Save {lasso.size:,} rows", key="li_sel_save"):
+            try:
+                n = ws.save_selection(name, lasso)
+            except CurateError as e:
+                state.show_error(e)
+            else:
+                _done(f"Saved selection `{name}` with {n:,} rows (usable on the Map and Select pages).")
+        return lasso
+    options = [NONE, *saved]
+    pick = c1.selectbox("Or narrow the table to a saved selection (e.g. a lasso on the Map page)", options,
+                        key="li_sel_use", format_func=lambda s: s if s == NONE else f"{s} ({saved[s]:,} rows)")
+    if pick != NONE:
+        return ws.selection(pick)
+    return None
+
+
+# ----------------------------------------------------------------------------------------- consensus
+def consensus_panel(ws: Workspace, data: li.LabelData) -> None:
+    s = data.summaries.get("consensus")
+    if not s:
+        return
+    st.subheader("Consensus of the methods")
+    ov = li.overlap_frame(data)
+    dist = s.get("distribution", {})
+    c1, c2 = st.columns(2)
+    with c1:
+        fig = go.Figure(go.Heatmap(z=ov.to_numpy(), x=list(ov.columns), y=list(ov.index), colorscale="Blues",
+                                   text=ov.to_numpy(), texttemplate="%{text:,}", showscale=False,
+                                   hovertemplate="%{y} ∩ %{x}: %{z:,} rows<extra></extra>"))
+        fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10), title="rows flagged by both (diagonal: by each)")
+        fig.update_yaxes(autorange="reversed")
+        st.plotly_chart(fig, key="li_overlap")
+    with c2:
+        ks = sorted(dist, key=int)
+        fig = go.Figure(go.Bar(x=[f"{k} of {len(ov)}" for k in ks], y=[dist[k] for k in ks], marker_color="#54A24B",
+                               text=[f"{dist[k]:,}" for k in ks], textposition="outside", cliponaxis=False,
+                               hovertemplate="%{x} methods: %{y:,} rows<extra></extra>"))
+        fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=40), title="rows by number of methods flagging",
+                          xaxis_title="methods flagging the row", yaxis_title="rows")
+        st.plotly_chart(fig, key="li_consensus")
+    k = st.session_state.get("li_min_consensus", 1)
+    if k and st.button(f"Recipe draft: drop rows flagged by ≥ {k} method{'s' if k != 1 else ''}", key="li_cons_draft",
+                       help="adds the filter consensus < k to the recipe draft the Select page opens"):
+        li.draft_filter(ws.store, "consensus", "<", int(k))
+        _done(f"Added `consensus < {k}` to the recipe draft (open it on the Select page).")
+
+
+# ------------------------------------------------------------------------------------------ suspects
+def suspects_panel(ws: Workspace, data: li.LabelData, cutoff: float | None, selection: np.ndarray | None) -> None:
+    st.subheader("Suspects")
+    n_methods = len(data.summaries.get("consensus", {}).get("methods", {})) or 3
+    c = st.columns([2, 2, 1.3, 1.5, 1.2])
+    labels = c[0].multiselect("Given label", data.classes, key="li_labels", placeholder="all labels")
+    clusters: list[int] = []
+    if data.has_clusters:
+        sizes = data.frame["cluster"].value_counts()
+        opts = sorted(int(k) for k in sizes.index if pd.notna(k))
+        clusters = c[1].multiselect("Cluster", opts, key="li_clusters", placeholder="all clusters",
+                                    format_func=lambda k: f"{'noise' if k == -1 else k} ({int(sizes.get(k, 0)):,})")
+    else:
+        c[1].caption("Cluster filter: run the `cluster` stage (Map page) to filter by cluster.")
+    k = c[2].number_input("Methods flagging ≥", 0, n_methods, value=1, step=1, key="li_min_consensus",
+                          help="0 shows every labelled row")
+    rank_by = c[3].selectbox("Rank by", list(li.RANKINGS), key="li_rank",
+                             format_func=lambda r: li.RANKINGS[r][0])
+    hide = c[4].checkbox("Hide decided", key="li_hide", help="hide rows with a decision in force")
+    use_aum = cutoff is not None and st.checkbox("Also rows below the AUM slider's cutoff", key="li_use_aum",
+                                                 value=False)
+    decisions = ws.decisions()
+    f = li.SuspectFilter(labels=labels, clusters=clusters, min_consensus=int(k),
+                         aum_below=cutoff if use_aum else None, selection=selection, hide_decided=hide,
+                         rank_by=rank_by)
+    table = li.suspects(data, f, decisions)
+    scope_note = "" if selection is None else f" within the {len(selection):,} selected rows"
+    st.caption(f"{len(table):,} rows match{scope_note}; the first {min(len(table), TABLE_ROWS):,} are shown, "
+               "worst first. Select rows (left edge) to act on them.")
+    if table.empty:
+        st.info("No rows match these filters. Lower “Methods flagging ≥” or clear the label/cluster filters.")
+        _undo_row(ws)
+        return
+    shown = table.head(TABLE_ROWS)
+    texts = ws.store.rows(["row_id", "text"], row_ids=shown["row_id"].to_numpy())
+    view = shown.merge(texts, on="row_id", how="left")
+    cols = ["text", "label", "suggested_label", "consensus", "label_quality", "aum", "decision", "id"]
+    event = st.dataframe(
+        view[[c for c in cols if c in view]], key=f"li_table_{_gen()}", on_select="rerun",
+        selection_mode="multi-row", hide_index=True, height=420,
+        column_config={
+            "text": st.column_config.TextColumn("text", width=330, help="hover a cell to read all of it"),
+            "label": st.column_config.TextColumn("given label", width=150),
+            "suggested_label": st.column_config.TextColumn("suggested", width=150),
+            "label_quality": st.column_config.NumberColumn("quality", format="%.3f", width="small",
+                                                           help="cleanlab label quality (low = suspicious)"),
+            "aum": st.column_config.NumberColumn("AUM", format="%.2f", width="small"),
+            "consensus": st.column_config.NumberColumn("methods", format="%d", width="small",
+                                                       help="how many methods flag the row"),
+            "decision": st.column_config.TextColumn("decision", width=120),
+            "id": st.column_config.TextColumn("id", width="small"),
+        })
+    rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
+    picked = view["row_id"].to_numpy()[rows] if rows else np.array([], dtype=np.int64)
+    _actions(ws, data, picked, table["row_id"].to_numpy())
+
+
+def _actions(ws: Workspace, data: li.LabelData, picked: np.ndarray, matching: np.ndarray) -> None:
+    scope = st.radio("Apply to", ["selected", "all"], horizontal=True, key="li_scope",
+                     format_func=lambda s: f"selected rows ({len(picked):,})" if s == "selected"
+                     else f"all {len(matching):,} rows matching the filters")
+    ids = picked if scope == "selected" else matching
+    c = st.columns([1, 1.4, 1, 1.8, 1, 1], vertical_alignment="bottom")
+    target = c[3].selectbox("or relabel to", data.classes, key="li_target")
+    clicked = None
+    if c[0].button("Exclude", key="li_exclude", icon=":material/block:", disabled=not len(ids)):
+        clicked = ("exclude", None)
+    if c[1].button("Relabel to suggested", key="li_relabel_sugg", icon=":material/auto_fix_high:", disabled=not len(ids)):
+        clicked = ("relabel_suggested", None)
+    if c[2].button("Keep", key="li_keep", icon=":material/check:", disabled=not len(ids),
+                   help="mark as reviewed: the given label is right"):
+        clicked = ("keep", None)
+    if c[4].button("Relabel", key="li_relabel", disabled=not len(ids), help="relabel to the label chosen left"):
+        clicked = ("relabel", target)
+    with c[5]:
+        _undo_row(ws)
+    if clicked is not None:
+        try:
+            _, msg = li.act(ws, ids, clicked[0], data, label=clicked[1])
+        except CurateError as e:
+            state.show_error(e)
+        else:
+            _done(msg + " Undo reverts it.")
+
+
+def _undo_row(ws: Workspace) -> None:
+    if st.button("Undo", key="li_undo", icon=":material/undo:", help="undo the latest decision (any page)"):
+        batch = ws.undo()
+        _done("Nothing to undo." if batch is None else f"Undid decision batch {batch}.")

@@ -1,0 +1,227 @@
+"""Label-noise scores: equality with a direct cleanlab call, NaN for unlabelled rows, refusal of data they
+cannot judge, the probe stage end to end (resume per fold, imported predictions), CLI export and info."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from curate_core import Workspace, cli
+from curate_core import dynamics
+from curate_core.scores import ScoreContext, compute_all
+from curate_core.scores.consensus import FLAGS
+from curate_core.scores.el2n import forgetting_events
+from curate_core.scores.label_quality import LabelQuality
+
+import labeldata
+
+torch.set_num_threads(1)
+LABEL_COLUMNS = ["label_quality", "is_label_issue", "suggested_label", "aum", "aum_flag", "confidence",
+                 "variability", "correctness", "is_hard_to_learn", "el2n", "forgetting", "consensus"]
+
+
+def _ctx(probe, codes):
+    labels = [probe.classes[c] if c >= 0 else None for c in codes]
+    return ScoreContext.from_arrays([f"t{i}" for i in range(len(codes))], labels, probe=probe)
+
+
+def test_cleanlab_flags_equal_a_direct_cleanlab_call():
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    probe, codes, _ = labeldata.synthetic_probe(n=200, rate=0.2, seed=2)
+    res = LabelQuality().compute(_ctx(probe, codes))
+    probs = np.asarray(probe.probs, dtype=np.float64)
+    assert np.array_equal(res.columns["is_label_issue"], find_label_issues(codes, probs, n_jobs=1))
+    assert np.array_equal(res.values, get_label_quality_scores(codes, probs))
+    assert list(res.columns["suggested_label"]) == [probe.classes[i] for i in probs.argmax(1)]
+    assert res.summary["flagged"] == int(res.columns["is_label_issue"].sum()) > 0
+
+
+def test_label_scores_are_nan_for_unlabelled_rows_and_flags_false():
+    probe, codes, _ = labeldata.synthetic_probe(n=120, unlabelled=20)
+    cols, _, skipped = compute_all(_ctx(probe, codes))
+    assert not skipped, skipped
+    unl = codes < 0
+    for c in ("label_quality", "aum", "confidence", "variability", "correctness", "el2n", "forgetting"):
+        assert np.isnan(cols[c][unl]).all() and not np.isnan(cols[c][~unl]).any(), c
+    for c in FLAGS:
+        assert not cols[c][unl].any()
+    assert (cols["consensus"][unl] == 0).all()
+    assert all(v is None for v in cols["suggested_label"][unl])
+
+
+def test_consensus_counts_the_flags_and_reports_overlaps():
+    probe, codes, _ = labeldata.synthetic_probe(n=160, rate=0.2)
+    cols, summaries, _ = compute_all(_ctx(probe, codes))
+    flags = np.stack([cols[c] for c in FLAGS])
+    assert np.array_equal(cols["consensus"], flags.sum(0))
+    s = summaries["consensus"]
+    assert s["counts"] == {c: int(cols[c].sum()) for c in FLAGS}
+    m = np.array(s["overlap"]["matrix"])
+    assert m[0, 1] == int((cols["is_label_issue"] & cols["aum_flag"]).sum()) and (np.diag(m) == flags.sum(1)).all()
+
+
+def test_forgetting_events():
+    c = np.array([[1, 0, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [0, 1, 1, 0, 1]], bool)
+    assert forgetting_events(c).tolist() == [2, 0, 5, 1]
+
+
+def test_aum_cutoff_is_the_percentile_of_threshold_samples():
+    probe, codes, flipped = labeldata.synthetic_probe(n=200, rate=0.15)
+    ctx = _ctx(probe, codes)
+    cols, summaries, _ = compute_all(ctx)
+    runs = probe.margin.astype(np.float64).mean(axis=1)
+    thr = runs[probe.threshold]
+    assert summaries["aum"]["cutoff"] == pytest.approx(np.percentile(thr, 99))
+    assert summaries["aum"]["threshold_samples"] == len(thr) == probe.threshold.sum()
+    assert np.array_equal(cols["aum_flag"], cols["aum"] < summaries["aum"]["cutoff"])
+    ctx.params = {"aum": {"percentile": 50}}
+    lower, summ50, _ = compute_all(ctx, only=["aum"])
+    assert summ50["aum"]["cutoff"] <= summaries["aum"]["cutoff"] and lower["aum_flag"].sum() <= cols["aum_flag"].sum()
+
+
+# ---------------------------------------------------------------------------------- pipeline
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    path = tmp_path_factory.mktemp("labels") / "ws"
+    labeldata.workspace(path).close()
+    return path
+
+
+def test_scores_stage_finds_the_flips(built):
+    df = labeldata.frame()
+    flipped = (df["label"] != df["true_label"]).to_numpy()
+    with Workspace(built) as ws:
+        s = ws.store.read_table("scores")
+        info = ws.info()
+    for c in LABEL_COLUMNS:
+        assert c in info["scores"], c
+    assert roc_auc_score(flipped, -s["label_quality"]) > 0.95
+    assert roc_auc_score(flipped, -s["aum"]) > 0.95
+    assert s["aum_flag"][flipped].mean() > 0.8
+    assert s["consensus"].dtype.kind == "i"
+
+
+def test_info_json_and_scores_export_carry_every_label_column(built, tmp_path, capsys):
+    assert cli.main(["info", "--workspace", str(built), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert set(LABEL_COLUMNS) <= set(info["scores"])
+    out = tmp_path / "scores.parquet"
+    assert cli.main(["scores", "--workspace", str(built), "--out", str(out)]) == 0
+    t = pd.read_parquet(out)
+    assert set(["id", *LABEL_COLUMNS]) <= set(t.columns)
+    assert t["id"].tolist() == labeldata.frame()["id"].tolist()
+
+
+def test_one_class_or_a_singleton_class_skips_label_scores_with_a_message(tmp_path):
+    df = labeldata.frame(n=40)
+    df.loc[0, "label"] = "rare"  # a class with one row
+    with labeldata.workspace(tmp_path / "ws", df=df) as ws:
+        res = {r["stage"]: r for r in ws.run(["scores"])}
+        assert res["scores"]["status"] in ("done", "reused")
+        summary = ws.store.latest_runs()["scores"]["summary"]
+        skipped = json.loads(summary)["skipped"] if isinstance(summary, str) else summary["skipped"]
+        assert "at least two rows per class" in skipped["label_quality"] and "`rare`" in skipped["label_quality"]
+        assert "aum" in skipped and "consensus" in skipped
+        assert "probe" in [r["stage"] for r in ws.run(["probe"])]
+        assert ws.store.get_summary("probe")["skipped"].startswith("needs at least two rows per class")
+    df["label"] = "only"
+    with labeldata.workspace(tmp_path / "ws1", df=df) as ws:
+        summary = ws.store.latest_runs()["scores"]["summary"]
+        skipped = json.loads(summary)["skipped"] if isinstance(summary, str) else summary["skipped"]
+        assert "at least two classes" in skipped["label_quality"]
+
+
+def test_probe_resumes_from_finished_folds_with_identical_results(tmp_path, monkeypatch):
+    with labeldata.workspace(tmp_path / "ref", run=False) as ws:
+        ws.run(["probe"], params=labeldata.params())
+        ref = ws.store.probe_probs()[1], ws.store.probe_epochs()["margin"]
+
+    calls = []
+    real = dynamics.train_probe
+
+    def counting(*a, **kw):
+        calls.append(kw.get("record", True))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(dynamics, "train_probe", counting)
+    seen = []
+
+    def stop_after_two_folds(ev):
+        seen.append(ev.message)
+        if ev.stage == "probe" and ev.message == "fold 2/3 done":
+            raise KeyboardInterrupt
+
+    with labeldata.workspace(tmp_path / "ws", run=False) as ws:
+        with pytest.raises(KeyboardInterrupt):
+            ws.run(["probe"], params=labeldata.params(), progress=stop_after_two_folds)
+        assert len(calls) == 2 and ws.status()["probe"] == "partial"
+        calls.clear()
+        ws.run(["probe"], params=labeldata.params())
+        assert calls == [False, True, True]  # fold 3 and the two threshold runs; folds 1–2 came from checkpoints
+        assert np.array_equal(ws.store.probe_probs()[1], ref[0])
+        assert np.array_equal(ws.store.probe_epochs()["margin"], ref[1])
+
+
+def test_imported_predictions_replace_the_probe(tmp_path, capsys):
+    df = labeldata.frame()
+    classes = sorted(df["label"].unique())
+    rng = np.random.default_rng(0)
+    true = df["true_label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    probs = np.full((len(df), len(classes)), 0.05)
+    probs[np.arange(len(df)), true] = 1 - 0.05 * (len(classes) - 1)
+    logits = rng.normal(size=(4, len(df), len(classes))).astype(np.float32)
+    logits[:, np.arange(len(df)), true] += 5
+    pq = pd.DataFrame({"id": df["id"], **{c: probs[:, i] for i, c in enumerate(classes)}})
+    pq = pq.sample(frac=1, random_state=0)[["id", *classes[::-1]]]  # shuffled rows and columns
+    pq.to_parquet(tmp_path / "probs.parquet")
+    np.save(tmp_path / "logits.npy", logits)
+    with labeldata.workspace(tmp_path / "ws", run=False):
+        pass
+    ws_path = str(tmp_path / "ws")
+    code = cli.main(["run", "--workspace", ws_path, "--stages", "scores", "--embedder", "precomputed",
+                     "--pred-probs", str(tmp_path / "probs.parquet"), "--pred-logits", str(tmp_path / "logits.npy")])
+    assert code == 0
+    with Workspace(ws_path) as ws:
+        info = ws.store.get_summary("probe")
+        assert info["probs"] == "imported" and info["dynamics"] == "imported" and info["epochs"] == 4
+        s = ws.store.read_table("scores")
+        assert np.allclose(ws.store.probe_probs()[1], probs, atol=1e-6)
+    flipped = (df["label"] != df["true_label"]).to_numpy()
+    assert (s["aum"].to_numpy() < 0).tolist() == flipped.tolist()  # the given label is the model's top class iff not flipped
+    assert s["is_label_issue"].sum() > 0 and s["suggested_label"].tolist() == df["true_label"].tolist()
+    # a bad file: clear error, exit 2
+    np.save(tmp_path / "bad.npy", probs[:, :2])
+    capsys.readouterr()
+    assert cli.main(["run", "--workspace", ws_path, "--pred-probs", str(tmp_path / "bad.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "2 columns but the workspace has 4 classes" in err and "Traceback" not in err
+
+
+def test_stage_leaves_unlabelled_rows_out_of_training_and_scores(tmp_path):
+    df = labeldata.frame(n=120, unlabelled=20)
+    with labeldata.workspace(tmp_path / "ws", df=df) as ws:
+        s = ws.store.read_table("scores")
+        assert ws.store.get_summary("probe")["labelled"] == 100
+        rid, _ = ws.store.probe_probs()
+        assert sorted(rid.tolist()) == list(range(100))
+        assert set(ws.store.probe_epochs()["row_id"].tolist()) == set(range(100))
+    unl = df["label"].isna().to_numpy()
+    assert s.loc[unl, ["label_quality", "aum", "confidence", "el2n", "forgetting"]].isna().all().all()
+    assert s.loc[~unl, ["label_quality", "aum"]].notna().all().all()
+    assert not s.loc[unl, "is_label_issue"].any() and (s.loc[unl, "consensus"] == 0).all()
+
+
+def test_without_threshold_runs_only_confident_learning_runs(tmp_path):
+    with labeldata.workspace(tmp_path / "ws", threshold_runs=0) as ws:
+        summary = ws.store.latest_runs()["scores"]["summary"]
+        skipped = json.loads(summary)["skipped"] if isinstance(summary, str) else summary["skipped"]
+        cols = ws.info()["scores"]
+    assert "label_quality" in cols and "is_label_issue" in cols and "consensus" in cols
+    assert "aum" not in cols and "no training dynamics" in skipped["aum"]

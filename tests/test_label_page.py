@@ -15,8 +15,8 @@ import pytest
 from curate_core import Workspace
 from curate_core import labelissues as li
 
-import labeldata
-from conftest import REPO, app_test
+from . import labeldata
+from .conftest import REPO, app_test
 
 PAGE = "pages/2_Label_issues.py"
 

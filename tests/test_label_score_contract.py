@@ -8,7 +8,7 @@ import pytest
 
 from curate_core.scores import ScoreContext, compute_all, registry
 
-import labeldata
+from . import labeldata
 
 LABEL_SCORES = ["label_quality", "aum", "confidence", "el2n", "forgetting", "consensus"]
 

@@ -12,8 +12,8 @@ from curate_core import CurateError, Workspace
 from curate_core import labelissues as li
 from curate_core.store import register_output_table
 
-import labeldata
-from conftest import app_test
+from . import labeldata
+from .conftest import app_test
 
 
 def _data() -> li.LabelData:

@@ -17,7 +17,7 @@ from typing import Callable
 
 from .errors import CurateError, log_exception
 
-COMMAND_MODULES = ["curate_core.cli", "curate_core.export"]
+COMMAND_MODULES = ["curate_core.cli", "curate_core.export", "curate_core.evaluate"]
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
 REPO = Path(__file__).resolve().parent.parent

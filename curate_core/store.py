@@ -759,6 +759,41 @@ class Store:
         with self.cursor() as cur:
             return [r[0] for r in cur.execute("SELECT name FROM recipes ORDER BY name").fetchall()]
 
+    # ------------------------------------------------------------------------ outcome check (issue 8)
+    def read_input(self, reader: FileReader, columns: Sequence[str]) -> pd.DataFrame:
+        """Some columns of an input file as text (for eval files, which are read, not ingested)."""
+        with self.cursor() as cur:
+            src = _bind(cur, reader)
+            cols = ", ".join(f"CAST({quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" for c in columns)
+            return cur.execute(f"SELECT {cols} FROM {src}", reader.params).df()
+
+    def cached_vectors(self, model_key: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Vectors in ``embed_cache`` for (model key, md5 of text)."""
+        with self.cursor() as cur:
+            self._ensure_embed_cache(cur)
+            cur.register("_h", pa.table({"text_hash": pa.array(list(hashes), pa.string())}))
+            try:
+                t = cur.sql("""SELECT DISTINCT ON (c.text_hash) c.text_hash, c.vec FROM embed_cache c
+                               SEMI JOIN _h USING (text_hash) WHERE c.model_key = ?""",
+                            params=[model_key]).to_arrow_table()
+            finally:
+                cur.unregister("_h")
+        vec = t.column("vec").to_pylist()
+        return {h: np.asarray(v, dtype=np.float32) for h, v in zip(t.column("text_hash").to_pylist(), vec)}
+
+    def cache_vectors(self, model_key: str, hashes: Sequence[str], vecs: np.ndarray) -> None:
+        """Add vectors of texts outside the workspace (e.g. an eval file) to ``embed_cache``."""
+        vecs = np.asarray(vecs, dtype=np.float32)
+        data = pa.table({"text_hash": pa.array(list(hashes), pa.string()),
+                         "vec": pa.array(list(vecs), pa.list_(pa.float32()))})
+        with self.transaction() as cur:
+            self._ensure_embed_cache(cur)
+            cur.register("_v", data)
+            try:
+                cur.execute("INSERT INTO embed_cache SELECT ?, text_hash, vec FROM _v", [model_key])
+            finally:
+                cur.unregister("_v")
+
     # ------------------------------------------------------------------ selection & export (issue 7)
     #: in-memory database attached to this DuckDB instance: select.py's materialised wide table lives here, so
     #: a slider move is one scan of one table (no joins) and the workspace file never grows because of it

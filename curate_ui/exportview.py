@@ -79,3 +79,33 @@ def write_result(res: E.ExportResult) -> None:
 
 def exports_folder(ws: Workspace) -> Path:
     return ws.path / "exports"
+
+
+def outcome_panel(ws: Workspace, recipe: dict) -> None:
+    """Train the same probe on all rows and on the selection; show both scores on held-out data."""
+    from curate_core.evaluate import evaluate
+
+    from .selectview import guarded
+
+    st.subheader("Did curation help? (outcome check)")
+    st.caption("Trains the same classifier (softmax regression on the embeddings) on every labelled row and on "
+               "this selection, and scores both on held-out data: a labelled eval file you give, or else a "
+               "seeded 20 % of the workspace that the selection never trains on (its labels may be noisy too).")
+    path = st.text_input("Labelled eval file (optional)", key="exp_eval_file",
+                         placeholder="/data/test.csv — leave empty for a held-out split")
+    key = (json.dumps(recipe, sort_keys=True), path.strip())
+    if st.button("Run the outcome check", icon=":material/science:", key="exp_eval"):
+        with st.spinner("Training two probes …"):
+            out = guarded(ws, evaluate, ws, recipe, path.strip() or None)
+        if out is not None:
+            st.session_state["exp_outcome"] = (key, out)
+    done = st.session_state.get("exp_outcome")
+    if done is None or done[0] != key:
+        return
+    out = done[1]
+    c = st.columns(3)
+    c[0].metric("Accuracy, all rows", f"{out.acc_all:.1%}", help=f"trained on {out.n_all:,} rows")
+    c[1].metric("Accuracy, selection", f"{out.acc_selected:.1%}", f"{out.delta_acc * 100:+.1f} points",
+                help=f"trained on {out.n_selected:,} rows")
+    c[2].metric("Macro-F1, selection", f"{out.f1_selected:.1%}", f"{(out.f1_selected - out.f1_all) * 100:+.1f} points")
+    st.caption(f"Evaluated on {out.eval} ({out.n_eval:,} rows) in {out.seconds:.1f} s.")

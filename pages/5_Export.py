@@ -65,6 +65,8 @@ if ready is not None and ready[0] == zip_key:  # made from this recipe and these
                        file_name=f"{name or 'export'}.zip", mime="application/zip", icon=":material/download:",
                        key="exp_dl_zip")
 
+ev.outcome_panel(ws, recipe)
+
 st.subheader("The same from a terminal")
 try:
     target = E.out_dir(name, base)

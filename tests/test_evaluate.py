@@ -122,3 +122,26 @@ def test_cli_json_keys(noisy_ws, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "curate_core", "evaluate", "--workspace", str(path), "--recipe",
                           str(tmp_path / "missing.json")], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+def test_export_page_outcome_panel(noisy_ws, tmp_path, app_env):
+    from .conftest import app_test
+
+    ws, _ = noisy_ws
+    ws.store.save_recipe("__draft__", CLEAN_RECIPE)
+    path = ws.path
+    ws.close()
+    ev = make_rows(60, 1, 0.0)[["text", "label"]]
+    ev.to_csv(tmp_path / "eval.csv", index=False)
+    app_env(path)
+    at = app_test("pages/5_Export.py").run()
+    assert not at.exception
+    at.text_input(key="exp_eval_file").set_value(str(tmp_path / "eval.csv")).run()
+    at.button(key="exp_eval").click().run()
+    assert not at.exception and not at.error
+    metrics = {m.label: m for m in at.metric}
+    assert float(metrics["Accuracy, selection"].value.rstrip("%")) >= 95
+    assert any("eval.csv (60 rows)" in c.value for c in at.caption)
+    at.text_input(key="exp_eval_file").set_value(str(tmp_path / "missing.csv")).run()
+    at.button(key="exp_eval").click().run()
+    assert any("File not found" in e.value for e in at.error)

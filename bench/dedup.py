@@ -18,11 +18,15 @@ measured in the same run, plus rows/s and the SMS Spam precision/recall of the e
 
 from __future__ import annotations
 
+import os
+import sys
+
+# run as `python bench/x.py`: import from the repo root, not bench/ (bench/select.py would shadow the stdlib `select`)
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import csv
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 

@@ -12,11 +12,16 @@ best of --repeat runs each), plus our peak RSS.
 
 from __future__ import annotations
 
+import os
+import sys
+
+# run as `python bench/x.py`: import from the repo root, not bench/ (bench/select.py would shadow the stdlib `select`)
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import json
 import random
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path

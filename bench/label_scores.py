@@ -20,10 +20,14 @@ noise rates do not embed the same texts twice.
 
 from __future__ import annotations
 
-import argparse
 import os
-import subprocess
 import sys
+
+# run as `python bench/x.py`: import from the repo root, not bench/ (bench/select.py would shadow the stdlib `select`)
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import argparse
+import subprocess
 import tempfile
 import time
 from pathlib import Path

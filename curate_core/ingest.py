@@ -402,7 +402,7 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
             rows_read = store.insert_input(cur, reader, select, first, extra_types)
             if rows_read == 0:
                 raise CurateError(f"{Path(inp.path).name} has a header but no rows")
-            p = store.new_rows_problems(cur, first)
+            p = store.new_rows_problems(cur, first, ids_generated=not mapping.id and not mapping.source)
             _check_problems(p, strict, mapping)
             if progress:
                 progress("ingest: checking", 2, 3)

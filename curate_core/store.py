@@ -288,25 +288,27 @@ class Store:
         extras = [c for c in extra_types]
         casts = [f"CAST({quote_ident(c)} AS {t})" for c, t in extra_types.items()]
         names = ", ".join(quote_ident(n) for n in ["row_id", "id", "text", "label", "source", "n_tokens", *extras])
-        cur.execute(
+        inserted = cur.execute(
             f"""INSERT INTO samples ({names})
                 SELECT ? + _ord - 1, coalesce(id, printf('%s-%06d', source, _ord)), text, label, source,
                        {self._TOKENS}{''.join(', ' + c for c in casts)}
                 FROM (SELECT *, row_number() OVER () AS _ord FROM (SELECT {cols} FROM {src}))""",
             [first, *reader.params],
-        )
-        return int(cur.execute("SELECT count(*) FROM samples WHERE row_id >= ?", [first]).fetchall()[0][0])
+        ).fetchall()
+        return int(inserted[0][0])  # an INSERT returns the number of rows it added
 
-    def new_rows_problems(self, cur, first: int, sample: int = 5) -> dict:
+    def new_rows_problems(self, cur, first: int, ids_generated: bool = False, sample: int = 5) -> dict:
         """Counts and examples of what the ingest policy checks, over the rows added from *first* on.
 
-        One scan counts everything; examples are only looked up for the problems that exist.
+        One scan counts everything; examples are only looked up for the problems that exist. Generated ids
+        (source + file row) are unique by construction, so their distinct count is skipped.
         """
         q = lambda sql, *p: cur.execute(sql, [first, *p]).fetchall()  # noqa: E731
+        distinct = "0" if ids_generated else "count(id) - count(DISTINCT id)"
         n_empty, n_null_id, n_dup_rows, n_unlabelled = q(f"""
             SELECT count(*) FILTER (WHERE {self._EMPTY_TEXT}),
                    count(*) FILTER (WHERE id IS NULL OR id = ''),
-                   count(id) - count(DISTINCT id),
+                   {distinct},
                    count(*) FILTER (WHERE label IS NULL AND NOT {self._EMPTY_TEXT})
             FROM samples WHERE row_id >= ?""")[0]
         out = {"n_empty": int(n_empty), "empty_text_rows": [], "null_id_rows": [], "dup_ids": [], "n_dup_ids": 0,

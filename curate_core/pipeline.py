@@ -37,6 +37,8 @@ from .store import Store, register_output_table
 STAGE_MODULES = [
     "curate_core.textstats",
     "curate_core.embed",
+    "curate_core.project",
+    "curate_core.cluster",
     "curate_core.scoring",
 ]
 

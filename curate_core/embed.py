@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -84,6 +85,9 @@ class MiniLM:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # "Loading weights" bars would interleave with our progress
 
             try:
                 self._st = SentenceTransformer(str(self._path()), device="cpu")
@@ -119,13 +123,11 @@ class TfidfSVD:
         self._vec = TfidfVectorizer(analyzer="char_wb", ngram_range=self.ngram_range, max_features=self.max_features,
                                     sublinear_tf=True, dtype=np.float32)
         x = self._vec.fit_transform(texts)
-        import warnings
-
-        warnings.filterwarnings("ignore", message="invalid value encountered", category=RuntimeWarning,
-                                module="sklearn")  # explained variance of 1–3 rows: 0/0, harmless
         k = max(1, min(self.dim, x.shape[1] - 1, x.shape[0] - 1))
         self._svd = TruncatedSVD(n_components=k, random_state=self.seed, algorithm="randomized", n_iter=5)
-        self._svd.fit(x)
+        with warnings.catch_warnings():  # explained variance of 1–3 rows is 0/0: harmless
+            warnings.filterwarnings("ignore", message="invalid value encountered", category=RuntimeWarning)
+            self._svd.fit(x)
         return self
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

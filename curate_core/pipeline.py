@@ -157,6 +157,7 @@ class Checkpoint:
         return sorted(self.root.glob("part-*.parquet")) if self.root.exists() else []
 
     def mark_complete(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)  # a run with nothing left to do wrote no parts
         (self.root / "_COMPLETE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
 
     @property

@@ -273,7 +273,7 @@ def _vec_array(v: np.ndarray) -> pa.FixedSizeListArray:
 
 
 @stage("embed", version="1", title="Embeddings", outputs=("embeddings",),
-       defaults={"embedder": "minilm", "model": None, "batch_size": 64, "shard_size": 2048, "dim": None,
+       defaults={"embedder": "minilm", "model": None, "batch_size": 64, "shard_size": 1024, "dim": None,
                  "column": None, "seed": 0})
 def run_embed(ctx: StageContext) -> dict:
     store, params = ctx.store, ctx.params

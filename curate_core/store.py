@@ -666,19 +666,24 @@ class Store:
                               f"run the cluster stage: python -m curate_core run --workspace {self.path} --stages cluster")
         return self.read_table("cluster_info", order_by="cluster")
 
-    def cluster_means(self, columns: Sequence[str]) -> pd.DataFrame:
-        """Per cluster, the mean of numeric/boolean catalog *columns* (e.g. label_quality, is_label_issue):
-        the slot later scores fill without rerunning the cluster stage. Columns missing from the workspace
-        are skipped; booleans give a rate."""
+    NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "UTINYINT",
+                     "USMALLINT", "UINTEGER", "UBIGINT")
+
+    def cluster_means(self, columns: Sequence[str], nonzero: Sequence[str] = ()) -> pd.DataFrame:
+        """Per cluster, the mean of numeric/boolean catalog *columns* (e.g. label_quality, is_label_issue → a
+        rate) and the share of rows where each *nonzero* column is > 0 (e.g. dup_rank → duplicate rate, as
+        ``<col>_rate``): the slot later scores fill without rerunning the cluster stage. Columns missing from
+        the workspace are skipped."""
         cat = self.catalog()
-        numeric = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "BOOLEAN",
-                   "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
-        cols = [c for c in columns if c in cat and (cat[c][1] in numeric or cat[c][1].startswith("DECIMAL"))
-                and cat[c][0] != "clusters"]
-        need = sorted({cat[c][0] for c in cols} - {"samples"})
+        ok = lambda c: (c in cat and cat[c][0] != "clusters"  # noqa: E731
+                        and (cat[c][1] in self.NUMERIC_TYPES + ("BOOLEAN",) or cat[c][1].startswith("DECIMAL")))
+        cols, nz = [c for c in columns if ok(c)], [c for c in nonzero if ok(c)]
+        need = sorted({cat[c][0] for c in cols + nz} - {"samples"})
         joins = " ".join(f"LEFT JOIN {_check_table(t)} USING (row_id)" for t in need)
-        aggs = "".join(f", avg(CAST({_check_table(cat[c][0])}.{quote_ident(c)} AS DOUBLE)) AS {quote_ident(c)}"
-                       for c in cols)
+        ref = lambda c: f"{_check_table(cat[c][0])}.{quote_ident(c)}"  # noqa: E731
+        aggs = "".join(f", avg(CAST({ref(c)} AS DOUBLE)) AS {quote_ident(c)}" for c in cols)
+        aggs += "".join(f", avg(CASE WHEN {ref(c)} IS NULL THEN NULL WHEN {ref(c)} > 0 THEN 1.0 ELSE 0.0 END) "
+                        f"AS {quote_ident(c + '_rate')}" for c in nz)
         with self.cursor() as cur:
             return cur.execute(f"""SELECT clusters.cluster{aggs} FROM clusters
                                    JOIN samples USING (row_id) {joins}
@@ -692,6 +697,23 @@ class Store:
         cols = list(dict.fromkeys([*columns, "cluster_prob"]))
         df = self.rows(cols, row_ids=ids, order_by="cluster_prob", descending=True, limit=limit)
         return df[list(columns)]
+
+    def map_points(self, columns: Sequence[str], text_chars: int = 160) -> pd.DataFrame:
+        """Every projected row: row_id, x, y, the first *text_chars* characters of its text (as ``text``) and
+        any catalog *columns* — what the Map page draws, in one query."""
+        cat = self.catalog()
+        cols = [c for c in dict.fromkeys(columns) if c not in ("row_id", "x", "y", "text")]
+        bad = [c for c in cols if c not in cat]
+        if bad:
+            raise CurateError(f"Unknown column(s) {choices(bad)}", f"available: {choices(sorted(cat))}")
+        need = sorted({cat[c][0] for c in cols} - {"samples", "projection"})
+        joins = " ".join(f"LEFT JOIN {_check_table(t)} USING (row_id)" for t in need)
+        sel = "".join(f", {_check_table(cat[c][0])}.{quote_ident(c)}" for c in cols)
+        with self.cursor() as cur:
+            return cur.execute(f"""SELECT projection.row_id, projection.x, projection.y,
+                                          left(samples.text, ?) AS text{sel}
+                                   FROM projection JOIN samples USING (row_id) {joins}
+                                   ORDER BY projection.row_id""", [int(text_chars)]).df()
 
     def cluster_members(self, cluster: int) -> np.ndarray:
         with self.cursor() as cur:

@@ -75,8 +75,14 @@ class MiniLM:
             if f.is_file() and f.suffix in (".json", ".safetensors", ".bin", ".txt"):
                 st = f.stat()
                 h.update(f"{f.relative_to(path)}:{st.st_size}".encode())
-                if f.suffix == ".json":
+                if f.suffix in (".json", ".txt"):
                     h.update(f.read_bytes())
+                else:  # weights: a fine-tuned model has the same sizes, so hash content (head and tail: fast)
+                    with open(f, "rb") as fh:
+                        h.update(fh.read(4 << 20))
+                        if st.st_size > 8 << 20:
+                            fh.seek(-(4 << 20), os.SEEK_END)
+                            h.update(fh.read())
         name = "all-MiniLM-L6-v2" if not self.model else path.name
         return f"st:{name}:{h.hexdigest()[:12]}"
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly import colors as px_colors
 import streamlit as st
 
 from curate_core import CurateError, Workspace
@@ -23,16 +24,15 @@ from .charts import plot_text
 
 MAX_POINTS = 200_000
 HOVER_CHARS = 140
-CATEGORY_LIMIT = 20  # categories with their own colour; the rest share one grey "other"
+CATEGORY_LIMIT = 80  # categories with their own colour; the rest share one grey "other"
 CATEGORICAL = ("label", "cluster", "source")
 #: per-cluster means the cluster browser shows when a later stage has produced the column
 CLUSTER_MEANS = {"label_quality": "mean label quality", "is_label_issue": "label issue rate",
                  "outlier_score": "mean outlier score"}
 CLUSTER_RATES = {"dup_rank": "duplicate rate"}
 NOISE_NAME = "noise"
-PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
-           "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-           "#393b79", "#637939"]
+#: 74 distinguishable colours (plotly's Alphabet, Dark24, Light24), so e.g. 77 intents mostly get their own
+PALETTE = [*px_colors.qualitative.Alphabet, *px_colors.qualitative.Dark24, *px_colors.qualitative.Light24]
 
 
 def data_version(ws: Workspace) -> str:
@@ -171,8 +171,8 @@ def cluster_label(row: pd.Series) -> str:
 
 
 def cluster_table(info: pd.DataFrame) -> pd.DataFrame:
-    cols = ["cluster", "size", "keywords", "top_labels", "purity", *[c for c in info.columns if c in
-                                                                     {*CLUSTER_MEANS.values(), *CLUSTER_RATES.values()}]]
+    cols = ["cluster", "size", "purity", "top_labels", "keywords",
+            *[c for c in info.columns if c in {*CLUSTER_MEANS.values(), *CLUSTER_RATES.values()}]]
     return info[cols]
 
 
@@ -180,8 +180,8 @@ def cluster_column_config() -> dict:
     cfg = {"purity": st.column_config.ProgressColumn("purity", help="share of the cluster's majority label",
                                                      format="percent", min_value=0, max_value=1),
            "size": st.column_config.NumberColumn("size", format="localized"),
-           "keywords": st.column_config.TextColumn("keywords", help="c-TF-IDF: words that mark this cluster",
-                                                   width="large")}
+           "keywords": st.column_config.TextColumn("keywords", help="c-TF-IDF: words that mark this cluster"),
+           "top_labels": st.column_config.TextColumn("top labels", help="the most common labels and their shares")}
     for name in (*CLUSTER_MEANS.values(), *CLUSTER_RATES.values()):
         cfg[name] = st.column_config.NumberColumn(name, format="%.3f")
     return cfg

@@ -250,3 +250,17 @@ def test_minilm_default_model_semantics(ws, tmp_path):
     assert res[-1]["summary"]["dim"] == 384 and res[-1]["summary"]["model_key"].startswith("st:all-MiniLM-L6-v2:")
     v = vectors(ws)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+
+
+def test_model_key_changes_with_the_weights(tiny_model, tmp_path):
+    """A fine-tuned copy (same file sizes, other weights) must not hit the cache of the original."""
+    import shutil
+
+    copy = tmp_path / "other" / tiny_model.name
+    shutil.copytree(tiny_model, copy)
+    assert MiniLM(str(copy)).key == MiniLM(str(tiny_model)).key
+    weights = next(p for p in copy.rglob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert MiniLM(str(copy)).key != MiniLM(str(tiny_model)).key

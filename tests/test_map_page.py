@@ -95,10 +95,11 @@ def test_selected_row_ids_from_plotly_points():
 
 
 def test_map_figure_categories_numbers_and_highlight():
-    n = 60
+    n = 2 * (mapview.CATEGORY_LIMIT + 5)
     pts = pd.DataFrame({"row_id": np.arange(n), "x": np.random.default_rng(0).normal(size=n),
                         "y": np.random.default_rng(1).normal(size=n), "hover": ["t"] * n,
-                        "label": [f"l{i % 25}" for i in range(n)], "cluster": np.r_[np.full(10, -1), np.arange(50) % 4],
+                        "label": [f"l{i % (mapview.CATEGORY_LIMIT + 5)}" for i in range(n)],
+                        "cluster": np.r_[np.full(10, -1), np.arange(n - 10) % 4],
                         "score": np.r_[np.full(5, np.nan), np.linspace(0, 1, n - 5)]})
     fig = mapview.map_figure(pts, "label", "category")
     assert len(fig.data) == mapview.CATEGORY_LIMIT + 1 and fig.data[-1].name.startswith("other (5 more)")

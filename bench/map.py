@@ -147,9 +147,10 @@ def main() -> None:
             ws = make_workspace(n, root)
             o = sub("ours", ws)
             p, c = o["project"], o["cluster"]
-            detail = (f"[project {p['seconds']:.0f} s: fit {p['fit_rows']:,} rows in {p['fit_seconds']} s, "
-                      f"transform {p['transformed_rows']:,}; cluster {c['seconds']:.0f} s: {c['clusters']} clusters, "
-                      f"ARI vs topics {c['adjusted_rand']}]")
+            steps = ", ".join(f"{k} {v:.0f} s" for k, v in (p.get("fit_steps") or {}).items())
+            detail = (f"[project {p['seconds']:.0f} s: fit {p['fit_rows']:,} rows in {p['fit_seconds']} s ({steps}), "
+                      f"transform {p['transformed_rows']:,} rows in {p.get('transform_seconds')} s; "
+                      f"cluster {c['seconds']:.0f} s: {c['clusters']} clusters, ARI vs topics {c['adjusted_rand']}]")
             if n <= a.baseline_max:
                 b = sub("baseline", ws)
                 print(f"project+cluster N={n:,}: ours {o['seconds']:.1f} s, baseline {b['seconds']:.1f} s, "

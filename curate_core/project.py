@@ -101,12 +101,22 @@ class Projector:
         X = np.asarray(X, dtype=np.float32)
         if self.method not in METHODS:
             raise CurateError(f"Unknown projection method {self.method!r}", f"use one of {choices(METHODS)}")
-        say = progress or (lambda msg: None)
+        self.timings: dict[str, float] = {}
+        t0 = [time.monotonic()]
+
+        def say(msg: str) -> None:  # report the step and time the previous one
+            now = time.monotonic()
+            if getattr(self, "_step", None):
+                self.timings[self._step] = round(now - t0[0], 1)
+            self._step, t0[0] = msg.split(":")[0] if msg else None, now
+            if progress and msg:
+                progress(msg)
+
         self._pca = None
         if X.shape[0] > self.pca_dims and X.shape[1] > self.pca_dims:
             from sklearn.decomposition import PCA
 
-            say(f"PCA {X.shape[1]} → {self.pca_dims} dims")
+            say(f"PCA: {X.shape[1]} → {self.pca_dims} dims")
             self._pca = PCA(self.pca_dims, random_state=self.seed, svd_solver="randomized").fit(X)
         Z = self._reduce(X)
         self.used = self.method
@@ -122,6 +132,7 @@ class Projector:
             self._fit_pca(Z)
         else:
             self._fit_umap(Z, say)
+        say("")
         return self
 
     def _reduce(self, X: np.ndarray) -> np.ndarray:
@@ -157,17 +168,17 @@ class Projector:
         if n >= 4096:  # below that umap computes exact neighbours itself
             from pynndescent import NNDescent
 
-            say(f"neighbour graph of {n:,} rows")
+            say(f"kNN: neighbour graph of {n:,} rows")
             index = NNDescent(Z, n_neighbors=k, metric="euclidean", random_state=self.seed, low_memory=True,
                               n_jobs=1, verbose=False)
             idx, dist = index.neighbor_graph
             knn = (idx, dist, index)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*(n_jobs|precomputed_knn|n_neighbors is larger).*")
-            say(f"UMAP {self.cluster_dims}-D layout for clustering")
+            say(f"UMAP-{self.cluster_dims}D: layout for clustering")
             self._u5 = umap.UMAP(n_components=self.cluster_dims, min_dist=0.0, precomputed_knn=knn or (None, None, None),
                                  **common).fit(Z)
-            say("UMAP 2-D layout for the map")
+            say("UMAP-2D: layout for the map")
             self._u2 = umap.UMAP(n_components=2, min_dist=self.min_dist, precomputed_knn=knn or (None, None, None),
                                  **common).fit(Z)
         self._fit5 = np.asarray(self._u5.embedding_, dtype=np.float32)
@@ -252,6 +263,7 @@ def run_project(ctx: StageContext) -> dict:
         ck.write(0, _part(ids[fit_idx], xy, u, True))
     done = len(fit_idx)
     ctx.progress(done, n, proj.note)
+    t_transform = time.monotonic()
     batch = max(1, int(p["batch_size"]))
     resumed = 0
     for i, lo in enumerate(range(0, len(rest_idx), batch), start=1):
@@ -269,4 +281,5 @@ def run_project(ctx: StageContext) -> dict:
     ck.mark_complete()
     store.import_projection(ck.parts())
     return {"method": proj.used, "rows": n, "fit_rows": int(len(fit_idx)), "transformed_rows": int(len(rest_idx)),
-            "fit_seconds": getattr(proj, "fit_seconds", None), "note": proj.note}
+            "fit_seconds": getattr(proj, "fit_seconds", None), "fit_steps": getattr(proj, "timings", {}),
+            "transform_seconds": round(time.monotonic() - t_transform, 1), "note": proj.note}

@@ -80,10 +80,17 @@ def load_points(path: str, version: str, colour: str, max_points: int = MAX_POIN
     if total > max_points:
         keep = stratified_sample(df["cluster"].to_numpy(), max_points, seed=0)
         df = df.iloc[keep].reset_index(drop=True)
-    df["hover"] = [
-        f"{plot_text(t, HOVER_CHARS)}<br><b>label</b> {plot_text(lab, 60)} · <b>cluster</b> {c}"
-        for t, lab, c in zip(df["text"], df["label"], df["cluster"])]
+    # hover text is most of what goes to the browser (~100 bytes a point): shorter when there are many points
+    chars = HOVER_CHARS if len(df) <= 50_000 else HOVER_CHARS // 2
+    df["hover"] = [plot_text(t, chars) for t in df["text"]]
     return MapData(df, total)
+
+
+@st.cache_data(show_spinner="Drawing the map …", max_entries=8)
+def cached_figure(path: str, version: str, colour: str, kind: str, highlight: int | None, axis: str) -> go.Figure:
+    """The figure for one (colour, highlight) state: building 100k points into traces takes ~1 s, so reruns
+    that only touch the selection or the cluster table reuse it."""
+    return map_figure(load_points(path, version, colour).points, colour, kind, highlight, axis)
 
 
 def _categories(values: pd.Series, name: str) -> pd.Series:
@@ -102,11 +109,16 @@ def map_figure(points: pd.DataFrame, colour: str, kind: str, highlight: int | No
     size = 4 if len(points) > 50_000 else 6
     dim = highlight is not None
 
+    number = "<br>" + plot_text(colour, 40) + " %{marker.color:.4g}" if kind == "number" else ""
+
     def add(df: pd.DataFrame, name: str, marker: dict, **kw) -> None:
         fig.add_trace(go.Scattergl(
             x=df["x"].to_numpy(), y=df["y"].to_numpy(), mode="markers", name=plot_text(name, 40),
             customdata=df["row_id"].to_numpy(), hovertext=df["hover"].tolist(),
-            hovertemplate="%{hovertext}<extra></extra>", marker={"size": size, **marker}, **kw))
+            # the trace name is the colour group (label, cluster …): hover shows it without repeating it per point
+            hovertemplate="%{hovertext}<br><i>%{fullData.name}</i>" + (number if "colorscale" in marker else "")
+                          + "<extra></extra>",
+            marker={"size": size, **marker}, **kw))
 
     if kind == "number":
         vals = pd.to_numeric(points[colour], errors="coerce")

@@ -43,7 +43,7 @@ n_clusters = int((clusters["cluster"] >= 0).sum())
 noise = int(clusters.loc[clusters["cluster"] < 0, "size"].sum())
 st.caption(f"{data.total:,} rows · {n_clusters:,} clusters · {noise:,} rows in no cluster (noise) · "
            f"{method} of the embeddings; hover a point to read it, lasso or box to select.")
-fig = mapview.map_figure(pts, colour, options[colour], highlight, axis=method)
+fig = mapview.cached_figure(path, version, colour, options[colour], highlight, method)
 event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("lasso", "box"),
                         config={"displaylogo": False})
 
@@ -60,7 +60,8 @@ st.subheader("Clusters")
 st.caption("Sort by any column; click a row to highlight that cluster on the map. Keywords are c-TF-IDF terms; "
            "purity is the share of the majority label.")
 st.dataframe(mapview.cluster_table(by_size), key="cluster_table", on_select="rerun", selection_mode="single-row",
-             hide_index=True, width="stretch", height=320, column_config=mapview.cluster_column_config())
+             hide_index=True, width="stretch", height=min(360, 35 * (len(by_size) + 1) + 3),
+             column_config=mapview.cluster_column_config())
 if highlight is not None:
     row = clusters.set_index("cluster").loc[highlight]
     st.markdown(f"**{labels[highlight]}** — top labels: {row['top_labels'] or '(unlabelled)'}")

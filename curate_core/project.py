@@ -5,8 +5,9 @@ How, and why this way:
 * **PCA first** (384 → 50 dims, fit on the sample). UMAP's neighbour search and every transform are cheaper in
   50 dims, and the neighbourhoods barely change (for L2-normalised sentence vectors the first 50 components keep
   the structure that decides who is whose neighbour).
-* **One neighbour graph, two layouts.** The k-NN graph of the fit rows is built once (pynndescent) and handed to
-  both UMAPs (5-D, ``min_dist=0`` for clustering; 2-D, ``min_dist=0.1`` for the map), instead of searching twice.
+* **One neighbour graph, two layouts.** The k-NN graph of the fit rows is built once and handed to both UMAPs
+  (5-D, ``min_dist=0`` for clustering; 2-D, ``min_dist=0.1`` for the map), instead of searching twice. It is
+  exact (:class:`ExactNeighbours`, BLAS, no compile step) up to ``exact_pairs`` distance pairs, else pynndescent.
 * **Fit on a sample, transform the rest.** Up to ``sample_size`` rows (default 50k, stratified by label, else by
   source) are fit; the others are placed with ``UMAP.transform`` in batches of ``batch_size``, each written as a
   checkpoint part, so a killed run resumes where it stopped. The fitted model is pickled next to the parts.
@@ -81,6 +82,43 @@ def stratified_sample(groups: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return np.flatnonzero(rank < quota[codes])
 
 
+# ---------------------------------------------------------------------------------------- neighbours
+class ExactNeighbours:
+    """Exact Euclidean k-NN by blocked matrix products (BLAS), with the ``query`` method umap's ``transform``
+    calls on its search index.
+
+    Why: pynndescent's index costs 40–60 s of numba compile in every process before it does any work. Exact
+    search has no compile step and, for up to a few billion distance pairs (e.g. 100k rows against a 50k fit
+    sample in 50 dims), finishes sooner than that compile; above it the stage uses pynndescent.
+    """
+
+    _angular_trees = False  # read by UMAP.transform to pick its search epsilon (ignored here: search is exact)
+
+    def __init__(self, data: np.ndarray, block_bytes: int = 128 << 20) -> None:
+        self.data = np.ascontiguousarray(data, dtype=np.float32)
+        self._sq = np.einsum("ij,ij->i", self.data, self.data)
+        self._block = max(64, int(block_bytes // (4 * max(1, len(self.data)))))
+
+    def query(self, X: np.ndarray, k: int, epsilon: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(indices int32, distances float32) of the *k* nearest fit rows of each row of *X*, nearest first."""
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        k = min(k, len(self.data))
+        idx = np.empty((len(X), k), dtype=np.int32)
+        dist = np.empty((len(X), k), dtype=np.float32)
+        for lo in range(0, len(X), self._block):
+            q = X[lo: lo + self._block]
+            d = q @ self.data.T  # ‖q−b‖² = ‖q‖² − 2 q·b + ‖b‖²; ‖q‖² does not change the order within a row
+            d *= -2
+            d += self._sq
+            part = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else np.tile(np.arange(k), (len(q), 1))
+            dd = np.take_along_axis(d, part, axis=1)
+            order = np.argsort(dd, axis=1, kind="stable")
+            idx[lo: lo + len(q)] = np.take_along_axis(part, order, axis=1)
+            sq = np.einsum("ij,ij->i", q, q)[:, None]
+            dist[lo: lo + len(q)] = np.sqrt(np.maximum(np.take_along_axis(dd, order, axis=1) + sq, 0))
+        return idx, dist
+
+
 # ------------------------------------------------------------------------------------------ projector
 class Projector:
     """PCA pre-reduction + UMAP to 2-D and *cluster_dims*-D; sklearn-like (no work in the constructor).
@@ -90,15 +128,18 @@ class Projector:
     """
 
     def __init__(self, method: str = "umap", n_neighbors: int = 15, min_dist: float = 0.1, cluster_dims: int = 5,
-                 pca_dims: int = 50, epochs: int | None = None, seed: int = 0) -> None:
+                 pca_dims: int = 50, epochs: int | None = None, seed: int = 0, exact_pairs: float = 5e9) -> None:
         self.method, self.n_neighbors, self.min_dist = method, n_neighbors, min_dist
         self.cluster_dims, self.pca_dims, self.epochs, self.seed = cluster_dims, pca_dims, epochs, seed
+        self.exact_pairs = exact_pairs  # exact k-NN while (fit rows × rows to place) stays below this
         self.used = method  # what actually ran ("pca" after a fallback)
         self.note = ""
 
     # -- fit
-    def fit(self, X: np.ndarray, progress=None) -> "Projector":
+    def fit(self, X: np.ndarray, progress=None, total_rows: int | None = None) -> "Projector":
+        """Fit on *X*; *total_rows* (fit rows + rows to transform later) decides exact vs approximate k-NN."""
         X = np.asarray(X, dtype=np.float32)
+        self._total = max(len(X), int(total_rows or 0))
         if self.method not in METHODS:
             raise CurateError(f"Unknown projection method {self.method!r}", f"use one of {choices(METHODS)}")
         self.timings: dict[str, float] = {}
@@ -164,23 +205,26 @@ class Projector:
         n = Z.shape[0]
         k = min(self.n_neighbors, n - 1)
         common = dict(n_neighbors=k, random_state=self.seed, n_epochs=self.epochs, transform_seed=self.seed)
-        knn = None
-        if n >= 4096:  # below that umap computes exact neighbours itself
+        # one neighbour graph for both layouts (and the search index their transforms use)
+        if n * self._total <= self.exact_pairs:
+            say(f"kNN: exact neighbours of {n:,} rows")
+            index = ExactNeighbours(Z)
+            idx, dist = index.query(Z, k)
+        else:
             from pynndescent import NNDescent
 
-            say(f"kNN: neighbour graph of {n:,} rows")
+            say(f"kNN: approximate neighbours of {n:,} rows (pynndescent)")
             index = NNDescent(Z, n_neighbors=k, metric="euclidean", random_state=self.seed, low_memory=True,
                               n_jobs=1, verbose=False)
             idx, dist = index.neighbor_graph
-            knn = (idx, dist, index)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*(n_jobs|precomputed_knn|n_neighbors is larger).*")
             say(f"UMAP-{self.cluster_dims}D: layout for clustering")
-            self._u5 = umap.UMAP(n_components=self.cluster_dims, min_dist=0.0, precomputed_knn=knn or (None, None, None),
-                                 **common).fit(Z)
+            self._u5 = umap.UMAP(n_components=self.cluster_dims, min_dist=0.0,
+                                 precomputed_knn=(idx.copy(), dist.copy(), index), **common).fit(Z)
             say("UMAP-2D: layout for the map")
-            self._u2 = umap.UMAP(n_components=2, min_dist=self.min_dist, precomputed_knn=knn or (None, None, None),
-                                 **common).fit(Z)
+            self._u2 = umap.UMAP(n_components=2, min_dist=self.min_dist,
+                                 precomputed_knn=(idx.copy(), dist.copy(), index), **common).fit(Z)
         self._fit5 = np.asarray(self._u5.embedding_, dtype=np.float32)
         self._fit2 = np.asarray(self._u2.embedding_, dtype=np.float32)
 
@@ -226,7 +270,7 @@ def _part(row_ids: np.ndarray, xy: np.ndarray, u: np.ndarray, in_fit: bool) -> p
 @stage("project", version="1", title="2-D map and 5-D projection (UMAP)", requires=("embed",),
        outputs=("projection", "projection5"),
        defaults={"method": "umap", "n_neighbors": 15, "min_dist": 0.1, "cluster_dims": 5, "pca_dims": 50,
-                 "epochs": None, "sample_size": 50_000, "batch_size": 20_000, "seed": 0})
+                 "epochs": None, "sample_size": 50_000, "batch_size": 20_000, "exact_pairs": 5e9, "seed": 0})
 def run_project(ctx: StageContext) -> dict:
     store, p = ctx.store, ctx.params
     ids, X = store.embeddings()
@@ -248,9 +292,11 @@ def run_project(ctx: StageContext) -> dict:
             proj: Projector = pickle.load(f)
     else:
         proj = Projector(p["method"], int(p["n_neighbors"]), float(p["min_dist"]), int(p["cluster_dims"]),
-                         int(p["pca_dims"]), None if p["epochs"] is None else int(p["epochs"]), seed)
+                         int(p["pca_dims"]), None if p["epochs"] is None else int(p["epochs"]), seed,
+                         float(p["exact_pairs"]))
         t0 = time.monotonic()
-        proj.fit(X[fit_idx], progress=lambda msg: ctx.progress(0, n, f"fitting on {len(fit_idx):,} rows: {msg}"))
+        proj.fit(X[fit_idx], progress=lambda msg: ctx.progress(0, n, f"fitting on {len(fit_idx):,} rows: {msg}"),
+                 total_rows=n)
         fit_seconds = round(time.monotonic() - t0, 1)
         ck.root.mkdir(parents=True, exist_ok=True)
         tmp = model_file.with_suffix(".tmp")

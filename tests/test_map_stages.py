@@ -262,3 +262,18 @@ def test_umap_projection_separates_topics_and_transform_is_consistent(tmp_path):
     rows = ws.store.rows(["row_id", "label", "cluster"])
     assert adjusted_rand_score(rows["label"], rows["cluster"]) > 0.8
     ws.close()
+
+
+def test_exact_neighbours_match_sklearn():
+    from sklearn.neighbors import NearestNeighbors
+
+    from curate_core.project import ExactNeighbours
+
+    rng = np.random.default_rng(0)
+    data, queries = rng.normal(size=(500, 12)).astype(np.float32), rng.normal(size=(70, 12)).astype(np.float32)
+    idx, dist = ExactNeighbours(data, block_bytes=4 * 500 * 16).query(queries, 7)  # several blocks
+    ref_d, ref_i = NearestNeighbors(n_neighbors=7).fit(data).kneighbors(queries)
+    np.testing.assert_array_equal(idx, ref_i)
+    np.testing.assert_allclose(dist, ref_d, rtol=1e-4, atol=1e-4)
+    i2, d2 = ExactNeighbours(data[:3]).query(queries[:2], 5)  # k larger than the data: all rows, sorted
+    assert i2.shape == (2, 3) and (np.diff(d2, axis=1) >= 0).all()

@@ -22,6 +22,7 @@ Outputs: ``projection(row_id, x, y)`` and ``projection5(row_id, vec FLOAT[k], in
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import time
@@ -94,15 +95,29 @@ class ExactNeighbours:
 
     _angular_trees = False  # read by UMAP.transform to pick its search epsilon (ignored here: search is exact)
 
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_last"}  # the query cache is not worth pickling
+
     def __init__(self, data: np.ndarray, block_bytes: int = 128 << 20) -> None:
         self.data = np.ascontiguousarray(data, dtype=np.float32)
         self._sq = np.einsum("ij,ij->i", self.data, self.data)
         self._block = max(64, int(block_bytes // (4 * max(1, len(self.data)))))
 
     def query(self, X: np.ndarray, k: int, epsilon: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(indices int32, distances float32) of the *k* nearest fit rows of each row of *X*, nearest first."""
+        """(indices int32, distances float32) of the *k* nearest fit rows of each row of *X*, nearest first.
+
+        The last answer is kept: both layouts' transforms ask for the same batch, one after the other.
+        """
         X = np.ascontiguousarray(X, dtype=np.float32)
         k = min(k, len(self.data))
+        key = (k, X.shape, hashlib.blake2b(X.tobytes(), digest_size=16).hexdigest())
+        if getattr(self, "_last", None) is not None and self._last[0] == key:
+            return self._last[1][0].copy(), self._last[1][1].copy()
+        idx, dist = self._search(X, k)
+        self._last = (key, (idx, dist))
+        return idx.copy(), dist.copy()
+
+    def _search(self, X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         idx = np.empty((len(X), k), dtype=np.int32)
         dist = np.empty((len(X), k), dtype=np.float32)
         for lo in range(0, len(X), self._block):

@@ -271,7 +271,12 @@ def test_exact_neighbours_match_sklearn():
 
     rng = np.random.default_rng(0)
     data, queries = rng.normal(size=(500, 12)).astype(np.float32), rng.normal(size=(70, 12)).astype(np.float32)
-    idx, dist = ExactNeighbours(data, block_bytes=4 * 500 * 16).query(queries, 7)  # several blocks
+    index = ExactNeighbours(data, block_bytes=4 * 500 * 16)  # several blocks
+    idx, dist = index.query(queries, 7)
+    idx[0, 0] = -1  # callers may write into the answer (umap does); the cached copy must not change
+    again = index.query(queries, 7)
+    idx[0, 0] = again[0][0, 0]
+    np.testing.assert_array_equal(again[0], idx)
     ref_d, ref_i = NearestNeighbors(n_neighbors=7).fit(data).kneighbors(queries)
     np.testing.assert_array_equal(idx, ref_i)
     np.testing.assert_allclose(dist, ref_d, rtol=1e-4, atol=1e-4)

@@ -861,10 +861,12 @@ def _lock_error(path: Path, exc: Exception) -> CurateError:
         return CurateError(f"Could not open the workspace database in {path}: {msg.splitlines()[0]}")
     pid = re.search(r"PID (\d+)", msg)
     who = f" (process {pid.group(1)})" if pid else ""
-    return CurateError(
+    err = CurateError(
         f"The workspace {path} is open in another process{who}; DuckDB allows one writer at a time",
         "close the app or the other command that uses this workspace, then try again",
     )
+    err.pid = int(pid.group(1)) if pid else None  # type: ignore[attr-defined]  # lets `run` wait for another run
+    return err
 
 
 def _now() -> dt.datetime:

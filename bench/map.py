@@ -38,9 +38,11 @@ def synthetic(n: int, dim: int = 384, topics: int = 100, seed: int = 0) -> tuple
     sizes = rng.dirichlet(np.full(topics, 2.0))
     y = rng.choice(topics, size=n, p=sizes)
     spread = rng.uniform(0.03, 0.06, size=topics)
-    x = centres[y] + rng.normal(size=(n, dim)) * spread[y, None]
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x.astype(np.float32), y
+    x = np.empty((n, dim), dtype=np.float32)
+    for lo in range(0, n, 100_000):  # in chunks: 1M rows stay at ~1.5 GB
+        part = centres[y[lo: lo + 100_000]] + rng.normal(size=(len(y[lo: lo + 100_000]), dim)) * spread[y[lo: lo + 100_000], None]
+        x[lo: lo + 100_000] = part / np.linalg.norm(part, axis=1, keepdims=True)
+    return x, y
 
 
 def make_workspace(n: int, root: Path) -> Path:

@@ -86,13 +86,6 @@ def load_points(path: str, version: str, colour: str, max_points: int = MAX_POIN
     return MapData(df, total)
 
 
-@st.cache_data(show_spinner="Drawing the map …", max_entries=8)
-def cached_figure(path: str, version: str, colour: str, kind: str, highlight: int | None, axis: str) -> go.Figure:
-    """The figure for one (colour, highlight) state: building 100k points into traces takes ~1 s, so reruns
-    that only touch the selection or the cluster table reuse it."""
-    return map_figure(load_points(path, version, colour).points, colour, kind, highlight, axis)
-
-
 def _categories(values: pd.Series, name: str) -> pd.Series:
     if name == "cluster":
         return values.map(lambda c: NOISE_NAME if pd.isna(c) or int(c) < 0 else f"cluster {int(c)}")

@@ -43,7 +43,8 @@ n_clusters = int((clusters["cluster"] >= 0).sum())
 noise = int(clusters.loc[clusters["cluster"] < 0, "size"].sum())
 st.caption(f"{data.total:,} rows · {n_clusters:,} clusters · {noise:,} rows in no cluster (noise) · "
            f"{method} of the embeddings; hover a point to read it, lasso or box to select.")
-fig = mapview.cached_figure(path, version, colour, options[colour], highlight, method)
+# (the figure is rebuilt each run: a figure returned by st.cache_data loses lasso/box selection in the browser)
+fig = mapview.map_figure(pts, colour, options[colour], highlight, axis=method)
 event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("lasso", "box"),
                         config={"displaylogo": False})
 

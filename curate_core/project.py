@@ -98,13 +98,13 @@ class ExactNeighbours:
 
     _angular_trees = False  # read by UMAP.transform to pick its search epsilon (ignored here: search is exact)
 
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_last"}  # the query cache is not worth pickling
-
     def __init__(self, data: np.ndarray, block_bytes: int = 128 << 20) -> None:
         self.data = np.ascontiguousarray(data, dtype=np.float32)
         self._sq = np.einsum("ij,ij->i", self.data, self.data)
         self._block = max(64, int(block_bytes // (4 * max(1, len(self.data)))))
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_last"}  # the query cache is not worth pickling
 
     def query(self, X: np.ndarray, k: int, epsilon: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(indices int32, distances float32) of the *k* nearest fit rows of each row of *X*, nearest first.

@@ -235,3 +235,35 @@ def selection_panel(ws: Workspace, ids: np.ndarray, source: str) -> None:
     saved = ws.selections()
     if saved:
         st.caption("Saved selections: " + ", ".join(f"{plot_text(k, 60)} ({v:,})" for k, v in saved.items()))
+
+
+# ------------------------------------------------------------------------------------------- settings
+def settings_form(ws: Workspace) -> None:
+    """Rerun embed → project → cluster with another embedder or cluster size (the CLI's --embedder and
+    --param, from the app), in the background thread; finished runs with the same settings are reused."""
+    from curate_core.cluster import auto_min_cluster_size
+    from curate_core.embed import EMBEDDERS
+
+    from . import runner
+
+    run = runner.get_run(ws)
+    busy = run is not None and run.running
+    with st.expander("Map settings: embedder and cluster size", icon=":material/tune:"):
+        with st.form("map_settings", border=False):
+            c1, c2, c3 = st.columns(3)
+            embedder = c1.selectbox("Embedder", EMBEDDERS, key="map_embedder",
+                                    help="minilm: sentence embeddings (default) · tfidf: character n-grams, any "
+                                         "language, no model · precomputed: vectors from your file")
+            auto = auto_min_cluster_size(ws.store.count())
+            mcs = c2.number_input("Min cluster size", min_value=2, value=auto, step=1, key="map_mcs",
+                                  help=f"HDBSCAN's smallest cluster; the default scales with the data ({auto:,} here)")
+            selection = c3.selectbox("Cluster selection", ["eom", "leaf"], key="map_selection_method",
+                                     help="eom: fewer, larger clusters · leaf: finer clusters")
+            go_ = st.form_submit_button("Run embed, project, cluster", disabled=busy, icon=":material/play_arrow:")
+        st.caption(f"CLI: `python -m curate_core run --workspace {ws.path} --stages embed,project,cluster "
+                   f"--embedder {embedder} --param cluster.min_cluster_size={int(mcs)}`")
+    if go_:
+        params = {"embed": {"embedder": embedder},
+                  "cluster": {"min_cluster_size": None if int(mcs) == auto else int(mcs), "selection": selection}}
+        runner.start_run(ws, ["embed", "project", "cluster"], params=params)
+        st.rerun()

@@ -8,6 +8,7 @@ from curate_ui import layout, mapview, state
 
 ws = layout.require_workspace("Map", ":material/scatter_plot:")
 if not layout.stage_gate(ws, ["project", "cluster"], "The map"):
+    mapview.settings_form(ws)
     st.stop()
 
 path, version = str(ws.path), mapview.data_version(ws)
@@ -74,3 +75,7 @@ if highlight is not None:
                  icon=":material/select_all:"):
         mapview.set_selection(ws.store.cluster_members(highlight), f"cluster {highlight}")
         st.rerun()
+
+st.divider()
+mapview.settings_form(ws)
+layout.run_progress(ws)

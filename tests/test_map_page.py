@@ -121,3 +121,24 @@ def test_load_points_samples_above_the_limit(app_env, map_ws):
     pd.testing.assert_frame_equal(data.points, again.points)  # deterministic
     per_cluster = data.points["cluster"].value_counts()
     assert set(per_cluster.index) == set(ws.store.rows(["cluster"])["cluster"].unique())
+
+
+def test_map_settings_rerun_stages_from_the_page(app_env, map_ws):
+    from curate_ui import runner, state
+
+    app_env(map_ws)
+    at = app_test(PAGE).run()
+    at.selectbox(key="map_embedder").select("tfidf")
+    at.number_input(key="map_mcs").set_value(7)
+    at.button[[b.label for b in at.button].index("Run embed, project, cluster")].click().run()
+    assert not at.exception
+    ws = state.open_workspace(str(map_ws))
+    run = runner.get_run(ws)
+    assert run is not None
+    run.wait(120)
+    assert run.error is None, run.error
+    last = ws.store.latest_runs()["cluster"]
+    params = json.loads(last["params"]) if isinstance(last["params"], str) else last["params"]
+    assert params["min_cluster_size"] == 7 and ws.status()["cluster"] == "done"
+    at.run()
+    assert not at.exception and chart_spec(at)["data"]

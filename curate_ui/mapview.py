@@ -137,8 +137,11 @@ def map_figure(points: pd.DataFrame, colour: str, kind: str, highlight: int | No
         sel = points[points["cluster"] == highlight]
         add(sel, f"cluster {highlight} ({len(sel):,})", {"color": "#d62728", "size": size + 2, "opacity": 0.95,
                                                           "line": {"width": 0.5, "color": "#222"}})
-    fig.update_layout(height=640, margin=dict(l=10, r=10, t=30, b=10), dragmode="lasso", hovermode="closest",
-                      legend=dict(itemsizing="constant", title=plot_text(colour, 30)),
+    # a colour bar takes the right edge: the (short) legend then goes on one line above the plot
+    legend = (dict(itemsizing="constant", orientation="h", x=0, y=1.02, yanchor="bottom") if kind == "number"
+              else dict(itemsizing="constant", title=plot_text(colour, 30)))
+    fig.update_layout(height=640, margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso", hovermode="closest",
+                      legend=legend,
                       xaxis=dict(title=f"{axis} 1", showgrid=False, zeroline=False),
                       yaxis=dict(title=f"{axis} 2", showgrid=False, zeroline=False))
     return fig

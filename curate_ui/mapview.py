@@ -168,7 +168,18 @@ def load_clusters(path: str, version: str) -> pd.DataFrame:
     means = ws.store.cluster_means(list(CLUSTER_MEANS), nonzero=list(CLUSTER_RATES))
     info = info.merge(means, on="cluster", how="left")
     names = {**CLUSTER_MEANS, **{f"{k}_rate": v for k, v in CLUSTER_RATES.items()}}
-    return info.rename(columns={k: v for k, v in names.items() if k in info.columns})
+    info = info.rename(columns={k: v for k, v in names.items() if k in info.columns})
+    return info.sort_values(["size", "cluster"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def cluster_counts(info: pd.DataFrame) -> tuple[int, int]:
+    """(number of real clusters, rows in noise)."""
+    return int((info["cluster"] >= 0).sum()), int(info.loc[info["cluster"] < 0, "size"].sum())
+
+
+def cluster_labels(info: pd.DataFrame) -> dict[int, str]:
+    """cluster id → "12 · card, payment, refund · 340 rows", in the order of *info*."""
+    return {int(r["cluster"]): cluster_label(r) for _, r in info.iterrows()}
 
 
 def cluster_label(row: pd.Series) -> str:

@@ -13,7 +13,7 @@ if not layout.stage_gate(ws, ["project", "cluster"], "The map"):
 
 path, version = str(ws.path), mapview.data_version(ws)
 try:
-    clusters = mapview.load_clusters(path, version)
+    clusters = mapview.load_clusters(path, version)  # biggest first
 except CurateError as e:
     state.show_error(e)
     st.stop()
@@ -22,11 +22,10 @@ except CurateError as e:
 picked = (st.session_state.get("cluster_table") or {}).get("selection", {}).get("rows", [])
 if picked and picked != st.session_state.get("_cluster_table_seen"):
     st.session_state["_cluster_table_seen"] = picked
-    st.session_state["map_cluster"] = int(clusters.sort_values("size", ascending=False).iloc[picked[0]]["cluster"])
+    st.session_state["map_cluster"] = int(clusters.iloc[picked[0]]["cluster"])
 
 options = mapview.colour_options(ws)
-by_size = clusters.sort_values("size", ascending=False)
-labels = {int(r["cluster"]): mapview.cluster_label(r) for _, r in by_size.iterrows()}
+labels = mapview.cluster_labels(clusters)
 c1, c2 = st.columns([1, 2])
 colour = c1.selectbox("Colour by", list(options), key="map_colour",
                       help="label, cluster, source, or any numeric column (scores, text statistics) on a colour scale")
@@ -40,8 +39,7 @@ method = mapview.projection_method(ws)
 if data.total > len(pts):
     st.info(f"Showing {len(pts):,} of {data.total:,} rows: a deterministic sample stratified by cluster (every "
             "cluster keeps its share). Selections cover the drawn points.", icon=":material/filter_alt:")
-n_clusters = int((clusters["cluster"] >= 0).sum())
-noise = int(clusters.loc[clusters["cluster"] < 0, "size"].sum())
+n_clusters, noise = mapview.cluster_counts(clusters)
 st.caption(f"{data.total:,} rows · {n_clusters:,} clusters · {noise:,} rows in no cluster (noise) · "
            f"{method} of the embeddings; hover a point to read it, lasso or box to select.")
 # (the figure is rebuilt each run: a figure returned by st.cache_data loses lasso/box selection in the browser)
@@ -61,8 +59,8 @@ mapview.selection_panel(ws, ids, source)
 st.subheader("Clusters")
 st.caption("Sort by any column; click a row to highlight that cluster on the map. Keywords are c-TF-IDF terms; "
            "purity is the share of the majority label.")
-st.dataframe(mapview.cluster_table(by_size), key="cluster_table", on_select="rerun", selection_mode="single-row",
-             hide_index=True, width="stretch", height=min(360, 35 * (len(by_size) + 1) + 3),
+st.dataframe(mapview.cluster_table(clusters), key="cluster_table", on_select="rerun", selection_mode="single-row",
+             hide_index=True, width="stretch", height=min(360, 35 * (len(clusters) + 1) + 3),
              column_config=mapview.cluster_column_config())
 if highlight is not None:
     row = clusters.set_index("cluster").loc[highlight]

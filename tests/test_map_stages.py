@@ -293,7 +293,7 @@ def test_cli_run_waits_for_another_pipeline_run(tmp_path):
     hold = ("import sys, time; from curate_core import Workspace; w = Workspace(sys.argv[1]); "
             "print('ready', flush=True); time.sleep(float(sys.argv[2])); w.close()")
     for extra, waits in ((["curate_core", "run"], True), ([], False)):
-        holder = subprocess.Popen([sys.executable, "-c", hold, str(w), "4", *extra], cwd=REPO, stdout=subprocess.PIPE,
+        holder = subprocess.Popen([sys.executable, "-c", hold, str(w), "3", *extra], cwd=REPO, stdout=subprocess.PIPE,
                                   text=True)
         try:
             assert holder.stdout.readline().strip() == "ready"
@@ -304,6 +304,6 @@ def test_cli_run_waits_for_another_pipeline_run(tmp_path):
             holder.wait()
         if waits:
             assert r.returncode == 0, r.stderr
-            assert "waiting: another pipeline run" in r.stderr and time.monotonic() - t0 > 2
+            assert "waiting: another pipeline run" in r.stderr and time.monotonic() - t0 > 1.5
         else:
             assert r.returncode == 2 and "open in another process" in r.stderr

@@ -491,7 +491,7 @@ class Store:
                     c.execute(f"CREATE OR REPLACE TABLE {qt} AS SELECT * FROM _data")
                 finally:
                     c.unregister("_data")
-            return c.execute(f"SELECT count(*) FROM {qt}").fetchall()[0][0]  # fetchall: the cursor stays usable
+            return c.execute(f"SELECT count(*) FROM {qt}").fetchall()[0][0]
 
         if cur is not None:
             return run(cur)

@@ -33,7 +33,7 @@ highlight = c2.selectbox("Highlight a cluster", [None, *labels], key="map_cluste
                          format_func=lambda c: "(none)" if c is None else labels[c],
                          help="draws the cluster on top of the dimmed map and lists its most typical rows below")
 
-data = mapview.load_points(path, version, colour)
+data = mapview.load_points(path, version, colour, mapview.MAX_POINTS)
 pts = data.points
 method = mapview.projection_method(ws)
 if data.total > len(pts):

@@ -142,3 +142,12 @@ def test_map_settings_rerun_stages_from_the_page(app_env, map_ws):
     assert params["min_cluster_size"] == 7 and ws.status()["cluster"] == "done"
     at.run()
     assert not at.exception and chart_spec(at)["data"]
+
+
+def test_map_page_says_when_it_draws_a_sample(app_env, map_ws, monkeypatch):
+    monkeypatch.setattr(mapview, "MAX_POINTS", 25)
+    app_env(map_ws)
+    at = app_test(PAGE).run()
+    assert not at.exception
+    assert any("Showing 25 of 60 rows" in i.value and "stratified by cluster" in i.value for i in at.info)
+    assert sum(len(t["hovertext"]) for t in chart_spec(at)["data"]) == 25

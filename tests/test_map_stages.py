@@ -72,6 +72,13 @@ def test_tiny_data_falls_back_to_pca(n):
     np.testing.assert_allclose(u2, u, atol=1e-5)
 
 
+def test_without_umap_learn_the_projection_falls_back_to_pca(monkeypatch):
+    monkeypatch.setitem(sys.modules, "umap", None)  # makes `import umap` raise ImportError
+    p = Projector(method="umap").fit(np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32))
+    assert p.used == "pca" and "umap-learn is not installed" in p.note
+    assert p.fitted()[0].shape == (40, 2)
+
+
 def test_pca_projection_matches_sklearn():
     from sklearn.decomposition import PCA
 

@@ -154,7 +154,7 @@ def keyword_sample(cluster: np.ndarray, per_cluster: int, seed: int) -> np.ndarr
 
 @stage("cluster", version="1", title="Clusters (HDBSCAN) with keywords and label purity", requires=("project",),
        outputs=("clusters",),
-       defaults={"min_cluster_size": None, "min_samples": None, "selection": "eom", "sample_size": 200_000,
+       defaults={"min_cluster_size": None, "min_samples": None, "selection": "eom", "sample_size": 100_000,
                  "keywords": 8, "keyword_docs": 2_000, "stop_words": "english", "seed": 0})
 def run_cluster(ctx: StageContext) -> dict:
     store, p = ctx.store, ctx.params

@@ -296,7 +296,7 @@ def run_embed(ctx: StageContext) -> dict:
         model_key = f"tfidf:{ctx.run_key}"  # a TF-IDF model belongs to the corpus it was fit on
     else:
         model_key = emb.key
-    todo = store.embed_todo(model_key)  # (text_hash, row_id) of distinct texts not in the cache, in row order
+    todo = store.embed_todo(model_key)  # (text_hash, row_id) of distinct texts not in the cache, longest first
     ck = ctx.checkpoint
     shard = int(params["shard_size"])
     total = len(todo)

@@ -12,6 +12,7 @@ import importlib
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +39,34 @@ def open_workspace(path: str, create: bool = False):
     from .workspace import Workspace
 
     return Workspace(path, create=create)
+
+
+def _is_pipeline_run(pid: int) -> bool:
+    """Is process *pid* a `python -m curate_core run` (Linux /proc; False where that cannot be told)?"""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"curate_core" in args and b"run" in args
+
+
+def open_workspace_after_runs(path: str, poll: float = 1.0):
+    """Open a workspace for `run`; if another `curate_core run` process holds it, wait until that run ends
+    (it finishes on its own: e.g. a run whose shell was killed but whose Python process was not), then open.
+    Any other holder (the app, a notebook) is reported at once, as everywhere else."""
+    announced = False
+    while True:
+        try:
+            return open_workspace(path)
+        except CurateError as e:
+            pid = getattr(e, "pid", None)
+            if not pid or not _is_pipeline_run(pid):
+                raise
+            if not announced:
+                print(f"waiting: another pipeline run (process {pid}) is using {path}; "
+                      "this run starts when it ends (Ctrl-C to stop waiting)", file=sys.stderr, flush=True)
+                announced = True
+            time.sleep(poll)
 
 
 # --------------------------------------------------------------------------------------- progress
@@ -178,7 +207,7 @@ def _run_cmd(a: argparse.Namespace) -> int:
             params.setdefault(st, {}).update(kv)
     stages = a.stages.split(",") if a.stages else None
     bars = TqdmProgress()
-    with open_workspace(a.workspace) as ws:
+    with open_workspace_after_runs(a.workspace) as ws:
         try:
             results = ws.run(stages, params=params, progress=bars, force=a.force)
         finally:

@@ -16,13 +16,16 @@ part, so a killed run resumes from the last shard. Vectors are L2-normalised flo
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import CurateError, choices
 from .pipeline import StageContext, stage
@@ -72,8 +75,14 @@ class MiniLM:
             if f.is_file() and f.suffix in (".json", ".safetensors", ".bin", ".txt"):
                 st = f.stat()
                 h.update(f"{f.relative_to(path)}:{st.st_size}".encode())
-                if f.suffix == ".json":
+                if f.suffix in (".json", ".txt"):
                     h.update(f.read_bytes())
+                else:  # weights: a fine-tuned model has the same sizes, so hash content (head and tail: fast)
+                    with open(f, "rb") as fh:
+                        h.update(fh.read(4 << 20))
+                        if st.st_size > 8 << 20:
+                            fh.seek(-(4 << 20), os.SEEK_END)
+                            h.update(fh.read())
         name = "all-MiniLM-L6-v2" if not self.model else path.name
         return f"st:{name}:{h.hexdigest()[:12]}"
 
@@ -82,6 +91,9 @@ class MiniLM:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # "Loading weights" bars would interleave with our progress
 
             try:
                 self._st = SentenceTransformer(str(self._path()), device="cpu")
@@ -119,7 +131,9 @@ class TfidfSVD:
         x = self._vec.fit_transform(texts)
         k = max(1, min(self.dim, x.shape[1] - 1, x.shape[0] - 1))
         self._svd = TruncatedSVD(n_components=k, random_state=self.seed, algorithm="randomized", n_iter=5)
-        self._svd.fit(x)
+        with warnings.catch_warnings():  # explained variance of 1–3 rows is 0/0: harmless
+            warnings.filterwarnings("ignore", message="invalid value encountered", category=RuntimeWarning)
+            self._svd.fit(x)
         return self
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -149,7 +163,7 @@ def precomputed_columns(store: Store, column: str | None = None) -> tuple[str, l
             raise CurateError(f"Vector columns {prefix}_0…{prefix}_{idx[-1]} have gaps", "number them 0..d-1 without gaps")
         return "columns", [c for _, c in group]
     for c, t in cols.items():
-        if c.lower() in _LIST_NAMES and t.endswith("]"):
+        if c.lower() in _LIST_NAMES and (t.endswith("]") or t == "VARCHAR"):  # VARCHAR: JSON text such as "[0.1, …]"
             return "list", [c]
     listy = [c for c, t in cols.items() if t.endswith("[]") or re.search(r"\[\d+\]$", t)]
     if len(listy) == 1:
@@ -160,37 +174,91 @@ def precomputed_columns(store: Store, column: str | None = None) -> tuple[str, l
 
 
 def read_precomputed(store: Store, column: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(row_ids, normalised vectors) from the data; ragged rows, NaN/inf and missing vectors are refused."""
+    """(row_ids, normalised vectors) from the data. Refused with a CurateError, before anything is written:
+    missing vectors, non-numeric or NaN/inf values, ragged lengths, fewer than 2 dimensions, all-zero vectors."""
     kind, cols = precomputed_columns(store, column)
-    df = store.sample_frame(["row_id", *cols])
-    row_ids = df["row_id"].to_numpy(np.int64)
-    if kind == "columns":
-        m = df[cols].apply(lambda s: s.astype("float64"), axis=0).to_numpy(np.float64)
-        missing = np.flatnonzero(np.isnan(m).any(axis=1) & ~np.isnan(m).all(axis=1))
-    else:
-        vals = df[cols[0]].tolist()
-        none = [i for i, v in enumerate(vals) if v is None or (isinstance(v, float) and np.isnan(v))]
-        if none:
-            raise CurateError(f"{len(none):,} rows have no vector in `{cols[0]}` (e.g. row ids {row_ids[none[:5]].tolist()})",
-                              "every row needs a vector")
-        lens = np.array([len(v) for v in vals])
-        if lens.min() != lens.max():
-            bad = np.flatnonzero(lens != np.bincount(lens).argmax())[:5]
-            raise CurateError(f"Vectors in `{cols[0]}` have different lengths ({lens.min()}–{lens.max()}), "
-                              f"e.g. row ids {row_ids[bad].tolist()}", "all vectors must have the same dimension")
-        m = np.asarray([np.asarray(v, dtype=np.float64) for v in vals])
-        missing = np.array([], dtype=int)
-    if m.ndim != 2 or m.shape[1] < 2:
-        raise CurateError(f"Vectors need at least 2 dimensions; got shape {m.shape}")
+    ids, mats = [], []
+    for _, batch, _ in store.iter_samples(["row_id", *cols], batch_size=100_000):
+        ids.append(batch.column("row_id").to_numpy())
+        mats.append(_columns_matrix(batch, cols) if kind == "columns" else _list_matrix(batch, cols[0]))
+    row_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    where = cols[0] if kind == "list" else f"{cols[0]}…{cols[-1]}"
+    dims = {m.shape[1] for m in mats if m.ndim == 2}
+    if len(dims) > 1:
+        raise CurateError(f"Vectors in `{where}` have different lengths ({min(dims)}–{max(dims)})",
+                          "all vectors must have the same dimension")
+    m = np.concatenate(mats) if mats else np.zeros((0, 0))
+    if m.shape[1] < 2:
+        raise CurateError(f"Vectors in `{where}` need at least 2 dimensions; they have {m.shape[1]}")
     bad = np.flatnonzero(~np.isfinite(m).all(axis=1))
-    if bad.size or missing.size:
-        ex = row_ids[(bad if bad.size else missing)[:5]].tolist()
-        raise CurateError(f"{max(bad.size, missing.size):,} vectors contain NaN, inf or empty values (e.g. row ids {ex})",
-                          "fix or drop those rows before ingesting")
-    if (np.linalg.norm(m, axis=1) == 0).any():
-        zero = row_ids[np.flatnonzero(np.linalg.norm(m, axis=1) == 0)[:5]].tolist()
-        raise CurateError(f"Some vectors are all zeros (e.g. row ids {zero})", "a zero vector has no direction")
+    if bad.size:
+        raise CurateError(f"{bad.size:,} vectors in `{where}` are missing or hold NaN, inf or non-numeric values "
+                          f"(e.g. row ids {row_ids[bad[:5]].tolist()})", "fix or drop those rows before ingesting")
+    zero = np.flatnonzero(np.linalg.norm(m, axis=1) == 0)
+    if zero.size:
+        raise CurateError(f"{zero.size:,} vectors are all zeros (e.g. row ids {row_ids[zero[:5]].tolist()})",
+                          "a zero vector has no direction; drop those rows or give real vectors")
     return row_ids, _normalise(m)
+
+
+def _columns_matrix(batch: pa.Table, cols: list[str]) -> np.ndarray:
+    """emb_0 … emb_k columns → float64 matrix; non-numeric and missing values become NaN (refused later)."""
+    import pandas as pd
+
+    return np.column_stack([pd.to_numeric(batch.column(c).to_pandas(), errors="coerce").to_numpy(np.float64)
+                            for c in cols])
+
+
+def _list_matrix(batch: pa.Table, col: str) -> np.ndarray:
+    """A list column (or JSON text such as "[0.1, 0.2]") → float64 matrix; bad rows become NaN rows.
+
+    Ragged rows raise a CurateError naming them. Numeric list columns take a vectorised Arrow path.
+    """
+    arr = batch.column(col).combine_chunks()
+    row_ids = batch.column("row_id").to_numpy()
+    if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
+        inner = arr.type.value_type
+        if pa.types.is_integer(inner) or pa.types.is_floating(inner) or pa.types.is_decimal(inner):
+            lens = pc.fill_null(pc.list_value_length(arr), -1).to_numpy(zero_copy_only=False)
+            _check_ragged(lens, row_ids, col)
+            d = int(lens.max()) if lens.size else 0
+            out = np.full((len(arr), d), np.nan)
+            ok = lens == d
+            if ok.any():
+                vals = pc.list_flatten(arr.filter(pa.array(ok)))
+                out[ok] = pc.cast(vals, pa.float64()).to_numpy(zero_copy_only=False).reshape(-1, d)
+            return out
+    rows = [_parse_vector(v) for v in arr.to_pylist()]
+    lens = np.array([-1 if r is None else len(r) for r in rows])
+    _check_ragged(lens, row_ids, col)
+    d = int(lens.max()) if lens.size else 0
+    return np.array([r if r is not None and len(r) == d else [np.nan] * d for r in rows], dtype=np.float64).reshape(-1, d)
+
+
+def _parse_vector(v) -> list[float] | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return [np.nan]
+    if not isinstance(v, (list, tuple, np.ndarray)):
+        return [np.nan]
+    try:
+        return [float("nan") if x is None else float(x) for x in v]
+    except (TypeError, ValueError):
+        return [np.nan] * len(v)
+
+
+def _check_ragged(lens: np.ndarray, row_ids: np.ndarray, col: str) -> None:
+    """lens: per-row vector length, −1 for a missing vector (reported later as missing, not ragged)."""
+    present = lens[lens >= 0]
+    if present.size and present.min() != present.max():
+        common = np.bincount(present).argmax()
+        bad = np.flatnonzero((lens >= 0) & (lens != common))[:5]
+        raise CurateError(f"Vectors in `{col}` have different lengths ({present.min()}–{present.max()}; most have "
+                          f"{common}), e.g. row ids {row_ids[bad].tolist()}", "all vectors must have the same dimension")
 
 
 # ---------------------------------------------------------------------------------------------- stage
@@ -211,7 +279,7 @@ def _vec_array(v: np.ndarray) -> pa.FixedSizeListArray:
 
 
 @stage("embed", version="1", title="Embeddings", outputs=("embeddings",),
-       defaults={"embedder": "minilm", "model": None, "batch_size": 64, "shard_size": 2048, "dim": None,
+       defaults={"embedder": "minilm", "model": None, "batch_size": 64, "shard_size": 1024, "dim": None,
                  "column": None, "seed": 0})
 def run_embed(ctx: StageContext) -> dict:
     store, params = ctx.store, ctx.params
@@ -228,7 +296,7 @@ def run_embed(ctx: StageContext) -> dict:
         model_key = f"tfidf:{ctx.run_key}"  # a TF-IDF model belongs to the corpus it was fit on
     else:
         model_key = emb.key
-    todo = store.embed_todo(model_key)  # (text_hash, row_id) of distinct texts not in the cache, in row order
+    todo = store.embed_todo(model_key)  # (text_hash, row_id) of distinct texts not in the cache, longest first
     ck = ctx.checkpoint
     shard = int(params["shard_size"])
     total = len(todo)
@@ -271,10 +339,18 @@ def _load_embeddings(store: Store) -> np.ndarray:
 
 def _add_run_options(p) -> None:
     p.add_argument("--embedder", choices=EMBEDDERS, help="embedder for the embed stage (default: minilm)")
-    p.add_argument("--model", help="local sentence-transformers model folder (embedder minilm)")
+    p.add_argument("--model", help="local sentence-transformers model folder (implies --embedder minilm)")
 
 
 @run_option(_add_run_options)
 def _run_options_to_params(a) -> dict:
-    out = {k: v for k, v in (("embedder", a.embedder), ("model", a.model)) if v}
+    out: dict = {}
+    if a.embedder:
+        out["embedder"] = a.embedder
+    if a.model:
+        if a.embedder not in (None, "minilm"):
+            raise CurateError(f"--model is for the minilm embedder, not {a.embedder!r}",
+                              "drop --model, or use --embedder minilm")
+        # absolute, so the run key and the sticky parameter do not depend on the current folder
+        out.update(embedder="minilm", model=str(Path(a.model).expanduser().resolve()))
     return {"embed": out} if out else {}

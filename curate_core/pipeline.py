@@ -37,6 +37,8 @@ from .store import Store, register_output_table
 STAGE_MODULES = [
     "curate_core.textstats",
     "curate_core.embed",
+    "curate_core.project",
+    "curate_core.cluster",
     "curate_core.dynamics",
     "curate_core.scoring",
 ]
@@ -156,6 +158,7 @@ class Checkpoint:
         return sorted(self.root.glob("part-*.parquet")) if self.root.exists() else []
 
     def mark_complete(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)  # a run with nothing left to do wrote no parts
         (self.root / "_COMPLETE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
 
     @property

@@ -491,9 +491,13 @@ class Store:
         return {r["stage"]: r for r in df.to_dict("records")}
 
     def done_run(self, run_key: str) -> dict | None:
+        """The finished run with this key, if its outputs are the ones in the tables now: it must be the latest
+        finished run of its stage (after runs A, B of a stage, asking for A again must recompute, not reuse)."""
         with self.cursor() as cur:
             df = cur.execute(
-                "SELECT * FROM runs WHERE run_key = ? AND status = 'done' ORDER BY finished DESC LIMIT 1", [run_key]
+                """SELECT * FROM runs r WHERE run_key = ? AND status = 'done'
+                   AND finished = (SELECT max(finished) FROM runs o WHERE o.stage = r.stage AND o.status = 'done')
+                   LIMIT 1""", [run_key]
             ).df()
         return None if df.empty else df.to_dict("records")[0]
 
@@ -553,7 +557,7 @@ class Store:
                 "ORDER BY ordinal_position", [table]).fetchall()]
 
     #: per-row output tables whose columns are not features (bulky or internal)
-    NON_FEATURE_TABLES = {"embeddings", "embed_cache", "probe_probs", "probe_epochs"}
+    NON_FEATURE_TABLES = {"embeddings", "embed_cache", "projection5", "probe_probs", "probe_epochs"}
 
     def catalog(self) -> dict[str, tuple[str, str]]:
         """Every per-row column a page or recipe can use: column → (table, DuckDB type).
@@ -616,19 +620,26 @@ class Store:
         """(text_hash, row_id) of each distinct text with no cached vector for *model_key*, in row order."""
         with self.cursor() as cur:
             self._ensure_embed_cache(cur)
+            # longest first (ties by row_id): shards then hold texts of similar length, so batches pad little
+            # and the order is deterministic, which lets a resumed run line up with its checkpoint shards
             return cur.execute(
                 """SELECT h AS text_hash, r AS row_id FROM (
-                       SELECT md5(text) AS h, min(row_id) AS r FROM samples GROUP BY h) t
+                       SELECT md5(text) AS h, min(row_id) AS r, max(length(text)) AS n FROM samples GROUP BY h) t
                    WHERE NOT EXISTS (SELECT 1 FROM embed_cache c WHERE c.model_key = ? AND c.text_hash = t.h)
-                   ORDER BY r""", [model_key]).df()
+                   ORDER BY n DESC, r""", [model_key]).df()
 
     def import_embeddings(self, model_key: str, parts: Sequence[Path]) -> tuple[int, int]:
         """Add checkpoint parts to the cache and rebuild ``embeddings(row_id, vec FLOAT[d])``; one transaction."""
         with self.transaction() as cur:
             self._ensure_embed_cache(cur)
             if parts:
-                cur.execute("INSERT INTO embed_cache SELECT ?, text_hash, CAST(vec AS FLOAT[]) FROM read_parquet(?)",
-                            [model_key, [str(p) for p in parts]])
+                # anti-join: parts left by a run killed after this transaction committed are not added twice
+                cur.execute("""INSERT INTO embed_cache
+                               SELECT DISTINCT ON (p.text_hash) ?, p.text_hash, CAST(p.vec AS FLOAT[])
+                               FROM read_parquet(?) p
+                               WHERE NOT EXISTS (SELECT 1 FROM embed_cache c
+                                                 WHERE c.model_key = ? AND c.text_hash = p.text_hash)""",
+                            [model_key, [str(p) for p in parts], model_key])
             row = cur.execute("SELECT len(vec) FROM embed_cache WHERE model_key = ? LIMIT 1", [model_key]).fetchall()
             if not row:
                 raise CurateError("No vectors were produced", "is the workspace empty?")
@@ -653,6 +664,106 @@ class Store:
         vec = t.column("vec").combine_chunks()
         dim = vec.type.list_size
         return ids, np.asarray(vec.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+
+    # ------------------------------------------------------------------- map: projection & clusters
+    # Tables of the `project` and `cluster` stages (curate_core/project.py, cluster.py):
+    #   projection(row_id, x, y)                  2-D map coordinates
+    #   projection5(row_id, vec FLOAT[k], in_fit) k-D coordinates for clustering; in_fit = row was in the fit sample
+    #   clusters(row_id, cluster, cluster_prob)   HDBSCAN cluster (-1 = noise) and membership strength
+    #   cluster_info(cluster, size, …)            one row per cluster (see cluster.py); per-cluster means of
+    #                                             later scores are joined at read time by cluster_means()
+    def import_projection(self, parts: Sequence[Path]) -> int:
+        """Replace ``projection`` and ``projection5`` with the rows of checkpoint *parts*, in one transaction."""
+        files = [str(p) for p in parts]
+        if not files:
+            raise ValueError("no projection parts to import")
+        with self.transaction() as cur:
+            cur.execute("""CREATE OR REPLACE TABLE projection AS
+                           SELECT row_id, x, y FROM read_parquet(?) ORDER BY row_id""", [files])
+            k = int(cur.execute("SELECT len(vec) FROM read_parquet(?) LIMIT 1", [files]).fetchall()[0][0])
+            cur.execute(f"""CREATE OR REPLACE TABLE projection5 AS
+                            SELECT row_id, CAST(vec AS FLOAT[{k}]) AS vec, in_fit FROM read_parquet(?)
+                            ORDER BY row_id""", [files])
+            return int(cur.execute("SELECT count(*) FROM projection").fetchall()[0][0])
+
+    def projection5(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row_ids, float32 N×k coordinates, in_fit booleans) in row_id order."""
+        if not self.table_exists("projection5"):
+            raise CurateError("No projection in this workspace yet",
+                              f"run the project stage: python -m curate_core run --workspace {self.path} --stages project")
+        with self.cursor() as cur:
+            t = cur.sql("SELECT row_id, vec, in_fit FROM projection5 ORDER BY row_id").to_arrow_table()
+        vec = t.column("vec").combine_chunks()
+        flat = np.asarray(vec.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+        u = flat.reshape(t.num_rows, -1) if t.num_rows else flat.reshape(0, 0)
+        return t.column("row_id").to_numpy(), u, t.column("in_fit").to_numpy(zero_copy_only=False)
+
+    def write_clusters(self, clusters: pa.Table, info: pa.Table) -> None:
+        """Replace ``clusters`` (rows in row_id order) and ``cluster_info`` together, in one transaction."""
+        with self.transaction() as cur:
+            self.replace_table("clusters", clusters, cur=cur)
+            self.replace_table("cluster_info", info, cur=cur)
+
+    def cluster_info(self) -> pd.DataFrame:
+        """One row per cluster (noise = -1 included), ordered by cluster id."""
+        if not self.table_exists("cluster_info"):
+            raise CurateError("No clusters in this workspace yet",
+                              f"run the cluster stage: python -m curate_core run --workspace {self.path} --stages cluster")
+        return self.read_table("cluster_info", order_by="cluster")
+
+    NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "UTINYINT",
+                     "USMALLINT", "UINTEGER", "UBIGINT")
+
+    def cluster_means(self, columns: Sequence[str], nonzero: Sequence[str] = ()) -> pd.DataFrame:
+        """Per cluster, the mean of numeric/boolean catalog *columns* (e.g. label_quality, is_label_issue → a
+        rate) and the share of rows where each *nonzero* column is > 0 (e.g. dup_rank → duplicate rate, as
+        ``<col>_rate``): the slot later scores fill without rerunning the cluster stage. Columns missing from
+        the workspace are skipped."""
+        cat = self.catalog()
+        ok = lambda c: (c in cat and cat[c][0] != "clusters"  # noqa: E731
+                        and (cat[c][1] in self.NUMERIC_TYPES + ("BOOLEAN",) or cat[c][1].startswith("DECIMAL")))
+        cols, nz = [c for c in columns if ok(c)], [c for c in nonzero if ok(c)]
+        need = sorted({cat[c][0] for c in cols + nz} - {"samples"})
+        joins = " ".join(f"LEFT JOIN {_check_table(t)} USING (row_id)" for t in need)
+        ref = lambda c: f"{_check_table(cat[c][0])}.{quote_ident(c)}"  # noqa: E731
+        aggs = "".join(f", avg(CAST({ref(c)} AS DOUBLE)) AS {quote_ident(c)}" for c in cols)
+        aggs += "".join(f", avg(CASE WHEN {ref(c)} IS NULL THEN NULL WHEN {ref(c)} > 0 THEN 1.0 ELSE 0.0 END) "
+                        f"AS {quote_ident(c + '_rate')}" for c in nz)
+        with self.cursor() as cur:
+            return cur.execute(f"""SELECT clusters.cluster{aggs} FROM clusters
+                                   JOIN samples USING (row_id) {joins}
+                                   GROUP BY clusters.cluster ORDER BY clusters.cluster""").df()
+
+    def cluster_rows(self, cluster: int, columns: Sequence[str], limit: int = 50) -> pd.DataFrame:
+        """Rows of one cluster, most typical first (highest membership strength), with any catalog columns."""
+        ids = self.cluster_members(cluster)
+        if ids.size == 0:
+            return pd.DataFrame(columns=list(columns))
+        cols = list(dict.fromkeys([*columns, "cluster_prob"]))
+        df = self.rows(cols, row_ids=ids, order_by="cluster_prob", descending=True, limit=limit)
+        return df[list(columns)]
+
+    def map_points(self, columns: Sequence[str], text_chars: int = 160) -> pd.DataFrame:
+        """Every projected row: row_id, x, y, the first *text_chars* characters of its text (as ``text``) and
+        any catalog *columns* — what the Map page draws, in one query."""
+        cat = self.catalog()
+        cols = [c for c in dict.fromkeys(columns) if c not in ("row_id", "x", "y", "text")]
+        bad = [c for c in cols if c not in cat]
+        if bad:
+            raise CurateError(f"Unknown column(s) {choices(bad)}", f"available: {choices(sorted(cat))}")
+        need = sorted({cat[c][0] for c in cols} - {"samples", "projection"})
+        joins = " ".join(f"LEFT JOIN {_check_table(t)} USING (row_id)" for t in need)
+        sel = "".join(f", {_check_table(cat[c][0])}.{quote_ident(c)}" for c in cols)
+        with self.cursor() as cur:
+            return cur.execute(f"""SELECT projection.row_id, projection.x, projection.y,
+                                          left(samples.text, ?) AS text{sel}
+                                   FROM projection JOIN samples USING (row_id) {joins}
+                                   ORDER BY projection.row_id""", [int(text_chars)]).df()
+
+    def cluster_members(self, cluster: int) -> np.ndarray:
+        with self.cursor() as cur:
+            rows = cur.execute("SELECT row_id FROM clusters WHERE cluster = ? ORDER BY row_id", [int(cluster)]).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
 
     # -------------------------------------------------------------------------------- decisions
     ACTIONS = ("exclude", "relabel", "keep")
@@ -1096,10 +1207,12 @@ def _lock_error(path: Path, exc: Exception) -> CurateError:
         return CurateError(f"Could not open the workspace database in {path}: {msg.splitlines()[0]}")
     pid = re.search(r"PID (\d+)", msg)
     who = f" (process {pid.group(1)})" if pid else ""
-    return CurateError(
+    err = CurateError(
         f"The workspace {path} is open in another process{who}; DuckDB allows one writer at a time",
         "close the app or the other command that uses this workspace, then try again",
     )
+    err.pid = int(pid.group(1)) if pid else None  # type: ignore[attr-defined]  # lets `run` wait for another run
+    return err
 
 
 def _now() -> dt.datetime:

@@ -1,0 +1,366 @@
+"""Stage `project`: the embeddings in 2-D (the map) and in ~5-D (for clustering).
+
+How, and why this way:
+
+* **PCA first** (384 → 50 dims, fit on the sample). UMAP's neighbour search and every transform are cheaper in
+  50 dims, and the neighbourhoods barely change (for L2-normalised sentence vectors the first 50 components keep
+  the structure that decides who is whose neighbour).
+* **One neighbour graph, two layouts.** The k-NN graph of the fit rows is built once and handed to both UMAPs
+  (5-D, ``min_dist=0`` for clustering; 2-D, ``min_dist=0.1`` for the map), instead of searching twice. It is
+  exact (:class:`ExactNeighbours`, BLAS, no compile step) up to ``exact_pairs`` distance pairs, else pynndescent.
+* **Fit on a sample, transform the rest.** Up to ``sample_size`` rows (default 50k, stratified by label, else by
+  source) are fit; the others are placed with ``UMAP.transform`` in batches of ``batch_size``, each written as a
+  checkpoint part, so a killed run resumes where it stopped. The fitted model is pickled next to the parts.
+* **100 epochs** for each layout (umap's default is 200, or 500 below 10k rows), and the 2-D layout starts from
+  the 5-D one (:func:`_init_from`): on BANKING77 this kept the cluster agreement (ARI 0.45 vs 0.42 at 200) and
+  the map's trustworthiness (0.984 vs 0.981) at about half the time. ``transform`` then runs 33 epochs.
+* **Seeded**, so reruns and resumed runs give the same coordinates (UMAP then runs single-threaded).
+* **PCA fallback** when umap-learn is missing, ``method="pca"``, or fewer than 20 rows (UMAP needs neighbours);
+  1–3 rows still get coordinates (missing components are 0).
+* numba compiles UMAP's kernels on first use (tens of seconds per process); ``NUMBA_CACHE_DIR`` defaults to a
+  user cache folder so the cacheable part is compiled once per machine, not once per run.
+
+Outputs: ``projection(row_id, x, y)`` and ``projection5(row_id, vec FLOAT[k], in_fit)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import CurateError, choices
+from .pipeline import StageContext, stage
+from .store import Store
+
+METHODS = ("umap", "pca")
+MIN_UMAP_ROWS = 20
+
+
+def _numba_cache() -> None:
+    """Point numba's on-disk cache at a writable user folder (site-packages may be read-only)."""
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        os.environ["NUMBA_CACHE_DIR"] = str(base / "curate" / "numba")
+
+
+# ------------------------------------------------------------------------------------------- sampling
+def stratified_sample(groups: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a deterministic sample of *n* rows where every group keeps its share.
+
+    Quotas are proportional (largest remainder), every group gets at least one row while there is room, and
+    inside a group the rows with the smallest seeded random keys are taken — so the same data and seed give
+    the same sample on any machine.
+    """
+    groups = np.asarray(groups)
+    total = len(groups)
+    if n >= total:
+        return np.arange(total)
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    _, codes = np.unique(groups.astype(str), return_inverse=True)
+    counts = np.bincount(codes)
+    exact = counts * (n / total)
+    quota = np.floor(exact).astype(np.int64)
+    # small groups first get one row each (if there is room), then the remainder goes by largest fraction
+    if len(counts) <= n:
+        quota = np.maximum(quota, 1)
+    while quota.sum() > n:  # the minimum of one row overshot: take back from the largest quotas
+        quota[np.argmax(quota)] -= 1
+    left = n - quota.sum()
+    if left > 0:
+        room = counts - quota
+        frac = np.where(room > 0, exact - np.floor(exact), -1.0)
+        for g in np.argsort(-frac, kind="stable")[:left]:
+            quota[g] += 1
+    keys = np.random.default_rng(seed).random(total)
+    order = np.lexsort((keys, codes))  # by group, then key
+    start = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rank = np.empty(total, dtype=np.int64)
+    rank[order] = np.arange(total) - np.repeat(start, counts)
+    return np.flatnonzero(rank < quota[codes])
+
+
+# ---------------------------------------------------------------------------------------- neighbours
+class ExactNeighbours:
+    """Exact Euclidean k-NN by blocked matrix products (BLAS), with the ``query`` method umap's ``transform``
+    calls on its search index.
+
+    Why: pynndescent's index costs 40–60 s of numba compile in every process before it does any work. Exact
+    search has no compile step and, for up to a few billion distance pairs (e.g. 100k rows against a 50k fit
+    sample in 50 dims), finishes sooner than that compile; above it the stage uses pynndescent.
+    """
+
+    _angular_trees = False  # read by UMAP.transform to pick its search epsilon (ignored here: search is exact)
+
+    def __init__(self, data: np.ndarray, block_bytes: int = 128 << 20) -> None:
+        self.data = np.ascontiguousarray(data, dtype=np.float32)
+        self._sq = np.einsum("ij,ij->i", self.data, self.data)
+        self._block = max(64, int(block_bytes // (4 * max(1, len(self.data)))))
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_last"}  # the query cache is not worth pickling
+
+    def query(self, X: np.ndarray, k: int, epsilon: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(indices int32, distances float32) of the *k* nearest fit rows of each row of *X*, nearest first.
+
+        The last answer is kept: both layouts' transforms ask for the same batch, one after the other.
+        """
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        k = min(k, len(self.data))
+        key = (k, X.shape, hashlib.blake2b(X.tobytes(), digest_size=16).hexdigest())
+        if getattr(self, "_last", None) is not None and self._last[0] == key:
+            return self._last[1][0].copy(), self._last[1][1].copy()
+        idx, dist = self._search(X, k)
+        self._last = (key, (idx, dist))
+        return idx.copy(), dist.copy()
+
+    def _search(self, X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.empty((len(X), k), dtype=np.int32)
+        dist = np.empty((len(X), k), dtype=np.float32)
+        for lo in range(0, len(X), self._block):
+            q = X[lo: lo + self._block]
+            d = q @ self.data.T  # ‖q−b‖² = ‖q‖² − 2 q·b + ‖b‖²; ‖q‖² does not change the order within a row
+            d *= -2
+            d += self._sq
+            part = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else np.tile(np.arange(k), (len(q), 1))
+            dd = np.take_along_axis(d, part, axis=1)
+            order = np.argsort(dd, axis=1, kind="stable")
+            idx[lo: lo + len(q)] = np.take_along_axis(part, order, axis=1)
+            sq = np.einsum("ij,ij->i", q, q)[:, None]
+            dist[lo: lo + len(q)] = np.sqrt(np.maximum(np.take_along_axis(dd, order, axis=1) + sq, 0))
+        return idx, dist
+
+
+# ------------------------------------------------------------------------------------------ projector
+class Projector:
+    """PCA pre-reduction + UMAP to 2-D and *cluster_dims*-D; sklearn-like (no work in the constructor).
+
+    ``fit(X)`` returns self; ``fitted()`` gives the coordinates of the fit rows; ``transform(X)`` places new
+    rows. ``method`` is "umap" or "pca"; UMAP falls back to PCA below :data:`MIN_UMAP_ROWS` rows.
+    """
+
+    def __init__(self, method: str = "umap", n_neighbors: int = 15, min_dist: float = 0.1, cluster_dims: int = 5,
+                 pca_dims: int = 50, epochs: int | None = 100, seed: int = 0, exact_pairs: float = 5e9) -> None:
+        self.method, self.n_neighbors, self.min_dist = method, n_neighbors, min_dist
+        self.cluster_dims, self.pca_dims, self.epochs, self.seed = cluster_dims, pca_dims, epochs, seed
+        self.exact_pairs = exact_pairs  # exact k-NN while (fit rows × rows to place) stays below this
+        self.used = method  # what actually ran ("pca" after a fallback)
+        self.note = ""
+
+    # -- fit
+    def fit(self, X: np.ndarray, progress=None, total_rows: int | None = None) -> "Projector":
+        """Fit on *X*; *total_rows* (fit rows + rows to transform later) decides exact vs approximate k-NN."""
+        X = np.asarray(X, dtype=np.float32)
+        self._total = max(len(X), int(total_rows or 0))
+        if self.method not in METHODS:
+            raise CurateError(f"Unknown projection method {self.method!r}", f"use one of {choices(METHODS)}")
+        self.timings: dict[str, float] = {}
+        t0 = [time.monotonic()]
+
+        def say(msg: str) -> None:  # report the step and time the previous one
+            now = time.monotonic()
+            if getattr(self, "_step", None):
+                self.timings[self._step] = round(now - t0[0], 1)
+            self._step, t0[0] = msg.split(":")[0] if msg else None, now
+            if progress and msg:
+                progress(msg)
+
+        self._pca = None
+        if X.shape[0] > self.pca_dims and X.shape[1] > self.pca_dims:
+            from sklearn.decomposition import PCA
+
+            say(f"PCA: {X.shape[1]} → {self.pca_dims} dims")
+            self._pca = PCA(self.pca_dims, random_state=self.seed, svd_solver="randomized").fit(X)
+        Z = self._reduce(X)
+        self.used = self.method
+        if self.method == "umap" and X.shape[0] < MIN_UMAP_ROWS:
+            self.used, self.note = "pca", f"PCA instead of UMAP: {X.shape[0]} rows (UMAP needs {MIN_UMAP_ROWS}+)"
+        if self.used == "umap":
+            try:
+                _numba_cache()
+                import umap  # noqa: F401
+            except ImportError:
+                self.used, self.note = "pca", "PCA instead of UMAP: umap-learn is not installed"
+        if self.used == "pca":
+            self._fit_pca(Z)
+        else:
+            self._fit_umap(Z, say)
+        say("")
+        return self
+
+    def _reduce(self, X: np.ndarray) -> np.ndarray:
+        Z = X if self._pca is None else self._pca.transform(X)
+        return np.ascontiguousarray(Z, dtype=np.float32)
+
+    def _fit_pca(self, Z: np.ndarray) -> None:
+        self._mean = Z.mean(axis=0)
+        k = int(min(max(2, self.cluster_dims), Z.shape[0], Z.shape[1]))
+        if Z.shape[0] >= 2 and k >= 1:
+            _, _, vt = np.linalg.svd(Z - self._mean, full_matrices=False)
+            self._axes = vt[:k]
+        else:
+            self._axes = np.zeros((0, Z.shape[1]), dtype=np.float32)
+        self._fit5 = self._pca_coords(Z, max(2, self.cluster_dims))
+        self._fit2 = self._fit5[:, :2].copy()
+
+    def _pca_coords(self, Z: np.ndarray, k: int) -> np.ndarray:
+        out = np.zeros((Z.shape[0], k), dtype=np.float32)
+        proj = (Z - self._mean) @ self._axes.T
+        out[:, : min(k, proj.shape[1])] = proj[:, :k]
+        return out
+
+    def _fit_umap(self, Z: np.ndarray, say) -> None:
+        import warnings
+
+        import umap
+
+        n = Z.shape[0]
+        k = min(self.n_neighbors, n - 1)
+        common = dict(n_neighbors=k, random_state=self.seed, n_epochs=self.epochs, transform_seed=self.seed)
+        # one neighbour graph for both layouts (and the search index their transforms use)
+        if n * self._total <= self.exact_pairs:
+            say(f"kNN: exact neighbours of {n:,} rows")
+            index = ExactNeighbours(Z)
+            idx, dist = index.query(Z, k)
+        else:
+            from pynndescent import NNDescent
+
+            say(f"kNN: approximate neighbours of {n:,} rows (pynndescent)")
+            index = NNDescent(Z, n_neighbors=k, metric="euclidean", random_state=self.seed, low_memory=True,
+                              n_jobs=1, verbose=False)
+            idx, dist = index.neighbor_graph
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*(n_jobs|precomputed_knn|n_neighbors is larger).*")
+            say(f"UMAP-{self.cluster_dims}D: layout for clustering")
+            self._u5 = umap.UMAP(n_components=self.cluster_dims, min_dist=0.0,
+                                 precomputed_knn=(idx.copy(), dist.copy(), index), **common).fit(Z)
+            say("UMAP-2D: layout for the map")
+            self._u2 = umap.UMAP(n_components=2, min_dist=self.min_dist, init=_init_from(self._u5.embedding_),
+                                 precomputed_knn=(idx.copy(), dist.copy(), index), **common).fit(Z)
+        self._fit5 = np.asarray(self._u5.embedding_, dtype=np.float32)
+        self._fit2 = np.asarray(self._u2.embedding_, dtype=np.float32)
+
+    # -- results
+    def fitted(self) -> tuple[np.ndarray, np.ndarray]:
+        """(2-D, k-D) coordinates of the rows the projector was fit on."""
+        return self._fit2, self._fit5
+
+    def transform(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Place new rows in the fitted layouts: (2-D, k-D)."""
+        Z = self._reduce(np.asarray(X, dtype=np.float32))
+        if self.used == "pca":
+            c = self._pca_coords(Z, max(2, self.cluster_dims))
+            return c[:, :2].copy(), c
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore")
+            return (np.asarray(self._u2.transform(Z), dtype=np.float32),
+                    np.asarray(self._u5.transform(Z), dtype=np.float32))
+
+
+def _init_from(layout: np.ndarray) -> np.ndarray:
+    """A 2-D start for the map: the top two principal axes of the 5-D layout, scaled like umap's spectral init.
+
+    The 5-D layout already holds the neighbourhood structure, so the 2-D layout starts close to its optimum: it
+    needs no second eigen-decomposition and converges in fewer epochs (measured on BANKING77, 10k rows: 100
+    epochs from this start gave trustworthiness 0.984 vs 0.981 for 200 epochs from the spectral start, in 40 %
+    of the time).
+    """
+    c = np.asarray(layout, dtype=np.float64) - np.mean(layout, axis=0)
+    if len(c) < 3:
+        return np.zeros((len(c), 2), dtype=np.float32)
+    _, _, vt = np.linalg.svd(c, full_matrices=False)
+    two = c @ vt[:2].T
+    scale = np.abs(two).max()
+    return (10.0 * two / (scale if scale > 0 else 1.0)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- stage
+def sample_groups(store: Store) -> np.ndarray:
+    """What fit samples are stratified by: the label when rows carry one, else the source."""
+    df = store.sample_frame(["row_id", "label", "source"])
+    lab = df["label"]
+    if lab.notna().any():
+        return lab.fillna("(unlabelled)").astype(str).to_numpy()
+    return df["source"].fillna("").astype(str).to_numpy()
+
+
+def _part(row_ids: np.ndarray, xy: np.ndarray, u: np.ndarray, in_fit: bool) -> pa.Table:
+    u = np.ascontiguousarray(u, dtype=np.float32)
+    return pa.table({
+        "row_id": pa.array(row_ids, pa.int64()),
+        "x": pa.array(xy[:, 0].astype(np.float64)), "y": pa.array(xy[:, 1].astype(np.float64)),
+        "vec": pa.FixedSizeListArray.from_arrays(pa.array(u.ravel()), u.shape[1]),
+        "in_fit": pa.array(np.full(len(row_ids), in_fit)),
+    })
+
+
+@stage("project", version="1", title="2-D map and 5-D projection (UMAP)", requires=("embed",),
+       outputs=("projection", "projection5"),
+       defaults={"method": "umap", "n_neighbors": 15, "min_dist": 0.1, "cluster_dims": 5, "pca_dims": 50,
+                 "epochs": 100, "sample_size": 50_000, "batch_size": 20_000, "exact_pairs": 5e9, "seed": 0})
+def run_project(ctx: StageContext) -> dict:
+    store, p = ctx.store, ctx.params
+    ids, X = store.embeddings()
+    n = len(ids)
+    if n != store.count():
+        raise CurateError(f"Embeddings cover {n:,} of {store.count():,} rows", "run the embed stage again")
+    sample_size = int(p["sample_size"])
+    if sample_size < 1:
+        raise CurateError(f"sample_size must be at least 1 (got {sample_size})")
+    seed = int(p["seed"])
+    fit_idx = stratified_sample(sample_groups(store), sample_size, seed) if n > sample_size else np.arange(n)
+    rest_idx = np.setdiff1d(np.arange(n), fit_idx)
+    ck = ctx.checkpoint
+    model_file = ck.root / "model.pkl"
+    delay = float(os.environ.get("CURATE_DEBUG_BATCH_DELAY", "0") or 0)
+
+    if model_file.exists():  # resumed: the fit finished before the process died
+        with open(model_file, "rb") as f:
+            proj: Projector = pickle.load(f)
+    else:
+        proj = Projector(p["method"], int(p["n_neighbors"]), float(p["min_dist"]), int(p["cluster_dims"]),
+                         int(p["pca_dims"]), None if p["epochs"] is None else int(p["epochs"]), seed,
+                         float(p["exact_pairs"]))
+        t0 = time.monotonic()
+        proj.fit(X[fit_idx], progress=lambda msg: ctx.progress(0, n, f"fitting on {len(fit_idx):,} rows: {msg}"),
+                 total_rows=n)
+        fit_seconds = round(time.monotonic() - t0, 1)
+        ck.root.mkdir(parents=True, exist_ok=True)
+        tmp = model_file.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump(proj, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, model_file)
+        proj.fit_seconds = fit_seconds
+    if not ck.has(0):
+        xy, u = proj.fitted()
+        ck.write(0, _part(ids[fit_idx], xy, u, True))
+    done = len(fit_idx)
+    ctx.progress(done, n, proj.note)
+    t_transform = time.monotonic()
+    batch = max(1, int(p["batch_size"]))
+    resumed = 0
+    for i, lo in enumerate(range(0, len(rest_idx), batch), start=1):
+        part = rest_idx[lo: lo + batch]
+        if ck.has(i):
+            resumed += len(part)
+        else:
+            xy, u = proj.transform(X[part])
+            ck.write(i, _part(ids[part], xy, u, False))
+            if delay:
+                time.sleep(delay)
+        done += len(part)
+        ctx.progress(done, n, f"placed with transform; {resumed:,} rows from checkpoint" if resumed else
+                     "placing the rest with transform")
+    ck.mark_complete()
+    store.import_projection(ck.parts())
+    return {"method": proj.used, "rows": n, "fit_rows": int(len(fit_idx)), "transformed_rows": int(len(rest_idx)),
+            "fit_seconds": getattr(proj, "fit_seconds", None), "fit_steps": getattr(proj, "timings", {}),
+            "transform_seconds": round(time.monotonic() - t_transform, 1), "note": proj.note}

@@ -13,10 +13,14 @@ Prints `name: ours X s, baseline Y s, ratio R` (ratio = baseline / ours: ≥ 1 m
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
 import sys
+
+# run as `python bench/x.py`: import from the repo root, not bench/ (bench/select.py would shadow the stdlib `select`)
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +28,6 @@ from pathlib import Path
 import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "banking77" / "train.csv"
 if not DEFAULT_DATA.exists():
     DEFAULT_DATA = REPO / "assets" / "demo" / "banking77_train.csv"

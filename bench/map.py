@@ -15,12 +15,16 @@ vs the true intents (`true_label`) and vs the (10 % noisy) labels.
 
 from __future__ import annotations
 
+import os
+import sys
+
+# run as `python bench/x.py`: import from the repo root, not bench/ (bench/select.py would shadow the stdlib `select`)
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import json
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +32,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 
 def synthetic(n: int, dim: int = 384, topics: int = 100, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1,18 +1,72 @@
-"""Curate — entry point: ``streamlit run app.py [-- --workspace DIR]``.
+"""Curate — overview page: open/create a workspace, add data, run the pipeline, see what is there.
 
-Declares the pages (one file each in pages/); every page reads the open workspace from curate_ui.state,
-calls curate_core and draws. Nothing else happens here, so the app starts fast.
+Run with ``streamlit run app.py [-- --workspace DIR]``. The other pages are the files in pages/ (Streamlit's
+pages folder); every page reads the open workspace from curate_ui.state, calls curate_core and draws.
 """
 
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
-PAGES = [
-    st.Page("pages/0_Overview.py", title="Overview", icon=":material/dashboard:", default=True),
-    st.Page("pages/1_Map.py", title="Map", icon=":material/scatter_plot:"),
-    st.Page("pages/2_Label_issues.py", title="Label issues", icon=":material/label_off:"),
-    st.Page("pages/3_Duplicates_outliers.py", title="Duplicates & outliers", icon=":material/content_copy:"),
-    st.Page("pages/4_Select.py", title="Select", icon=":material/tune:"),
-    st.Page("pages/5_Export.py", title="Export", icon=":material/download:"),
-]
+from curate_core import CurateError, Workspace
+from curate_ui import charts, layout, runner, state, widgets
 
-st.navigation(PAGES).run()
+ws = layout.page("Overview", ":material/dashboard:")
+
+if ws is None:
+    st.markdown(
+        "**Curate** helps you look at a labelled text dataset and curate it: a map of clusters, mislabeled and "
+        "ambiguous samples, duplicates and outliers, threshold and mixture sliders with live counts, and an "
+        "export with a recipe that replays it exactly."
+    )
+    st.info("Open or create a workspace in the sidebar to begin. The demo workspace (BANKING77 with 10 % "
+            "flipped labels) is built by `python -m curate_core demo`.", icon=":material/folder_open:")
+    st.stop()
+
+info = ws.info()
+
+# ----------------------------------------------------------------------------------------- add data
+with st.expander("Add data", expanded=info["rows"] == 0, icon=":material/upload_file:"):
+    widgets.add_data_form(ws)
+
+if info["rows"] == 0:
+    st.info("This workspace is empty: add a CSV, TSV, JSONL, Parquet file or a saved Hugging Face dataset above.",
+            icon=":material/upload_file:")
+    st.stop()
+
+# ----------------------------------------------------------------------------------------- overview
+c = st.columns(5)
+c[0].metric("Rows", f"{info['rows']:,}")
+c[1].metric("Labels", f"{info['labels']:,}", help=f"{info['labelled_rows']:,} rows carry a label")
+c[2].metric("Sources", f"{len(info['sources']):,}")
+c[3].metric("Tokens", charts.human(info["tokens"]), help="whitespace-separated words")
+c[4].metric("Decisions", f"{info['decisions']:,}", help="rows with an exclude / relabel / keep decision in force")
+
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Labels")
+    if info["label_counts"]:
+        st.plotly_chart(charts.count_bars(info["label_counts"], "label", "rows"), key="labels_chart")
+        counts = sorted(info["label_counts"].values())
+        more = f" The {len(counts) - 40} smallest labels are not drawn." if len(counts) > 40 else ""
+        st.caption(f"{len(counts):,} labels; rows per label: min {counts[0]:,}, median {counts[len(counts) // 2]:,}, "
+                   f"max {counts[-1]:,}.{more}")
+    else:
+        st.caption("No labels: label-based scores (confident learning, AUM, data maps) will be skipped.")
+with right:
+    st.subheader("Sources")
+    st.dataframe(pd.DataFrame({"source": list(info["source_counts"]), "rows": list(info["source_counts"].values())}),
+                 hide_index=True, width="stretch", column_config={"rows": st.column_config.NumberColumn(format="localized")})
+    st.subheader("Pipeline")
+    st.dataframe(widgets.stage_table(ws, info["stages"]), hide_index=True, width="stretch")
+    run = runner.get_run(ws)
+    busy = run is not None and run.running
+    todo = [s for s, v in info["stages"].items() if v != "done"]
+    label = "Run pipeline" if todo else "Pipeline is up to date"
+    if st.button(label, type="primary" if todo else "secondary", disabled=busy or not todo, icon=":material/play_arrow:",
+                 help="runs every stage that is not done yet, in a background thread; finished work is reused"):
+        runner.start_run(ws)
+        st.rerun()
+    layout.run_progress(ws)
+    st.caption(f"CLI: `python -m curate_core run --workspace {ws.path}`")

@@ -1,4 +1,4 @@
-"""AppTest for pages/3_Duplicates_outliers.py: sections, a slider move with live counts, the recipe draft."""
+"""AppTest for pages/3_Duplicates_and_outliers.py: sections, a slider move with live counts, the recipe draft."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from curate_core import dupview
 from . import dupdata
 from .conftest import app_test
 
-PAGE = "pages/3_Duplicates_outliers.py"
+PAGE = "pages/3_Duplicates_and_outliers.py"
 
 
 def _metric(at, label):

@@ -27,6 +27,7 @@ if ws is None:
 info = ws.info()
 
 # ----------------------------------------------------------------------------------------- add data
+widgets.ingest_flash()
 with st.expander("Add data", expanded=info["rows"] == 0, icon=":material/upload_file:"):
     widgets.add_data_form(ws)
 

@@ -261,14 +261,29 @@ def suspects_panel(ws: Workspace, data: li.LabelData, cutoff: float | None, sele
         })
     rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
     picked = view["row_id"].to_numpy()[rows] if rows else np.array([], dtype=np.int64)
+    if rows:
+        _read_rows(view.iloc[rows])
     _actions(ws, data, picked, table["row_id"].to_numpy())
 
 
+def _read_rows(rows, limit: int = 20) -> None:
+    """The full text of the selected rows (the table cuts long texts), shown as plain text, never as HTML."""
+    with st.expander(f"Read the {len(rows):,} selected row{'s' if len(rows) != 1 else ''}", expanded=len(rows) <= 3,
+                     icon=":material/article:"):
+        for r in rows.head(limit).itertuples(index=False):
+            meta = f"{r.id} · given label: {r.label} · suggested: {getattr(r, 'suggested_label', '') or '-'}"
+            st.text(meta)
+            st.code(str(r.text), language=None, wrap_lines=True)
+        if len(rows) > limit:
+            st.caption(f"… and {len(rows) - limit:,} more.")
+
+
 def _actions(ws: Workspace, data: li.LabelData, picked: np.ndarray, matching: np.ndarray) -> None:
+    # stable option labels: a label that changes with the counts makes Streamlit reset the radio to no choice
     scope = st.radio("Apply to", ["selected", "all"], horizontal=True, key="li_scope",
-                     format_func=lambda s: f"selected rows ({len(picked):,})" if s == "selected"
-                     else f"all {len(matching):,} rows matching the filters")
-    ids = picked if scope == "selected" else matching
+                     format_func={"selected": "the selected rows", "all": "every row matching the filters"}.get,
+                     captions=[f"{len(picked):,} selected", f"{len(matching):,} rows"])
+    ids = matching if scope == "all" else picked  # anything but an explicit "all" acts on the selection only
     c = st.columns([1, 1.4, 1, 1.8, 1, 1], vertical_alignment="bottom")
     target = c[3].selectbox("or relabel to", data.classes, key="li_target")
     clicked = None

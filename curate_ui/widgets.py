@@ -39,11 +39,15 @@ def _save_upload(ws: Workspace, up) -> Path:
     return dest
 
 
-def add_data_form(ws: Workspace) -> None:
-    """Choose a file (upload or path), check the auto-detected column mapping, ingest."""
+def ingest_flash() -> None:
+    """The summary of the last ingest, shown once (outside the add-data expander, which closes when data exists)."""
     flash = st.session_state.pop("_ingest_flash", None)
     if flash:
         st.success("  \n".join(flash), icon=":material/check_circle:")
+
+
+def add_data_form(ws: Workspace) -> None:
+    """Choose a file (upload or path), check the auto-detected column mapping, ingest."""
     how = st.radio("From", ["Upload a file", "A path on this machine"], horizontal=True, key="add_how",
                    label_visibility="collapsed")
     src: str | None = None

@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from curate_core import Workspace, cli
 from curate_core import dynamics
+from curate_core.scores.aum import AUM_CAP
 from curate_core.scores import ScoreContext, compute_all
 from curate_core.scores.consensus import FLAGS
 from curate_core.scores.el2n import forgetting_events
@@ -68,6 +69,15 @@ def test_consensus_counts_the_flags_and_reports_overlaps():
     assert m[0, 1] == int((cols["is_label_issue"] & cols["aum_flag"]).sum()) and (np.diag(m) == flags.sum(1)).all()
 
 
+def test_memorised_threshold_samples_cannot_raise_the_cutoff_above_zero():
+    """Tiny data: a probe memorises the threshold samples, their AUM is high; the cutoff stays at 0."""
+    from curate_core.scores.aum import capped
+
+    assert capped(-0.7, AUM_CAP, "w", "x") == (-0.7, "w")
+    cut, why = capped(5.9, AUM_CAP, "w", "with an AUM")
+    assert cut == 0.0 and "capped at 0" in why and "5.900" in why
+
+
 def test_forgetting_events():
     c = np.array([[1, 0, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [0, 1, 1, 0, 1]], bool)
     assert forgetting_events(c).tolist() == [2, 0, 5, 1]
@@ -79,7 +89,9 @@ def test_aum_cutoff_is_the_percentile_of_threshold_samples():
     cols, summaries, _ = compute_all(ctx)
     runs = probe.margin.astype(np.float64).mean(axis=1)
     thr = runs[probe.threshold]
-    assert summaries["aum"]["cutoff"] == pytest.approx(np.percentile(thr, 99))
+    p99 = np.percentile(thr, 99)
+    assert summaries["aum"]["cutoff"] == pytest.approx(min(p99, AUM_CAP))
+    assert ("capped at 0" in summaries["aum"]["why"]) == (p99 > AUM_CAP)
     assert summaries["aum"]["threshold_samples"] == len(thr) == probe.threshold.sum()
     assert np.array_equal(cols["aum_flag"], cols["aum"] < summaries["aum"]["cutoff"])
     ctx.params = {"aum": {"percentile": 50}}

@@ -26,6 +26,21 @@ def per_run_aum(margin: np.ndarray) -> np.ndarray:
     return np.asarray(margin, dtype=np.float64).mean(axis=1)
 
 
+#: A cutoff learnt from threshold samples is capped at this AUM. Above 0 the given label wins on average, so the
+#: row does not look mislabelled whatever the threshold samples say: they score that high only when the probe
+#: memorised them, which happens on tiny data (few rows per class, many dimensions). On real data the cutoff is
+#: well below 0 (BANKING77: −0.71) and the cap changes nothing.
+AUM_CAP = 0.0
+
+
+def capped(cutoff: float, cap: float, why: str, what: str) -> tuple[float, str]:
+    """(min(cutoff, cap), why — with a note when the cap applied)."""
+    if cutoff <= cap:
+        return cutoff, why
+    return cap, (f"{why}; that point ({cutoff:.3f}) is capped at {cap:g}: the probe memorised the threshold "
+                 f"samples (too few rows for a reliable cutoff), and a row {what} above {cap:g} is not flagged")
+
+
 def threshold_cutoff(per_run: np.ndarray, threshold: np.ndarray, percentile: float) -> tuple[float | None, np.ndarray]:
     """(percentile of the threshold samples' values, those values) — None when there are no threshold samples."""
     values = per_run[threshold]
@@ -67,6 +82,7 @@ class AUM(Score):
         else:
             why = (f"{pct:g}th percentile of the AUM of {thr.size:,} threshold samples (rows moved to a fake class, "
                    f"so surely mislabelled): rows whose AUM is lower look mislabelled too")
+            cutoff, why = capped(cutoff, AUM_CAP, why, "with an AUM")
         flag = np.nan_to_num(values, nan=np.inf) < cutoff
         return ScoreResult(values, {"aum_flag": flag}, {
             "flagged": int(flag.sum()), "cutoff": cutoff, "percentile": pct, "why": why, "flag_column": "aum_flag",

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import Score, ScoreContext, ScoreResult, register
-from .aum import threshold_cutoff
+from .aum import capped, threshold_cutoff
+
+#: like AUM_CAP: a row whose given label gets on average at least half the probability is not hard to learn
+CONFIDENCE_CAP = 0.5
 from .label_quality import probe_dynamics
 
 
@@ -47,9 +50,10 @@ class Confidence(Score):
             flag = np.zeros(ctx.n, bool)
             why = "no threshold samples (imported logits): no hard-to-learn flag"
         else:
-            flag = np.nan_to_num(out["confidence"], nan=np.inf) < cutoff
             why = (f"confidence below the {pct:g}th percentile of {thr.size:,} threshold samples' confidence "
                    f"(rows moved to a fake class)")
+            cutoff, why = capped(cutoff, CONFIDENCE_CAP, why, "with a confidence")
+            flag = np.nan_to_num(out["confidence"], nan=np.inf) < cutoff
         return ScoreResult(out["confidence"], {"variability": out["variability"], "correctness": out["correctness"],
                                                "is_hard_to_learn": flag}, {
             "flagged": int(flag.sum()), "cutoff": cutoff, "percentile": pct, "why": why,

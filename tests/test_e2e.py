@@ -1,0 +1,141 @@
+"""A user's whole journey in a real browser (Debian chromium via Playwright), against `streamlit run app.py`.
+
+Upload a small CSV, map its columns, run the pipeline and wait for it, see the map, exclude a suspect row on
+Label issues, move a slider on Select and watch the count change, export and count the rows of the downloaded
+file. One text is `<img src=x onerror=alert(1)>…`: it must show as text, never as an element or a script.
+Screenshots of every step go to tests/artifacts/ (look at them).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from curate_core import Workspace
+
+from .browser import ARTIFACTS, chromium, metric, on_failure_shot, settle, shot, streamlit_app
+
+pytestmark = pytest.mark.e2e
+
+XSS = "<img src=x onerror=alert(1)> why was my card charged twice for one payment"
+TEMPLATES = {
+    "billing": ["why was my card charged {n} times", "I see a fee of {n} euros on my statement",
+                "refund the double payment of {n} dollars", "my card payment of {n} was declined"],
+    "travel": ["book a flight to city {n} next week", "I need a hotel room for {n} nights",
+               "is my train to platform {n} delayed", "change my airport transfer to {n} pm"],
+    "weather": ["will it rain {n} days from now", "how cold is it tonight, {n} degrees?",
+                "is snow expected in the next {n} hours", "forecast for the weekend, {n} percent sun"],
+}
+
+
+def journey_csv(path) -> int:
+    rng = random.Random(0)
+    rows = []
+    for i in range(90):
+        label = list(TEMPLATES)[i % 3]
+        rows.append({"id": f"j{i:03d}", "text": rng.choice(TEMPLATES[label]).format(n=rng.randint(2, 99)),
+                     "label": label})
+    rows.append({"id": "j-xss", "text": XSS, "label": "weather"})  # a billing text with the wrong label
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return len(rows)
+
+
+def _count(s: str) -> int:
+    return int(re.sub(r"[^\d]", "", s))
+
+
+def test_user_journey_in_a_real_browser(tmp_path):
+    n_rows = journey_csv(tmp_path / "journey.csv")
+    ws_path = tmp_path / "ws"
+    Workspace(ws_path).close()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    dialogs: list[str] = []
+    with streamlit_app(ws_path, log=ARTIFACTS / "e2e-server.log") as url, chromium() as page, on_failure_shot(page):
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(url)
+        settle(page)
+
+        # 1. upload the CSV; the column mapping is pre-filled; add it
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(tmp_path / "journey.csv"))
+        page.get_by_role("button", name="Add to workspace").wait_for(timeout=60_000)
+        settle(page)
+        shot(page, "1-upload-mapping")
+        page.get_by_role("button", name="Add to workspace").click()
+        page.get_by_text(f"added {n_rows} rows").wait_for(timeout=60_000)
+        settle(page)
+        assert metric(page, "Rows") == str(n_rows)
+
+        # 2. run the whole pipeline in the app's background thread and wait for it
+        page.get_by_role("button", name="Run pipeline", exact=True).click()
+        page.get_by_text("Pipeline finished").wait_for(timeout=900_000)
+        settle(page)
+        shot(page, "2-overview-pipeline-done")
+
+        # 3. the map is drawn
+        page.get_by_role("link", name="Map").click()
+        page.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=120_000)
+        settle(page)
+        shot(page, "3-map")
+
+        # 4. label issues: the wrongly labelled row is the top suspect; read it (as text) and exclude it
+        page.get_by_role("link", name="Label issues").click()
+        page.get_by_text("Suspects", exact=True).wait_for(timeout=120_000)
+        settle(page)
+        grid = page.locator('[data-testid="stDataFrame"]').last
+        grid.scroll_into_view_if_needed()
+        box = grid.bounding_box()
+        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the first row's selection box
+        page.get_by_text("Read the 1 selected row").wait_for(timeout=60_000)
+        settle(page)
+        code = page.locator('[data-testid="stCode"]').filter(has_text="onerror").first
+        assert code.inner_text().strip() == XSS, "the HTML-looking text is shown as text, whole"
+        assert page.locator('img[src="x"]').count() == 0, "dataset text became an element"
+        page.get_by_role("button", name="Exclude", exact=True).click()
+        page.get_by_text("Excluded 1").wait_for(timeout=60_000)
+        settle(page)
+        assert metric(page, "Excluded · relabelled").startswith("1")
+        shot(page, "4-label-issues")
+
+        # 5. select: the excluded row is gone; a filter slider moves the count live
+        page.get_by_role("link", name="Select").click()
+        page.get_by_text("Filter on").first.wait_for(timeout=120_000)
+        settle(page)
+        assert _count(metric(page, "Selected rows")) == n_rows - 1
+        ms = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Filter on").first
+        ms.click()
+        page.keyboard.type("n_chars")
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        thumb = page.locator('[data-testid="stSlider"] input[type="range"]').first
+        thumb.wait_for(state="attached", timeout=60_000)
+        settle(page)
+        thumb.focus()
+        for _ in range(10):  # raise the lower end by 10 characters: the shortest texts drop out
+            page.keyboard.press("ArrowRight")
+        settle(page)
+        selected = _count(metric(page, "Selected rows"))
+        assert selected < n_rows - 1, "moving the slider did not change the count"
+        shot(page, "5-select")
+
+        # 6. export: download the data file and count its rows
+        page.get_by_role("link", name="Export").click()
+        page.get_by_role("button", name="Prepare the download").wait_for(timeout=120_000)
+        settle(page)
+        assert _count(metric(page, "Rows to export")) == selected
+        page.get_by_role("button", name="Prepare the download").click()
+        button = page.get_by_role("button", name=re.compile(r"Download data\.parquet"))
+        button.wait_for(timeout=120_000)
+        with page.expect_download() as dl:
+            button.click()
+        path = tmp_path / "downloaded.parquet"
+        dl.value.save_as(path)
+        shot(page, "6-export")
+    assert pq.read_metadata(path).num_rows == selected
+    assert not dialogs, f"a script ran in the page: {dialogs}"
+    with Workspace(ws_path) as ws:
+        assert ws.decisions()["action"].tolist() == ["exclude"]
+        assert ws.samples(["id"], row_ids=ws.decisions()["row_id"].tolist())["id"].tolist() == ["j-xss"]

@@ -44,23 +44,13 @@ c[2].metric("Sources", f"{len(info['sources']):,}")
 c[3].metric("Tokens", charts.human(info["tokens"]), help="whitespace-separated words")
 c[4].metric("Decisions", f"{info['decisions']:,}", help="rows with an exclude / relabel / keep decision in force")
 
+# ----------------------------------------------------------------------------------------- pipeline
+st.subheader("Pipeline")
 left, right = st.columns([3, 2])
 with left:
-    st.subheader("Labels")
-    if info["label_counts"]:
-        st.plotly_chart(charts.count_bars(info["label_counts"], "label", "rows"), key="labels_chart")
-        counts = sorted(info["label_counts"].values())
-        more = f" The {len(counts) - 40} smallest labels are not drawn." if len(counts) > 40 else ""
-        st.caption(f"{len(counts):,} labels; rows per label: min {counts[0]:,}, median {counts[len(counts) // 2]:,}, "
-                   f"max {counts[-1]:,}.{more}")
-    else:
-        st.caption("No labels: label-based scores (confident learning, AUM, data maps) will be skipped.")
+    st.dataframe(widgets.stage_table(ws, info["stages"]), hide_index=True, width="stretch",
+                 column_config=widgets.stage_table_config())
 with right:
-    st.subheader("Sources")
-    st.dataframe(pd.DataFrame({"source": list(info["source_counts"]), "rows": list(info["source_counts"].values())}),
-                 hide_index=True, width="stretch", column_config={"rows": st.column_config.NumberColumn(format="localized")})
-    st.subheader("Pipeline")
-    st.dataframe(widgets.stage_table(ws, info["stages"]), hide_index=True, width="stretch")
     run = runner.get_run(ws)
     busy = run is not None and run.running
     todo = [s for s, v in info["stages"].items() if v != "done"]
@@ -69,5 +59,28 @@ with right:
                  help="runs every stage that is not done yet, in a background thread; finished work is reused"):
         runner.start_run(ws)
         st.rerun()
-    layout.run_progress(ws)
+    if todo and not busy:
+        st.caption(f"{len(todo)} of {len(info['stages'])} stages to run ({', '.join(todo)}). Progress and the time "
+                   "left show here; the pages fill in as stages finish.")
+    layout.run_progress(ws, home=True)
+    if not todo and not busy:
+        widgets.next_steps()
     st.caption(f"CLI: `python -m curate_core run --workspace {ws.path}`")
+
+# ----------------------------------------------------------------------------------------- data
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Labels")
+    if info["label_counts"]:
+        st.plotly_chart(charts.count_bars(info["label_counts"], "label", "rows"), key="labels_chart")
+        counts = sorted(info["label_counts"].values())
+        more = f" The {len(counts) - 40:,} smallest labels are not drawn." if len(counts) > 40 else ""
+        st.caption(f"{len(counts):,} labels; rows per label: min {counts[0]:,}, median {counts[len(counts) // 2]:,}, "
+                   f"max {counts[-1]:,}.{more}")
+    else:
+        st.caption("No labels: label-based scores (confident learning, AUM, data maps) will be skipped.")
+with right:
+    st.subheader("Sources")
+    st.dataframe(pd.DataFrame({"source": list(info["source_counts"]), "rows": list(info["source_counts"].values())}),
+                 hide_index=True, width="stretch", height=min(400, 35 * (len(info["source_counts"]) + 1) + 3),
+                 column_config={"rows": st.column_config.NumberColumn(format="localized")})

@@ -5,6 +5,10 @@ from __future__ import annotations
 import html
 
 import plotly.graph_objects as go
+from plotly import colors as _colors
+
+#: distinct colours without greys (grey is kept for "other" / "noise")
+PALETTE = [*_colors.qualitative.Plotly, *_colors.qualitative.Bold[:11]]
 
 
 def human(n: float) -> str:

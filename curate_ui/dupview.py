@@ -18,8 +18,19 @@ from curate_core import CurateError, Workspace
 from curate_core import dupview as core
 
 from . import charts, state
+from .text import md, md_message, plural, short
 
-_TEXT = st.column_config.TextColumn("text", width="large")
+_TEXT = st.column_config.TextColumn("text", width="large", help="hover a cell to read all of it")
+_ROW_CONFIG = {"text": _TEXT, "row_id": None,  # row_id is internal: the id column names the row
+               "label_quality": st.column_config.NumberColumn("label quality", format="%.3f"),
+               "outlier_score": st.column_config.NumberColumn("outlier score", format="%.3f"),
+               "label_outlier_score": st.column_config.NumberColumn("label outlier score", format="%.3f"),
+               "dup_rank": st.column_config.NumberColumn("rank", help="0 = the row kept; 1, 2 … = repeats")}
+
+
+def _text_first(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows to read: the text first (it is what a person looks at), then label, scores and id."""
+    return df[[c for c in ("text", "label") if c in df] + [c for c in df if c not in ("text", "label")]]
 
 
 # ------------------------------------------------------------------------------------------- cached reads
@@ -125,7 +136,7 @@ def exact_section(ws: Workspace, run_key: str, choices: Choices) -> None:
     c[1].metric("Rows in groups", f"{counts['rows_in_groups']:,}")
     c[2].metric("Repeats (rank > 0)", f"{repeats:,}", help="rows that repeat an earlier kept row")
     c[3].metric("Groups with conflicting labels", f"{counts['conflict_groups']:,}")
-    st.caption(f"Normalisation: {summary.get('why', '')}. Change it with "
+    st.caption(f"Normalisation: {md_message(summary.get('why', ''))}. Change it with "
                "`--param 'scores.params={\"dup_rank\": {\"urls\": false}}'`.")
     choices.exact = st.toggle("Drop repeats in the recipe (keep rank 0 of each group)", value=choices.exact,
                               key="dup_exact", help=f"removes {repeats:,} rows")
@@ -141,16 +152,17 @@ def exact_section(ws: Workspace, run_key: str, choices: Choices) -> None:
                           yaxis_title="groups", xaxis_type="category")
         st.plotly_chart(fig, key="dup_sizes")
     with right:
-        labels = {int(g): f"{'⚠ conflicting labels · ' if bad else ''}{size:,} rows · {charts.plot_text(text, 70)}"
+        # plain text in a selectbox (shown as typed): shortened, not HTML-escaped
+        labels = {int(g): f"{'⚠ conflicting labels · ' if bad else ''}{size:,} rows · {short(text, 70)}"
                   for g, size, bad, text in zip(groups["dup_group"], groups["size"], groups["conflict"],
                                                 groups["text"])}
         g = st.selectbox("Browse a group (label conflicts first, then the largest)", list(labels),
                          format_func=labels.get, key="dup_pick")
         extra = [c for c in ("label_quality",) if c not in core.missing_columns(ws.store, [c])]
         rows = ws.store.dup_group_rows(int(g), extra=extra)
-        st.dataframe(rows, hide_index=True, width="stretch", column_config={"text": _TEXT},
+        st.dataframe(_text_first(rows), hide_index=True, width="stretch", column_config=_ROW_CONFIG,
                      key="dup_rows")
-        st.caption(f"Rank 0 is kept: {summary.get('keep_rule', 'first seen')}.")
+        st.caption(f"Rank 0 is kept: {md_message(summary.get('keep_rule', 'first seen'))}.")
 
 
 def semdedup_section(ws: Workspace, run_key: str, choices: Choices) -> None:
@@ -177,8 +189,9 @@ def semdedup_section(ws: Workspace, run_key: str, choices: Choices) -> None:
     with right:
         clusters = view["clusters"]
         hit = clusters[clusters["removed"] > 0]
-        st.markdown(f"**Share kept per cluster** ({len(hit):,} of {len(clusters):,} clusters lose rows; "
-                    "the 40 that lose the most shown)")
+        st.markdown(f"**Share kept per cluster** ({len(hit):,} of {plural(len(clusters), 'cluster')} "
+                    f"{'loses' if len(hit) == 1 else 'lose'} rows"
+                    + ("; the 40 that lose the most shown)" if len(hit) > 40 else ")"))
         if hit.empty:
             st.caption("No cluster loses a row at this eps.")
         else:
@@ -191,9 +204,11 @@ def semdedup_section(ws: Workspace, run_key: str, choices: Choices) -> None:
         st.caption("No pairs at this eps.")
     else:
         st.dataframe(pairs, hide_index=True, width="stretch", key="dup_pairs", column_config={
-            "similarity": st.column_config.NumberColumn(format="%.4f"),
-            "removed_text": st.column_config.TextColumn("removed", width="large"),
-            "kept_text": st.column_config.TextColumn("kept (earlier row)", width="large")})
+            "similarity": st.column_config.NumberColumn("cosine", format="%.4f"),
+            "removed_text": st.column_config.TextColumn("removed row", width="large"),
+            "removed_label": st.column_config.TextColumn("label (removed)"),
+            "kept_text": st.column_config.TextColumn("kept (earlier) row", width="large"),
+            "kept_label": st.column_config.TextColumn("label (kept)")})
 
 
 def outlier_section(ws: Workspace, run_key: str, choices: Choices) -> None:
@@ -220,13 +235,14 @@ def outlier_section(ws: Workspace, run_key: str, choices: Choices) -> None:
     top = core.top_rows(ws.store, frame, "outlier_score", above=t, n=20)
     if not top.empty:
         st.markdown("**Most isolated rows above the threshold**")
-        st.dataframe(top, hide_index=True, width="stretch", column_config={"text": _TEXT}, key="dup_outlier_rows")
+        st.dataframe(_text_first(top), hide_index=True, width="stretch", column_config=_ROW_CONFIG,
+                     key="dup_outlier_rows")
     if not core.missing_columns(ws.store, ["label_outlier_score"]):
         with st.expander("Rows far from the other rows of their own label (`label_outlier_score`)",
                          icon=":material/call_split:"):
             lab = columns(ws, run_key, ["label_outlier_score"])
-            st.dataframe(core.top_rows(ws.store, lab, "label_outlier_score", above=-1.0, n=30), hide_index=True,
-                         width="stretch", column_config={"text": _TEXT}, key="dup_label_outliers")
+            st.dataframe(_text_first(core.top_rows(ws.store, lab, "label_outlier_score", above=-1.0, n=30)),
+                         hide_index=True, width="stretch", column_config=_ROW_CONFIG, key="dup_label_outliers")
             st.caption("Odd members of their class, or mislabelled ones: compare with the Label issues page.")
 
 
@@ -280,7 +296,7 @@ def _range_filter(values: pd.Series, h: core.Heuristic, choices: Choices) -> Non
     choices.set_filter(h.column, f)
     n_out = core.outside(v, a, b) if f else 0
     st.plotly_chart(bars(core.histogram(v, integer=h.integer), h.column, a, b), key=f"dup_hist_{h.column}")
-    st.caption(f"`{h.column}`: **{n_out:,}** rows outside the range")
+    st.caption(f"`{h.column}`: **{n_out:,}** {'row' if n_out == 1 else 'rows'} outside the range")
 
 
 def _lang_filter(values: pd.Series, choices: Choices) -> None:
@@ -293,7 +309,7 @@ def _lang_filter(values: pd.Series, choices: Choices) -> None:
     keep_all = not chosen or set(chosen) == set(langs)
     choices.set_filter("lang", None if keep_all else {"column": "lang", "op": "in", "value": sorted(chosen)})
     n_out = 0 if keep_all else int((~values.isin(chosen)).sum())
-    st.caption(f"`lang`: **{n_out:,}** rows in other languages"
+    st.caption(f"`lang`: **{n_out:,}** {'row' if n_out == 1 else 'rows'} in other languages"
                + ("" if keep_all else " — short texts are often misdetected; check `lang_score` too"))
     st.plotly_chart(charts.count_bars(counts.to_dict(), "language", "rows", top=12), key="dup_lang_bars")
 

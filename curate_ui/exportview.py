@@ -14,6 +14,7 @@ from curate_core import export as E
 from curate_core import select as S
 
 from . import charts, state
+from .text import md, md_message
 
 SOURCES = {"draft": "Draft from the Select page", "saved": "A saved recipe", "upload": "A recipe file"}
 
@@ -58,7 +59,7 @@ def summary(ws: Workspace, recipe: dict) -> S.Counts | None:
     m[2].metric("Of all rows", f"{c.rows_selected / max(c.rows_total, 1):.1%}")
     m[3].metric("Groups", f"{int((c.groups['rows_selected'] > 0).sum()):,}", help=f"by {c.group_by}")
     for w in c.warnings:
-        st.warning(w, icon=":material/warning:")
+        st.warning(md_message(w), icon=":material/warning:")
     return c
 
 
@@ -69,12 +70,22 @@ def default_name() -> str:
 
 
 def write_result(res: E.ExportResult) -> None:
-    st.success(f"Wrote {res.manifest['rows']:,} rows to `{res.out}`", icon=":material/check_circle:")
+    st.success(f"Wrote {res.manifest['rows']:,} {'row' if res.manifest['rows'] == 1 else 'rows'} to `{res.out}`",
+               icon=":material/check_circle:")
     files = [*res.files, {"name": E.MANIFEST_FILE, "bytes": (res.out / E.MANIFEST_FILE).stat().st_size}]
-    st.dataframe(pd.DataFrame({"file": [f["name"] for f in files], "bytes": [f["bytes"] for f in files],
-                               "sha256": [f.get("sha256", "") for f in files]}), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame({"file": [f["name"] for f in files], "size": [file_size(f["bytes"]) for f in files],
+                               "sha256": [f.get("sha256", "") for f in files]}), hide_index=True, width="stretch",
+                 column_config={"sha256": st.column_config.TextColumn("sha256", help="checksum, also in manifest.json")})
     with st.expander("manifest.json"):
         st.code(json.dumps(res.manifest, indent=2, default=str), language="json")
+
+
+def file_size(n: int) -> str:
+    """1234567 → "1.2 MB" (decimal units, like the download buttons)."""
+    for div, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if n >= div:
+            return f"{n / div:.1f} {unit}"
+    return f"{n:,} B"
 
 
 def exports_folder(ws: Workspace) -> Path:
@@ -95,7 +106,7 @@ def outcome_panel(ws: Workspace, recipe: dict) -> None:
                          placeholder="/data/test.csv — leave empty for a held-out split")
     key = (json.dumps(recipe, sort_keys=True), path.strip())
     if st.button("Run the outcome check", icon=":material/science:", key="exp_eval"):
-        with st.spinner("Training two probes …"):
+        with st.spinner("Training two classifiers (all rows, then the selection) …", show_time=True):
             out = guarded(ws, evaluate, ws, recipe, path.strip() or None)
         if out is not None:
             st.session_state["exp_outcome"] = (key, out)
@@ -108,4 +119,4 @@ def outcome_panel(ws: Workspace, recipe: dict) -> None:
     c[1].metric("Accuracy, selection", f"{out.acc_selected:.1%}", f"{out.delta_acc * 100:+.1f} points",
                 help=f"trained on {out.n_selected:,} rows")
     c[2].metric("Macro-F1, selection", f"{out.f1_selected:.1%}", f"{(out.f1_selected - out.f1_all) * 100:+.1f} points")
-    st.caption(f"Evaluated on {out.eval} ({out.n_eval:,} rows) in {out.seconds:.1f} s.")
+    st.caption(f"Evaluated on {md_message(out.eval)} ({out.n_eval:,} rows) in {out.seconds:.1f} s.")

@@ -14,6 +14,7 @@ from curate_core import labelissues as li
 from curate_core.pipeline import plan
 
 from . import charts, runner, state
+from .text import md, md_message, plural
 
 TABLE_ROWS = 500  # rows the suspects table shows (filters narrow the rest)
 MAP_POINTS = 20_000  # points drawn on the data map (flagged rows always included)
@@ -40,7 +41,7 @@ def load(ws: Workspace) -> li.LabelData:
 def flash() -> None:
     msg = st.session_state.pop(FLASH, None)
     if msg:
-        st.success(msg, icon=":material/check_circle:")
+        st.success(md_message(msg), icon=":material/check_circle:")
 
 
 def _gen() -> int:
@@ -93,9 +94,14 @@ def aum_panel(ws: Workspace, data: li.LabelData) -> float | None:
                        step=step, key="li_aum_cutoff", format="%.3f",
                        help="Starts at the stored cutoff: the 99th percentile of the threshold samples' AUM.")
     stats = li.aum_cutoff_stats(aum, thr, cutoff)
-    pct = "" if stats["percentile"] is None else f" — the {stats['percentile']:.1f}th percentile of threshold samples"
-    st.caption(f"{stats['below']:,} of {stats['rows']:,} rows below {cutoff:.3f}{pct}. Stored cutoff "
-               f"{stored:.3f} flags {int(s['flagged']):,} rows: {s['why']}.")
+    if abs(cutoff - stored) < step / 2:
+        st.caption(f"{stats['below']:,} of {stats['rows']:,} rows below the cutoff {cutoff:.3f} are flagged. "
+                   f"Why this cutoff: {md_message(s['why'])}.")
+    else:
+        pct = ("" if stats["percentile"] is None
+               else f", {stats['percentile']:.1f} % of the threshold samples are below it too")
+        st.caption(f"{stats['below']:,} of {stats['rows']:,} rows below {cutoff:.3f}{pct}. The stored cutoff "
+                   f"{stored:.3f} flags {plural(int(s['flagged']), 'row')}.")
     x, counts = li.histogram(aum, lo, hi)
     fig = go.Figure(go.Bar(x=x, y=counts, name="labelled rows", marker_color="#4C78A8",
                            hovertemplate="AUM %{x:.2f}: %{y:,} rows<extra></extra>"))
@@ -103,10 +109,13 @@ def aum_panel(ws: Workspace, data: li.LabelData) -> float | None:
         tx, tc = li.histogram(thr, lo, hi)
         fig.add_trace(go.Bar(x=tx, y=tc, name="threshold samples", marker_color="#F58518", yaxis="y2",
                              hovertemplate="AUM %{x:.2f}: %{y:,} threshold samples<extra></extra>"))
-    fig.add_vline(x=stored, line_dash="dot", line_color="gray", annotation_text="stored cutoff")
-    fig.add_vline(x=cutoff, line_color="#E45756", annotation_text="slider", annotation_position="bottom right")
-    fig.update_layout(barmode="overlay", height=330, margin=dict(l=10, r=10, t=30, b=40), xaxis_title="AUM",
-                      yaxis_title="rows", bargap=0, legend=dict(orientation="h", y=1.12),
+    fig.add_vline(x=stored, line_dash="dot", line_color="gray", annotation_text="stored cutoff",
+                  annotation_position="top left", annotation_font_color="gray")
+    fig.add_vline(x=cutoff, line_color="#E45756", annotation_text="slider", annotation_position="top right",
+                  annotation_font_color="#E45756")
+    fig.update_layout(barmode="overlay", height=340, margin=dict(l=10, r=10, t=50, b=40), xaxis_title="AUM",
+                      yaxis_title="rows", bargap=0,
+                      legend=dict(orientation="h", x=0, y=1.06, yanchor="bottom"),
                       yaxis2=dict(title="threshold samples", overlaying="y", side="right", showgrid=False, tickmode="auto", rangemode="tozero"))
     fig.update_traces(opacity=0.75)
     st.plotly_chart(fig, key="li_aum_hist")
@@ -114,16 +123,17 @@ def aum_panel(ws: Workspace, data: li.LabelData) -> float | None:
     busy = (r := runner.get_run(ws)) is not None and r.running
     params = dict(plan(ws.store).params["scores"].get("params") or {})
     manual = params.get("aum", {}).get("cutoff") is not None
-    if c1.button("Use this cutoff for aum_flag", disabled=busy or abs(cutoff - stored) < step / 2, key="li_aum_apply",
-                 help="recomputes the scores with this cutoff (consensus follows)"):
+    if c1.button("Apply this cutoff", width="stretch", disabled=busy or abs(cutoff - stored) < step / 2, key="li_aum_apply",
+                 help="reruns the scores stage with this cutoff: aum_flag and the consensus follow"):
         params["aum"] = {**params.get("aum", {}), "cutoff": float(cutoff)}
         runner.start_run(ws, ["scores"], params={"scores": {"params": params}})
         st.rerun()
-    if manual and c1.button("Back to the threshold-sample cutoff", disabled=busy, key="li_aum_reset"):
+    if manual and c1.button("Back to the automatic cutoff", width="stretch", disabled=busy, key="li_aum_reset",
+                            help="the 99th percentile of the threshold samples' AUM"):
         params["aum"] = {k: v for k, v in params["aum"].items() if k != "cutoff"}
         runner.start_run(ws, ["scores"], params={"scores": {"params": params}})
         st.rerun()
-    if c2.button("Recipe draft: drop aum_flag rows", key="li_aum_draft",
+    if c2.button("Add to recipe: drop flagged", key="li_aum_draft", width="stretch",
                  help="adds the filter aum_flag is false to the recipe draft the Select page opens"):
         li.draft_filter(ws.store, "aum_flag", "is", False)
         _done("Added `aum_flag is false` to the recipe draft (open it on the Select page).")
@@ -166,12 +176,15 @@ def datamap_panel(ws: Workspace, data: li.LabelData) -> np.ndarray | None:
             except CurateError as e:
                 state.show_error(e)
             else:
-                _done(f"Saved selection `{name}` with {n:,} rows (usable on the Map and Select pages).")
+                _done(f"Saved selection “{name.strip()}” with {plural(n, 'row')} (usable on the Map and Select "
+                      "pages).")
         return lasso
     options = [NONE, *saved]
+    # the option labels stay the names alone: a label with a count would reset the choice when the count changes
     pick = c1.selectbox("Or narrow the table to a saved selection (e.g. a lasso on the Map page)", options,
-                        key="li_sel_use", format_func=lambda s: s if s == NONE else f"{s} ({saved[s]:,} rows)")
+                        key="li_sel_use", help="saved selections: lasso or box on the Map page or on this data map")
     if pick != NONE:
+        c1.caption(f"“{md(pick)}”: {plural(saved.get(pick, 0), 'row')}")
         return ws.selection(pick)
     return None
 
@@ -201,7 +214,7 @@ def consensus_panel(ws: Workspace, data: li.LabelData) -> None:
                           xaxis_title="methods flagging the row", yaxis_title="rows")
         st.plotly_chart(fig, key="li_consensus")
     k = st.session_state.get("li_min_consensus", 1)
-    if k and st.button(f"Recipe draft: drop rows flagged by ≥ {k} method{'s' if k != 1 else ''}", key="li_cons_draft",
+    if k and st.button(f"Add to recipe: drop rows flagged by ≥ {plural(k, 'method')}", key="li_cons_draft",
                        help="adds the filter consensus < k to the recipe draft the Select page opens"):
         li.draft_filter(ws.store, "consensus", "<", int(k))
         _done(f"Added `consensus < {k}` to the recipe draft (open it on the Select page).")
@@ -233,9 +246,11 @@ def suspects_panel(ws: Workspace, data: li.LabelData, cutoff: float | None, sele
                          aum_below=cutoff if use_aum else None, selection=selection, hide_decided=hide,
                          rank_by=rank_by)
     table = li.suspects(data, f, decisions)
-    scope_note = "" if selection is None else f" within the {len(selection):,} selected rows"
-    st.caption(f"{len(table):,} rows match{scope_note}; the first {min(len(table), TABLE_ROWS):,} are shown, "
-               "worst first. Select rows (left edge) to act on them.")
+    scope_note = "" if selection is None else f" within the {plural(len(selection), 'selected row')}"
+    match = f"{plural(len(table), 'row')} {'matches' if len(table) == 1 else 'match'}{scope_note}"
+    shown_note = (f"; the worst {TABLE_ROWS:,} are shown" if len(table) > TABLE_ROWS
+                  else (", worst first" if len(table) > 1 else ""))
+    st.caption(f"{match}{shown_note}. Tick rows at the left edge to act on them.")
     if table.empty:
         st.info("No rows match these filters. Lower “Methods flagging ≥” or clear the label/cluster filters.")
         _undo_row(ws)
@@ -246,17 +261,17 @@ def suspects_panel(ws: Workspace, data: li.LabelData, cutoff: float | None, sele
     cols = ["text", "label", "suggested_label", "consensus", "label_quality", "aum", "decision", "id"]
     event = st.dataframe(
         view[[c for c in cols if c in view]], key=f"li_table_{_gen()}", on_select="rerun",
-        selection_mode="multi-row", hide_index=True, height=420,
+        selection_mode="multi-row", hide_index=True, height=min(420, 35 * (len(view) + 1) + 3),
         column_config={
-            "text": st.column_config.TextColumn("text", width=330, help="hover a cell to read all of it"),
-            "label": st.column_config.TextColumn("given label", width=150),
-            "suggested_label": st.column_config.TextColumn("suggested", width=150),
+            "text": st.column_config.TextColumn("text", width=300, help="hover a cell to read all of it"),
+            "label": st.column_config.TextColumn("given label", width=140),
+            "suggested_label": st.column_config.TextColumn("suggested", width=140),
             "label_quality": st.column_config.NumberColumn("quality", format="%.3f", width="small",
                                                            help="cleanlab label quality (low = suspicious)"),
             "aum": st.column_config.NumberColumn("AUM", format="%.2f", width="small"),
             "consensus": st.column_config.NumberColumn("methods", format="%d", width="small",
                                                        help="how many methods flag the row"),
-            "decision": st.column_config.TextColumn("decision", width=120),
+            "decision": st.column_config.TextColumn("decision", width=100),
             "id": st.column_config.TextColumn("id", width="small"),
         })
     rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
@@ -282,9 +297,9 @@ def _actions(ws: Workspace, data: li.LabelData, picked: np.ndarray, matching: np
     # stable option labels: a label that changes with the counts makes Streamlit reset the radio to no choice
     scope = st.radio("Apply to", ["selected", "all"], horizontal=True, key="li_scope",
                      format_func={"selected": "the selected rows", "all": "every row matching the filters"}.get,
-                     captions=[f"{len(picked):,} selected", f"{len(matching):,} rows"])
+                     captions=[f"{len(picked):,} selected", plural(len(matching), "row")])
     ids = matching if scope == "all" else picked  # anything but an explicit "all" acts on the selection only
-    c = st.columns([1, 1.4, 1, 1.8, 1, 1], vertical_alignment="bottom")
+    c = st.columns([1, 1.9, 0.9, 1.8, 0.9, 0.9], vertical_alignment="bottom")
     target = c[3].selectbox("or relabel to", data.classes, key="li_target")
     clicked = None
     if c[0].button("Exclude", key="li_exclude", icon=":material/block:", disabled=not len(ids)):

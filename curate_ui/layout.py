@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -78,9 +79,16 @@ def stage_gate(ws: Workspace, stages: list[str], what: str) -> bool:
     return False
 
 
+FINISHED_NOTE_SECONDS = 60  # how long pages other than the Overview say that the run finished
+
+
 @st.fragment(run_every=1.0)
-def run_progress(ws: Workspace) -> None:
-    """Progress of the background run (redrawn every second); reruns the page when it finishes."""
+def run_progress(ws: Workspace, home: bool = False) -> None:
+    """Progress of the background run (redrawn every second, with the ETA); reruns the page when it finishes.
+
+    After the run, the Overview (*home*) keeps saying how it went; other pages say it for a minute only, so an
+    old run does not sit at the bottom of every page.
+    """
     run = runner.get_run(ws)
     if run is None:
         return
@@ -89,15 +97,25 @@ def run_progress(ws: Workspace) -> None:
         if ev is None:
             st.progress(0.0, text="starting …")
         else:
-            st.progress(ev.fraction, text=ev.describe())
-        done = [r["stage"] for r in run.results]
-        st.caption(f"running for {runner.describe(run)}" + (f"; finished: {', '.join(done)}" if done else ""))
+            st.progress(min(max(ev.fraction, 0.0), 1.0), text=ev.describe())
+        done = [s for s in run.events if ev is None or s != ev.stage]
+        st.caption(f"running for {runner.describe(run)}" + (f" · finished: {', '.join(done)}" if done else "")
+                   + " · you can use the other pages meanwhile")
         st.session_state["_run_was_running"] = True
         return
     if st.session_state.pop("_run_was_running", False):
         st.rerun()  # refresh the whole page: new tables are there now
     if run.error is not None:
         state.show_error(run.error)
-    else:
-        st.success(f"Pipeline finished in {runner.describe(run)}: "
-                   + ", ".join(f"{r['stage']} {r['status']}" for r in run.results), icon=":material/check_circle:")
+    elif home or time.monotonic() - (run.finished or 0) < FINISHED_NOTE_SECONDS:
+        st.success(run_summary(run), icon=":material/check_circle:")
+
+
+def run_summary(run: runner.BackgroundRun) -> str:
+    """"Pipeline finished in 27 s: ran textstats, embed; reused project." """
+    by: dict[str, list[str]] = {}
+    for r in run.results:
+        by.setdefault(r["status"], []).append(r["stage"])
+    words = {"done": "ran", "reused": "reused (nothing changed)", "skipped": "skipped", "failed": "failed"}
+    parts = [f"{words.get(k, k)} {', '.join(v)}" for k, v in by.items()]
+    return f"Pipeline finished in {runner.describe(run)}" + (": " + "; ".join(parts) if parts else "") + "."

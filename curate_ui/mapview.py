@@ -21,6 +21,7 @@ from curate_core.project import stratified_sample
 
 from . import state
 from .charts import plot_text
+from .text import md, plural
 
 MAX_POINTS = 200_000
 HOVER_CHARS = 140
@@ -224,7 +225,7 @@ def selection_panel(ws: Workspace, ids: np.ndarray, source: str) -> None:
     if ids.size == 0:
         st.caption("Draw a lasso or a box on the map (toolbar, top right) to select points, or pick a cluster below.")
     else:
-        st.markdown(f"**{ids.size:,} rows selected** ({source})")
+        st.markdown(f"**{plural(ids.size, 'row')} selected** ({md(source)})")
         rows = ws.store.rows(["row_id", "id", "text", "label", "source", "cluster"], row_ids=ids[:2000], limit=2000)
         st.dataframe(rows, hide_index=True, width="stretch", height=260,
                      column_config={"text": st.column_config.TextColumn("text", width="large")})
@@ -241,14 +242,14 @@ def selection_panel(ws: Workspace, ids: np.ndarray, source: str) -> None:
             except CurateError as e:
                 state.show_error(e)
             else:
-                st.session_state["_sel_flash"] = f"Saved selection “{name.strip()}” ({n:,} rows)."
+                st.session_state["_sel_flash"] = f"Saved selection “{md(name)}” ({plural(n, 'row')})."
                 st.rerun()
     flash = st.session_state.pop("_sel_flash", None)
     if flash:
         st.success(flash, icon=":material/bookmark_added:")
     saved = ws.selections()
     if saved:
-        st.caption("Saved selections: " + ", ".join(f"{plot_text(k, 60)} ({v:,})" for k, v in saved.items()))
+        st.caption("Saved selections: " + ", ".join(f"{md(k, 60)} ({v:,})" for k, v in saved.items()))
 
 
 # ------------------------------------------------------------------------------------------- settings

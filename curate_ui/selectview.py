@@ -21,6 +21,7 @@ from curate_core import select as S
 from curate_core.errors import log_exception
 
 from . import charts, state
+from .text import md, plural
 
 W = "sel_w_"  # editor widget keys
 SEEN = "sel_seen_draft"
@@ -210,7 +211,7 @@ def _panel(ws: Workspace, col: str, kind: str, f: dict | None) -> tuple[dict | N
                            (f or {}).get("nulls") == "drop"))
         out["nulls"] = "drop" if drop else "keep"
     elif p.missing:
-        st.caption(f"{p.missing:,} rows have no value; they pass the filter unless you ask to drop them")
+        st.caption(f"{plural(p.missing, 'row')} without a value pass the filter unless you ask to drop them")
     return out, st.empty()
 
 
@@ -261,13 +262,15 @@ def _fmt(step: float) -> str:
 
 
 def _bool_panel(col: str, p: S.Profile, f: dict | None) -> dict | None:
-    names = {"all": "all rows", "true": f"only true ({p.values.get('true', 0):,})",
-             "false": f"only false ({p.values.get('false', 0):,})"}
+    # stable option labels (counts in the captions): a label that changes makes Streamlit drop the choice
+    names = {"all": "all rows", "true": "only true", "false": "only false"}
     init = "all"
     if f is not None:
         init = "true" if (f["op"] == "is") == bool(f["value"]) else "false"
+    total = sum(p.values.values()) + p.missing
     choice = st.radio(f"Keep rows where {col} is", list(names), format_func=names.get, horizontal=True,
-                      key=_init(_key("bool", col), init))
+                      key=_init(_key("bool", col), init),
+                      captions=[f"{total:,}", f"{p.values.get('true', 0):,}", f"{p.values.get('false', 0):,}"])
     if choice == "all":
         return None
     if f is not None and choice == init:
@@ -284,7 +287,8 @@ def _text_panel(col: str, p: S.Profile, f: dict | None) -> dict | None:
     if f is not None:
         chosen = f["value"] if f["op"] == "in" else [f["value"]]
         init = [v for v in values if v in chosen]
-    st.caption(", ".join(f"{v} ({n:,})" for v, n in list(p.values.items())[:12]) + (" …" if len(values) > 12 else ""))
+    st.caption(", ".join(f"{md(v, 40)} ({n:,})" for v, n in list(p.values.items())[:12])
+               + (" …" if len(values) > 12 else ""))
     sel = st.multiselect(f"Keep {col} values", values, key=_init(_key("in", col), init))
     if not sel:
         st.warning("Choose at least one value; with none chosen this panel does not filter.")
@@ -433,13 +437,13 @@ def _weights_editor(ws: Workspace, group_by: str, m: dict, temperature: float) -
         weights = {}
         cols = st.columns(3)
         for i, g in enumerate(names):
-            weights[g] = float(cols[i % 3].slider(charts.plot_text(g, 40), 0, 100, step=1,
+            weights[g] = float(cols[i % 3].slider(md(g, 40), 0, 100, step=1,
                                                   key=_init(_key("w", group_by, g), int(old.get(g, 0)))))
     tot = sum(weights.values())
     if tot <= 0:
         st.warning("All weights are 0: give at least one group a weight.")
         return {g: 0.0 for g in names}
-    st.caption("Shares: " + " · ".join(f"{charts.plot_text(g, 30)} {w / tot:.1%}" for g, w in weights.items() if w > 0))
+    st.caption("Shares: " + " · ".join(f"{md(g, 30)} {w / tot:.1%}" for g, w in weights.items() if w > 0))
     return weights
 
 
@@ -451,8 +455,8 @@ def counts(ws: Workspace, recipe: dict) -> S.Counts | None:
 def fill_step_captions(c: S.Counts, slots: dict[int, Any]) -> None:
     for s in c.steps:
         if s.key.startswith("filters[") and int(s.key[8:-1]) in slots:
-            slots[int(s.key[8:-1])].caption(f"removes **{s.removes_alone:,}** rows alone · "
-                                            f"**{s.removes_only:,}** only by this filter")
+            slots[int(s.key[8:-1])].caption(f"removes **{s.removes_alone:,}** {'row' if s.removes_alone == 1 else 'rows'}"
+                                            f" alone · **{s.removes_only:,}** only by this filter")
 
 
 def metrics(c: S.Counts) -> None:
@@ -477,18 +481,25 @@ def composition_chart(c: S.Counts, top: int = 12) -> go.Figure:
     head, rest = g.head(top), g.iloc[top:]
     series = [(r["group"], r["rows_before"], r["rows_pool"], r["rows_selected"]) for _, r in head.iterrows()]
     if len(rest):
-        series.append((f"({len(rest)} more)", rest["rows_before"].sum(), rest["rows_pool"].sum(),
+        series.append((f"{len(rest):,} other groups", rest["rows_before"].sum(), rest["rows_pool"].sum(),
                        rest["rows_selected"].sum()))
     totals = [max(c.rows_total, 1), max(c.rows_pool, 1), max(c.rows_selected, 1)]
     bars = ["all rows", "pass the filters", "selected"]
+    palette = charts.PALETTE
     fig = go.Figure()
-    for name, *vals in series:
+    for i, (name, *vals) in enumerate(series):
+        other = len(rest) and i == len(series) - 1
         fig.add_bar(y=bars, x=[100 * v / t for v, t in zip(vals, totals)], orientation="h",
                     name=charts.plot_text(name, 30), customdata=[[int(v)] for v in vals],
+                    marker_color="#c7c7c7" if other else palette[i % len(palette)],
                     hovertemplate=charts.plot_text(name, 60) + ": %{x:.1f}% (%{customdata[0]:,} rows)<extra></extra>")
-    fig.update_layout(barmode="stack", height=230, margin=dict(l=10, r=10, t=10, b=40),
-                      xaxis_title=f"share of rows by {charts.plot_text(c.group_by or '', 40)} (%)",
-                      yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.35))
+    # the legend sits right of the bars (one entry a line), never over the axis title
+    fig.update_layout(barmode="stack", height=max(220, 22 * len(series) + 80), margin=dict(l=10, r=10, t=10, b=40),
+                      xaxis=dict(title=f"share of rows (%), by {charts.plot_text(c.group_by or '', 40)}",
+                                 range=[0, 100]),
+                      yaxis=dict(autorange="reversed"),
+                      legend=dict(orientation="v", x=1.02, y=1, yanchor="top", traceorder="normal",
+                                  title=charts.plot_text(c.group_by or "", 30)))
     return fig
 
 
@@ -496,14 +507,32 @@ def group_table(c: S.Counts) -> pd.DataFrame:
     g = c.groups
     return pd.DataFrame({
         "group": g["group"], "rows (all)": g["rows_before"], "pass filters": g["rows_pool"],
-        "target share": (100 * g["share_target"]).round(1), "selected": g["rows_selected"],
+        "target share": g["share_target"], "selected": g["rows_selected"],
         "× its rows": g["repeats"].round(2), "short by": g["shortfall"].round(0),
     })
 
 
+def group_table_config() -> dict:
+    """Column formats for :func:`group_table` (thousands separators, a percentage, plain repeats)."""
+    n = lambda label, help=None: st.column_config.NumberColumn(label, format="localized", help=help)  # noqa: E731
+    return {"rows (all)": n("rows (all)"), "pass filters": n("pass filters"), "selected": n("selected"),
+            "target share": st.column_config.NumberColumn("target share", format="percent",
+                                                          help="the group's share of the selection the mixture aims at"),
+            "× its rows": st.column_config.NumberColumn("× its rows", format="%.2f",
+                                                        help="selected rows / rows that pass the filters (above 1 = repeats)"),
+            "short by": n("short by", "rows the group lacks to reach its target share")}
+
+
 def steps_table(c: S.Counts) -> pd.DataFrame:
-    return pd.DataFrame({"step": [s.name for s in c.steps], "alone": [s.removes_alone for s in c.steps],
-                         "only it": [s.removes_only for s in c.steps]})
+    return pd.DataFrame({"step": [s.name for s in c.steps], "removes alone": [s.removes_alone for s in c.steps],
+                         "removes only it": [s.removes_only for s in c.steps]})
+
+
+def steps_table_config() -> dict:
+    return {"removes alone": st.column_config.NumberColumn(
+                "removes alone", format="localized", help="rows this step removes from all rows on its own"),
+            "removes only it": st.column_config.NumberColumn(
+                "removes only it", format="localized", help="rows no other step removes (what turning it off gives back)")}
 
 
 # ----------------------------------------------------------------------------------- recipe tools
@@ -516,7 +545,7 @@ def recipe_tools(ws: Workspace, recipe: dict) -> None:
         if c1.button("Save", key="sel_t_save", disabled=not name.strip()):
             try:
                 ws.store.save_recipe(name.strip(), {**recipe, "name": name.strip()})
-                st.success(f"Saved recipe {name.strip()!r}.")
+                st.success(f"Saved recipe “{md(name.strip())}”.")
             except CurateError as e:
                 state.show_error(e)
         pick = c2.selectbox("Saved recipes", saved, index=None, key="sel_t_pick", placeholder="choose one …")

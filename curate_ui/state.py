@@ -81,4 +81,7 @@ def close_all() -> None:
 
 
 def show_error(e: CurateError) -> None:
-    st.error(e.message + (f"  \n*{e.hint}*" if e.hint else ""), icon=":material/error:")
+    """A CurateError as st.error: message, then the hint in italics (user values in them shown as typed)."""
+    from .text import md_message
+
+    st.error(md_message(e.message) + (f"  \n*{md_message(e.hint)}*" if e.hint else ""), icon=":material/error:")

@@ -12,6 +12,7 @@ from curate_core import CurateError, Workspace
 from curate_core.ingest import FORMATS
 
 from . import state
+from .text import md, md_message
 
 NONE = "(none)"
 _STATUS = {"done": "done", "partial": "partial (interrupted, failed or stale)", "missing": "not run"}
@@ -26,6 +27,32 @@ def stage_table(ws: Workspace, stages: dict[str, str]) -> pd.DataFrame:
         "status": [_STATUS.get(v, v) for v in stages.values()],
         "what": [reg[s].title if s in reg else "" for s in stages],
     })
+
+
+def stage_table_config() -> dict:
+    return {"stage": st.column_config.TextColumn("stage", width="small"),
+            "status": st.column_config.TextColumn("status", width="small"),
+            "what": st.column_config.TextColumn("what it computes", width="large")}
+
+
+#: where to go once the pipeline is done: (page file, short label, icon, what the page is for)
+NEXT_STEPS = [
+    ("pages/1_Map.py", "Map: the clusters", ":material/scatter_plot:",
+     "the data in 2-D, coloured by label, cluster or any score; lasso an odd region to save it as a selection"),
+    ("pages/2_Label_issues.py", "Label issues: review the suspects", ":material/label:",
+     "rows that several methods think are mislabelled; exclude, relabel or keep them"),
+    ("pages/3_Duplicates_and_outliers.py", "Duplicates & outliers", ":material/content_copy:",
+     "exact repeats, near duplicates (SemDeDup), isolated rows and text-quality ranges"),
+    ("pages/4_Select.py", "Select, then Export", ":material/tune:",
+     "thresholds, dedup and a mixture with live counts; the Export page writes the subset and its recipe"),
+]
+
+
+def next_steps() -> None:
+    """Links to the pages to open next, in the order a first look usually goes."""
+    st.markdown("**Next steps**")
+    for page, label, icon, why in NEXT_STEPS:
+        st.page_link(page, label=label, icon=icon, help=why)
 
 
 def _save_upload(ws: Workspace, up) -> Path:
@@ -43,7 +70,7 @@ def ingest_flash() -> None:
     """The summary of the last ingest, shown once (outside the add-data expander, which closes when data exists)."""
     flash = st.session_state.pop("_ingest_flash", None)
     if flash:
-        st.success("  \n".join(flash), icon=":material/check_circle:")
+        st.success(md_message("\n".join(flash)), icon=":material/check_circle:")
 
 
 def add_data_form(ws: Workspace) -> None:
@@ -70,7 +97,7 @@ def add_data_form(ws: Workspace) -> None:
         state.show_error(e)
         return
     cols = [c for c, _ in inp.columns]
-    st.caption(f"{inp.format.upper()} · columns: {', '.join(cols)} · first rows:")
+    st.caption(f"{inp.format.upper()} · columns: {', '.join(md(c, 40) for c in cols)} · first rows:")
     st.dataframe(preview.head(8), hide_index=True, width="stretch")
     if mapping is None:
         st.warning("No column looks like the text (text, sentence, content, …): choose it below.")

@@ -5,6 +5,7 @@ import streamlit as st
 
 from curate_core import CurateError
 from curate_ui import layout, mapview, state
+from curate_ui.text import md
 
 ws = layout.require_workspace("Map", ":material/scatter_plot:")
 if not layout.stage_gate(ws, ["project", "cluster"], "The map"):
@@ -64,7 +65,7 @@ st.dataframe(mapview.cluster_table(clusters), key="cluster_table", on_select="re
              column_config=mapview.cluster_column_config())
 if highlight is not None:
     row = clusters.set_index("cluster").loc[highlight]
-    st.markdown(f"**{labels[highlight]}** — top labels: {row['top_labels'] or '(unlabelled)'}")
+    st.markdown(f"**{md(labels[highlight])}** — top labels: {md(row['top_labels']) or '(unlabelled)'}")
     sample = ws.store.cluster_rows(highlight, ["row_id", "id", "text", "label", "cluster_prob"], limit=50)
     st.dataframe(sample, hide_index=True, width="stretch",
                  column_config={"text": st.column_config.TextColumn("text", width="large"),

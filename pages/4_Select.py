@@ -7,6 +7,7 @@ uses. Thin page: the editor and charts are in curate_ui/selectview.py, the logic
 import streamlit as st
 
 from curate_ui import layout, selectview as sv
+from curate_ui.text import md_message
 
 ws = layout.require_workspace("Select", ":material/tune:")
 st.caption("Turn what you saw into a subset: every slider move recounts the selection. The recipe is saved as "
@@ -31,20 +32,22 @@ with top:
     if counts is not None:
         sv.metrics(counts)
         for w in counts.warnings:
-            st.warning(w, icon=":material/warning:")
-        left, right = st.columns([3, 2])
+            st.warning(md_message(w), icon=":material/warning:")
+        left, right = st.columns([3, 2]) if counts.steps else (st.container(), st.container())
+        if not counts.steps and mixture is None:
+            st.caption("No filters or other steps yet: every row is selected. Add some below, or on the Label "
+                       "issues and Duplicates & outliers pages.")
         if counts.group_by:
             left.plotly_chart(sv.composition_chart(counts), key="sel_composition")
         if counts.steps:
             right.caption("Rows each step removes, alone and only by it")
-            right.dataframe(sv.steps_table(counts), hide_index=True, width="stretch")
-        else:
-            right.caption("No filters or other steps yet: every row is selected.")
+            right.dataframe(sv.steps_table(counts), hide_index=True, width="stretch",
+                            column_config=sv.steps_table_config())
         sv.fill_step_captions(counts, slots)
 
 if counts is not None and counts.group_by:
     with st.expander(f"Per group ({counts.group_by}): before → after", icon=":material/table:"):
-        st.dataframe(sv.group_table(counts), hide_index=True, width="stretch")
+        st.dataframe(sv.group_table(counts), hide_index=True, width="stretch", column_config=sv.group_table_config())
 
 with st.expander("Recipe tools: save, load, diff, JSON", icon=":material/description:"):
     sv.recipe_tools(ws, recipe)

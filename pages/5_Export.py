@@ -26,7 +26,7 @@ if counts is None:
     st.stop()
 if counts.group_by:
     with st.expander(f"Per group ({counts.group_by}): before → after", icon=":material/table:"):
-        st.dataframe(sv.group_table(counts), hide_index=True, width="stretch")
+        st.dataframe(sv.group_table(counts), hide_index=True, width="stretch", column_config=sv.group_table_config())
 
 c1, c2, c3 = st.columns(3)
 fmt = c1.radio("Format", list(E.FORMATS), horizontal=True, key="exp_fmt")
@@ -41,7 +41,7 @@ base = c1.text_input("Export folder", value=str(ev.exports_folder(ws)), key="exp
 name = c2.text_input("Sub-folder name", key=ev.default_name(), help="letters, digits, '.', '_' and '-'")
 force = st.checkbox("Overwrite files already in that folder", key="exp_force")
 if st.button("Write files", type="primary", icon=":material/save:", key="exp_write"):
-    with st.spinner(f"Selecting and writing {counts.rows_unique:,} rows …"):
+    with st.spinner(f"Selecting and writing {counts.rows_unique:,} rows …", show_time=True):
         res = sv.guarded(ws, E.export, ws, recipe, name, fmt, with_scores, with_weights, force=force, base=base)
     if res is not None:
         st.session_state["exp_last"] = res
@@ -51,7 +51,7 @@ if st.session_state.get("exp_last") is not None:
 st.subheader("Download")
 zip_key = E.cli_command(ws.path, json.dumps(recipe, sort_keys=True), "-", fmt, with_scores, with_weights)
 if st.button("Prepare the download", icon=":material/folder_zip:", key="exp_zip"):
-    with st.spinner("Preparing the download …"):
+    with st.spinner("Preparing the download …", show_time=True):
         d = sv.guarded(ws, E.export_download, ws, recipe, fmt, with_scores, with_weights)
     if d is not None:
         st.session_state["exp_download"] = (zip_key, d)

@@ -62,9 +62,13 @@ def test_overview_add_data_and_run(app_env, tmp_path, small_csv):
     run.wait(120)
     assert run.error is None, run.error
     at.run()
-    table = at.dataframe[-1].value
+    table = next(d.value for d in at.dataframe if "stage" in d.value.columns)
     assert isinstance(table, pd.DataFrame)
     assert table.set_index("stage").loc["textstats", "status"].endswith("done")
+    assert not at.exception
+    assert any(s.value.startswith("Pipeline finished") for s in at.success)
+    assert set(table["status"]) == {"done"}
+    assert any(m.value == "**Next steps**" for m in at.markdown)  # the Overview points to the pages to open next
 
 
 def test_locked_workspace_shows_error(app_env, tmp_path, small_csv):
@@ -91,3 +95,16 @@ def test_locked_workspace_shows_error(app_env, tmp_path, small_csv):
         holder.kill()
         holder.wait()
         time.sleep(0.1)
+
+
+def test_dataset_values_are_escaped_for_markdown():
+    from curate_ui.text import md, md_message, plural, short
+
+    # what would be bold, maths, a colour directive, a link, HTML, an emoji or a heading shows as typed
+    assert md("*bold* $5 :red[x] [a](b) <img src=x> :smile:") == \
+        r"\*bold\* \$5 \:red\[x\] \[a\](b) \<img src=x\> \:smile\:"
+    assert md("# title") == r"\# title" and md("12. item") == r"12\. item" and md("a\n\nb") == "a b"
+    assert md("a long label", 6) == "a lon…" and short("x\ny", None) == "x y"
+    # a core message keeps its `code` spans; the rest is escaped, lines are kept
+    assert md_message("group '$5' uses `a_b`\nhint: *x*") == "group '\\$5' uses `a_b`  \n" + r"hint\: \*x\*"
+    assert [plural(n, "row") for n in (0, 1, 2, 12345)] == ["0 rows", "1 row", "2 rows", "12,345 rows"]

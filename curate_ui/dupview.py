@@ -317,11 +317,12 @@ def _lang_filter(values: pd.Series, choices: Choices) -> None:
 def draft_footer(ws: Workspace, choices: Choices) -> None:
     """Save the choices into the recipe draft (only when they changed) and show this page's part of it."""
     filters = [choices.filters[c] for c in sorted(choices.filters)]
+    had_draft = ws.store.recipe(core.DRAFT) is not None
     changed = core.save_draft(ws.store, choices.exact, choices.eps, filters)
     draft = ws.store.recipe(core.DRAFT) or {}
     with st.expander("Recipe draft (what this page adds)", expanded=False, icon=":material/receipt_long:"):
         st.json({"dedup": draft.get("dedup"), "filters": [f for f in draft.get("filters", [])
                                                           if f.get("column", f.get("score")) in core.FILTER_COLUMNS]})
         st.caption("The Select page applies the draft; other entries in it are left as they are.")
-    if changed:
+    if changed and had_draft:  # (the first visit only writes an empty draft: nothing to tell)
         st.toast("Recipe draft updated", icon=":material/save:")

@@ -106,7 +106,9 @@ def outcome_panel(ws: Workspace, recipe: dict) -> None:
                          placeholder="/data/test.csv — leave empty for a held-out split")
     key = (json.dumps(recipe, sort_keys=True), path.strip())
     if st.button("Run the outcome check", icon=":material/science:", key="exp_eval"):
-        with st.spinner("Training two classifiers (all rows, then the selection) …", show_time=True):
+        last = st.session_state.get("exp_outcome")
+        took = f" (the last check took {last[1].seconds:.0f} s)" if last is not None else ""
+        with st.spinner(f"Training two classifiers (all rows, then the selection) …{took}", show_time=True):
             out = guarded(ws, evaluate, ws, recipe, path.strip() or None)
         if out is not None:
             st.session_state["exp_outcome"] = (key, out)
@@ -116,7 +118,9 @@ def outcome_panel(ws: Workspace, recipe: dict) -> None:
     out = done[1]
     c = st.columns(3)
     c[0].metric("Accuracy, all rows", f"{out.acc_all:.1%}", help=f"trained on {out.n_all:,} rows")
-    c[1].metric("Accuracy, selection", f"{out.acc_selected:.1%}", f"{out.delta_acc * 100:+.1f} points",
-                help=f"trained on {out.n_selected:,} rows")
-    c[2].metric("Macro-F1, selection", f"{out.f1_selected:.1%}", f"{(out.f1_selected - out.f1_all) * 100:+.1f} points")
+    d_acc, d_f1 = round(out.delta_acc * 100, 1), round((out.f1_selected - out.f1_all) * 100, 1)
+    c[1].metric("Accuracy, selection", f"{out.acc_selected:.1%}", f"{d_acc:+.1f} points",
+                delta_color="normal" if d_acc else "off", help=f"trained on {out.n_selected:,} rows")
+    c[2].metric("Macro-F1, selection", f"{out.f1_selected:.1%}", f"{d_f1:+.1f} points",
+                delta_color="normal" if d_f1 else "off", help=f"all rows: {out.f1_all:.1%}")
     st.caption(f"Evaluated on {md_message(out.eval)} ({out.n_eval:,} rows) in {out.seconds:.1f} s.")

@@ -30,6 +30,7 @@ def require_workspace(title: str, icon: str = ":material/dataset:") -> Workspace
     if ws.store.count() == 0:
         st.info("This workspace has no rows yet. Add a file on the **Overview** page.", icon=":material/upload_file:")
         st.stop()
+    run_progress(ws)  # a run started here or elsewhere: its progress right under the title
     return ws
 
 
@@ -66,16 +67,18 @@ def stage_gate(ws: Workspace, stages: list[str], what: str) -> bool:
         return True
     run = runner.get_run(ws)
     if run is not None and run.running:
-        st.info(f"{what} appears when the pipeline run in progress has finished.", icon=":material/hourglass_top:")
-        run_progress(ws)
+        st.info(f"{what} appears when the pipeline run in progress (above) has finished.",
+                icon=":material/hourglass_top:")
         return False
     names = ", ".join(f"`{s}`" for s in missing)
     st.info(f"{what} needs the {names} stage{'s' if len(missing) > 1 else ''}, which "
             f"{'have' if len(missing) > 1 else 'has'} not run on the current data yet.", icon=":material/info:")
-    if st.button(f"Run {', '.join(missing)} now", type="primary", key=f"gate_{'_'.join(missing)}"):
+    if st.button(f"Run {', '.join(missing)} now", type="primary", key=f"gate_{'_'.join(missing)}",
+                 help="in the background, with progress here; stages they build on run first if needed"):
         runner.start_run(ws, missing)
         st.rerun()
-    st.caption(f"or from a terminal: `python -m curate_core run --workspace {ws.path} --stages {','.join(missing)}`")
+    st.caption(f"Stages they build on run first if needed; the whole pipeline runs from the Overview page. From a "
+               f"terminal: `python -m curate_core run --workspace {ws.path} --stages {','.join(missing)}`")
     return False
 
 
@@ -105,9 +108,11 @@ def run_progress(ws: Workspace, home: bool = False) -> None:
         return
     if st.session_state.pop("_run_was_running", False):
         st.rerun()  # refresh the whole page: new tables are there now
+    if not home and time.monotonic() - (run.finished or 0) > FINISHED_NOTE_SECONDS:
+        return
     if run.error is not None:
         state.show_error(run.error)
-    elif home or time.monotonic() - (run.finished or 0) < FINISHED_NOTE_SECONDS:
+    else:
         st.success(run_summary(run), icon=":material/check_circle:")
 
 
@@ -116,6 +121,8 @@ def run_summary(run: runner.BackgroundRun) -> str:
     by: dict[str, list[str]] = {}
     for r in run.results:
         by.setdefault(r["status"], []).append(r["stage"])
-    words = {"done": "ran", "reused": "reused (nothing changed)", "skipped": "skipped", "failed": "failed"}
-    parts = [f"{words.get(k, k)} {', '.join(v)}" for k, v in by.items()]
+    order = ["done", "failed", "skipped", "reused"]
+    words = {"done": "ran {}", "failed": "{} failed", "skipped": "skipped {}", "reused": "{} already up to date"}
+    parts = [words.get(k, k + " {}").format(", ".join(by[k]))
+             for k in sorted(by, key=lambda k: order.index(k) if k in order else len(order))]
     return f"Pipeline finished in {runner.describe(run)}" + (": " + "; ".join(parts) if parts else "") + "."

@@ -15,23 +15,37 @@ from . import state
 from .text import md, md_message
 
 NONE = "(none)"
-_STATUS = {"done": "done", "partial": "partial (interrupted, failed or stale)", "missing": "not run"}
+_STATUS = {"done": "done", "partial": "to rerun", "missing": "not run"}
 
 
 def stage_table(ws: Workspace, stages: dict[str, str]) -> pd.DataFrame:
+    """One row per stage: its status ("in this run" while a background run covers it) and what it computes."""
     from curate_core.pipeline import registry
 
+    from . import runner
+
     reg = registry()
+    run = runner.get_run(ws)
+    running: set[str] = set()
+    if run is not None and run.running:  # the named stages, and what they build on that is not done yet
+        todo = list(run.stages or stages)
+        while todo:
+            name = todo.pop()
+            if name not in running and (stages.get(name) != "done" or name in (run.stages or ())):
+                running.add(name)
+                todo.extend(reg[name].requires if name in reg else ())
     return pd.DataFrame({
         "stage": list(stages),
-        "status": [_STATUS.get(v, v) for v in stages.values()],
+        "status": ["in this run" if s in running else _STATUS.get(v, v) for s, v in stages.items()],
         "what": [reg[s].title if s in reg else "" for s in stages],
     })
 
 
 def stage_table_config() -> dict:
     return {"stage": st.column_config.TextColumn("stage", width="small"),
-            "status": st.column_config.TextColumn("status", width="small"),
+            "status": st.column_config.TextColumn(
+                "status", width="small", help="done · in this run · not run · to rerun (interrupted, failed, or its "
+                                              "inputs or settings changed since it ran)"),
             "what": st.column_config.TextColumn("what it computes", width="large")}
 
 

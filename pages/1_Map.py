@@ -77,4 +77,3 @@ if highlight is not None:
 
 st.divider()
 mapview.settings_form(ws)
-layout.run_progress(ws)

@@ -23,4 +23,3 @@ with right:
     selection = labelview.datamap_panel(ws, data)
 labelview.consensus_panel(ws, data)
 labelview.suspects_panel(ws, data, cutoff, selection)
-layout.run_progress(ws)

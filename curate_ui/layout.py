@@ -85,17 +85,26 @@ def stage_gate(ws: Workspace, stages: list[str], what: str) -> bool:
 FINISHED_NOTE_SECONDS = 60  # how long pages other than the Overview say that the run finished
 
 
-@st.fragment(run_every=1.0)
 def run_progress(ws: Workspace, home: bool = False) -> None:
-    """Progress of the background run (redrawn every second, with the ETA); reruns the page when it finishes.
+    """Progress of the background run (redrawn every second, with the ETA) or how the last run went.
 
-    After the run, the Overview (*home*) keeps saying how it went; other pages say it for a minute only, so an
-    old run does not sit at the bottom of every page.
+    Only a running run redraws itself (a fragment that reruns every second, and the whole page once it ends), so
+    a page without a run does no periodic work. After the run, the Overview (*home*) keeps saying how it went;
+    other pages say it for a minute only, so an old run does not sit on every page.
     """
     run = runner.get_run(ws)
     if run is None:
         return
-    if run.running:
+    if run.running or st.session_state.get("_run_was_running"):
+        _live_progress(ws)
+    elif home or time.monotonic() - (run.finished or 0) < FINISHED_NOTE_SECONDS:
+        _run_outcome(run)
+
+
+@st.fragment(run_every=1.0)
+def _live_progress(ws: Workspace) -> None:
+    run = runner.get_run(ws)
+    if run is not None and run.running:
         ev = run.current()
         if ev is None:
             st.progress(0.0, text="starting …")
@@ -106,10 +115,11 @@ def run_progress(ws: Workspace, home: bool = False) -> None:
                    + " · you can use the other pages meanwhile")
         st.session_state["_run_was_running"] = True
         return
-    if st.session_state.pop("_run_was_running", False):
-        st.rerun()  # refresh the whole page: new tables are there now
-    if not home and time.monotonic() - (run.finished or 0) > FINISHED_NOTE_SECONDS:
-        return
+    st.session_state.pop("_run_was_running", None)
+    st.rerun()  # refresh the whole page: new tables are there now
+
+
+def _run_outcome(run: runner.BackgroundRun) -> None:
     if run.error is not None:
         state.show_error(run.error)
     else:

@@ -76,13 +76,13 @@ def test_user_journey_in_a_real_browser(tmp_path):
         shot(page, "2-overview-pipeline-done")
 
         # 3. the map is drawn
-        page.get_by_role("link", name="Map").click()
+        page.get_by_role("link", name="Map", exact=True).click()
         page.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=120_000)
         settle(page)
         shot(page, "3-map")
 
         # 4. label issues: the wrongly labelled row is the top suspect; read it (as text) and exclude it
-        page.get_by_role("link", name="Label issues").click()
+        page.get_by_role("link", name="Label issues", exact=True).click()
         page.get_by_text("Suspects", exact=True).wait_for(timeout=120_000)
         settle(page)
         grid = page.locator('[data-testid="stDataFrame"]').last
@@ -101,7 +101,7 @@ def test_user_journey_in_a_real_browser(tmp_path):
         shot(page, "4-label-issues")
 
         # 5. select: the excluded row is gone; a filter slider moves the count live
-        page.get_by_role("link", name="Select").click()
+        page.get_by_role("link", name="Select", exact=True).click()
         page.get_by_text("Filter on").first.wait_for(timeout=120_000)
         settle(page)
         assert _count(metric(page, "Selected rows")) == n_rows - 1
@@ -122,7 +122,7 @@ def test_user_journey_in_a_real_browser(tmp_path):
         shot(page, "5-select")
 
         # 6. export: download the data file and count its rows
-        page.get_by_role("link", name="Export").click()
+        page.get_by_role("link", name="Export", exact=True).click()
         page.get_by_role("button", name="Prepare the download").wait_for(timeout=120_000)
         settle(page)
         assert _count(metric(page, "Rows to export")) == selected

@@ -8,12 +8,14 @@ What ingest guarantees:
   ``<workspace>/tmp``); UTF-8 checking and hashing read the file in 1 MiB chunks.
 * **Column mapping.** ``text`` / ``label`` / ``id`` / ``source`` are found by name when obvious
   (:data:`TEXT_NAMES` …) or given explicitly; all other columns are kept as columns of ``samples``
-  (CSV columns get the narrowest type every value fits: integer, float, boolean or text).
+  (CSV columns get the narrowest type every value fits: integer, float, boolean or text; float NaN is a
+  missing value). A column named like one the tool writes (``label_quality``, ``x`` …, see
+  ``store.TOOL_COLUMNS``) is kept as ``input_<name>``.
 * **Policy.** Empty or missing texts are skipped and counted (``strict=True`` refuses them); missing labels
   (empty, ``nan``, ``None``, ``null``) are kept as unlabelled; duplicate ids, in the file or against rows
   already in the workspace, are refused; labels are always text (``1`` and ``"1"`` are the same label).
-* **Ids.** Without an id column, ids are ``<source>-<row number>`` (1-based, zero padded): stable for the
-  same file.
+* **Ids.** Without an id column, ids are ``<source name>-<row number>`` (the file name or ``source_name``,
+  1-based row, zero padded): stable for the same file.
 * **Tokens.** ``n_tokens`` counts words separated by spaces, tabs and line breaks; it is the unit of token
   budgets in recipes (model tokenizers give roughly 1.3× as many for English).
 """
@@ -30,7 +32,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from .errors import CurateError, choices
-from .store import CORE_COLUMNS, FileReader, Store, quote_ident
+from .store import CORE_COLUMNS, TOOL_COLUMNS, FileReader, Store, quote_ident
 
 TEXT_NAMES = ("text", "sentence", "content", "body", "document", "review", "message", "prompt", "utterance",
               "question", "tweet", "sms", "comment")
@@ -363,7 +365,14 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
 
     def as_text(col: str) -> str:
         q = quote_ident(col)
-        return f"({q} ->> '$')" if types.get(col) == "JSON" else f"CAST({q} AS VARCHAR)"
+        t = types.get(col, "")
+        if t == "JSON":
+            return f"({q} ->> '$')"
+        if t in ("DOUBLE", "FLOAT", "REAL") or t.startswith("DECIMAL"):
+            # whole numbers without ".0": pandas stores int labels with gaps as floats, and 1.0 must equal "1"
+            return (f"CASE WHEN {q} = trunc({q}) AND abs({q}) < 1e15 THEN CAST(CAST({q} AS BIGINT) AS VARCHAR) "
+                    f"ELSE CAST({q} AS VARCHAR) END")
+        return f"CAST({q} AS VARCHAR)"
 
     null_labels = ", ".join("'" + v.replace("'", "''") + "'" for v in NULL_LABELS)
     select = [(as_text(mapping.text), "text")]
@@ -382,8 +391,9 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
     for col in names:
         if col in used:
             continue
-        out = col if col not in CORE_COLUMNS and not col.startswith("_") else f"input_{col.lstrip('_')}"
-        while out in extras or out in CORE_COLUMNS:
+        taken = col in CORE_COLUMNS or col in TOOL_COLUMNS or col.startswith("_")
+        out = f"input_{col.lstrip('_')}" if taken else col
+        while out in extras or out in CORE_COLUMNS or out in TOOL_COLUMNS:
             out += "_"
         extras[out] = col
         expr = quote_ident(col)
@@ -394,15 +404,19 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
 
     if progress:
         progress("ingest: reading", 1, 3)
+    def fits(out: str, typ: str) -> bool:  # CSV text going into a column an earlier file typed
+        return csv_like and types.get(extras[out]) == "VARCHAR" and store.input_fits(cur, inp.reader, extras[out], typ)
+
     try:
-        with store.transaction() as cur:
+        with store.writing(), store.transaction() as cur:
             first = store.next_row_id(cur)
             new_cols = [o for o in extras if o not in dict(store.sample_columns(cur))]
-            extra_types = store.prepare_columns(cur, {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()})
-            rows_read = store.insert_input(cur, reader, select, first, extra_types)
+            extra_types = store.prepare_columns(
+                cur, {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()}, fits=fits)
+            rows_read = store.insert_input(cur, reader, select, first, extra_types, id_prefix=src_name)
             if rows_read == 0:
                 raise CurateError(f"{Path(inp.path).name} has a header but no rows")
-            p = store.new_rows_problems(cur, first, ids_generated=not mapping.id and not mapping.source)
+            p = store.new_rows_problems(cur, first, ids_generated=not mapping.id)
             _check_problems(p, strict, mapping)
             if progress:
                 progress("ingest: checking", 2, 3)
@@ -431,7 +445,8 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
 
 
 def _duck_type(t: str) -> str:
-    return "VARCHAR" if t == "JSON" else t
+    """The column type in ``samples``: JSON and categoricals (pandas → ENUM) become text."""
+    return "VARCHAR" if t == "JSON" or t.startswith("ENUM") else t
 
 
 def _check_problems(p: dict, strict: bool, mapping: Mapping) -> None:

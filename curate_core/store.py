@@ -39,6 +39,19 @@ SCHEMA_VERSION = 1
 
 #: columns every samples row has; everything else in `samples` came from the user's file.
 CORE_COLUMNS = ("row_id", "id", "text", "label", "source", "n_tokens")
+#: per-row columns the tool writes (stage outputs) or adds to exports. A file column with one of these names is
+#: kept as ``input_<name>``, so it can never stand in for the tool's own (re-ingesting an export made with
+#: --with-scores must not make its old `label_quality` look like the current score). A test keeps this in step
+#: with what a full pipeline run writes.
+TOOL_COLUMNS = frozenset({
+    "n_chars", "n_words", "n_lines", "x", "y", "cluster", "cluster_prob",
+    "label_quality", "is_label_issue", "suggested_label", "aum", "aum_flag", "confidence", "variability",
+    "correctness", "is_hard_to_learn", "el2n", "forgetting", "consensus",
+    "dup_group", "dup_rank", "dup_label_conflict", "is_duplicate", "semdedup_sim", "semdedup_cluster",
+    "semdedup_match", "outlier_score", "is_outlier", "label_outlier_score",
+    "mean_word_len", "frac_non_alpha", "frac_upper", "n_urls", "frac_dup_lines", "frac_dup_ngrams", "lang",
+    "lang_score", "label_original", "repeats", "weight",
+})
 
 CORE_TABLES = {
     "meta", "samples", "ingests", "runs", "decisions", "selections", "recipes", "summaries",
@@ -96,6 +109,18 @@ class FileReader:
     arrow: Any = None  # a registered Python object (pandas/arrow) instead of a file
 
 
+def _serialised(method: Callable) -> Callable:
+    """Run a Store method under the workspace's write lock (see Store.writing)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args: Any, **kwargs: Any) -> Any:
+        with self._write:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class Store:
     """Owner of one workspace database. Open it once per process; use a cursor per operation."""
 
@@ -113,7 +138,9 @@ class Store:
         self.path.mkdir(parents=True, exist_ok=True)
         for sub in ("checkpoints", "logs", "tmp"):
             (self.path / sub).mkdir(exist_ok=True)
-        self._lock = threading.RLock()
+        #: one writer at a time inside this process: row ids, decision sequence and batch numbers are max()+1
+        #: (two app sessions acting at once would otherwise both take the same numbers)
+        self._write = threading.RLock()
         try:
             self._con = duckdb.connect(str(db))
         except duckdb.IOException as e:
@@ -132,6 +159,10 @@ class Store:
             yield cur
         finally:
             cur.close()
+
+    def writing(self) -> threading.RLock:
+        """Hold while adding rows, decisions, selections or recipes (``with store.writing(): …``)."""
+        return self._write
 
     @contextlib.contextmanager
     def transaction(self, cur: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -254,10 +285,13 @@ class Store:
     def next_row_id(self, cur) -> int:
         return int(cur.execute("SELECT coalesce(max(row_id), -1) + 1 FROM samples").fetchall()[0][0])
 
-    def prepare_columns(self, cur, wanted: dict[str, str]) -> dict[str, str]:
+    def prepare_columns(self, cur, wanted: dict[str, str],
+                        fits: Callable[[str, str], bool] | None = None) -> dict[str, str]:
         """Make sure ``samples`` has each extra column; returns the type each will be inserted as.
 
-        A new column gets the input's type; a column an earlier file created with another type becomes text.
+        A new column gets the input's type. For a column an earlier file created with another type, ``fits(col,
+        type)`` says whether every new value casts to that type (CSV text holding numbers); if not, the column
+        becomes text so nothing is lost.
         """
         existing = dict(self.sample_columns(cur))
         out = {}
@@ -266,34 +300,51 @@ class Store:
             if col not in existing:
                 cur.execute(f"ALTER TABLE samples ADD COLUMN {qc} {typ}")
                 out[col] = typ
-            elif existing[col] == typ:
-                out[col] = typ
+            elif existing[col] == typ or (existing[col] != "VARCHAR" and fits is not None and fits(col, existing[col])):
+                out[col] = existing[col]
             else:
                 if existing[col] != "VARCHAR":
                     cur.execute(f"ALTER TABLE samples ALTER {qc} TYPE VARCHAR")
                 out[col] = "VARCHAR"
         return out
 
+    @staticmethod
+    def _cast(expr: str, typ: str) -> str:
+        """A cast that turns float NaN into NULL (a missing value, not a number bigger than every other)."""
+        if typ in ("DOUBLE", "FLOAT", "REAL"):
+            return f"CASE WHEN isnan(TRY_CAST({expr} AS DOUBLE)) THEN NULL ELSE CAST({expr} AS {typ}) END"
+        return f"CAST({expr} AS {typ})"
+
+    def input_fits(self, cur, reader: FileReader, column: str, typ: str) -> bool:
+        """Do all non-empty values of an input's text *column* cast to *typ*? (integers checked by pattern)"""
+        src = _bind(cur, reader)
+        qc = quote_ident(column)
+        bad = (f"NOT regexp_full_match(trim({qc}), '[+-]?[0-9]{{1,18}}')" if typ in ("BIGINT", "INTEGER")
+               else f"TRY_CAST({qc} AS {typ}) IS NULL")
+        return cur.execute(f"SELECT count(*) FROM {src} WHERE {qc} IS NOT NULL AND {bad}",
+                           reader.params).fetchall()[0][0] == 0
+
     def insert_input(self, cur, reader: FileReader, select: Sequence[tuple[str, str]], first: int,
-                     extra_types: dict[str, str]) -> int:
+                     extra_types: dict[str, str], id_prefix: str) -> int:
         """Append every row of an input to ``samples`` in one streaming statement; returns rows read.
 
         ``row_id = first + (file row − 1)``: ``row_number() OVER ()`` follows the input order, which DuckDB
         guarantees for its file readers, ``SELECT``/``WHERE`` and empty ``OVER ()`` windows. Generated ids
-        (when the input has none) are ``<source>-<file row, zero padded to 6>``. Empty texts are inserted too;
+        (when the input has none) are ``<id_prefix>-<file row, zero padded to 6>`` (the file's source name, even
+        when a column gives each row its source: ids must not depend on data). Empty texts are inserted too;
         :meth:`drop_empty` removes them after the checks, so their file rows can be reported.
         """
         src = _bind(cur, reader)
         cols = ", ".join(f"{expr} AS {quote_ident(alias)}" for expr, alias in select)
         extras = [c for c in extra_types]
-        casts = [f"CAST({quote_ident(c)} AS {t})" for c, t in extra_types.items()]
+        casts = [self._cast(quote_ident(c), t) for c, t in extra_types.items()]
         names = ", ".join(quote_ident(n) for n in ["row_id", "id", "text", "label", "source", "n_tokens", *extras])
         inserted = cur.execute(
             f"""INSERT INTO samples ({names})
-                SELECT ? + _ord - 1, coalesce(id, printf('%s-%06d', source, _ord)), text, label, source,
+                SELECT ? + _ord - 1, coalesce(id, printf('%s-%06d', ?, _ord)), text, label, source,
                        {self._TOKENS}{''.join(', ' + c for c in casts)}
                 FROM (SELECT *, row_number() OVER () AS _ord FROM (SELECT {cols} FROM {src}))""",
-            [first, *reader.params],
+            [first, id_prefix, *reader.params],
         ).fetchall()
         return int(inserted[0][0])  # an INSERT returns the number of rows it added
 
@@ -367,7 +418,10 @@ class Store:
     def retype(self, cur, types: dict[str, str]) -> None:
         for col, typ in types.items():
             if typ != "VARCHAR":
-                cur.execute(f"ALTER TABLE samples ALTER {quote_ident(col)} TYPE {typ} USING TRY_CAST({quote_ident(col)} AS {typ})")
+                qc = quote_ident(col)
+                using = (f"CASE WHEN isnan(TRY_CAST({qc} AS DOUBLE)) THEN NULL ELSE TRY_CAST({qc} AS {typ}) END"
+                         if typ == "DOUBLE" else f"TRY_CAST({qc} AS {typ})")
+                cur.execute(f"ALTER TABLE samples ALTER {qc} TYPE {typ} USING {using}")
 
     def record_ingest(self, cur, info: dict, first: int) -> int:
         added = int(cur.execute("SELECT count(*) FROM samples WHERE row_id >= ?", [first]).fetchall()[0][0])
@@ -768,6 +822,7 @@ class Store:
     # -------------------------------------------------------------------------------- decisions
     ACTIONS = ("exclude", "relabel", "keep")
 
+    @_serialised
     def decide(self, row_ids: Sequence[int], action: str, value: str | None = None, reason: str = "",
                who: str | None = None) -> int:
         """Append one decision batch (the same action for several rows); returns the batch number."""
@@ -797,6 +852,7 @@ class Store:
             cur.unregister("_dec")
         return int(batch)
 
+    @_serialised
     def undo(self) -> int | None:
         """Undo the most recent decision batch not yet undone (by appending an `undo` entry)."""
         with self.transaction() as cur:
@@ -830,6 +886,7 @@ class Store:
                 f"SELECT * FROM decisions ORDER BY seq DESC LIMIT {int(limit)}").df()
 
     # --------------------------------------------------------------------- selections & recipes
+    @_serialised
     def save_selection(self, name: str, row_ids: Sequence[int]) -> int:
         name = _check_name(name, "selection")
         ids = np.unique(np.asarray(list(row_ids), dtype=np.int64))
@@ -853,10 +910,12 @@ class Store:
             raise CurateError(f"No selection named {name!r}", f"saved selections: {choices(self.selection_names())}")
         return np.array([r[0] for r in rows], dtype=np.int64)
 
+    @_serialised
     def delete_selection(self, name: str) -> None:
         with self.cursor() as cur:
             cur.execute("DELETE FROM selections WHERE name = ?", [name])
 
+    @_serialised
     def save_recipe(self, name: str, recipe: dict) -> None:
         name = _check_name(name, "recipe")
         with self.cursor() as cur:
@@ -1150,6 +1209,7 @@ class Store:
             out[k] = self._fixed_list(t.column(k)) if t.num_rows else np.zeros((0, 0), np.float32)
         return out
 
+    @_serialised
     def relabel_each(self, row_ids: Sequence[int], labels: Sequence[str], reason: str = "",
                      who: str | None = None) -> int:
         """One decision batch relabelling each row to its own label (e.g. "relabel to suggested"), so one

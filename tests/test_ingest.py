@@ -228,3 +228,50 @@ def test_reserved_column_names_renamed(ws, tmp_path):
     s = ws.ingest(p, label="intent")
     assert "input_label" in s.extra_columns and "input_row_id" in s.extra_columns
     assert ws.samples(["label", "input_label"]).iloc[0].tolist() == ["a", "old"]
+
+
+# --------------------------------------------------------------------------- review fixes (wrong answers)
+def test_float_labels_with_gaps_read_as_whole_numbers(ws):
+    """pandas stores int labels with missing values as float64: 1.0 must be the label "1", not "1.0"."""
+    ws.ingest(pd.DataFrame({"text": ["a", "b", "c"], "label": [0.0, 1.0, np.nan]}))
+    assert ws.samples(["label"])["label"].tolist()[:2] == ["0", "1"]
+    assert ws.samples(["label"])["label"].isna().tolist()[2]
+
+
+def test_float_nan_is_missing_not_a_number(ws, tmp_path):
+    pq.write_table(pa.table({"text": ["a", "b", "c", "d"], "score": [0.1, float("nan"), 0.9, None]}),
+                   tmp_path / "n.parquet")
+    ws.ingest(tmp_path / "n.parquet")
+    (tmp_path / "n2.csv").write_text("text,val\nx,0.5\ny,nan\n")
+    ws.ingest(tmp_path / "n2.csv")
+    df = ws.samples(["score", "val"])
+    assert df["score"].isna().tolist() == [False, True, False, True, True, True]
+    assert df["val"].isna().tolist() == [True, True, True, True, False, True]
+
+
+def test_categorical_column_becomes_text(ws):
+    ws.ingest(pd.DataFrame({"text": ["a", "b"], "grp": pd.Categorical(["g1", "g2"])}))
+    assert dict(ws.store.sample_columns())["grp"] == "VARCHAR"
+
+
+def test_file_columns_named_like_tool_columns_are_kept_aside(ws):
+    s = ws.ingest(pd.DataFrame({"text": ["a", "b"], "label_quality": [1.0, 0.5], "x": [1, 2]}))
+    assert {"input_label_quality", "input_x"} <= set(s.extra_columns)
+    assert "label_quality" not in dict(ws.store.sample_columns())
+
+
+def test_generated_ids_do_not_clash_across_files_with_a_source_column(ws, tmp_path):
+    for name in ("part1", "part2"):
+        ws.ingest(write_csv(tmp_path / f"{name}.csv", [{"text": f"{name} a", "domain": "web"},
+                                                       {"text": f"{name} b", "domain": "news"}]))
+    assert ws.samples(["id", "source"]).values.tolist() == [
+        ["part1-000001", "web"], ["part1-000002", "news"], ["part2-000001", "web"], ["part2-000002", "news"]]
+
+
+def test_second_csv_keeps_a_typed_column_when_its_values_fit(ws, tmp_path):
+    ws.ingest(write_csv(tmp_path / "a.csv", [{"text": "x", "n": 1}, {"text": "y", "n": 2}]))
+    ws.ingest(write_csv(tmp_path / "b.csv", [{"text": "z", "n": 3}]))
+    assert dict(ws.store.sample_columns())["n"] == "BIGINT"
+    ws.ingest(write_csv(tmp_path / "c.csv", [{"text": "w", "n": "many"}]))
+    assert dict(ws.store.sample_columns())["n"] == "VARCHAR"
+    assert ws.samples(["n"])["n"].tolist() == ["1", "2", "3", "many"]

@@ -73,3 +73,16 @@ def test_flag_columns_are_boolean_and_counted(results):
         if col:
             assert cols[col].dtype == bool and cols[col].shape == (N,), (name, col)
             assert s["flagged"] == int(cols[col].sum()), name
+
+
+def test_every_column_the_tool_writes_is_reserved_at_ingest(results):
+    """A file column with the name of a tool column is kept aside (input_<name>); the list must stay complete."""
+    import pyarrow as pa
+
+    from curate_core.store import TOOL_COLUMNS
+    from curate_core.textstats import text_stats
+
+    (cols, _, _), _, _ = results
+    stats = text_stats(pa.table({"row_id": [0], "text": ["a b"]}))
+    written = set(cols) | set(stats.column_names) | {"x", "y", "cluster", "cluster_prob"}
+    assert written - {"row_id"} <= TOOL_COLUMNS, sorted(written - {"row_id"} - TOOL_COLUMNS)

@@ -115,3 +115,40 @@ def test_memory_limit_validated(tmp_path, monkeypatch):
     monkeypatch.setenv("CURATE_MEMORY_LIMIT", "lots")
     with pytest.raises(CurateError, match="memory limit"):
         Store(tmp_path / "w")
+
+
+def test_concurrent_writers_in_one_process_get_distinct_numbers(ws, small_csv, tmp_path):
+    """Two app sessions acting at once: decisions and ingests must not share batch numbers or row ids."""
+    import threading
+
+    ws.ingest(small_csv)
+    errors: list[BaseException] = []
+
+    def decide(i: int) -> None:
+        try:
+            for _ in range(5):
+                ws.decide([i], "keep")
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=decide, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    log = ws.store.decision_log(1000)
+    assert log["seq"].is_unique and log["batch"].nunique() == 20
+
+    import pandas as pd
+
+    def ingest(k: int) -> None:
+        ws.ingest(pd.DataFrame({"text": [f"t{k}-{j}" for j in range(50)]}), source_name=f"s{k}")
+
+    threads = [threading.Thread(target=ingest, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = ws.store.query_df("SELECT row_id FROM samples ORDER BY row_id")["row_id"]
+    assert ids.tolist() == list(range(40 + 150))

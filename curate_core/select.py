@@ -502,9 +502,13 @@ class Step:
     removes_only: int  # rows only it removes (they would come back without it)
 
 
-def _filter_sql(f: Filter, p: _Params) -> str:
-    """SQL that is TRUE when a row *fails* the filter (NULL values per ``f.nulls``)."""
-    c = quote_ident(f.column)
+def _filter_sql(f: Filter, p: _Params, label: str = "s.label") -> str:
+    """SQL that is TRUE when a row *fails* the filter (NULL values per ``f.nulls``).
+
+    Columns are qualified (``s.``) so a user column named like a decisions column (``value``, ``action``) is not
+    ambiguous; a filter on ``label`` tests the final label (after relabel decisions), as the mixture groups do.
+    """
+    c = label if f.column == "label" else f"s.{quote_ident(f.column)}"
     if f.op in ("is", "is_not"):
         if f.value is None:
             cond = f"{c} IS NULL" if f.op == "is" else f"{c} IS NOT NULL"
@@ -570,7 +574,7 @@ class _Query:
         reviewed = "d.action IN ('keep', 'relabel')" if dec and r.reviewed_pass_filters else "FALSE"
         bits: list[tuple[Step, str]] = []
         for i, f in enumerate(r.filters):
-            fails = _filter_sql(f, self.p)
+            fails = _filter_sql(f, self.p, label)
             bits.append((Step(describe_filter(f), f"filters[{i}]", 0, 0),
                          fails if reviewed == "FALSE" else f"(NOT coalesce({reviewed}, FALSE) AND {fails})"))
         if dec and r.exclude:
@@ -783,7 +787,8 @@ def allocate(shares: dict[str, float], capacity: dict[str, float], budget: float
     """
     active = {g for g, s in shares.items() if s > 0}
     if budget is None:
-        ratios = [capacity[g] / shares[g] for g in active]
+        # with redistribute, a group that has nothing to give does not shrink the mix of the others to nothing
+        ratios = [capacity[g] / shares[g] for g in active if capacity[g] > 0 or not redistribute]
         budget = min(ratios) if ratios else 0.0
         if integer:
             budget = math.floor(budget + 1e-9)
@@ -840,9 +845,9 @@ def _mixture_counts(m: Mixture, groups: pd.DataFrame) -> tuple[pd.DataFrame, lis
             # the largest mix that meets the shares without repeats; the cap then clips big groups and (with
             # redistribute) the others keep their rows — cap + T = 1 is ClusterClip-style clipping
             epochs = 1
-            fits = allocate(shares, {g: size[g] for g in names}, None, integer=m.unit == "rows")
+            fits = allocate(shares, {g: size[g] for g in names}, None, m.redistribute, integer=m.unit == "rows")
             budget = sum(fits.values())
-        capacity = {g: min(size[g] * epochs, cap) for g in names}
+        capacity = {g: min(size[g] * epochs, cap) if size[g] > 0 else 0.0 for g in names}  # 0 × ∞ is not a room
         target = allocate(shares, capacity, budget, m.redistribute, integer=m.unit == "rows")
     groups["share_target"] = [shares[g] for g in names]
     groups["target"] = [target[g] for g in names]

@@ -520,3 +520,44 @@ def test_workspace_methods_and_example_recipes(fresh):
     bal = fresh.live_counts(str(REPO / "assets/recipes/balanced.json"))
     assert bal.rows_selected == 300  # budget 2,000 > 300 rows: everything, with the shortfall stated
     assert any("not met" in w for w in bal.warnings)
+
+
+# ----------------------------------------------------------------------------- review fixes (wrong answers)
+def test_a_label_filter_sees_the_label_after_relabel(tmp_path):
+    ws = build(tmp_path / "w")
+    first = int(ws.samples(["row_id", "label"]).query("label == 'alpha'")["row_id"].iloc[0])
+    ws.decide([first], "relabel", "beta")
+    for reviewed in (True, False):
+        dec = {"exclude": True, "relabel": True, "reviewed_pass_filters": reviewed}
+        alpha = ws.select({"filters": [{"column": "label", "op": "in", "value": ["alpha"]}], "decisions": dec})
+        beta = ws.select({"filters": [{"column": "label", "op": "==", "value": "beta"}], "decisions": dec})
+        # a relabelled row is a reviewed row: with reviewed_pass_filters it passes every filter anyway
+        assert (first in alpha.row_ids.tolist()) == reviewed
+        assert first in beta.row_ids.tolist() and set(beta.labels) == {"beta"}
+
+
+def test_user_columns_named_like_decision_columns_filter_fine(tmp_path):
+    from curate_core import Workspace
+
+    ws = Workspace(tmp_path / "w")
+    ws.ingest(pd.DataFrame({"text": [f"t{i}" for i in range(10)], "value": list(range(10)),
+                            "action": ["a"] * 10}))
+    ws.decide([0], "keep")
+    sel = ws.select({"filters": [{"column": "value", "op": ">", "value": 4},
+                                 {"column": "action", "op": "==", "value": "a"}]})
+    assert sel.row_ids.tolist() == [0, 5, 6, 7, 8, 9]  # row 0 was reviewed (keep): it passes the filters
+
+
+def test_an_empty_weighted_group_does_not_eat_the_budget_or_empty_the_mix(tmp_path):
+    ws = build(tmp_path / "w")
+    no_delta = [{"column": "label", "op": "!=", "value": "delta"}]
+    weights = {g: 1.0 for g in LABELS}
+    for reps in (None, 1):
+        mix = {"group_by": "label", "weights": weights, "budget": {"rows": 240}, "max_repeats": reps}
+        sel = ws.select({"filters": no_delta, "mixture": mix})
+        counts = ws.live_counts({"filters": no_delta, "mixture": mix})
+        assert len(sel) == counts.rows_selected == 240
+        assert "delta" not in sel.group_counts and any("delta" in w for w in counts.warnings)
+    mix = {"group_by": "label", "weights": weights, "budget": None, "redistribute": True}
+    sel = ws.select({"filters": no_delta, "mixture": mix})
+    assert len(sel) > 0 and any("delta" in w for w in ws.live_counts({"filters": no_delta, "mixture": mix}).warnings)

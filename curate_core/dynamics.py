@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -343,6 +344,12 @@ def _class_order(file_classes: Sequence[str] | None, classes: list[str], width: 
             raise CurateError(f"The {what} have {width} columns but the workspace has {len(classes)} classes",
                               f"columns must be the classes in sorted order: {choices(classes)}; "
                               "or pass the file's class order (--pred-classes)")
+        if all(re.fullmatch(r"[+-]?\d+", c) for c in classes):
+            # integer labels: a model's column j is class j, so the columns go in numeric order, not text order
+            # ("10" sorts before "2" as text). Any other labels: the columns must be in sorted (text) order.
+            numeric = sorted(classes, key=int)
+            pos = {c: i for i, c in enumerate(numeric)}
+            return np.array([pos[c] for c in classes], dtype=np.int64)
         return np.arange(width)
     file_classes = [str(c) for c in file_classes]
     if len(file_classes) != width:
@@ -586,6 +593,9 @@ def run_probe(ctx: StageContext) -> dict:
     imp_probs, imp_logits = _imports(p, frame["id"].astype(str).tolist(), codes, classes)
     folds = [] if imp_probs is not None else fold_indices(y, int(p["folds"]), cfg.seed)
     R = 0 if imp_logits is not None else int(p["threshold_runs"])
+    if R == 1:  # the rows moved to the fake class need a second run in which they keep their own label
+        raise CurateError("threshold_runs must be 0 (no training dynamics) or at least 2; got 1",
+                          "with one run, the rows moved to the fake class get no AUM or data-map scores at all")
     thr_sets = threshold_sets(len(y), C, R, cfg.seed, p.get("threshold_frac"))
     x = _features(store, row_ids) if folds or thr_sets else None
     ck = ctx.checkpoint

@@ -129,7 +129,7 @@ class TfidfSVD:
         self._vec = TfidfVectorizer(analyzer="char_wb", ngram_range=self.ngram_range, max_features=self.max_features,
                                     sublinear_tf=True, dtype=np.float32)
         x = self._vec.fit_transform(texts)
-        k = max(1, min(self.dim, x.shape[1] - 1, x.shape[0] - 1))
+        k = max(1, min(self.dim, x.shape[1] - 1))  # not capped at n − 1: two texts would then share one axis
         self._svd = TruncatedSVD(n_components=k, random_state=self.seed, algorithm="randomized", n_iter=5)
         with warnings.catch_warnings():  # explained variance of 1–3 rows is 0/0: harmless
             warnings.filterwarnings("ignore", message="invalid value encountered", category=RuntimeWarning)

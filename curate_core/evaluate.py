@@ -88,8 +88,8 @@ def embed_like_workspace(store, texts: list[str]) -> np.ndarray:
     """Vectors of *texts* from the embedder the workspace's embeddings came from (cached in ``embed_cache``)."""
     from .embed import TfidfSVD, make_embedder
 
-    run = store.latest_runs().get("embed")
-    if run is None or run.get("status") != "done":
+    run = store.latest_runs(statuses=("done",)).get("embed")
+    if run is None:
         raise CurateError("The workspace has no finished embed run",
                           f"run it first: python -m curate_core run --workspace {store.path} --stages embed")
     params = run["params"] if isinstance(run["params"], dict) else json.loads(run["params"])

@@ -80,7 +80,7 @@ def out_dir(out: str | Path, base: str | Path | None = None) -> Path:
         raise CurateError(f"Export folder name {name!r} has characters that are not allowed",
                           "use letters, digits, '.', '_' and '-' (start with a letter or digit)")
     p = (root / name).resolve()
-    if p != root and root not in p.parents:
+    if root not in p.parents:  # a symlink back to the export folder itself is outside too
         raise CurateError(f"Export folder {name!r} would be outside {root}", "choose a folder name inside it")
     return p
 
@@ -165,6 +165,9 @@ def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet",
         write = lambda path: store.export_selection(sel.table, path, fmt, columns)  # noqa: E731
     folder.mkdir(parents=True, exist_ok=True)
     data_path = folder / FORMATS[fmt]
+    for other in FORMATS.values():  # --force with another format: no stale data file beside the new one
+        if other != data_path.name and (folder / other).exists() and force:
+            (folder / other).unlink()
     tmp = folder / f".{data_path.name}.{os.getpid()}.tmp"
     try:
         write(tmp)

@@ -195,6 +195,8 @@ class StageContext:
         Returns the part files, in order. *fn* must be a pure row-wise map (the same batch gives the same table),
         so a resumed run equals an uninterrupted one.
         """
+        if int(batch_size) < 1:
+            raise CurateError(f"batch_size must be at least 1; got {batch_size}", f"e.g. --param {self.stage.name}.batch_size=10000")
         total = self.store.count()
         ck = self.checkpoint
         delay = float(os.environ.get("CURATE_DEBUG_BATCH_DELAY", "0") or 0)  # testing aid: makes kill -9 tests reliable
@@ -245,9 +247,16 @@ class Plan:
     done: dict[str, bool]
 
 
+#: meta key set while a stage runs: its tables may already hold that run's output when it dies, so no earlier
+#: finished run of the stage may be reused until a run finishes again
+RUNNING = "stage_running:"
+
+
 def plan(store: Store, overrides: dict[str, dict] | None = None) -> Plan:
     reg = registry()
-    latest = store.latest_runs()
+    # sticky parameters come from the last run that did not fail (a failed run's parameters may be the cause);
+    # an interrupted run counts, so a plain rerun resumes it from its checkpoints
+    latest = store.latest_runs(statuses=("done", "running", "interrupted"))
     fp = store.data_fingerprint()
     p = Plan({}, {}, {}, {})
     for name, st in reg.items():
@@ -255,7 +264,7 @@ def plan(store: Store, overrides: dict[str, dict] | None = None) -> Plan:
         inputs = json.dumps({"data": fp, **{r: p.keys[r] for r in st.requires}}, sort_keys=True)
         key = run_key(st, params, inputs)
         p.params[name], p.keys[name], p.inputs[name] = params, key, inputs
-        p.done[name] = store.done_run(key) is not None
+        p.done[name] = store.done_run(key) is not None and store.get_meta(RUNNING + name) is None
     return p
 
 
@@ -354,6 +363,7 @@ def _run_locked(store: Store, reg: dict[str, Stage], wanted: list[str], override
             continue
         ctx = StageContext(store, st, params, key, progress)
         store.start_run(key, name, st.version, params, p.inputs[name])
+        store.set_meta(RUNNING + name, key)
         t0 = time.monotonic()
         try:
             summary = st.fn(ctx) or {}
@@ -362,11 +372,15 @@ def _run_locked(store: Store, reg: dict[str, Stage], wanted: list[str], override
             failed[name] = str(e)
             results.append({"stage": name, "status": "failed", "error": str(e)})
             continue
-        except BaseException as e:  # bugs and Ctrl-C: record, keep checkpoints for resume, re-raise
+        except KeyboardInterrupt:  # Ctrl-C: keep checkpoints and parameters, so the same command resumes
+            store.finish_run(key, "interrupted", error="interrupted")
+            raise
+        except BaseException as e:  # a bug: record it, keep checkpoints, re-raise
             store.finish_run(key, "failed", error=f"{type(e).__name__}: {e}")
             raise
         summary = {**summary, "seconds": round(time.monotonic() - t0, 2)}
         store.finish_run(key, "done", summary)
+        store.delete_meta(RUNNING + name)
         ctx.checkpoint.clear()
         results.append({"stage": name, "status": "done", "run_key": key, "summary": summary})
     if failed:

@@ -228,6 +228,10 @@ class Store:
         with self.cursor() as cur:
             cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
 
+    def delete_meta(self, key: str) -> None:
+        with self.cursor() as cur:
+            cur.execute("DELETE FROM meta WHERE key = ?", [key])
+
     def put_summary(self, name: str, summary: dict) -> None:
         """Store a small JSON summary (e.g. a score's cutoff and flag count) for pages to show."""
         with self.cursor() as cur:
@@ -536,11 +540,13 @@ class Store:
                 [status, _now(), json.dumps(summary or {}, default=_json_default), error, run_key],
             )
 
-    def latest_runs(self) -> dict[str, dict]:
-        """The most recent run of each stage, as dicts."""
+    def latest_runs(self, statuses: Sequence[str] | None = None) -> dict[str, dict]:
+        """The most recent run of each stage (only among runs with one of *statuses*, if given), as dicts."""
+        where, params = ("WHERE list_contains(?, status)", [list(statuses)]) if statuses else ("", [])
         with self.cursor() as cur:
             df = cur.execute(
-                """SELECT * FROM runs QUALIFY row_number() OVER (PARTITION BY stage ORDER BY started DESC) = 1"""
+                f"""SELECT * FROM runs {where}
+                    QUALIFY row_number() OVER (PARTITION BY stage ORDER BY started DESC) = 1""", params
             ).df()
         return {r["stage"]: r for r in df.to_dict("records")}
 

@@ -189,3 +189,22 @@ def test_logits_from_npy_and_long_parquet_agree(tmp_path):
     long.iloc[:-1].to_parquet(tmp_path / "ragged.parquet")
     with pytest.raises(CurateError, match="different row counts"):
         load_logits_file(tmp_path / "ragged.parquet", IDS, LABELLED, CLASSES)
+
+
+def test_integer_labels_take_columns_in_numeric_order():
+    """A model's column j is class j: with 12 integer classes, text order (0, 1, 10, 11, 2, …) would be wrong."""
+    from curate_core.dynamics import _class_order
+
+    classes = sorted(str(i) for i in range(12))  # the workspace's (text) order
+    order = _class_order(None, classes, 12, "predicted probabilities")
+    assert [int(c) for c in classes] == order.tolist()
+    words = ["b", "a", "c"]
+    assert _class_order(None, sorted(words), 3, "x").tolist() == [0, 1, 2]
+
+
+def test_one_threshold_run_is_refused(tmp_path):
+    from . import labeldata
+
+    ws = labeldata.workspace(tmp_path / "w", run=False)
+    with pytest.raises(CurateError, match="threshold_runs must be 0"):
+        ws.run(["probe"], params=labeldata.params(threshold_runs=1))

@@ -201,3 +201,23 @@ def test_cli_export_and_select(ews, tmp_path):
     assert c["rows_selected"] == 300 and c["group_by"] == "label" and c["warnings"]
     r = cli("select", "--workspace", str(path), "--recipe", "saved", "--save-selection", "english")
     assert r.returncode == 0 and "saved selection" in r.stdout
+
+
+def test_force_with_another_format_leaves_one_data_file(tmp_path):
+    from curate_core import export as E
+
+    ws = build(tmp_path / "w")
+    E.export(ws, {"version": 1}, tmp_path / "out", "csv")
+    E.export(ws, {"version": 1}, tmp_path / "out", "parquet", force=True)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["data.parquet", "manifest.json", "recipe.json"]
+
+
+def test_a_symlink_back_to_the_export_folder_is_refused(tmp_path):
+    from curate_core import CurateError
+    from curate_core import export as E
+
+    base = tmp_path / "exports"
+    base.mkdir()
+    (base / "loop").symlink_to(base)
+    with pytest.raises(CurateError, match="outside"):
+        E.out_dir("loop", base)

@@ -147,3 +147,42 @@ def test_kill_9_midway_then_resume_equals_uninterrupted(tmp_path):
         runs = a.store.run_history()
         assert set(runs["status"]) == {"interrupted", "done"}
         assert not list(ck_root.glob("*/part-*.parquet")), "checkpoints are removed once imported"
+
+
+def test_failed_parameters_do_not_stick(ws, small_csv):
+    ws.ingest(small_csv)
+    ws.run(["textstats"], params={"textstats": {"batch_size": 7}})
+    with pytest.raises(CurateError, match="batch_size must be at least 1"):
+        ws.run(["textstats"], params={"textstats": {"batch_size": 0}})
+    r = ws.run(["textstats"])  # back to the last parameters that worked, not the failed ones
+    assert r[0]["status"] in ("done", "reused")
+    assert ws.status()["textstats"] == "done"
+
+
+def test_a_run_that_died_after_writing_its_table_is_not_covered_by_an_older_reuse(ws, small_csv):
+    """A: done. B: writes its table, then dies. A again must recompute: the table holds B's output now."""
+    import pandas as pd
+
+    from curate_core.store import register_output_table
+
+    register_output_table("dirty_out", "dirty_test")
+
+    @pipeline.stage("dirty_test", version="1", title="writes then maybe dies", outputs=("dirty_out",),
+                    defaults={"value": 1, "die": False})
+    def dirty(ctx):
+        ctx.store.replace_table("dirty_out", pd.DataFrame({"row_id": [0], "v": [ctx.params["value"]]}))
+        if ctx.params["die"]:
+            raise RuntimeError("killed after the import")
+        return {}
+
+    try:
+        ws.ingest(small_csv)
+        ws.run(["dirty_test"], params={"dirty_test": {"value": 1}})
+        with pytest.raises(RuntimeError):
+            ws.run(["dirty_test"], params={"dirty_test": {"value": 2, "die": True}})
+        r = ws.run(["dirty_test"], params={"dirty_test": {"value": 1, "die": False}})
+        assert r[0]["status"] == "done"
+        assert ws.store.read_table("dirty_out")["v"].tolist() == [1]
+        assert ws.run(["dirty_test"])[0]["status"] == "reused"
+    finally:
+        pipeline._REGISTRY.pop("dirty_test")

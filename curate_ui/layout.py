@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
 
 from curate_core import CurateError, Workspace
 
@@ -34,8 +35,23 @@ def require_workspace(title: str, icon: str = ":material/dataset:") -> Workspace
     return ws
 
 
+#: the sidebar's pages (Streamlit's own list is off in .streamlit/config.toml: it would call app.py "app")
+PAGES = [("app.py", "Overview", ":material/dashboard:"),
+         ("pages/1_Map.py", "Map", ":material/scatter_plot:"),
+         ("pages/2_Label_issues.py", "Label issues", ":material/label:"),
+         ("pages/3_Duplicates_and_outliers.py", "Duplicates & outliers", ":material/content_copy:"),
+         ("pages/4_Select.py", "Select", ":material/tune:"),
+         ("pages/5_Export.py", "Export", ":material/download:")]
+
+
 def sidebar_workspace() -> None:
     with st.sidebar:
+        try:
+            for file, label, icon in PAGES:
+                st.page_link(file, label=label, icon=icon)
+            st.divider()
+        except StreamlitPageNotFoundError:  # a page run on its own (AppTest of pages/X.py) knows no other pages
+            pass
         path = state.workspace_path()
         st.caption("Workspace")
         st.code(path or "(none open)", language=None)

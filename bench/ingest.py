@@ -3,7 +3,7 @@
     python bench/ingest.py [--rows 1000000] [--format csv|parquet] [--repeat 3]
 
 Generates N synthetic labelled rows (short texts, 50 labels, an extra numeric column), then in separate
-processes (so peak memory is per run) times
+processes (so peak memory is per run: VmHWM, which unlike ru_maxrss does not inherit the parent's peak) times
   * baseline: ``CREATE TABLE t AS SELECT * FROM read_csv(file)`` into a fresh on-disk DuckDB file, and
   * ours:     ``Workspace(dir).ingest(file)`` (UTF-8 check + hash, staging, validation, token counts, commit).
 Prints ``ingest_rows_per_s`` and ``ingest: ours X s, baseline Y s, ratio R`` (R = ours/baseline speed, the
@@ -59,7 +59,7 @@ con.execute(f"CREATE TABLE t AS SELECT * FROM {reader}(?)", [path])
 n = con.execute("SELECT count(*) FROM t").fetchall()[0][0]
 con.close()
 ru = resource.getrusage(resource.RUSAGE_SELF)
-print(time.perf_counter() - t, n, ru.ru_maxrss, ru.ru_utime + ru.ru_stime - cpu0)
+print(time.perf_counter() - t, n, int(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM'))), ru.ru_utime + ru.ru_stime - cpu0)
 """
 
 CHILD_OURS = """
@@ -73,7 +73,7 @@ t = time.perf_counter()
 s = ws.ingest(path)
 ws.close()
 ru = resource.getrusage(resource.RUSAGE_SELF)
-print(time.perf_counter() - t, s.rows_added, ru.ru_maxrss, ru.ru_utime + ru.ru_stime - cpu0)
+print(time.perf_counter() - t, s.rows_added, int(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM'))), ru.ru_utime + ru.ru_stime - cpu0)
 """
 
 

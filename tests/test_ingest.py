@@ -275,3 +275,18 @@ def test_second_csv_keeps_a_typed_column_when_its_values_fit(ws, tmp_path):
     ws.ingest(write_csv(tmp_path / "c.csv", [{"text": "w", "n": "many"}]))
     assert dict(ws.store.sample_columns())["n"] == "VARCHAR"
     assert ws.samples(["n"])["n"].tolist() == ["1", "2", "3", "many"]
+
+
+def test_row_ids_follow_file_order_across_parallel_row_groups(ws, tmp_path):
+    """300k rows span several DuckDB row groups read in parallel: row_id and generated ids still follow the file."""
+    n = 300_000
+    pd.DataFrame({"text": [f"t{i} w" for i in range(n)], "label": ["a", "b", "c"] * (n // 3)}).to_csv(
+        tmp_path / "big.csv", index=False)
+    ws.ingest(pd.DataFrame({"text": ["first"], "label": ["a"]}))  # row ids of the big file start at 1
+    ws.ingest(tmp_path / "big.csv")
+    with ws.store.cursor() as cur:
+        bad = cur.execute("""SELECT count(*) FILTER (WHERE text <> printf('t%d w', row_id - 1)),
+                                    count(*) FILTER (WHERE id <> printf('big-%06d', row_id)),
+                                    count(*) FILTER (WHERE n_tokens <> 2), count(*)
+                             FROM samples WHERE source = 'big'""").fetchall()[0]
+    assert bad == (0, 0, 0, n)

@@ -348,19 +348,17 @@ class Store:
         stage = f"_ingest_{os.getpid()}"
         cur.execute(f"CREATE OR REPLACE TEMP TABLE {stage} AS SELECT *, {self._TOKENS} AS _n_tokens "
                     f"FROM (SELECT {cols} FROM {src})", list(reader.params))
-        try:
-            # rows a transaction adds get rowids from a large offset: the file row is rowid − the smallest
-            lo, hi, n = cur.execute(f"SELECT min(rowid), max(rowid), count(*) FROM {stage}").fetchall()[0]
-            ordinal = f"rowid - {int(lo)} + 1" if n and hi - lo + 1 == n else "row_number() OVER (ORDER BY rowid)"
-            inserted = cur.execute(
-                f"""INSERT INTO samples ({names})
-                    SELECT ? + _ord - 1, coalesce(id, printf('%s-%06d', ?, _ord)), text, label, source,
-                           _n_tokens{''.join(', ' + c for c in casts)}
-                    FROM (SELECT *, {ordinal} AS _ord FROM {stage})""",
-                [first, id_prefix],
-            ).fetchall()
-        finally:
-            cur.execute(f"DROP TABLE IF EXISTS {stage}")
+        # rows a transaction adds get rowids from a large offset: the file row is rowid − the smallest
+        lo, hi, n = cur.execute(f"SELECT min(rowid), max(rowid), count(*) FROM {stage}").fetchall()[0]
+        ordinal = f"rowid - {int(lo)} + 1" if n and hi - lo + 1 == n else "row_number() OVER (ORDER BY rowid)"
+        inserted = cur.execute(
+            f"""INSERT INTO samples ({names})
+                SELECT ? + _ord - 1, coalesce(id, printf('%s-%06d', ?, _ord)), text, label, source,
+                       _n_tokens{''.join(', ' + c for c in casts)}
+                FROM (SELECT *, {ordinal} AS _ord FROM {stage})""",
+            [first, id_prefix],
+        ).fetchall()
+        cur.execute(f"DROP TABLE {stage}")  # after an error, the transaction's rollback drops it
         return int(inserted[0][0])  # an INSERT returns the number of rows it added
 
     def new_rows_problems(self, cur, first: int, ids_generated: bool = False, sample: int = 5) -> dict:

@@ -333,9 +333,9 @@ class Store:
         """Append every row of an input to ``samples``; returns rows read.
 
         Two statements: the file is read, mapped and token-counted into a temporary table in parallel (file
-        order kept: DuckDB preserves insertion order, so a fresh table's ``rowid`` is the file row − 1), then
-        appended with ``row_id = first + file row − 1``. A ``row_number() OVER ()`` in one statement gives the same
-        rows but is a pipeline breaker that makes the whole ingest ~25 % slower on 2 cores. Generated ids (when
+        order kept: DuckDB preserves insertion order, so a fresh table's rowids count the file rows, from an
+        offset inside a transaction), then appended with ``row_id = first + file row − 1``. A ``row_number() OVER
+        ()`` in one statement gives the same rows but is a pipeline breaker: the ingest is ~20 % slower on 2 cores. Generated ids (when
         the input has none) are ``<id_prefix>-<file row, zero padded to 6>`` (the file's source name, even when
         a column gives each row its source: ids must not depend on data). Empty texts are inserted too;
         :meth:`drop_empty` removes them after the checks, so their file rows can be reported.

@@ -73,7 +73,7 @@ def test_tsv_jsonl_json_parquet_dataframe(ws, tmp_path):
 
 
 def test_hf_dataset_saved_on_disk(ws, tmp_path):
-    datasets = pytest.importorskip("datasets")  # in requirements.txt; importorskip only names the reason
+    import datasets  # in requirements.txt: a missing package fails this test
     d = datasets.DatasetDict({
         "train": datasets.Dataset.from_dict({"content": ["a b", "c d", "e f"], "category": [0, 1, 0]}),
         "test": datasets.Dataset.from_dict({"content": ["g"], "category": [1]}),

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from curate_core.cli import main
 
 from .conftest import REPO, write_csv

@@ -258,13 +258,15 @@ def plan(store: Store, overrides: dict[str, dict] | None = None) -> Plan:
     # an interrupted run counts, so a plain rerun resumes it from its checkpoints
     latest = store.latest_runs(statuses=("done", "running", "interrupted"))
     fp = store.data_fingerprint()
+    done = store.done_run_keys()  # a key is done if it is its stage's latest finished run …
+    unfinished = set(store.meta_keys(RUNNING))  # … and no later run of the stage died after writing its tables
     p = Plan({}, {}, {}, {})
     for name, st in reg.items():
         params = _effective_params(st, latest.get(name), (overrides or {}).get(name))
         inputs = json.dumps({"data": fp, **{r: p.keys[r] for r in st.requires}}, sort_keys=True)
         key = run_key(st, params, inputs)
         p.params[name], p.keys[name], p.inputs[name] = params, key, inputs
-        p.done[name] = store.done_run(key) is not None and store.get_meta(RUNNING + name) is None
+        p.done[name] = done.get(name) == key and RUNNING + name not in unfinished
     return p
 
 

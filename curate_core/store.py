@@ -224,6 +224,11 @@ class Store:
             rows = cur.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
         return rows[0][0] if rows else default
 
+    def meta_keys(self, prefix: str) -> list[str]:
+        """Keys of ``meta`` that start with *prefix* (e.g. the stages that are running or died running)."""
+        with self.cursor() as cur:
+            return [r[0] for r in cur.execute("SELECT key FROM meta WHERE starts_with(key, ?)", [prefix]).fetchall()]
+
     def set_meta(self, key: str, value: str) -> None:
         with self.cursor() as cur:
             cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
@@ -558,17 +563,6 @@ class Store:
                     QUALIFY row_number() OVER (PARTITION BY stage ORDER BY started DESC) = 1""", params
             ).df()
         return {r["stage"]: r for r in df.to_dict("records")}
-
-    def done_run(self, run_key: str) -> dict | None:
-        """The finished run with this key, if its outputs are the ones in the tables now: it must be the latest
-        finished run of its stage (after runs A, B of a stage, asking for A again must recompute, not reuse)."""
-        with self.cursor() as cur:
-            df = cur.execute(
-                """SELECT * FROM runs r WHERE run_key = ? AND status = 'done'
-                   AND finished = (SELECT max(finished) FROM runs o WHERE o.stage = r.stage AND o.status = 'done')
-                   LIMIT 1""", [run_key]
-            ).df()
-        return None if df.empty else df.to_dict("records")[0]
 
     def run_history(self, limit: int = 50) -> pd.DataFrame:
         with self.cursor() as cur:
@@ -1120,7 +1114,8 @@ class Store:
         return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:16]
 
     def done_run_keys(self) -> dict[str, str]:
-        """stage → run key of its latest finished run (for export manifests)."""
+        """stage → run key of its latest finished run: the run whose outputs are in the tables now (after runs A,
+        B of a stage, asking for A again must recompute, not reuse). Also in export manifests."""
         with self.cursor() as cur:
             rows = cur.execute(
                 """SELECT stage, run_key FROM runs WHERE status = 'done'

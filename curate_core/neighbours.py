@@ -121,10 +121,19 @@ def per_label_knn_distance(x: np.ndarray, label_codes: np.ndarray, k: int = 10, 
     one row (k shrinks to the label's size − 1 for small labels)."""
     codes = np.asarray(label_codes, dtype=np.int64)
     out = np.full(len(x), np.nan)
-    for c in np.unique(codes[codes >= 0]):
+    progress = kw.pop("progress", None)
+    total, before = int((codes >= 0).sum()), 0
+    labels = np.unique(codes[codes >= 0])
+    for i, c in enumerate(labels):
         rows = np.flatnonzero(codes == c)
         if len(rows) > 1:
-            out[rows] = mean_knn_distance(x[rows], k, **kw)
+            # one progress over every labelled row (a bar per label would restart 77 times)
+            step = None if progress is None else (
+                lambda d, t, m, b=before: progress(b + d, total, f"label {i + 1:,}/{len(labels):,}: {m}"))
+            out[rows] = mean_knn_distance(x[rows], k, progress=step, **kw)
+        before += len(rows)
+        if progress is not None:
+            progress(before, total, f"label {i + 1:,}/{len(labels):,}")
     return out
 
 

@@ -73,6 +73,10 @@ class Score:
     def compute(self, ctx: "ScoreContext") -> ScoreResult:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def settings(self, ctx: "ScoreContext") -> dict:
+        """This score's parameters: its defaults (``params``) updated by the run's ``scores.params[name]``."""
+        return {**self.params, **ctx.params.get(self.name, {})}
+
 
 _SCORES: dict[str, Score] = {}
 

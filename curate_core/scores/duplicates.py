@@ -37,7 +37,7 @@ class ExactDuplicates(Score):
     params: dict = field(default_factory=lambda: dedup.Normalise().as_dict())
 
     def compute(self, ctx: ScoreContext) -> ScoreResult:
-        opts = dedup.Normalise.from_params({**self.params, **ctx.params.get(self.name, {})})
+        opts = dedup.Normalise.from_params(self.settings(ctx))
         codes = dedup.group_codes(ctx.texts, opts)
         quality = ctx.get("score:label_quality") if ctx.has("score:label_quality") else None
         labels = ctx.label_codes if ctx.has("label_codes") else None
@@ -69,7 +69,7 @@ class SemDeDup(Score):
                                                   "seed": 0})
 
     def compute(self, ctx: ScoreContext) -> ScoreResult:
-        p = {**self.params, **ctx.params.get(self.name, {})}
+        p = self.settings(ctx)
         r = dedup.semdedup(ctx.embeddings, n_clusters=p["n_clusters"], max_cluster_size=int(p["max_cluster_size"]),
                            keep=str(p["keep"]), seed=int(p["seed"]),
                            progress=lambda d, t, m: ctx.report(d, t, f"semdedup: {m}"))

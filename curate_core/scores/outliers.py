@@ -37,7 +37,7 @@ class Outlier(Score):
     params: dict = field(default_factory=lambda: {**_KNN, "whisker": 1.5})
 
     def compute(self, ctx: ScoreContext) -> ScoreResult:
-        p = {**self.params, **ctx.params.get(self.name, {})}
+        p = self.settings(ctx)
         v = neighbours.mean_knn_distance(ctx.embeddings, int(p["k"]), **_knn_kw(p, ctx, self.name))
         cut = neighbours.tukey_cutoff(v, float(p["whisker"]))
         flag = np.nan_to_num(v, nan=-np.inf) > cut
@@ -64,6 +64,6 @@ class LabelOutlier(Score):
         codes = np.asarray(ctx.label_codes)
         if not (codes >= 0).any():
             raise CurateError("needs labels; this data has none")
-        p = {**self.params, **ctx.params.get(self.name, {})}
+        p = self.settings(ctx)
         v = neighbours.per_label_knn_distance(ctx.embeddings, codes, int(p["k"]), **_knn_kw(p, ctx, self.name))
         return ScoreResult(v, summary={"k": int(p["k"]), "scored": int(np.isfinite(v).sum())})

@@ -31,7 +31,7 @@ class _Heuristic(Score):
         if unknown:
             raise CurateError(f"Unknown parameter(s) {choices(unknown)} for `{self.name}`",
                               f"parameters: {choices(sorted(self.params))}")
-        v = self.fn(tq.as_arrow(ctx.texts), **{**self.params, **given})
+        v = self.fn(tq.as_arrow(ctx.texts), **self.settings(ctx))
         return ScoreResult(v, summary=_describe(v))
 
 
@@ -77,7 +77,7 @@ class Language(_Heuristic):
     params: dict = field(default_factory=lambda: {"max_bytes": 2000})
 
     def compute(self, ctx: ScoreContext) -> ScoreResult:
-        p = {**self.params, **ctx.params.get(self.name, {})}
+        p = self.settings(ctx)
         lang, prob = tq.detect_language(ctx.texts, max_bytes=int(p["max_bytes"]))
         codes, counts = np.unique(lang.astype(str), return_counts=True) if len(lang) else ([], [])
         top = sorted(zip(codes, counts), key=lambda kv: -kv[1])[:10]

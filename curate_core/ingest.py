@@ -155,7 +155,8 @@ def check_utf8(path: Path, encoding: str | None = None, out: Path | None = None)
                     raise CurateError(
                         f"{path.name} is not valid {enc}: undecodable byte 0x{e.object[e.start:e.start + 1].hex()} "
                         f"on line {_line_at(path, at)}",
-                        "pass --encoding with the file's real encoding (e.g. --encoding latin-1 or cp1252)",
+                        "give the file's real encoding, e.g. latin-1 or cp1252 (--encoding on the command line, the "
+                        "Encoding field in the app)",
                     ) from None
                 if sink is not None and text:
                     sink.write(text)

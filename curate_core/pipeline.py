@@ -247,26 +247,23 @@ class Plan:
     done: dict[str, bool]
 
 
-#: meta key set while a stage runs: its tables may already hold that run's output when it dies, so no earlier
-#: finished run of the stage may be reused until a run finishes again
-RUNNING = "stage_running:"
-
-
 def plan(store: Store, overrides: dict[str, dict] | None = None) -> Plan:
     reg = registry()
     # sticky parameters come from the last run that did not fail (a failed run's parameters may be the cause);
     # an interrupted run counts, so a plain rerun resumes it from its checkpoints
     latest = store.latest_runs(statuses=("done", "running", "interrupted"))
+    # the tables hold the output of each stage's last started run: a key is done only if that run is it and
+    # finished (a later run that died may have written its tables already; after runs A, B, A recomputes)
+    last = store.latest_runs()
     fp = store.data_fingerprint()
-    done = store.done_run_keys()  # a key is done if it is its stage's latest finished run …
-    unfinished = set(store.meta_keys(RUNNING))  # … and no later run of the stage died after writing its tables
     p = Plan({}, {}, {}, {})
     for name, st in reg.items():
         params = _effective_params(st, latest.get(name), (overrides or {}).get(name))
         inputs = json.dumps({"data": fp, **{r: p.keys[r] for r in st.requires}}, sort_keys=True)
         key = run_key(st, params, inputs)
         p.params[name], p.keys[name], p.inputs[name] = params, key, inputs
-        p.done[name] = done.get(name) == key and RUNNING + name not in unfinished
+        run = last.get(name)
+        p.done[name] = run is not None and run["status"] == "done" and run["run_key"] == key
     return p
 
 
@@ -365,7 +362,6 @@ def _run_locked(store: Store, reg: dict[str, Stage], wanted: list[str], override
             continue
         ctx = StageContext(store, st, params, key, progress)
         store.start_run(key, name, st.version, params, p.inputs[name])
-        store.set_meta(RUNNING + name, key)
         t0 = time.monotonic()
         try:
             summary = st.fn(ctx) or {}
@@ -382,7 +378,6 @@ def _run_locked(store: Store, reg: dict[str, Stage], wanted: list[str], override
             raise
         summary = {**summary, "seconds": round(time.monotonic() - t0, 2)}
         store.finish_run(key, "done", summary)
-        store.delete_meta(RUNNING + name)
         ctx.checkpoint.clear()
         results.append({"stage": name, "status": "done", "run_key": key, "summary": summary})
     if failed:

@@ -224,18 +224,9 @@ class Store:
             rows = cur.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
         return rows[0][0] if rows else default
 
-    def meta_keys(self, prefix: str) -> list[str]:
-        """Keys of ``meta`` that start with *prefix* (e.g. the stages that are running or died running)."""
-        with self.cursor() as cur:
-            return [r[0] for r in cur.execute("SELECT key FROM meta WHERE starts_with(key, ?)", [prefix]).fetchall()]
-
     def set_meta(self, key: str, value: str) -> None:
         with self.cursor() as cur:
             cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
-
-    def delete_meta(self, key: str) -> None:
-        with self.cursor() as cur:
-            cur.execute("DELETE FROM meta WHERE key = ?", [key])
 
     def put_summary(self, name: str, summary: dict) -> None:
         """Store a small JSON summary (e.g. a score's cutoff and flag count) for pages to show."""
@@ -1114,8 +1105,7 @@ class Store:
         return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:16]
 
     def done_run_keys(self) -> dict[str, str]:
-        """stage → run key of its latest finished run: the run whose outputs are in the tables now (after runs A,
-        B of a stage, asking for A again must recompute, not reuse). Also in export manifests."""
+        """stage → run key of its latest finished run (for export manifests)."""
         with self.cursor() as cur:
             rows = cur.execute(
                 """SELECT stage, run_key FROM runs WHERE status = 'done'

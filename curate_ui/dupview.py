@@ -282,8 +282,9 @@ def _range_filter(values: pd.Series, h: core.Heuristic, choices: Choices) -> Non
     current = choices.filters.get(h.column)
     start = (lo, hi)
     if current:
-        if current["op"] == "between":
-            start = tuple(current["value"])
+        if current["op"] == "between":  # an open end (None, as the Select page writes it) is the data's end
+            a0, b0 = current["value"]
+            start = (lo if a0 is None else a0, hi if b0 is None else b0)
         elif current["op"] == ">=":
             start = (current["value"], hi)
         elif current["op"] == "<=":

@@ -102,3 +102,18 @@ def test_page_when_embedding_scores_were_skipped(tmp_path, app_env):
     errors = [e.value for e in at.error]
     assert any("semdedup_sim" in e and "--stages scores" in e for e in errors), errors
     assert _metric(at, "Repeats (rank > 0)") == "4"  # what exists is still shown
+
+
+def test_page_takes_an_open_ended_range_the_select_page_wrote(built, app_env):
+    """The Select page writes one-sided ranges as between [a, None]: the range slider starts there, no crash."""
+    from curate_ui import state
+
+    app_env(built)
+    ws = state.open_workspace(str(built))
+    lo = int(ws.store.rows(["n_words"])["n_words"].min()) + 1
+    ws.store.save_recipe(dupview.DRAFT, {**dupview.new_recipe(),
+                                         "filters": [{"column": "n_words", "op": "between", "value": [lo, None]}]})
+    at = app_test(PAGE).run()
+    assert not at.exception, at.exception
+    slider = at.slider(key="dup_range_n_words")
+    assert slider.value == (lo, slider.max)

@@ -20,9 +20,9 @@ import pandas as pd
 
 from . import dedup
 from .errors import CurateError
+from .select import DRAFT, new_recipe  # noqa: F401  (re-exported: the page and tests use dupview.DRAFT)
 from .store import Store
 
-DRAFT = "__draft__"
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,7 @@ FILTER_COLUMNS = frozenset([h.column for h in HEURISTICS] + ["outlier_score", "l
 
 def scores_run(store: Store) -> str | None:
     """Run key of the latest finished `scores` run (a cache key for the page), or None."""
-    run = store.latest_runs().get("scores")
-    return str(run["run_key"]) if run is not None and run.get("status") == "done" else None
+    return store.done_run_keys().get("scores")
 
 
 def missing_columns(store: Store, columns: Sequence[str]) -> list[str]:
@@ -176,13 +175,6 @@ def semdedup_pairs(store: Store, frame: pd.DataFrame, eps: float, limit: int = 5
 
 
 # ---------------------------------------------------------------------------------------- recipe draft
-def new_recipe() -> dict:
-    """An empty recipe v1 (keeps every row)."""
-    return {"version": 1, "seed": 0, "filters": [], "decisions": True,
-            "dedup": {"exact": False, "semantic_eps": None},
-            "selections": {"only": [], "except": []}, "mixture": None}
-
-
 def range_filter(column: str, lo: float, hi: float, full_lo: float, full_hi: float) -> dict | None:
     """The filter a range slider stands for: none when it spans the data, else ``>=``, ``<=`` or ``between``."""
     low, high = lo > full_lo, hi < full_hi

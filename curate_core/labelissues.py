@@ -12,8 +12,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .dupview import skipped_scores
 from .errors import CurateError, choices
 from .scores.consensus import FLAGS
+from .select import DRAFT, new_recipe
 from .store import Store
 
 #: per-row columns the page uses (all written by the scores stage)
@@ -29,7 +31,6 @@ RANKINGS = {
     "forgetting": ("forgetting events", False),
 }
 ACTIONS = ("exclude", "relabel_suggested", "relabel", "keep")
-DRAFT = "__draft__"  # the recipe draft the Select page opens (see BRIEF: recipe JSON v1)
 
 
 @dataclass
@@ -69,16 +70,10 @@ def load(store: Store) -> LabelData:
 
 
 def _skip_reason(store: Store) -> str:
-    runs = store.latest_runs()
     probe = store.get_summary("probe") or {}
     if probe.get("skipped"):
         return f"The label-noise scores were skipped: {probe['skipped']}."
-    summary = runs.get("scores", {}).get("summary")
-    if isinstance(summary, str):
-        import json
-
-        summary = json.loads(summary or "{}")
-    reason = (summary or {}).get("skipped", {}).get("label_quality")
+    reason = skipped_scores(store).get("label_quality")
     if reason:
         return f"The label-noise scores were skipped: {reason}."
     return "The label-noise scores have not been computed yet."
@@ -199,9 +194,7 @@ def act(ws, row_ids: Sequence[int], action: str, data: LabelData, label: str | N
 # ------------------------------------------------------------------------------------- recipe draft
 def draft_filter(store: Store, column: str, op: str, value) -> dict:
     """Put one filter on *column* into the recipe draft (replacing an earlier one on the same column)."""
-    draft = store.recipe(DRAFT) or {"version": 1, "seed": 0, "filters": [], "decisions": True,
-                                    "dedup": {"exact": False, "semantic_eps": None},
-                                    "selections": {"only": [], "except": []}, "mixture": None}
+    draft = store.recipe(DRAFT) or new_recipe()
     filters = [f for f in draft.get("filters", []) if f.get("column", f.get("score")) != column]
     filters.append({"column": column, "op": op, "value": value})
     draft = {**draft, "filters": filters}

@@ -45,7 +45,15 @@ from .errors import CurateError, choices
 from .store import Store, quote_ident
 
 RECIPE_VERSION = 1
-DRAFT = "__draft__"
+DRAFT = "__draft__"  # the workspace's working recipe: the pages add to it, Export writes it
+
+
+def new_recipe() -> dict:
+    """An empty recipe v1 (keeps every row): what a draft starts from."""
+    return {"version": 1, "seed": 0, "filters": [], "decisions": True,
+            "dedup": {"exact": False, "semantic_eps": None},
+            "selections": {"only": [], "except": []}, "mixture": None}
+
 MAX_FILTERS = 48  # one bit of the row mask each (plus the named steps below)
 MAX_GROUPS = 1000
 MISSING_GROUP = "(missing)"

@@ -25,9 +25,6 @@ from .text import md, plural
 
 W = "sel_w_"  # editor widget keys
 SEEN = "sel_seen_draft"
-DEFAULT: dict = {"version": 1, "seed": 0, "filters": [], "decisions": True,
-                 "dedup": {"exact": False, "semantic_eps": None}, "selections": {"only": [], "except": []},
-                 "mixture": None}
 TEMPERATURES = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0, 1000.0]
 MAX_SLIDERS = 30  # more groups than this: a table of weights instead of sliders
 NONE = "(none)"
@@ -64,7 +61,7 @@ def _normalised(doc: dict) -> dict:
 def load_draft(ws: Workspace) -> dict:
     """The draft recipe, normalised; resets the editor when someone else changed it since this page saw it."""
     raw = ws.store.recipe(S.DRAFT)
-    raw = dict(DEFAULT) if raw is None else raw
+    raw = S.new_recipe() if raw is None else raw
     seen = st.session_state.get(SEEN)
     if seen is not None and seen != _dump(raw):
         reset_editor()
@@ -79,7 +76,7 @@ def load_draft(ws: Workspace) -> dict:
 
 def _lenient(raw: dict) -> dict:
     """As much of a broken draft as parses (each top-level part on its own), the rest from the defaults."""
-    out = S.parse_recipe(DEFAULT).to_json()
+    out = S.parse_recipe(S.new_recipe()).to_json()
     for k in ("seed", "filters", "decisions", "dedup", "selections", "mixture"):
         if k in raw:
             try:

@@ -228,15 +228,12 @@ def default_k(n: int) -> int:
     return max(1, min(n, math.ceil(math.sqrt(n))))
 
 
-def assign(x: np.ndarray, centroids: np.ndarray, block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """(nearest centroid by cosine, that cosine) per row, in blocks to bound memory."""
+def assign(x: np.ndarray, centroids: np.ndarray, block: int = 8192) -> np.ndarray:
+    """The nearest centroid by cosine of every row, in blocks to bound memory."""
     lab = np.empty(len(x), np.int64)
-    best = np.empty(len(x), np.float32)
     for lo in range(0, len(x), block):
-        s = x[lo: lo + block] @ centroids.T
-        lab[lo: lo + block] = s.argmax(1)
-        best[lo: lo + block] = s[np.arange(len(s)), lab[lo: lo + block]]
-    return lab, best
+        lab[lo: lo + block] = (x[lo: lo + block] @ centroids.T).argmax(1)
+    return lab
 
 
 def spherical_kmeans(x: np.ndarray, k: int, seed: int = 0, sample: int | None = None,
@@ -283,7 +280,7 @@ def _split(x: np.ndarray, members: np.ndarray, cap: int, seed: int) -> list[np.n
             out.append(m)
             continue
         k = math.ceil(len(m) / cap) * 2
-        lab, _ = assign(x[m], spherical_kmeans(x[m], k, seed=seed))
+        lab = assign(x[m], spherical_kmeans(x[m], k, seed=seed))
         pieces = [m[lab == c] for c in np.unique(lab)]
         if max(len(p) for p in pieces) == len(m):  # no progress
             out.extend(m[i: i + cap] for i in range(0, len(m), cap))
@@ -308,7 +305,7 @@ def semdedup(emb: np.ndarray, n_clusters: int | None = None, max_cluster_size: i
     k = default_k(n) if n_clusters is None else max(1, min(int(n_clusters), n))
     if progress:
         progress(0, n, f"k-means with k = {k:,}")
-    lab, _ = assign(x, spherical_kmeans(x, k, seed=seed))
+    lab = assign(x, spherical_kmeans(x, k, seed=seed))
     order = np.argsort(lab, kind="stable")
     bounds = np.flatnonzero(np.diff(lab[order])) + 1
     groups: list[np.ndarray] = []
@@ -316,7 +313,7 @@ def semdedup(emb: np.ndarray, n_clusters: int | None = None, max_cluster_size: i
     for m in np.split(order, bounds):
         if len(m) > max_cluster_size:
             split += 1
-            groups.extend(sorted(_split(x, m, max_cluster_size, seed), key=lambda g: g.min()))
+            groups.extend(_split(x, m, max_cluster_size, seed))
         else:
             groups.append(m)
     groups.sort(key=lambda g: g.min())  # cluster ids numbered by their first row: stable and readable

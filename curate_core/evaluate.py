@@ -174,7 +174,8 @@ def evaluate(store_or_ws: Any, recipe: Any, eval_file: str | Path | None = None,
         train_all = np.flatnonzero(labelled)
         where = f"{Path(eval_file).name}"
     else:
-        cur = store.current_decisions().set_index("row_id") if len(store.current_decisions()) else None
+        cur = store.current_decisions()
+        cur = cur.set_index("row_id") if len(cur) else None
         eval_labels = labels.copy()
         excluded = np.zeros(len(rows), dtype=bool)
         if cur is not None:  # a person's relabels are the best labels there are; their excludes are junk

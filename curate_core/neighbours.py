@@ -61,7 +61,7 @@ def ivf_knn(x: np.ndarray, k: int, n_cells: int | None = None, nprobe: int = 8, 
     n = len(x)
     n_cells = default_k(n) if n_cells is None else max(1, min(int(n_cells), n))
     cent = spherical_kmeans(x, n_cells, seed=seed)
-    lab, _ = assign(x, cent)
+    lab = assign(x, cent)
     used = np.unique(lab)
     cent = cent[used]
     lab = np.searchsorted(used, lab)

@@ -22,7 +22,7 @@ _VERSION = "1:" + ",".join(f"{n}@{s.version}" for n, s in _reg.items())
        requires=("textstats", "embed", "probe"), outputs=("scores",), defaults={"only": None, "params": {}})
 def run_scores(ctx: StageContext) -> dict:
     sctx = _scores.ScoreContext.from_store(ctx.store, params=ctx.params.get("params") or {})
-    sctx.on_progress = lambda done, total, msg: ctx.progress(done, total, msg)
+    sctx.on_progress = ctx.progress
     columns, summaries, skipped = _scores.compute_all(
         sctx, only=ctx.params.get("only"), progress=lambda i, n, name: ctx.progress(i, n, name))
     table = pa.table({"row_id": pa.array(sctx.row_ids, pa.int64()),

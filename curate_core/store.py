@@ -165,11 +165,9 @@ class Store:
         return self._write
 
     @contextlib.contextmanager
-    def transaction(self, cur: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """All or nothing: on any exception the workspace stays exactly as it was (on *cur* if given)."""
-        with contextlib.ExitStack() as stack:
-            if cur is None:
-                cur = stack.enter_context(self.cursor())
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All or nothing: on any exception the workspace stays exactly as it was."""
+        with self.cursor() as cur:
             cur.execute("BEGIN TRANSACTION")
             try:
                 yield cur
@@ -714,10 +712,7 @@ class Store:
                               f"run the embed stage: python -m curate_core run --workspace {self.path} --stages embed")
         with self.cursor() as cur:
             t = cur.sql("SELECT row_id, vec FROM embeddings ORDER BY row_id").to_arrow_table()
-        ids = t.column("row_id").to_numpy()
-        vec = t.column("vec").combine_chunks()
-        dim = vec.type.list_size
-        return ids, np.asarray(vec.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+        return t.column("row_id").to_numpy(), self._fixed_list(t.column("vec"))
 
     # ------------------------------------------------------------------- map: projection & clusters
     # Tables of the `project` and `cluster` stages (curate_core/project.py, cluster.py):

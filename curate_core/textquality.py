@@ -80,7 +80,7 @@ def _count(t: pa.Array, char_class: str) -> np.ndarray:
 
 def frac_non_alpha(texts: Texts) -> np.ndarray:
     t = as_arrow(texts)
-    visible = _np(pc.utf8_length(t)) - _count(t, r"[\p{Z}\p{Cc}]")
+    visible = _np(pc.utf8_length(t)) - _count(t, _SPACE)
     return _ratio(visible - _count(t, r"\p{L}"), visible)
 
 

@@ -183,11 +183,14 @@ def read_precomputed(store: Store, column: str | None = None) -> tuple[np.ndarra
         mats.append(_columns_matrix(batch, cols) if kind == "columns" else _list_matrix(batch, cols[0]))
     row_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
     where = cols[0] if kind == "list" else f"{cols[0]}…{cols[-1]}"
-    dims = {m.shape[1] for m in mats if m.ndim == 2}
+    dims = {m.shape[1] for m in mats if m.shape[1]}  # a batch in which every vector is missing has width 0
     if len(dims) > 1:
         raise CurateError(f"Vectors in `{where}` have different lengths ({min(dims)}–{max(dims)})",
                           "all vectors must have the same dimension")
-    m = np.concatenate(mats) if mats else np.zeros((0, 0))
+    if not dims:
+        raise CurateError(f"No vectors in `{where}`: every row's is missing", "give each row a vector")
+    d = dims.pop()
+    m = np.concatenate([x if x.shape[1] == d else np.full((len(x), d), np.nan) for x in mats])
     if m.shape[1] < 2:
         raise CurateError(f"Vectors in `{where}` need at least 2 dimensions; they have {m.shape[1]}")
     bad = np.flatnonzero(~np.isfinite(m).all(axis=1))
@@ -220,8 +223,7 @@ def _list_matrix(batch: pa.Table, col: str) -> np.ndarray:
         inner = arr.type.value_type
         if pa.types.is_integer(inner) or pa.types.is_floating(inner) or pa.types.is_decimal(inner):
             lens = pc.fill_null(pc.list_value_length(arr), -1).to_numpy(zero_copy_only=False)
-            _check_ragged(lens, row_ids, col)
-            d = int(lens.max()) if lens.size else 0
+            d = _check_ragged(lens, row_ids, col)
             out = np.full((len(arr), d), np.nan)
             ok = lens == d
             if ok.any():
@@ -230,8 +232,7 @@ def _list_matrix(batch: pa.Table, col: str) -> np.ndarray:
             return out
     rows = [_parse_vector(v) for v in arr.to_pylist()]
     lens = np.array([-1 if r is None else len(r) for r in rows])
-    _check_ragged(lens, row_ids, col)
-    d = int(lens.max()) if lens.size else 0
+    d = _check_ragged(lens, row_ids, col)
     return np.array([r if r is not None and len(r) == d else [np.nan] * d for r in rows], dtype=np.float64).reshape(-1, d)
 
 
@@ -251,14 +252,16 @@ def _parse_vector(v) -> list[float] | None:
         return [np.nan] * len(v)
 
 
-def _check_ragged(lens: np.ndarray, row_ids: np.ndarray, col: str) -> None:
-    """lens: per-row vector length, −1 for a missing vector (reported later as missing, not ragged)."""
+def _check_ragged(lens: np.ndarray, row_ids: np.ndarray, col: str) -> int:
+    """The batch's vector length (0 when no row has a vector). lens: per-row vector length, −1 for a missing
+    vector (reported later as missing, not ragged)."""
     present = lens[lens >= 0]
     if present.size and present.min() != present.max():
         common = np.bincount(present).argmax()
         bad = np.flatnonzero((lens >= 0) & (lens != common))[:5]
         raise CurateError(f"Vectors in `{col}` have different lengths ({present.min()}–{present.max()}; most have "
                           f"{common}), e.g. row ids {row_ids[bad].tolist()}", "all vectors must have the same dimension")
+    return int(present.max()) if present.size else 0
 
 
 # ---------------------------------------------------------------------------------------------- stage

@@ -187,6 +187,17 @@ def test_precomputed_bad_vectors_are_refused_and_nothing_written(ws, tmp_path, c
     assert ws.status()["embed"] != "done"
 
 
+def test_precomputed_batch_without_any_vector_is_reported_as_missing(ws):
+    """Vectors are read in batches of 100,000 rows: a last batch in which every vector is missing is 'missing'."""
+    import pandas as pd
+
+    n = 100_003
+    vecs = [[1.0, float(i)] for i in range(100_000)] + [None] * (n - 100_000)
+    ws.ingest(pd.DataFrame({"text": [f"t{i}" for i in range(n)], "embedding": vecs}))
+    with pytest.raises(CurateError, match="3 vectors .* are missing"):
+        read_precomputed(ws.store)
+
+
 def test_precomputed_inf_in_numbered_columns(ws, tmp_path):
     df = frame(3, emb_0=["1", "inf", "2"], emb_1=["1", "2", "3"])
     ws.ingest(write_csv(tmp_path / "v.csv", df))

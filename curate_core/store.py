@@ -828,7 +828,11 @@ class Store:
         ids = np.unique(np.asarray(list(row_ids), dtype=np.int64))
         if ids.size == 0:
             raise CurateError("No rows chosen for the decision", "select at least one row")
-        who = who or os.environ.get("USER") or "user"
+        return self._append_decisions(ids, action, None if value is None else str(value), reason, who)
+
+    def _append_decisions(self, ids: np.ndarray, action: str, values: Any, reason: str, who: str | None) -> int:
+        """Append one batch (rows *ids*, one value or one per row) numbered after the log's last; the rows must
+        exist. Callers hold the write lock (``@_serialised``), so two batches never get the same numbers."""
         with self.transaction() as cur:
             known = cur.execute(
                 "SELECT count(*) FROM samples WHERE list_contains(?, row_id)", [ids.tolist()]
@@ -839,8 +843,8 @@ class Store:
                 "SELECT coalesce(max(seq), 0) + 1, coalesce(max(batch), 0) + 1 FROM decisions").fetchall()[0]
             df = pd.DataFrame({
                 "seq": np.arange(seq0, seq0 + ids.size, dtype=np.int64), "batch": batch, "row_id": ids,
-                "action": action, "value": None if value is None else str(value), "reason": reason, "who": who,
-                "decided_at": _now(),
+                "action": action, "value": values, "reason": reason,
+                "who": who or os.environ.get("USER") or "user", "decided_at": _now(),
             })
             cur.register("_dec", df)
             cur.execute("INSERT INTO decisions SELECT seq, batch, row_id, action, value, reason, who, decided_at FROM _dec")
@@ -1213,20 +1217,7 @@ class Store:
         vals = [str(v) for v in labels]
         if ids.size == 0 or ids.size != len(vals) or np.unique(ids).size != ids.size:
             raise CurateError("Relabel needs one new label per chosen row (each row once)")
-        with self.transaction() as cur:
-            known = cur.execute("SELECT count(*) FROM samples WHERE list_contains(?, row_id)",
-                                [ids.tolist()]).fetchall()[0][0]
-            if known != ids.size:
-                raise CurateError(f"{ids.size - known} of the chosen rows do not exist in this workspace")
-            seq0, batch = cur.execute(
-                "SELECT coalesce(max(seq), 0) + 1, coalesce(max(batch), 0) + 1 FROM decisions").fetchall()[0]
-            df = pd.DataFrame({"seq": np.arange(seq0, seq0 + ids.size, dtype=np.int64), "batch": batch,
-                               "row_id": ids, "action": "relabel", "value": vals, "reason": reason,
-                               "who": who or os.environ.get("USER") or "user", "decided_at": _now()})
-            cur.register("_dec", df)
-            cur.execute("INSERT INTO decisions SELECT seq, batch, row_id, action, value, reason, who, decided_at FROM _dec")
-            cur.unregister("_dec")
-        return int(batch)
+        return self._append_decisions(ids, "relabel", vals, reason, who)
 
     # ------------------------------------------------------------------------------------ misc
     def query_df(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:

@@ -405,13 +405,16 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
 
     if progress:
         progress("ingest: reading", 1, 3)
-    def fits(out: str, typ: str) -> bool:  # CSV text going into a column an earlier file typed
-        return csv_like and types.get(extras[out]) == "VARCHAR" and store.input_fits(cur, inp.reader, extras[out], typ)
+    def fits(typed: dict[str, str]) -> set[str]:  # CSV text going into columns an earlier file typed
+        text = {extras[o]: t for o, t in typed.items() if csv_like and types.get(extras[o]) == "VARCHAR"}
+        ok = store.input_fits(cur, inp.reader, text)
+        return {o for o in typed if extras[o] in ok}
 
     try:
         with store.writing(), store.transaction() as cur:
             first = store.next_row_id(cur)
-            new_cols = [o for o in extras if o not in dict(store.sample_columns(cur))]
+            existing = dict(store.sample_columns(cur))
+            new_cols = [o for o in extras if o not in existing]
             extra_types = store.prepare_columns(
                 cur, {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()}, fits=fits)
             rows_read = store.insert_input(cur, reader, select, first, extra_types, id_prefix=src_name)

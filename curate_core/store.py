@@ -284,21 +284,23 @@ class Store:
         return int(cur.execute("SELECT coalesce(max(row_id), -1) + 1 FROM samples").fetchall()[0][0])
 
     def prepare_columns(self, cur, wanted: dict[str, str],
-                        fits: Callable[[str, str], bool] | None = None) -> dict[str, str]:
+                        fits: Callable[[dict[str, str]], set[str]] | None = None) -> dict[str, str]:
         """Make sure ``samples`` has each extra column; returns the type each will be inserted as.
 
-        A new column gets the input's type. For a column an earlier file created with another type, ``fits(col,
-        type)`` says whether every new value casts to that type (CSV text holding numbers); if not, the column
-        becomes text so nothing is lost.
+        A new column gets the input's type. For columns an earlier file created with another type, ``fits({col:
+        type})`` names those whose every new value casts to that type (CSV text holding numbers; one scan for
+        all); the others become text so nothing is lost.
         """
         existing = dict(self.sample_columns(cur))
+        typed = {c: existing[c] for c, t in wanted.items() if c in existing and existing[c] not in (t, "VARCHAR")}
+        fit = fits(typed) if typed and fits is not None else set()
         out = {}
         for col, typ in wanted.items():
             qc = quote_ident(col)
             if col not in existing:
                 cur.execute(f"ALTER TABLE samples ADD COLUMN {qc} {typ}")
                 out[col] = typ
-            elif existing[col] == typ or (existing[col] != "VARCHAR" and fits is not None and fits(col, existing[col])):
+            elif existing[col] == typ or col in fit:
                 out[col] = existing[col]
             else:
                 if existing[col] != "VARCHAR":
@@ -313,14 +315,20 @@ class Store:
             return f"CASE WHEN isnan(TRY_CAST({expr} AS DOUBLE)) THEN NULL ELSE CAST({expr} AS {typ}) END"
         return f"CAST({expr} AS {typ})"
 
-    def input_fits(self, cur, reader: FileReader, column: str, typ: str) -> bool:
-        """Do all non-empty values of an input's text *column* cast to *typ*? (integers checked by pattern)"""
+    def input_fits(self, cur, reader: FileReader, checks: dict[str, str]) -> set[str]:
+        """The input's text columns (of *checks*: column → type) whose non-empty values all cast to their type,
+        in one scan of the input (integers checked by pattern)."""
+        if not checks:
+            return set()
         src = _bind(cur, reader)
-        qc = quote_ident(column)
-        bad = (f"NOT regexp_full_match(trim({qc}), '[+-]?[0-9]{{1,18}}')" if typ in ("BIGINT", "INTEGER")
-               else f"TRY_CAST({qc} AS {typ}) IS NULL")
-        return cur.execute(f"SELECT count(*) FROM {src} WHERE {qc} IS NOT NULL AND {bad}",
-                           reader.params).fetchall()[0][0] == 0
+        counts = []
+        for column, typ in checks.items():
+            qc = quote_ident(column)
+            bad = (f"NOT regexp_full_match(trim({qc}), '[+-]?[0-9]{{1,18}}')" if typ in ("BIGINT", "INTEGER")
+                   else f"TRY_CAST({qc} AS {typ}) IS NULL")
+            counts.append(f"count(*) FILTER (WHERE {qc} IS NOT NULL AND {bad})")
+        row = cur.execute(f"SELECT {', '.join(counts)} FROM {src}", reader.params).fetchall()[0]
+        return {c for c, n in zip(checks, row) if n == 0}
 
     def insert_input(self, cur, reader: FileReader, select: Sequence[tuple[str, str]], first: int,
                      extra_types: dict[str, str], id_prefix: str) -> int:

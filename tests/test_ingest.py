@@ -277,6 +277,15 @@ def test_second_csv_keeps_a_typed_column_when_its_values_fit(ws, tmp_path):
     assert ws.samples(["n"])["n"].tolist() == ["1", "2", "3", "many"]
 
 
+def test_typed_columns_of_a_later_csv_are_judged_each_on_its_own(ws, tmp_path):
+    """One scan checks every typed column; each keeps its type or becomes text by its own values."""
+    ws.ingest(write_csv(tmp_path / "a.csv", [{"text": "x", "n": 1, "f": 0.5, "m": 7}]))
+    ws.ingest(write_csv(tmp_path / "b.csv", [{"text": "y", "n": 2, "f": "half", "m": 1.5}]))
+    cols = dict(ws.store.sample_columns())
+    assert (cols["n"], cols["f"], cols["m"]) == ("BIGINT", "VARCHAR", "VARCHAR")
+    assert ws.samples(["n", "f", "m"]).values.tolist() == [[1, "0.5", "7"], [2, "half", "1.5"]]
+
+
 def test_row_ids_follow_file_order_across_parallel_row_groups(ws, tmp_path):
     """300k rows span several DuckDB row groups read in parallel: row_id and generated ids still follow the file."""
     n = 300_000

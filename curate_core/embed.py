@@ -303,7 +303,6 @@ def run_embed(ctx: StageContext) -> dict:
     ck = ctx.checkpoint
     shard = int(params["shard_size"])
     total = len(todo)
-    delay = float(os.environ.get("CURATE_DEBUG_BATCH_DELAY", "0") or 0)
     done = resumed = 0
     ctx.progress(0, total)
     for i, lo in enumerate(range(0, total, shard)):
@@ -316,10 +315,6 @@ def run_embed(ctx: StageContext) -> dict:
             vecs = emb.encode([by_row[r] for r in part["row_id"]])
             ck.write(i, pa.table({"text_hash": pa.array(part["text_hash"].tolist(), pa.string()),
                                   "vec": _vec_array(vecs)}))
-            if delay:
-                import time
-
-                time.sleep(delay)
         done += len(part)
         ctx.progress(done, total, f"{resumed:,} texts from checkpoint" if resumed else "")
     if total == 0:

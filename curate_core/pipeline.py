@@ -150,6 +150,9 @@ class Checkpoint:
         tmp = self.root / f".part-{i:05d}.parquet.tmp"
         pq.write_table(table, tmp)
         os.replace(tmp, self.part_path(i))  # atomic: a part is either whole or absent
+        delay = float(os.environ.get("CURATE_DEBUG_BATCH_DELAY", "0") or 0)  # testing aid: reliable kill -9 tests
+        if delay:
+            time.sleep(delay)
 
     def read(self, i: int) -> pa.Table:
         return pq.read_table(self.part_path(i))
@@ -199,7 +202,6 @@ class StageContext:
             raise CurateError(f"batch_size must be at least 1; got {batch_size}", f"e.g. --param {self.stage.name}.batch_size=10000")
         total = self.store.count()
         ck = self.checkpoint
-        delay = float(os.environ.get("CURATE_DEBUG_BATCH_DELAY", "0") or 0)  # testing aid: makes kill -9 tests reliable
         done = resumed = 0
         self.progress(0, total)
         for i, table, n in self.store.iter_samples(columns, batch_size, skip=ck.has):
@@ -207,8 +209,6 @@ class StageContext:
                 resumed += n
             else:
                 ck.write(i, fn(table))
-                if delay:
-                    time.sleep(delay)
             done += n
             self.progress(done, total, f"{resumed:,} {unit} from checkpoint" if resumed else "")
         ck.mark_complete()

@@ -320,7 +320,6 @@ def run_project(ctx: StageContext) -> dict:
     rest_idx = np.setdiff1d(np.arange(n), fit_idx)
     ck = ctx.checkpoint
     model_file = ck.root / "model.pkl"
-    delay = float(os.environ.get("CURATE_DEBUG_BATCH_DELAY", "0") or 0)
 
     if model_file.exists():  # resumed: the fit finished before the process died
         with open(model_file, "rb") as f:
@@ -354,8 +353,6 @@ def run_project(ctx: StageContext) -> dict:
         else:
             xy, u = proj.transform(X[part])
             ck.write(i, _part(ids[part], xy, u, False))
-            if delay:
-                time.sleep(delay)
         done += len(part)
         ctx.progress(done, n, f"placed with transform; {resumed:,} rows from checkpoint" if resumed else
                      "placing the rest with transform")

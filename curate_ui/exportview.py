@@ -47,9 +47,8 @@ def choose_recipe(ws: Workspace) -> tuple[dict | None, str]:
 
 
 def summary(ws: Workspace, recipe: dict) -> S.Counts | None:
-    from .selectview import guarded
 
-    c = guarded(ws, S.live_counts, ws.store, recipe)
+    c = state.guarded(ws, S.live_counts, ws.store, recipe)
     if c is None:
         return None
     m = st.columns(4)
@@ -96,7 +95,6 @@ def outcome_panel(ws: Workspace, recipe: dict) -> None:
     """Train the same probe on all rows and on the selection; show both scores on held-out data."""
     from curate_core.evaluate import evaluate
 
-    from .selectview import guarded
 
     st.subheader("Did curation help? (outcome check)")
     st.caption("Trains the same classifier (softmax regression on the embeddings) on every labelled row and on "
@@ -109,7 +107,7 @@ def outcome_panel(ws: Workspace, recipe: dict) -> None:
         last = st.session_state.get("exp_outcome")
         took = f" (the last check took {last[1].seconds:.0f} s)" if last is not None else ""
         with st.spinner(f"Training two classifiers (all rows, then the selection) …{took}", show_time=True):
-            out = guarded(ws, evaluate, ws, recipe, path.strip() or None)
+            out = state.guarded(ws, evaluate, ws, recipe, path.strip() or None)
         if out is not None:
             st.session_state["exp_outcome"] = (key, out)
     done = st.session_state.get("exp_outcome")

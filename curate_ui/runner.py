@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from curate_core import CurateError, Workspace
-from curate_core.errors import log_exception
 from curate_core.pipeline import ProgressEvent, format_seconds
+
+from . import state
 
 
 @dataclass
@@ -68,8 +69,7 @@ def start_run(ws: Workspace, stages: list[str] | None = None, params: dict | Non
             run.results = getattr(e, "results", [])
             run.error = e
         except Exception as e:  # a bug: keep the app alive, log the traceback, show one line
-            path = log_exception(ws.store.log_dir, e)
-            run.error = CurateError(f"Unexpected {type(e).__name__}: {e}", f"this is a bug; traceback in {path}")
+            run.error = state.bug_error(ws, e)
         finally:
             run.finished = time.monotonic()
 

@@ -18,7 +18,6 @@ import streamlit as st
 
 from curate_core import CurateError, Workspace
 from curate_core import select as S
-from curate_core.errors import log_exception
 
 from . import charts, state
 from .text import md, plural
@@ -28,22 +27,6 @@ SEEN = "sel_seen_draft"
 TEMPERATURES = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0, 1000.0]
 MAX_SLIDERS = 30  # more groups than this: a table of weights instead of sliders
 NONE = "(none)"
-
-
-def guarded(ws: Workspace, fn, *args: Any, **kwargs: Any) -> Any:
-    """Call *fn*; a CurateError is shown as such, anything else (a bug) is logged and shown in one line.
-
-    Returns None when it failed, so a page can draw what it can instead of a stack trace.
-    """
-    try:
-        return fn(*args, **kwargs)
-    except CurateError as e:
-        state.show_error(e)
-    except Exception as e:  # noqa: BLE001 - a bug: never a traceback on the page
-        path = log_exception(ws.store.log_dir, e)
-        state.show_error(CurateError(f"Unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                                     f"this is a bug; the traceback is in {path}"))
-    return None
 
 
 # ----------------------------------------------------------------------------------------- draft
@@ -193,7 +176,7 @@ def filter_editor(ws: Workspace, draft: dict) -> tuple[list[dict], dict[int, Any
 
 def _panel(ws: Workspace, col: str, kind: str, f: dict | None) -> tuple[dict | None, Any]:
     st.markdown(f"**{col}**")
-    p = guarded(ws, profile, ws, col)
+    p = state.guarded(ws, profile, ws, col)
     if p is None:
         return f, st.empty()
     out: dict | None = None
@@ -446,7 +429,7 @@ def _weights_editor(ws: Workspace, group_by: str, m: dict, temperature: float) -
 
 # ---------------------------------------------------------------------------------------- results
 def counts(ws: Workspace, recipe: dict) -> S.Counts | None:
-    return guarded(ws, S.live_counts, ws.store, recipe)
+    return state.guarded(ws, S.live_counts, ws.store, recipe)
 
 
 def fill_step_captions(c: S.Counts, slots: dict[int, Any]) -> None:

@@ -10,11 +10,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import streamlit as st
 
 from curate_core import CurateError, Workspace
 from curate_core.cli import DEMO_WORKSPACE
+from curate_core.errors import log_exception
 
 KEY = "workspace_path"
 
@@ -85,3 +87,24 @@ def show_error(e: CurateError) -> None:
     from .text import md_message
 
     st.error(md_message(e.message) + (f"  \n*{md_message(e.hint)}*" if e.hint else ""), icon=":material/error:")
+
+
+def bug_error(ws: Workspace, e: Exception) -> CurateError:
+    """An unexpected exception (a bug) as a one-line CurateError; the traceback goes to the workspace's logs/."""
+    path = log_exception(ws.store.log_dir, e)
+    return CurateError(f"Unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                       f"this is a bug; the traceback is in {path}")
+
+
+def guarded(ws: Workspace, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call *fn*; a CurateError is shown as such, anything else (a bug) is logged and shown in one line.
+
+    Returns None when it failed, so a page can draw what it can instead of a stack trace.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except CurateError as e:
+        show_error(e)
+    except Exception as e:  # noqa: BLE001 - a bug: never a traceback on the page
+        show_error(bug_error(ws, e))
+    return None

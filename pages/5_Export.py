@@ -11,7 +11,7 @@ import streamlit as st
 from curate_core import CurateError
 from curate_core import export as E
 from curate_ui import exportview as ev
-from curate_ui import layout
+from curate_ui import layout, state
 from curate_ui import selectview as sv
 
 ws = layout.require_workspace("Export", ":material/download:")
@@ -42,7 +42,7 @@ name = c2.text_input("Sub-folder name", key=ev.default_name(), help="letters, di
 force = st.checkbox("Overwrite files already in that folder", key="exp_force")
 if st.button("Write files", type="primary", icon=":material/save:", key="exp_write"):
     with st.spinner(f"Selecting and writing {counts.rows_unique:,} rows …", show_time=True):
-        res = sv.guarded(ws, E.export, ws, recipe, name, fmt, with_scores, with_weights, force=force, base=base)
+        res = state.guarded(ws, E.export, ws, recipe, name, fmt, with_scores, with_weights, force=force, base=base)
     if res is not None:
         st.session_state["exp_last"] = res
 if st.session_state.get("exp_last") is not None:
@@ -52,7 +52,7 @@ st.subheader("Download")
 zip_key = E.cli_command(ws.path, json.dumps(recipe, sort_keys=True), "-", fmt, with_scores, with_weights)
 if st.button("Prepare the download", icon=":material/folder_zip:", key="exp_zip"):
     with st.spinner("Preparing the download …", show_time=True):
-        d = sv.guarded(ws, E.export_download, ws, recipe, fmt, with_scores, with_weights)
+        d = state.guarded(ws, E.export_download, ws, recipe, fmt, with_scores, with_weights)
     if d is not None:
         st.session_state["exp_download"] = (zip_key, d)
 ready = st.session_state.get("exp_download")

@@ -14,6 +14,7 @@ from curate_core import export as E
 from curate_core import select as S
 
 from . import charts, state
+from . import selectview as sv
 from .text import md, md_message
 
 SOURCES = {"draft": "Draft from the Select page", "saved": "A saved recipe", "upload": "A recipe file"}
@@ -52,13 +53,12 @@ def summary(ws: Workspace, recipe: dict) -> S.Counts | None:
     if c is None:
         return None
     m = st.columns(4)
-    rows_est = "≈ " if c.tokens_estimated and c.unit == "tokens" else ""
+    rows_est, tokens_est = sv.estimate_marks(c)
     m[0].metric("Rows to export", f"{rows_est}{c.rows_selected:,}", help=f"{rows_est}{c.rows_unique:,} distinct rows")
-    m[1].metric("Tokens", ("≈ " if c.tokens_estimated and c.unit == "rows" else "") + charts.human(c.tokens_selected))
+    m[1].metric("Tokens", tokens_est + charts.human(c.tokens_selected))
     m[2].metric("Of all rows", f"{c.rows_selected / max(c.rows_total, 1):.1%}")
     m[3].metric("Groups", f"{int((c.groups['rows_selected'] > 0).sum()):,}", help=f"by {c.group_by}")
-    for w in c.warnings:
-        st.warning(md_message(w), icon=":material/warning:")
+    sv.warnings(c)
     return c
 
 
@@ -80,7 +80,7 @@ def write_result(res: E.ExportResult) -> None:
 
 
 def file_size(n: int) -> str:
-    """1234567 → "1.2 MB" (decimal units, like the download buttons)."""
+    """1234567 → "1.2 MB" (decimal units; the download buttons and the written-files table use it)."""
     for div, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
         if n >= div:
             return f"{n / div:.1f} {unit}"

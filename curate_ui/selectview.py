@@ -20,7 +20,7 @@ from curate_core import CurateError, Workspace
 from curate_core import select as S
 
 from . import charts, state
-from .text import md, plural
+from .text import md, md_message, plural
 
 W = "sel_w_"  # editor widget keys
 SEEN = "sel_seen_draft"
@@ -439,10 +439,28 @@ def fill_step_captions(c: S.Counts, slots: dict[int, Any]) -> None:
                                             f" alone · **{s.removes_only:,}** only by this filter")
 
 
+def estimate_marks(c: S.Counts) -> tuple[str, str]:
+    """("≈ " or "", "≈ " or "") for the row and token totals: with a token budget the row count is the estimate,
+    with a row budget the token count is."""
+    est = c.tokens_estimated
+    return ("≈ " if est and c.unit == "tokens" else "", "≈ " if est and c.unit == "rows" else "")
+
+
+def warnings(c: S.Counts) -> None:
+    for w in c.warnings:
+        st.warning(md_message(w), icon=":material/warning:")
+
+
+def group_expander(c: S.Counts) -> None:
+    """Per-group counts before and after, folded away (Select and Export pages)."""
+    if c.group_by:
+        with st.expander(f"Per group ({c.group_by}): before → after", icon=":material/table:"):
+            st.dataframe(group_table(c), hide_index=True, width="stretch", column_config=group_table_config())
+
+
 def metrics(c: S.Counts) -> None:
     m = st.columns(4)
-    approx = "≈ " if c.tokens_estimated and c.unit == "rows" else ""
-    rows_est = "≈ " if c.tokens_estimated and c.unit == "tokens" else ""
+    rows_est, approx = estimate_marks(c)
     m[0].metric("Selected rows", f"{rows_est}{c.rows_selected:,}",
                 help="rows in the selection (repeats counted)" + (
                     "; with a token budget the rows depend on which rows are drawn: estimated from each group's "

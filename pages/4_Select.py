@@ -7,7 +7,6 @@ uses. Thin page: the editor and charts are in curate_ui/selectview.py, the logic
 import streamlit as st
 
 from curate_ui import layout, selectview as sv
-from curate_ui.text import md_message
 
 ws = layout.require_workspace("Select", ":material/tune:")
 st.caption("Turn what you saw into a subset: every slider move recounts the selection. The recipe is saved as "
@@ -31,8 +30,7 @@ with top:
     counts = sv.counts(ws, recipe)
     if counts is not None:
         sv.metrics(counts)
-        for w in counts.warnings:
-            st.warning(md_message(w), icon=":material/warning:")
+        sv.warnings(counts)
         left, right = st.columns([3, 2]) if counts.steps else (st.container(), st.container())
         if not counts.steps and mixture is None:
             st.caption("No filters or other steps yet: every row is selected. Add some below, or on the Label "
@@ -45,9 +43,8 @@ with top:
                             column_config=sv.steps_table_config())
         sv.fill_step_captions(counts, slots)
 
-if counts is not None and counts.group_by:
-    with st.expander(f"Per group ({counts.group_by}): before → after", icon=":material/table:"):
-        st.dataframe(sv.group_table(counts), hide_index=True, width="stretch", column_config=sv.group_table_config())
+if counts is not None:
+    sv.group_expander(counts)
 
 with st.expander("Recipe tools: save, load, diff, JSON", icon=":material/description:"):
     sv.recipe_tools(ws, recipe)

@@ -24,9 +24,7 @@ if recipe is None:
 counts = ev.summary(ws, recipe)
 if counts is None:
     st.stop()
-if counts.group_by:
-    with st.expander(f"Per group ({counts.group_by}): before → after", icon=":material/table:"):
-        st.dataframe(sv.group_table(counts), hide_index=True, width="stretch", column_config=sv.group_table_config())
+sv.group_expander(counts)
 
 c1, c2, c3 = st.columns(3)
 fmt = c1.radio("Format", list(E.FORMATS), horizontal=True, key="exp_fmt")
@@ -59,9 +57,9 @@ ready = st.session_state.get("exp_download")
 if ready is not None and ready[0] == zip_key:  # made from this recipe and these options
     d = ready[1]
     c1, c2 = st.columns(2)
-    c1.download_button(f"Download {d.data_name} ({d.manifest['rows']:,} rows, {len(d.data) / 1e6:.1f} MB)", d.data,
+    c1.download_button(f"Download {d.data_name} ({d.manifest['rows']:,} rows, {ev.file_size(len(d.data))})", d.data,
                        file_name=d.data_name, icon=":material/download:", key="exp_dl_data")
-    c2.download_button(f"Download all with recipe and manifest (zip, {len(d.zip) / 1e6:.1f} MB)", d.zip,
+    c2.download_button(f"Download all with recipe and manifest (zip, {ev.file_size(len(d.zip))})", d.zip,
                        file_name=f"{name or 'export'}.zip", mime="application/zip", icon=":material/download:",
                        key="exp_dl_zip")
 

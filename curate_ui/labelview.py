@@ -56,9 +56,9 @@ def _done(msg: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ header
-def metrics(ws: Workspace, data: li.LabelData) -> None:
+def metrics(data: li.LabelData, decisions: pd.DataFrame) -> None:
     df = data.frame
-    counts = li.decision_counts(ws.decisions())
+    counts = li.decision_counts(decisions)
     c = st.columns(6)
     c[0].metric("Labelled rows", f"{len(df):,}")
     c[1].metric("Confident learning", f"{int(df['is_label_issue'].sum()):,}",
@@ -221,7 +221,8 @@ def consensus_panel(ws: Workspace, data: li.LabelData) -> None:
 
 
 # ------------------------------------------------------------------------------------------ suspects
-def suspects_panel(ws: Workspace, data: li.LabelData, cutoff: float | None, selection: np.ndarray | None) -> None:
+def suspects_panel(ws: Workspace, data: li.LabelData, decisions: pd.DataFrame, cutoff: float | None,
+                   selection: np.ndarray | None) -> None:
     st.subheader("Suspects")
     n_methods = len(data.summaries.get("consensus", {}).get("methods", {})) or 3
     c = st.columns([2, 2, 1.3, 1.5, 1.2])
@@ -241,7 +242,6 @@ def suspects_panel(ws: Workspace, data: li.LabelData, cutoff: float | None, sele
     hide = c[4].checkbox("Hide decided", key="li_hide", help="hide rows with a decision in force")
     use_aum = cutoff is not None and st.checkbox("Also rows below the AUM slider's cutoff", key="li_use_aum",
                                                  value=False)
-    decisions = ws.decisions()
     f = li.SuspectFilter(labels=labels, clusters=clusters, min_consensus=int(k),
                          aum_below=cutoff if use_aum else None, selection=selection, hide_decided=hide,
                          rank_by=rank_by)

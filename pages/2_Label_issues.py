@@ -15,11 +15,12 @@ if data.missing:
     st.stop()
 
 labelview.flash()
-labelview.metrics(ws, data)
+decisions = ws.decisions()  # the decisions in force, read once for the metrics and the suspects table
+labelview.metrics(data, decisions)
 left, right = st.columns(2)
 with left:
     cutoff = labelview.aum_panel(ws, data)
 with right:
     selection = labelview.datamap_panel(ws, data)
 labelview.consensus_panel(ws, data)
-labelview.suspects_panel(ws, data, cutoff, selection)
+labelview.suspects_panel(ws, data, decisions, cutoff, selection)

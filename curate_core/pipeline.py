@@ -305,6 +305,22 @@ def resolve(names: Iterable[str] | None) -> list[str]:
     return names
 
 
+def closure(names: Iterable[str]) -> list[str]:
+    """*names* and every stage they need, in registry (run) order."""
+    reg = registry()
+    todo: set[str] = set()
+
+    def need(name: str) -> None:
+        if name not in todo:
+            todo.add(name)
+            for r in reg[name].requires:
+                need(r)
+
+    for n in names:
+        need(n)
+    return [n for n in reg if n in todo]
+
+
 def run(store: Store, stages: Iterable[str] | None = None, params: dict[str, dict] | None = None,
         progress: ProgressFn | None = None, force: bool = False) -> list[dict]:
     """Run the given stages (all when None) and whatever they require that is not done yet.
@@ -334,18 +350,7 @@ def _run_locked(store: Store, reg: dict[str, Stage], wanted: list[str], override
     for name in overrides:
         if name not in reg:
             raise CurateError(f"Parameters given for unknown stage `{name}`", f"stages: {choices(list(reg))}")
-    # close over requirements: a wanted stage pulls in every stage it needs
-    todo: list[str] = []
-
-    def need(name: str) -> None:
-        for r in reg[name].requires:
-            need(r)
-        if name not in todo:
-            todo.append(name)
-
-    for n in wanted:
-        need(n)
-    order = [n for n in reg if n in todo]
+    order = closure(wanted)  # a wanted stage pulls in every stage it needs
     results: list[dict] = []
     failed: dict[str, str] = {}
     for name in order:

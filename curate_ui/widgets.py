@@ -20,20 +20,16 @@ _STATUS = {"done": "done", "partial": "to rerun", "missing": "not run"}
 
 def stage_table(ws: Workspace, stages: dict[str, str]) -> pd.DataFrame:
     """One row per stage: its status ("in this run" while a background run covers it) and what it computes."""
-    from curate_core.pipeline import registry
+    from curate_core.pipeline import closure, registry
 
     from . import runner
 
     reg = registry()
     run = runner.get_run(ws)
     running: set[str] = set()
-    if run is not None and run.running:  # the named stages, and what they build on that is not done yet
-        todo = list(run.stages or stages)
-        while todo:
-            name = todo.pop()
-            if name not in running and (stages.get(name) != "done" or name in (run.stages or ())):
-                running.add(name)
-                todo.extend(reg[name].requires if name in reg else ())
+    if run is not None and run.running:  # the named stages, and what they need that is not done yet
+        named = run.stages or ()
+        running = {n for n in closure(run.stages or stages) if stages.get(n) != "done" or n in named}
     return pd.DataFrame({
         "stage": list(stages),
         "status": ["in this run" if s in running else _STATUS.get(v, v) for s, v in stages.items()],

@@ -186,3 +186,23 @@ def test_a_run_that_died_after_writing_its_table_is_not_covered_by_an_older_reus
         assert ws.run(["dirty_test"])[0]["status"] == "reused"
     finally:
         pipeline._REGISTRY.pop("dirty_test")
+
+
+def test_closure_pulls_in_requirements_in_run_order():
+    assert pipeline.closure(["cluster"]) == ["embed", "project", "cluster"]
+    assert pipeline.closure(["scores", "textstats"])[-1] == "scores"
+    assert set(pipeline.closure(["scores"])) >= {"textstats", "embed", "probe"}
+
+
+def test_stage_table_marks_what_a_running_run_covers(monkeypatch):
+    """A run of `cluster` covers cluster and what it needs that is not done; a done requirement stays done."""
+    from types import SimpleNamespace
+
+    from curate_ui import runner, widgets
+
+    monkeypatch.setattr(runner, "get_run", lambda ws: SimpleNamespace(running=True, stages=["cluster"]))
+    stages = {"textstats": "done", "embed": "done", "project": "partial", "cluster": "done", "probe": "missing",
+              "scores": "missing"}
+    t = widgets.stage_table(None, stages).set_index("stage")["status"].to_dict()
+    assert t == {"textstats": "done", "embed": "done", "project": "in this run", "cluster": "in this run",
+                 "probe": "not run", "scores": "not run"}

@@ -78,6 +78,14 @@ def stratified_sample(groups: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
         frac = np.where(room > 0, exact - np.floor(exact), -1.0)
         for g in np.argsort(-frac, kind="stable")[:left]:
             quota[g] += 1
+    return take_per_group(codes, quota, seed)
+
+
+def take_per_group(codes: np.ndarray, quota: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Sorted indices of the ``quota[g]`` rows of each group ``g`` (codes 0 … G−1) with the smallest seeded
+    random keys: the same data and seed give the same rows on any machine."""
+    total = len(codes)
+    counts = np.bincount(codes, minlength=len(quota))
     keys = np.random.default_rng(seed).random(total)
     order = np.lexsort((keys, codes))  # by group, then key
     start = np.concatenate(([0], np.cumsum(counts)[:-1]))

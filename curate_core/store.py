@@ -25,7 +25,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import duckdb
 import numpy as np
@@ -642,6 +642,16 @@ class Store:
                 out.setdefault(c, (t, typ))
         return out
 
+    @staticmethod
+    def _joins(tables: Iterable[str], base: Sequence[str] = ("samples",)) -> str:
+        """``LEFT JOIN t USING (row_id)`` for each output table *tables* holds besides the *base* tables."""
+        return " ".join(f"LEFT JOIN {_check_table(t)} USING (row_id)" for t in sorted(set(tables) - set(base)))
+
+    @staticmethod
+    def _ref(cat: dict[str, tuple[str, str]], column: str) -> str:
+        """*column* qualified by the table the catalog says holds it (``row_id`` from samples)."""
+        return "samples.row_id" if column == "row_id" else f"{_check_table(cat[column][0])}.{quote_ident(column)}"
+
     def rows(self, columns: Sequence[str], row_ids: Sequence[int] | None = None, limit: int | None = None,
              order_by: str = "row_id", descending: bool = False) -> pd.DataFrame:
         """A frame of any catalog columns (samples joined with output tables on row_id)."""
@@ -651,11 +661,9 @@ class Store:
             raise CurateError(f"Unknown column(s) {choices(bad)}", f"available: {choices(sorted(cat))}")
         if order_by not in cat:
             raise CurateError(f"Unknown column {order_by!r} to sort by", f"available: {choices(sorted(cat))}")
-        need = {cat[c][0] for c in [*columns, order_by]} - {"samples"}
-        joins = " ".join(f"LEFT JOIN {_check_table(t)} USING (row_id)" for t in sorted(need))
-        cols = ", ".join(f"{_check_table(cat[c][0])}.{quote_ident(c)}" if c != "row_id" else "samples.row_id"
-                         for c in columns)
-        order = f"{_check_table(cat[order_by][0])}.{quote_ident(order_by)}" if order_by != "row_id" else "samples.row_id"
+        joins = self._joins(cat[c][0] for c in [*columns, order_by])
+        cols = ", ".join(self._ref(cat, c) for c in columns)
+        order = self._ref(cat, order_by)
         direction = "DESC NULLS LAST" if descending else "ASC NULLS LAST"
         lim = f" LIMIT {int(limit)}" if limit is not None else ""
         with self.cursor() as cur:
@@ -780,9 +788,8 @@ class Store:
         ok = lambda c: (c in cat and cat[c][0] != "clusters"  # noqa: E731
                         and (cat[c][1] in self.NUMERIC_TYPES + ("BOOLEAN",) or cat[c][1].startswith("DECIMAL")))
         cols, nz = [c for c in columns if ok(c)], [c for c in nonzero if ok(c)]
-        need = sorted({cat[c][0] for c in cols + nz} - {"samples"})
-        joins = " ".join(f"LEFT JOIN {_check_table(t)} USING (row_id)" for t in need)
-        ref = lambda c: f"{_check_table(cat[c][0])}.{quote_ident(c)}"  # noqa: E731
+        joins = self._joins(cat[c][0] for c in cols + nz)
+        ref = lambda c: self._ref(cat, c)  # noqa: E731
         aggs = "".join(f", avg(CAST({ref(c)} AS DOUBLE)) AS {quote_ident(c)}" for c in cols)
         aggs += "".join(f", avg(CASE WHEN {ref(c)} IS NULL THEN NULL WHEN {ref(c)} > 0 THEN 1.0 ELSE 0.0 END) "
                         f"AS {quote_ident(c + '_rate')}" for c in nz)
@@ -808,9 +815,8 @@ class Store:
         bad = [c for c in cols if c not in cat]
         if bad:
             raise CurateError(f"Unknown column(s) {choices(bad)}", f"available: {choices(sorted(cat))}")
-        need = sorted({cat[c][0] for c in cols} - {"samples", "projection"})
-        joins = " ".join(f"LEFT JOIN {_check_table(t)} USING (row_id)" for t in need)
-        sel = "".join(f", {_check_table(cat[c][0])}.{quote_ident(c)}" for c in cols)
+        joins = self._joins((cat[c][0] for c in cols), base=("samples", "projection"))
+        sel = "".join(f", {self._ref(cat, c)}" for c in cols)
         with self.cursor() as cur:
             return cur.execute(f"""SELECT projection.row_id, projection.x, projection.y,
                                           left(samples.text, ?) AS text{sel}
@@ -1014,11 +1020,8 @@ class Store:
         return "(" + self._joined_select(cat, ["row_id", *[c for c in columns if c != "row_id"]]) + ")"
 
     def _joined_select(self, cat: dict[str, tuple[str, str]], columns: Sequence[str]) -> str:
-        tables = sorted({cat[c][0] for c in columns} - {"samples"})
-        joins = " ".join(f"LEFT JOIN {_check_table(t)} USING (row_id)" for t in tables)
-        cols = ", ".join("samples.row_id" if c == "row_id" else f"{_check_table(cat[c][0])}.{quote_ident(c)}"
-                         for c in dict.fromkeys(columns))
-        return f"SELECT {cols} FROM samples {joins}"
+        cols = ", ".join(self._ref(cat, c) for c in dict.fromkeys(columns))
+        return f"SELECT {cols} FROM samples {self._joins(cat[c][0] for c in columns)}"
 
     _wide_locks: dict[str, threading.Lock] = {}
 
@@ -1093,7 +1096,7 @@ class Store:
                 table = cat[col][0]
                 tables.add(table)
                 exprs.append(f"{_check_table(table)}.{quote_ident(col)} AS {quote_ident(out)}")
-        joins = " ".join(f"LEFT JOIN {_check_table(t)} USING (row_id)" for t in sorted(tables - {"samples"}))
+        joins = self._joins(tables)
         sql = f"SELECT {', '.join(exprs)} FROM samples s JOIN _sel USING (row_id) {joins} ORDER BY s.row_id"
         self.copy_select(sql, path, fmt, tables={"_sel": selected})
         return selected.num_rows

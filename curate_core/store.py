@@ -315,18 +315,22 @@ class Store:
             return f"CASE WHEN isnan(TRY_CAST({expr} AS DOUBLE)) THEN NULL ELSE CAST({expr} AS {typ}) END"
         return f"CAST({expr} AS {typ})"
 
+    @staticmethod
+    def _uncastable(qc: str, typ: str) -> str:
+        """SQL: the text value *qc* does not cast to *typ* (integers by pattern: TRY_CAST('0.5' AS BIGINT)
+        rounds instead of failing)."""
+        if typ in ("BIGINT", "INTEGER"):
+            return f"NOT regexp_full_match(trim({qc}), '[+-]?[0-9]{{1,18}}')"
+        return f"TRY_CAST({qc} AS {typ}) IS NULL"
+
     def input_fits(self, cur, reader: FileReader, checks: dict[str, str]) -> set[str]:
         """The input's text columns (of *checks*: column → type) whose non-empty values all cast to their type,
         in one scan of the input (integers checked by pattern)."""
         if not checks:
             return set()
         src = _bind(cur, reader)
-        counts = []
-        for column, typ in checks.items():
-            qc = quote_ident(column)
-            bad = (f"NOT regexp_full_match(trim({qc}), '[+-]?[0-9]{{1,18}}')" if typ in ("BIGINT", "INTEGER")
-                   else f"TRY_CAST({qc} AS {typ}) IS NULL")
-            counts.append(f"count(*) FILTER (WHERE {qc} IS NOT NULL AND {bad})")
+        counts = [f"count(*) FILTER (WHERE {quote_ident(c)} IS NOT NULL AND {self._uncastable(quote_ident(c), t)})"
+                  for c, t in checks.items()]
         row = cur.execute(f"SELECT {', '.join(counts)} FROM {src}", reader.params).fetchall()[0]
         return {c for c, n in zip(checks, row) if n == 0}
 
@@ -416,11 +420,8 @@ class Store:
         checks = []
         for c in columns:
             qc = quote_ident(c)
-            # integers by pattern: TRY_CAST('0.5' AS BIGINT) rounds instead of failing
-            checks.append(f"count(*) FILTER (WHERE {qc} IS NOT NULL AND NOT (regexp_full_match(trim({qc}), "
-                          f"'[+-]?[0-9]{{1,18}}')))")
-            for t in ("DOUBLE", "BOOLEAN"):
-                checks.append(f"count(*) FILTER (WHERE {qc} IS NOT NULL AND TRY_CAST({qc} AS {t}) IS NULL)")
+            for t in ("BIGINT", "DOUBLE", "BOOLEAN"):
+                checks.append(f"count(*) FILTER (WHERE {qc} IS NOT NULL AND {self._uncastable(qc, t)})")
             checks.append(f"count({qc})")
         row = cur.execute(f"SELECT {', '.join(checks)} FROM samples WHERE row_id >= ?", [first]).fetchall()[0]
         out = {}

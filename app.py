@@ -74,9 +74,8 @@ with left:
     if info["label_counts"]:
         st.plotly_chart(charts.count_bars(info["label_counts"], "label", "rows"), key="labels_chart")
         counts = sorted(info["label_counts"].values())
-        more = f" The {len(counts) - 40:,} smallest labels are not drawn." if len(counts) > 40 else ""
         st.caption(f"{len(counts):,} labels; rows per label: min {counts[0]:,}, median {counts[len(counts) // 2]:,}, "
-                   f"max {counts[-1]:,}.{more}")
+                   f"max {counts[-1]:,}.")
     else:
         st.caption("No labels: label-based scores (confident learning, AUM, data maps) will be skipped.")
 with right:

@@ -21,13 +21,15 @@ def human(n: float) -> str:
 
 
 def count_bars(counts: dict[str, int], what: str, unit: str, top: int = 40) -> go.Figure:
-    """Horizontal bars of the *top* largest counts, biggest first (say in a caption when some are left out)."""
+    """Horizontal bars of the *top* largest counts, biggest first; the axis title says how many are left out."""
     items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
     names = [plot_text(k, 60) for k, _ in items][::-1]
     values = [v for _, v in items][::-1]
+    left_out = len(counts) - len(items)
     fig = go.Figure(go.Bar(x=values, y=names, orientation="h", hovertemplate="%{y}: %{x:,} " + unit + "<extra></extra>"))
     fig.update_layout(height=max(260, 18 * len(items) + 80), margin=dict(l=10, r=10, t=10, b=40),
-                      xaxis_title=f"{unit}", yaxis_title=what, yaxis=dict(automargin=True))
+                      xaxis_title=unit + (f" (the {left_out:,} smallest not drawn)" if left_out else ""),
+                      yaxis_title=what, yaxis=dict(automargin=True))
     return fig
 
 

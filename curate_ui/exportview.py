@@ -15,7 +15,7 @@ from curate_core import select as S
 
 from . import charts, state
 from . import selectview as sv
-from .text import md, md_message
+from .text import md, md_message, plural
 
 SOURCES = {"draft": "Draft from the Select page", "saved": "A saved recipe", "upload": "A recipe file"}
 
@@ -69,7 +69,7 @@ def default_name() -> str:
 
 
 def write_result(res: E.ExportResult) -> None:
-    st.success(f"Wrote {res.manifest['rows']:,} {'row' if res.manifest['rows'] == 1 else 'rows'} to `{res.out}`",
+    st.success(f"Wrote {plural(res.manifest['rows'], 'row')} to `{res.out}`",
                icon=":material/check_circle:")
     files = [*res.files, {"name": E.MANIFEST_FILE, "bytes": (res.out / E.MANIFEST_FILE).stat().st_size}]
     st.dataframe(pd.DataFrame({"file": [f["name"] for f in files], "size": [file_size(f["bytes"]) for f in files],

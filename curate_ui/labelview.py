@@ -283,7 +283,7 @@ def suspects_panel(ws: Workspace, data: li.LabelData, decisions: pd.DataFrame, c
 
 def _read_rows(rows, limit: int = 20) -> None:
     """The full text of the selected rows (the table cuts long texts), shown as plain text, never as HTML."""
-    with st.expander(f"Read the {len(rows):,} selected row{'s' if len(rows) != 1 else ''}", expanded=len(rows) <= 3,
+    with st.expander(f"Read the {plural(len(rows), 'selected row')}", expanded=len(rows) <= 3,
                      icon=":material/article:"):
         for r in rows.head(limit).itertuples(index=False):
             meta = f"{r.id} · given label: {r.label} · suggested: {getattr(r, 'suggested_label', '') or '-'}"

@@ -264,6 +264,7 @@ def main() -> None:
     ap.add_argument("--big-rows", type=int, default=100_000)
     ap.add_argument("--big-classes", type=int, default=77)
     ap.add_argument("--big-epochs", type=int, default=20)
+    ap.add_argument("--big-repeat", type=int, default=7, help="timed runs per side (median; sub-second timings)")
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -278,7 +279,7 @@ def main() -> None:
         for i, rate in enumerate(float(r) for r in a.rates.split(",")):
             banking(rate, a.seed, train, vecs, test, tvecs, threads=i == 0, outcome=True)
     if not a.skip_big:
-        big(a.big_rows, a.big_classes, a.big_epochs)
+        big(a.big_rows, a.big_classes, a.big_epochs, repeat=a.big_repeat)
     print(f"load: {load()}", flush=True)
 
 

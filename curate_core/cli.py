@@ -268,7 +268,8 @@ def _stages_cmd(a: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     for mod in COMMAND_MODULES:
         importlib.import_module(mod)
-    parser = argparse.ArgumentParser(prog="python -m curate_core", description="Look at a text dataset and curate it.")
+    prog = "curate" if Path(sys.argv[0]).name == "curate" else "python -m curate_core"  # the same program, either way
+    parser = argparse.ArgumentParser(prog=prog, description="Look at a text dataset and curate it.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_, add_args, fn) in _COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)

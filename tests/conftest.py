@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from curate_core import Workspace  # installed into .venv by the README's set-up (pip install -e .)
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from curate_core import Workspace  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -6,6 +6,7 @@ import ast
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -47,6 +48,20 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_second():
     assert "pytest" in test_cmd and "tests/requirements.txt" in test_cmd
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert test_cmd.strip() in ci, ".ci/run must run exactly the README's test command"
+
+
+def test_console_script_is_the_cli():
+    """`pip install -e .` (the README's set-up) puts a `curate` command next to the venv's python."""
+    curate = Path(sys.executable).parent / "curate"
+    assert curate.exists(), "run the README set-up: pip install -e . installs the `curate` command"
+    r = subprocess.run([str(curate), "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "usage: curate" in r.stdout, r.stderr
+    for cmd in ("ingest", "run", "info", "export", "select", "evaluate", "scores"):
+        assert cmd in r.stdout
+
+
+def test_conftest_does_not_patch_sys_path():
+    assert "sys.path" not in (REPO / "tests" / "conftest.py").read_text(encoding="utf-8")
 
 
 def test_torch_pinned_for_pip():

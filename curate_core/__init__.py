@@ -7,7 +7,8 @@
 """
 
 from .errors import CurateError
+from .version import VERSION
 from .workspace import Workspace
 
 __all__ = ["CurateError", "Workspace"]
-__version__ = "0.1.0"
+__version__ = VERSION

@@ -1,28 +1,33 @@
 """Command line: ``python -m curate_core <command> …``.
 
-Commands register themselves with :func:`command`; a module that adds commands is listed in
-:data:`COMMAND_MODULES`. Errors print ``error: <message>`` and ``hint: <hint>`` on stderr and exit 2; unexpected
+Commands register themselves with :func:`command`, all in this module: the CLI imports the core, never the
+other way round (a stage's `run` flags are declared as data on the stage, see ``curate_core.stage.Option``).
+Errors print ``error: <message>`` and ``hint: <hint>`` on stderr and exit 2; unexpected
 errors exit 1 with the path of the logged traceback — never a traceback on screen.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
+import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
+from . import pipeline
+from .demo import DEMO_WORKSPACE, build_demo
 from .errors import CurateError, log_exception
+from .evaluate import HELD_OUT, evaluate
+from .export import FORMATS, export
+from .ingest import summary_json
+from .scoring import export_scores
+from .select import live_counts, load_recipe, select
+from .workspace import Workspace
 
-COMMAND_MODULES = ["curate_core.cli", "curate_core.export", "curate_core.evaluate"]
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
-
-REPO = Path(__file__).resolve().parent.parent
-DEMO_WORKSPACE = REPO / "workspaces" / "demo"
 
 
 def command(name: str, help: str, args: Callable[[argparse.ArgumentParser], None]) -> Callable:
@@ -36,8 +41,6 @@ def command(name: str, help: str, args: Callable[[argparse.ArgumentParser], None
 
 
 def open_workspace(path: str, create: bool = False):
-    from .workspace import Workspace
-
     return Workspace(path, create=create)
 
 
@@ -131,8 +134,6 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
 
 @command("ingest", "add a file to a workspace", _ingest_args)
 def _ingest_cmd(a: argparse.Namespace) -> int:
-    from .ingest import summary_json
-
     with open_workspace(a.workspace, create=True) as ws:
         s = ws.ingest(a.file, text=a.text, label=a.label, id=a.id, source=a.source, source_name=a.source_name,
                       fmt=a.fmt, encoding=a.encoding, strict=a.strict, split=a.split)
@@ -172,39 +173,24 @@ def _info_cmd(a: argparse.Namespace) -> int:
     return 0
 
 
-#: stage modules may add convenience options to `run` (e.g. --embedder); each maps to stage params
-_RUN_OPTIONS: list[tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], dict]]] = []
-
-
-def run_option(add: Callable[[argparse.ArgumentParser], None]) -> Callable:
-    """Register an extra `run` option: *add* adds the argument; the decorated fn maps the namespace to params."""
-
-    def deco(to_params: Callable[[argparse.Namespace], dict]) -> Callable:
-        _RUN_OPTIONS.append((add, to_params))
-        return to_params
-
-    return deco
-
-
 def _run_args(p: argparse.ArgumentParser) -> None:
-    from . import pipeline
-
     _ws_arg(p)
     p.add_argument("--stages", help="comma-separated stages to run (default: all); required stages run too")
     p.add_argument("--param", action="append", metavar="STAGE.KEY=VALUE", help="stage parameter (repeatable)")
     p.add_argument("--force", action="store_true", help="recompute the named stages even if a run is reusable")
     p.add_argument("--json", action="store_true", help="print the per-stage results as JSON")
-    pipeline.registry()  # stage modules register their run options on import
-    for add, _ in _RUN_OPTIONS:
-        add(p)
+    for st in pipeline.registry().values():  # each stage's convenience flags, declared on the stage
+        for o in st.options:
+            p.add_argument(o.flag, dest=o.dest, help=o.help, metavar=o.metavar, choices=list(o.choices) or None)
 
 
 @command("run", "run pipeline stages (resumable; finished runs are reused)", _run_args)
 def _run_cmd(a: argparse.Namespace) -> int:
     params = parse_params(a.param)
-    for _, to_params in _RUN_OPTIONS:
-        for st, kv in to_params(a).items():
-            params.setdefault(st, {}).update(kv)
+    for st in pipeline.registry().values():
+        given = st.params_from_options({o.dest: getattr(a, o.dest) for o in st.options})
+        if given:
+            params.setdefault(st.name, {}).update(given)
     stages = a.stages.split(",") if a.stages else None
     bars = TqdmProgress()
     with open_workspace_after_runs(a.workspace) as ws:
@@ -228,8 +214,6 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 
 @command("demo", "build the demo workspace (BANKING77 with 10 % seeded label flips) if it is missing", _demo_args)
 def _demo_cmd(a: argparse.Namespace) -> int:
-    from .demo import build_demo
-
     bars = TqdmProgress()
     try:
         path = build_demo(a.workspace, stages=a.stages.split(",") if a.stages else None, progress=bars)
@@ -246,8 +230,6 @@ def _scores_args(p: argparse.ArgumentParser) -> None:
 
 @command("scores", "write id + every score column to a file", _scores_args)
 def _scores_cmd(a: argparse.Namespace) -> int:
-    from .scoring import export_scores
-
     with open_workspace(a.workspace) as ws:
         n = export_scores(ws.store, a.out)
     print(f"wrote {n:,} rows to {a.out}")
@@ -256,23 +238,108 @@ def _scores_cmd(a: argparse.Namespace) -> int:
 
 @command("stages", "list the pipeline stages", lambda p: None)
 def _stages_cmd(a: argparse.Namespace) -> int:
-    from . import pipeline
-
     for name, st in pipeline.registry().items():
         req = f" (needs {', '.join(st.requires)})" if st.requires else ""
         print(f"{name:12s} {st.title}{req}; parameters: {json.dumps(st.defaults)}")
     return 0
 
 
+# ------------------------------------------------------------------------------ select, export, evaluate
+def _recipe_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", "-r", required=True,
+                   help="recipe .json file, or the name of a recipe saved in the workspace (e.g. __draft__)")
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    _ws_arg(p)
+    _recipe_arg(p)
+    p.add_argument("--out", "-o", required=True, help="folder to write data file, recipe.json and manifest.json to")
+    p.add_argument("--format", default="parquet", choices=list(FORMATS), help="data file format (default: parquet)")
+    p.add_argument("--with-scores", action="store_true", help="add every score / stage-output column")
+    p.add_argument("--with-weights", action="store_true", help="add the soft weight column (target / achieved share)")
+    p.add_argument("--force", action="store_true", help="replace files already in the folder")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+
+@command("export", "write a recipe's selection: data file + recipe.json + manifest.json", _export_args)
+def _export_cmd(a: argparse.Namespace) -> int:
+    line = " ".join(shlex.quote(x) for x in ["python", "-m", "curate_core", *sys.argv[1:]])
+    with open_workspace(a.workspace) as ws:
+        res = export(ws, load_recipe(a.recipe, ws.store), a.out, a.format, a.with_scores, a.with_weights, a.force,
+                     command_line=line)
+    if a.json:
+        print(json.dumps(res.manifest, default=str))
+    else:
+        print("\n".join(res.lines()))
+    return 0
+
+
+def _select_args(p: argparse.ArgumentParser) -> None:
+    _ws_arg(p)
+    _recipe_arg(p)
+    p.add_argument("--save-selection", metavar="NAME", help="save the selected rows as a named selection")
+    p.add_argument("--json", action="store_true", help="print counts per step and group as JSON")
+
+
+@command("select", "show what a recipe selects: counts per step and per group (nothing is written)", _select_args)
+def _select_cmd(a: argparse.Namespace) -> int:
+    with open_workspace(a.workspace) as ws:
+        recipe = load_recipe(a.recipe, ws.store)
+        if a.save_selection:
+            sel = select(ws, recipe)
+            ws.save_selection(a.save_selection, sel.row_ids)
+            c = sel.counts
+        else:
+            c = live_counts(ws, recipe, cached=False)
+    if a.json:
+        print(json.dumps(c.to_json(), default=str))
+        return 0
+    rows_est = "≈" if c.tokens_estimated and c.unit == "tokens" else ""
+    approx = "≈" if c.tokens_estimated and c.unit == "rows" else ""
+    print(f"selected  {rows_est}{c.rows_selected:,} of {c.rows_total:,} rows ({approx}{c.tokens_selected:,} tokens); "
+          f"{c.rows_pool:,} pass the filters")
+    for s in c.steps:
+        print(f"  {s.name}: removes {s.removes_alone:,} alone, {s.removes_only:,} only by it")
+    if c.group_by:
+        print(f"by {c.group_by}: " + ", ".join(f"{g['group']} {g['rows_before']:,}→{g['rows_selected']:,}"
+                                              for g in c.groups.head(30).to_dict("records")))
+    for w in c.warnings:
+        print(f"warning: {w}")
+    if a.save_selection:
+        print(f"saved selection {a.save_selection!r}")
+    return 0
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    _ws_arg(p)
+    _recipe_arg(p)
+    p.add_argument("--eval", dest="eval_file", help="labelled eval file (any ingestible format); default: a held-out split")
+    p.add_argument("--eval-text", help="text column of the eval file (default: auto-detect)")
+    p.add_argument("--eval-label", help="label column of the eval file (default: auto-detect)")
+    p.add_argument("--held-out", type=float, default=HELD_OUT, help="held-out fraction without --eval (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@command("evaluate", "train the same probe on all rows and on a recipe's selection; compare on held-out data",
+         _evaluate_args)
+def _evaluate_cmd(a: argparse.Namespace) -> int:
+    if not 0 < a.held_out < 1:
+        raise CurateError(f"--held-out must be between 0 and 1; got {a.held_out}")
+    with open_workspace(a.workspace) as ws:
+        out = evaluate(ws, load_recipe(a.recipe, ws.store), a.eval_file, text=a.eval_text, label=a.eval_label,
+                       held_out=a.held_out, seed=a.seed)
+    print(json.dumps(out.as_dict()) if a.json else "\n".join(out.lines()))
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    for mod in COMMAND_MODULES:
-        importlib.import_module(mod)
     prog = "curate" if Path(sys.argv[0]).name == "curate" else "python -m curate_core"  # the same program, either way
     parser = argparse.ArgumentParser(prog=prog, description="Look at a text dataset and curate it.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_, add_args, fn) in _COMMANDS.items():
-        sp = sub.add_parser(name, help=help_, description=help_)
+        sp = sub.add_parser(name, help=help_.replace("%", "%%"), description=help_)  # argparse %-formats help, not description
         add_args(sp)
         sp.set_defaults(_fn=fn)
     return parser

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .errors import CurateError
-from .pipeline import StageContext, stage
+from .stage import StageContext, stage
 from .project import sample_groups, stratified_sample, take_per_group
 from .store import register_output_table
 

@@ -9,7 +9,9 @@ import pandas as pd
 
 from .pipeline import ProgressFn
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
+REPO = Path(__file__).resolve().parent.parent
+ASSETS = REPO / "assets" / "demo"
+DEMO_WORKSPACE = REPO / "workspaces" / "demo"  # where `demo` builds it, and where the app looks first
 DEMO_CLEAN = ASSETS / "banking77_train.csv"
 DEMO_TEST = ASSETS / "banking77_test.csv"
 DEMO_NOISY = ASSETS / "banking77_train_noisy10.csv"

@@ -43,9 +43,9 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import CurateError, choices
-from .cli import run_option
-from .pipeline import StageContext, stage
-from .scores import ScoreContext, _encode_labels, labelled_classes, resource
+from .labels import check_judgeable, encode_labels
+from .resources import resource
+from .stage import Option, StageContext, stage
 
 MODELS = ("linear", "mlp")
 
@@ -540,7 +540,7 @@ SUMMARY = "probe"  # name of the stored summary the `probe` resource checks agai
 def _label_problem(codes: np.ndarray, classes: list[str]) -> str | None:
     """Why the label scores cannot run on these labels (None if they can)."""
     try:
-        labelled_classes(ScoreContext(len(codes), {"label_codes": codes, "classes": classes}))
+        check_judgeable(codes, classes)
     except CurateError as e:
         return e.message
     return None
@@ -570,15 +570,43 @@ def _features(store, row_ids: np.ndarray) -> np.ndarray:
     return x * np.float32(feature_scale(x))
 
 
+def _params_from_options(values: dict) -> dict:
+    """`run --pred-probs/--pred-logits/--pred-ids/--pred-classes/--probe-model` → probe parameters."""
+    out: dict = {}
+    if values.get("pred_probs") or values.get("pred_logits"):
+        classes = [c.strip() for c in values["pred_classes"].split(",")] if values.get("pred_classes") else None
+        out.update(import_params(probs=values.get("pred_probs"), logits=values.get("pred_logits"),
+                                 ids=values.get("pred_ids"), classes=classes))
+    elif values.get("pred_ids") or values.get("pred_classes"):
+        raise CurateError("--pred-ids and --pred-classes describe an imported file",
+                          "give --pred-probs FILE and/or --pred-logits FILE too")
+    if values.get("probe_model"):
+        out["model"] = values["probe_model"]
+    return out
+
+
+OPTIONS = (
+    Option("--pred-probs", "import your model's out-of-fold pred_probs (N×C .npy/.npz, or .parquet/.csv with id + one "
+           "column per class) instead of training the probe's folds", metavar="FILE"),
+    Option("--pred-logits", "import per-epoch training logits (E×N×C .npy/.npz, or .parquet/.csv with id, epoch + one "
+           "column per class) instead of the probe's threshold runs", metavar="FILE"),
+    Option("--pred-ids", "ids of the rows of a .npy import (.npy or one id per line)", metavar="FILE"),
+    Option("--pred-classes", "class order of the columns of a .npy import (default: the workspace labels in sorted "
+           "order)", metavar="A,B,…"),
+    Option("--probe-model", "probe classifier (default: linear)", choices=MODELS),
+)
+
+
 @stage("probe", version="1", title="Probe classifier (out-of-fold probabilities, training dynamics)",
-       requires=("embed",), outputs=("probe_probs", "probe_epochs"), defaults=PROBE_DEFAULTS)
+       requires=("embed",), outputs=("probe_probs", "probe_epochs"), defaults=PROBE_DEFAULTS, options=OPTIONS,
+       apply_options=_params_from_options)
 def run_probe(ctx: StageContext) -> dict:
     """K fold runs (checkpoint parts 0…K−1) and R threshold runs (parts K…K+R−1), or imported predictions."""
     import torch
 
     store, p = ctx.store, ctx.params
     frame = store.sample_frame(["row_id", "id", "label"])
-    enc = _encode_labels(frame["label"].tolist())
+    enc = encode_labels(frame["label"].tolist())
     codes, classes = enc["label_codes"], enc["classes"]
     problem = _label_problem(codes, classes)
     if problem:  # not an error: the other scores still run; the label scores say why they are missing
@@ -677,30 +705,3 @@ def load_probe(store) -> ProbeData:
     own[ep["run"], cols] = ~ep["threshold"]
     thr[ep["run"], cols] = ep["threshold"]
     return ProbeData(info["classes"], P, arrays["margin"], arrays["p_gold"], arrays["p_sq"], own, thr, info)
-
-
-def _add_run_options(p) -> None:
-    p.add_argument("--pred-probs", metavar="FILE",
-                   help="import your model's out-of-fold pred_probs (N×C .npy/.npz, or .parquet/.csv with id + one "
-                        "column per class) instead of training the probe's folds")
-    p.add_argument("--pred-logits", metavar="FILE",
-                   help="import per-epoch training logits (E×N×C .npy/.npz, or .parquet/.csv with id, epoch + one "
-                        "column per class) instead of the probe's threshold runs")
-    p.add_argument("--pred-ids", metavar="FILE", help="ids of the rows of a .npy import (.npy or one id per line)")
-    p.add_argument("--pred-classes", metavar="A,B,…", help="class order of the columns of a .npy import "
-                   "(default: the workspace labels in sorted order)")
-    p.add_argument("--probe-model", choices=MODELS, help="probe classifier (default: linear)")
-
-
-@run_option(_add_run_options)
-def _run_options_to_params(a) -> dict:
-    out: dict = {}
-    if a.pred_probs or a.pred_logits:
-        classes = [c.strip() for c in a.pred_classes.split(",")] if a.pred_classes else None
-        out.update(import_params(probs=a.pred_probs, logits=a.pred_logits, ids=a.pred_ids, classes=classes))
-    elif a.pred_ids or a.pred_classes:
-        raise CurateError("--pred-ids and --pred-classes describe an imported file",
-                          "give --pred-probs FILE and/or --pred-logits FILE too")
-    if a.probe_model:
-        out["model"] = a.probe_model
-    return {"probe": out} if out else {}

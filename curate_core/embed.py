@@ -28,9 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import CurateError, choices
-from .pipeline import StageContext, stage
-from .cli import run_option
-from .scores import resource
+from .resources import resource
+from .stage import Option, StageContext, stage
 from .store import Store, register_output_table
 
 EMBEDDERS = ("minilm", "tfidf", "precomputed")
@@ -281,9 +280,30 @@ def _vec_array(v: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), v.shape[1])
 
 
+def _params_from_options(values: dict) -> dict:
+    """`run --embedder/--model` → embed parameters (``--model`` means the minilm embedder with that folder)."""
+    out: dict = {}
+    embedder, model = values.get("embedder"), values.get("model")
+    if embedder:
+        out["embedder"] = embedder
+    if model:
+        if embedder not in (None, "minilm"):
+            raise CurateError(f"--model is for the minilm embedder, not {embedder!r}",
+                              "drop --model, or use --embedder minilm")
+        # absolute, so the run key and the sticky parameter do not depend on the current folder
+        out.update(embedder="minilm", model=str(Path(model).expanduser().resolve()))
+    return out
+
+
+OPTIONS = (
+    Option("--embedder", "embedder for the embed stage (default: minilm)", choices=EMBEDDERS),
+    Option("--model", "local sentence-transformers model folder (implies --embedder minilm)"),
+)
+
+
 @stage("embed", version="1", title="Embeddings", outputs=("embeddings",),
        defaults={"embedder": "minilm", "model": None, "batch_size": 64, "shard_size": 1024, "dim": None,
-                 "column": None, "seed": 0})
+                 "column": None, "seed": 0}, options=OPTIONS, apply_options=_params_from_options)
 def run_embed(ctx: StageContext) -> dict:
     store, params = ctx.store, ctx.params
     if params.get("embedder") == "precomputed":
@@ -333,22 +353,3 @@ def _load_embeddings(store: Store) -> np.ndarray:
         raise CurateError(f"Embeddings cover {len(ids):,} of {store.count():,} rows (data was added since)",
                           f"run the embed stage again: python -m curate_core run --workspace {store.path} --stages embed")
     return vecs
-
-
-def _add_run_options(p) -> None:
-    p.add_argument("--embedder", choices=EMBEDDERS, help="embedder for the embed stage (default: minilm)")
-    p.add_argument("--model", help="local sentence-transformers model folder (implies --embedder minilm)")
-
-
-@run_option(_add_run_options)
-def _run_options_to_params(a) -> dict:
-    out: dict = {}
-    if a.embedder:
-        out["embedder"] = a.embedder
-    if a.model:
-        if a.embedder not in (None, "minilm"):
-            raise CurateError(f"--model is for the minilm embedder, not {a.embedder!r}",
-                              "drop --model, or use --embedder minilm")
-        # absolute, so the run key and the sticky parameter do not depend on the current folder
-        out.update(embedder="minilm", model=str(Path(a.model).expanduser().resolve()))
-    return {"embed": out} if out else {}

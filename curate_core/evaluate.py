@@ -13,7 +13,6 @@ heavily regularised probe would hide both the damage and the repair.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import time
@@ -24,10 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .cli import _ws_arg, command, open_workspace
 from .dynamics import ProbeConfig, feature_scale, train_probe
 from .errors import CurateError
-from .export import _recipe_arg
 from .select import _store, load_recipe, select
 
 EVAL_PROBE = ProbeConfig(model="linear", epochs=100, lr=0.03, l2=1e-3, batch_size=0, seed=0)
@@ -204,28 +201,3 @@ def evaluate(store_or_ws: Any, recipe: Any, eval_file: str | Path | None = None,
     return Outcome(recipe=sel.recipe.name or "recipe", eval=where, n_all=int(len(train_all)), n_selected=int(len(y_sel)),
                    n_eval=int(len(y_eval)), acc_all=acc_all, acc_selected=acc_sel, f1_all=f1_all,
                    f1_selected=f1_sel, probe=asdict(probe), seconds=round(time.monotonic() - t0, 2))
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    _ws_arg(p)
-    _recipe_arg(p)
-    p.add_argument("--eval", dest="eval_file", help="labelled eval file (any ingestible format); default: a held-out split")
-    p.add_argument("--eval-text", help="text column of the eval file (default: auto-detect)")
-    p.add_argument("--eval-label", help="label column of the eval file (default: auto-detect)")
-    p.add_argument("--held-out", type=float, default=HELD_OUT, help="held-out fraction without --eval (default 0.2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-@command("evaluate", "train the same probe on all rows and on a recipe's selection; compare on held-out data",
-         _evaluate_args)
-def _evaluate_cmd(a: argparse.Namespace) -> int:
-    if not 0 < a.held_out < 1:
-        raise CurateError(f"--held-out must be between 0 and 1; got {a.held_out}")
-    with open_workspace(a.workspace) as ws:
-        out = evaluate(ws, load_recipe(a.recipe, ws.store), a.eval_file, text=a.eval_text, label=a.eval_label,
-                       held_out=a.held_out, seed=a.seed)
-    print(json.dumps(out.as_dict()) if a.json else "\n".join(out.lines()))
-    return 0
-

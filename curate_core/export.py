@@ -14,7 +14,6 @@ created, so a bad recipe writes nothing.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
 import io
@@ -31,10 +30,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .cli import _ws_arg, command, open_workspace
 from .errors import CurateError, choices
 from .select import Counts, Recipe, _store, check_recipe, export_query, live_counts, load_recipe, select
 from .store import CORE_COLUMNS, Store
+from .version import VERSION
 
 FORMATS = {"parquet": "data.parquet", "csv": "data.csv", "jsonl": "data.jsonl"}
 RECIPE_FILE = "recipe.json"
@@ -100,9 +99,7 @@ def _packages() -> dict[str, str]:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             pass
-    from . import __version__
-
-    out["curate_core"] = __version__
+    out["curate_core"] = VERSION
     return out
 
 
@@ -240,69 +237,3 @@ def export_download(store_or_ws: Any, recipe: Any, fmt: str = "parquet", with_sc
                 z.write(res.out / name, arcname=name)
         data_name = FORMATS[fmt]
         return Download(data_name, (res.out / data_name).read_bytes(), buf.getvalue(), res.manifest)
-
-
-# ------------------------------------------------------------------------------------------------ CLI
-def _recipe_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--recipe", "-r", required=True,
-                   help="recipe .json file, or the name of a recipe saved in the workspace (e.g. __draft__)")
-
-
-def _export_args(p: argparse.ArgumentParser) -> None:
-    _ws_arg(p)
-    _recipe_arg(p)
-    p.add_argument("--out", "-o", required=True, help="folder to write data file, recipe.json and manifest.json to")
-    p.add_argument("--format", default="parquet", choices=list(FORMATS), help="data file format (default: parquet)")
-    p.add_argument("--with-scores", action="store_true", help="add every score / stage-output column")
-    p.add_argument("--with-weights", action="store_true", help="add the soft weight column (target / achieved share)")
-    p.add_argument("--force", action="store_true", help="replace files already in the folder")
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
-
-
-@command("export", "write a recipe's selection: data file + recipe.json + manifest.json", _export_args)
-def _export_cmd(a: argparse.Namespace) -> int:
-    line = " ".join(shlex.quote(x) for x in ["python", "-m", "curate_core", *sys.argv[1:]])
-    with open_workspace(a.workspace) as ws:
-        res = export(ws, load_recipe(a.recipe, ws.store), a.out, a.format, a.with_scores, a.with_weights, a.force,
-                     command_line=line)
-    if a.json:
-        print(json.dumps(res.manifest, default=str))
-    else:
-        print("\n".join(res.lines()))
-    return 0
-
-
-def _select_args(p: argparse.ArgumentParser) -> None:
-    _ws_arg(p)
-    _recipe_arg(p)
-    p.add_argument("--save-selection", metavar="NAME", help="save the selected rows as a named selection")
-    p.add_argument("--json", action="store_true", help="print counts per step and group as JSON")
-
-
-@command("select", "show what a recipe selects: counts per step and per group (nothing is written)", _select_args)
-def _select_cmd(a: argparse.Namespace) -> int:
-    with open_workspace(a.workspace) as ws:
-        recipe = load_recipe(a.recipe, ws.store)
-        if a.save_selection:
-            sel = select(ws, recipe)
-            ws.save_selection(a.save_selection, sel.row_ids)
-            c = sel.counts
-        else:
-            c = live_counts(ws, recipe, cached=False)
-    if a.json:
-        print(json.dumps(c.to_json(), default=str))
-        return 0
-    rows_est = "≈" if c.tokens_estimated and c.unit == "tokens" else ""
-    approx = "≈" if c.tokens_estimated and c.unit == "rows" else ""
-    print(f"selected  {rows_est}{c.rows_selected:,} of {c.rows_total:,} rows ({approx}{c.tokens_selected:,} tokens); "
-          f"{c.rows_pool:,} pass the filters")
-    for s in c.steps:
-        print(f"  {s.name}: removes {s.removes_alone:,} alone, {s.removes_only:,} only by it")
-    if c.group_by:
-        print(f"by {c.group_by}: " + ", ".join(f"{g['group']} {g['rows_before']:,}→{g['rows_selected']:,}"
-                                              for g in c.groups.head(30).to_dict("records")))
-    for w in c.warnings:
-        print(f"warning: {w}")
-    if a.save_selection:
-        print(f"saved selection {a.save_selection!r}")
-    return 0

@@ -1,118 +1,32 @@
-"""Stages: registry, content-addressed run keys, checkpoints, resume, progress.
+"""The pipeline: which stages there are, in which order, what a run would reuse, and the run itself.
 
-A *stage* turns workspace tables into new ones (``embed`` → ``embeddings``, ``project`` → ``projection`` …).
-Its **run key** hashes its name, implementation version, parameters and inputs (the data fingerprint plus the
-run keys of the stages it requires), so a finished run is found and reused instead of recomputed, and any change
-upstream makes it stale.
+Stages are declared in their own modules with :func:`curate_core.stage.stage`; this module imports them (the
+list below is the pipeline's order) and runs them. See :mod:`curate_core.stage` for run keys and checkpoints.
 
-Long stages work in deterministic batches. Each finished batch is written to
-``checkpoints/<stage>/<run_key>/part-NNNNN.parquet`` (atomically: temp file + rename); when all are there a
-``_COMPLETE`` marker is written, the parts are imported into DuckDB in one transaction and the folder is removed.
-A run killed at any moment resumes from the parts already written and gives the same result.
-
-Adding a stage: write a function ``run(ctx) -> summary dict`` in its own module, decorate it with
-:func:`stage`, and add the module to :data:`STAGE_MODULES`.
+Adding a stage: a module with a function ``run(ctx) -> summary dict`` decorated with ``@stage(...)``, and one
+import line below.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import json
-import os
-import shutil
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Iterable
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from dataclasses import dataclass
+from typing import Iterable
 
 from .errors import CurateError, choices
-from .store import Store, register_output_table
+from .stage import (Checkpoint, Option, ProgressEvent, ProgressFn, Stage, StageContext,  # noqa: F401 - the API
+                    _REGISTRY, format_seconds, import_parts, registered, run_key, stage)
+from .store import Store
+# the stages, in pipeline order (importing a module registers its stage)
+from . import textstats, embed, project, cluster, dynamics, scoring  # noqa: F401,E402
 
-#: modules whose import registers stages, in pipeline order
-STAGE_MODULES = [
-    "curate_core.textstats",
-    "curate_core.embed",
-    "curate_core.project",
-    "curate_core.cluster",
-    "curate_core.dynamics",
-    "curate_core.scoring",
-]
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    stage: str
-    done: int
-    total: int
-    elapsed: float
-    message: str = ""
-
-    @property
-    def fraction(self) -> float:
-        return min(1.0, self.done / self.total) if self.total else 0.0
-
-    @property
-    def eta(self) -> float | None:
-        """Seconds left at the current rate (None until there is a rate)."""
-        if self.done <= 0 or self.total <= 0 or self.elapsed <= 0:
-            return None
-        return max(0.0, self.elapsed / self.done * (self.total - self.done))
-
-    def describe(self) -> str:
-        eta = self.eta
-        left = "" if eta is None else f", about {format_seconds(eta)} left"
-        msg = f" · {self.message}" if self.message else ""
-        return f"{self.stage}: {self.done:,}/{self.total:,}{left}{msg}"
-
-
-ProgressFn = Callable[[ProgressEvent], None]
-
-
-def format_seconds(s: float) -> str:
-    s = int(round(s))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    version: str
-    title: str
-    fn: Callable[["StageContext"], dict]
-    requires: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = ()
-    defaults: dict = field(default_factory=dict)
-
-
-_REGISTRY: dict[str, Stage] = {}
-
-
-def stage(name: str, *, version: str, title: str, requires: tuple[str, ...] = (), outputs: tuple[str, ...] = (),
-          defaults: dict | None = None) -> Callable:
-    """Register ``fn(ctx) -> summary`` as a pipeline stage. *outputs* are the per-row tables it writes."""
-
-    def deco(fn: Callable[["StageContext"], dict]) -> Callable:
-        for t in outputs:
-            register_output_table(t, name)
-        _REGISTRY[name] = Stage(name, version, title, fn, tuple(requires), tuple(outputs), dict(defaults or {}))
-        return fn
-
-    return deco
+STAGE_ORDER = ["textstats", "embed", "project", "cluster", "probe", "scores"]
 
 
 def registry() -> dict[str, Stage]:
-    """All stages, in dependency order (imports the stage modules on first use)."""
-    for mod in STAGE_MODULES:
-        importlib.import_module(mod)
+    """All stages, in dependency order (the pipeline's order first, then any registered later, e.g. by a test)."""
     ordered: dict[str, Stage] = {}
 
     def visit(name: str, path: tuple[str, ...] = ()) -> None:
@@ -126,100 +40,10 @@ def registry() -> dict[str, Stage]:
             visit(r, path + (name,))
         ordered[name] = _REGISTRY[name]
 
-    order = {m.rsplit(".", 1)[-1]: i for i, m in enumerate(STAGE_MODULES)}
-    for name in sorted(_REGISTRY, key=lambda n: order.get(_REGISTRY[n].fn.__module__.rsplit(".", 1)[-1], 99)):
+    order = {n: i for i, n in enumerate(STAGE_ORDER)}
+    for name in sorted(_REGISTRY, key=lambda n: order.get(n, len(order))):
         visit(name)
     return ordered
-
-
-# --------------------------------------------------------------------------------------- checkpoints
-class Checkpoint:
-    """Parquet shards of one run in progress, plus a completion marker."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def part_path(self, i: int) -> Path:
-        return self.root / f"part-{i:05d}.parquet"
-
-    def has(self, i: int) -> bool:
-        return self.part_path(i).exists()
-
-    def write(self, i: int, table: pa.Table) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".part-{i:05d}.parquet.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.part_path(i))  # atomic: a part is either whole or absent
-        delay = float(os.environ.get("CURATE_DEBUG_BATCH_DELAY", "0") or 0)  # testing aid: reliable kill -9 tests
-        if delay:
-            time.sleep(delay)
-
-    def read(self, i: int) -> pa.Table:
-        return pq.read_table(self.part_path(i))
-
-    def parts(self) -> list[Path]:
-        return sorted(self.root.glob("part-*.parquet")) if self.root.exists() else []
-
-    def mark_complete(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)  # a run with nothing left to do wrote no parts
-        (self.root / "_COMPLETE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
-
-    @property
-    def complete(self) -> bool:
-        return (self.root / "_COMPLETE").exists()
-
-    def clear(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-# -------------------------------------------------------------------------------------------- context
-@dataclass
-class StageContext:
-    store: Store
-    stage: Stage
-    params: dict
-    run_key: str
-    on_progress: ProgressFn | None = None
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def checkpoint(self) -> Checkpoint:
-        return Checkpoint(self.store.checkpoint_dir / self.stage.name / self.run_key)
-
-    def progress(self, done: int, total: int, message: str = "") -> None:
-        if self.on_progress is not None:
-            self.on_progress(ProgressEvent(self.stage.name, int(done), int(total),
-                                           time.monotonic() - self.started, message))
-
-    def map_batches(self, columns: list[str], fn: Callable[[pa.Table], pa.Table],
-                    batch_size: int, unit: str = "rows") -> list[Path]:
-        """Apply *fn* to ``samples`` in fixed row_id batches, one checkpoint part per batch; resumable.
-
-        Returns the part files, in order. *fn* must be a pure row-wise map (the same batch gives the same table),
-        so a resumed run equals an uninterrupted one.
-        """
-        if int(batch_size) < 1:
-            raise CurateError(f"batch_size must be at least 1; got {batch_size}", f"e.g. --param {self.stage.name}.batch_size=10000")
-        total = self.store.count()
-        ck = self.checkpoint
-        done = resumed = 0
-        self.progress(0, total)
-        for i, table, n in self.store.iter_samples(columns, batch_size, skip=ck.has):
-            if table is None:
-                resumed += n
-            else:
-                ck.write(i, fn(table))
-            done += n
-            self.progress(done, total, f"{resumed:,} {unit} from checkpoint" if resumed else "")
-        ck.mark_complete()
-        return ck.parts()
-
-
-# ---------------------------------------------------------------------------------------------- keys
-def run_key(st: Stage, params: dict, inputs: str) -> str:
-    blob = json.dumps({"stage": st.name, "version": st.version, "params": params, "inputs": inputs},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 def _effective_params(st: Stage, last: dict | None, overrides: dict | None) -> dict:
@@ -392,7 +216,3 @@ def _run_locked(store: Store, reg: dict[str, Stage], wanted: list[str], override
         raise err
     return results
 
-
-def import_parts(ctx: StageContext, table: str, parts: list[Path]) -> int:
-    """Replace *table* with the rows of checkpoint *parts* in one transaction."""
-    return ctx.store.replace_table(table, parquet_files=parts)

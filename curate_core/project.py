@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import CurateError, choices
-from .pipeline import StageContext, stage
+from .stage import StageContext, stage
 from .store import Store
 
 METHODS = ("umap", "pca")

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from . import scores as _scores
 from .errors import CurateError
-from .pipeline import StageContext, stage
+from .stage import StageContext, stage
 from .store import Store, quote_ident
 
 _reg = _scores.registry()

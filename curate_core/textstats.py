@@ -10,7 +10,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .pipeline import StageContext, import_parts, stage
+from .stage import StageContext, import_parts, stage
 
 
 def text_stats(batch: pa.Table) -> pa.Table:

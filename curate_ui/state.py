@@ -15,7 +15,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from curate_core import CurateError, Workspace
-from curate_core.cli import DEMO_WORKSPACE
+from curate_core.demo import DEMO_WORKSPACE
 from curate_core.errors import log_exception
 
 KEY = "workspace_path"

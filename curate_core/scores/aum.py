@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CurateError
-from . import Score, ScoreContext, ScoreResult, register
+from .base import Score, ScoreContext, ScoreResult, register
 from .label_quality import probe_dynamics
 
 

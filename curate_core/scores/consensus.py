@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CurateError
-from . import Score, ScoreContext, ScoreResult, register
+from .base import Score, ScoreContext, ScoreResult, register
 
 #: flag column → method name shown on the page
 FLAGS = {"is_label_issue": "confident learning", "aum_flag": "AUM", "is_hard_to_learn": "data maps"}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import Score, ScoreContext, ScoreResult, register
+from .base import Score, ScoreContext, ScoreResult, register
 from .aum import capped, threshold_cutoff
 
 #: like AUM_CAP: a row whose given label gets on average at least half the probability is not hard to learn

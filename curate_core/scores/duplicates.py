@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import dedup
-from . import Score, ScoreContext, ScoreResult, register
+from .base import Score, ScoreContext, ScoreResult, register
 
 #: eps values whose removed counts go into the semdedup summary (the page computes any other eps live)
 SUMMARY_EPS = (0.01, 0.02, 0.05, 0.1, 0.2)

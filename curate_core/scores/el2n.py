@@ -18,7 +18,7 @@ import numpy as np
 
 from ..dynamics import el2n_from_stats
 from ..errors import CurateError
-from . import Score, ScoreContext, ScoreResult, register
+from .base import Score, ScoreContext, ScoreResult, register
 from .label_quality import probe_dynamics
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CurateError, choices
-from . import Score, ScoreContext, ScoreResult, labelled_classes, register
+from .base import Score, ScoreContext, ScoreResult, labelled_classes, register
 
 METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import neighbours
 from ..errors import CurateError
-from . import Score, ScoreContext, ScoreResult, register
+from .base import Score, ScoreContext, ScoreResult, register
 
 _KNN = {"k": 10, "method": "auto", "exact_max": 10_000, "nprobe": 8, "seed": 0}
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import textquality as tq
 from ..errors import CurateError, choices
-from . import Score, ScoreContext, ScoreResult, register
+from .base import Score, ScoreContext, ScoreResult, register
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from curate_core import Workspace  # noqa: E402
+from curate_core import Workspace, dynamics  # noqa: E402
 from curate_core.demo import make_noisy  # noqa: E402
 from curate_core.dynamics import ProbeConfig, aum_from_logits, feature_scale, train_probe  # noqa: E402
 from curate_core.scores import registry  # noqa: E402
@@ -121,7 +121,7 @@ def banking(rate: float, seed: int, train: pd.DataFrame, vecs: np.ndarray, test:
         from cleanlab.filter import find_label_issues
         from cleanlab.rank import get_label_quality_scores
 
-        _, probs = ws.store.probe_probs()
+        _, probs = dynamics.probe_probs(ws.store)
         classes = ws.store.get_summary("probe")["classes"]
         codes = noisy["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
         p64 = probs.astype(np.float64)
@@ -138,11 +138,11 @@ def banking(rate: float, seed: int, train: pd.DataFrame, vecs: np.ndarray, test:
               f"and reading/writing the workspace; with the pipeline's bookkeeping {wall:.2f} s]")
         print(f"probe stage {tag}: {probe_s:.1f} s (5 folds + 2 threshold runs, threads=1); first scores run {scores_s:.1f} s")
         if threads:
-            ref = ws.store.probe_probs()[1], ws.store.probe_epochs()["margin"]
+            ref = dynamics.probe_probs(ws.store)[1], dynamics.probe_epochs(ws.store)["margin"]
             t = time.time()
             ws.run(["probe"], params={"probe": {"threads": 2}})
             two = time.time() - t
-            same = np.array_equal(ref[0], ws.store.probe_probs()[1]) and np.array_equal(ref[1], ws.store.probe_epochs()["margin"])
+            same = np.array_equal(ref[0], dynamics.probe_probs(ws.store)[1]) and np.array_equal(ref[1], dynamics.probe_epochs(ws.store)["margin"])
             print(f"probe stage threads: ours(2 threads) {two:.1f} s, baseline(1 thread) {probe_s:.1f} s, ratio "
                   f"{two / probe_s:.2f}; identical results: {same}")
         if outcome:

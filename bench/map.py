@@ -87,10 +87,11 @@ def one_baseline(ws_path: Path) -> dict:
 
     from curate_core import Workspace
     from curate_core.cluster import auto_min_cluster_size, auto_min_samples
+    from curate_core.embed import embeddings
 
     warnings.filterwarnings("ignore")
     with Workspace(ws_path) as ws:
-        _, x = ws.store.embeddings()
+        _, x = embeddings(ws.store)
     t0 = time.perf_counter()
     umap.UMAP(n_components=2, random_state=0).fit(x)
     u5 = umap.UMAP(n_components=5, min_dist=0.0, random_state=0).fit_transform(x)
@@ -111,6 +112,7 @@ def demo(ws: Path) -> None:
     from sklearn.metrics import adjusted_rand_score
 
     from curate_core import Workspace
+    from curate_core.cluster import cluster_info
     from curate_core.demo import build_demo
 
     if not (ws / "curate.duckdb").exists():
@@ -118,7 +120,7 @@ def demo(ws: Path) -> None:
     with Workspace(ws) as w:
         w.run(["embed", "project", "cluster"])
         rows = w.store.rows(["row_id", "label", "true_label", "cluster"])
-        info = w.store.cluster_info()
+        info = cluster_info(w.store)
     real = info[info["cluster"] >= 0]
     nz = rows["cluster"] >= 0
     print(f"demo ({len(rows):,} rows, {rows['true_label'].nunique()} intents): {len(real)} clusters, "

@@ -23,7 +23,7 @@ from .errors import CurateError, log_exception
 from .evaluate import HELD_OUT, evaluate
 from .export import FORMATS, export
 from .ingest import summary_json
-from .scoring import export_scores
+from .scoring import describe_scores, export_scores
 from .select import live_counts, load_recipe, select
 from .workspace import Workspace
 
@@ -224,12 +224,28 @@ def _demo_cmd(a: argparse.Namespace) -> int:
 
 
 def _scores_args(p: argparse.ArgumentParser) -> None:
-    _ws_arg(p)
-    p.add_argument("--out", required=True, help="output file (.parquet or .csv): id + every score column")
+    p.add_argument("--workspace", "-w", help="workspace directory (with --out)")
+    p.add_argument("--out", help="output file (.parquet or .csv): id + every score column")
+    p.add_argument("--list", action="store_true", help="describe every score: columns, kind, requirements, parameters")
+    p.add_argument("--json", action="store_true", help="with --list: one JSON list")
 
 
-@command("scores", "write id + every score column to a file", _scores_args)
+@command("scores", "write id + every score column to a file, or list the scores (--list)", _scores_args)
 def _scores_cmd(a: argparse.Namespace) -> int:
+    if a.list:
+        listed = describe_scores()
+        if a.json:
+            print(json.dumps(listed))
+            return 0
+        for s in listed:
+            cols = ", ".join(f"{c['name']} {c['type']}" for c in s["columns"])
+            needs = ", ".join(s["requires"] + [f"score {u} (if there)" for u in s["uses"]]) or "-"
+            print(f"{s['name']:20s} {s['kind']:6s} {s['title']}\n{'':27s}columns: {cols}\n{'':27s}needs: {needs}; "
+                  f"parameters: {json.dumps(s['params'])}")
+        return 0
+    if not (a.workspace and a.out):
+        raise CurateError("scores needs --workspace DIR --out FILE (or --list)",
+                          "e.g. python -m curate_core scores --workspace ws --out scores.parquet")
     with open_workspace(a.workspace) as ws:
         n = export_scores(ws.store, a.out)
     print(f"wrote {n:,} rows to {a.out}")

@@ -2,7 +2,8 @@
 
 * **HDBSCAN** on the ``projection5`` coordinates (density-based: any number of clusters, odd rows become noise,
   cluster −1). ``min_cluster_size`` scales with the data (:func:`auto_min_cluster_size`) unless given.
-  Above ``sample_size`` rows it is fit on a stratified sample and the rest get ``approximate_predict``.
+  Above ``sample_size`` rows it is fit on a stratified sample and the rest get ``approximate_predict``, batch
+  by batch through the executor (resumable; the fitted model is kept in the checkpoint).
 * **Keywords**: class-based TF-IDF as BERTopic defines it — all texts of a cluster form one document; a term's
   weight is its frequency in that cluster (L1-normalised) × ``log(1 + A / f_t)``, where ``A`` is the average
   number of words per cluster and ``f_t`` the term's frequency over all clusters. Terms frequent everywhere get
@@ -10,7 +11,7 @@
 * **Label make-up**: size, labelled rows, the majority label and its share (*purity*), the top labels, and
   the full distribution as JSON. ``adjusted_rand`` in the stage summary says how well clusters match labels.
 * Per-cluster means of later scores (label quality, duplicate rate) are not stored here: they are joined at
-  read time by ``Store.cluster_means`` so they stay current when those stages rerun.
+  read time by :func:`cluster_means` so they stay current when those stages rerun.
 
 Outputs: ``clusters(row_id, cluster, cluster_prob)`` and ``cluster_info(cluster, size, labelled, keywords,
 top_label, purity, top_labels, label_counts, x, y)`` (x, y: the cluster's median point on the map).
@@ -20,18 +21,22 @@ from __future__ import annotations
 
 import json
 import warnings
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .columns import Column, Table
+from .embed import fixed_list, vec_array
 from .errors import CurateError
+from .execution import snapshot_table
+from .project import projection5, sample_groups, stratified_sample, take_per_group
 from .stage import StageContext, stage
-from .project import sample_groups, stratified_sample, take_per_group
-from .store import register_output_table
+from .store import NUMERIC_TYPES, Store, column_ref, join_sql, quote_ident
 
 NOISE = -1
-register_output_table("cluster_info", "cluster")
+PREDICT_BATCH = 50_000  # rows per approximate_predict batch
 
 
 def auto_min_cluster_size(n: int) -> int:
@@ -49,34 +54,63 @@ def auto_min_samples(min_cluster_size: int) -> int:
 
 
 # -------------------------------------------------------------------------------------------- HDBSCAN
-def hdbscan_labels(u: np.ndarray, fit_idx: np.ndarray, min_cluster_size: int, min_samples: int | None,
-                   method: str = "eom", batch_size: int = 50_000, progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """(cluster, strength) for every row of *u*: HDBSCAN fit on ``u[fit_idx]``, approximate_predict for the rest."""
-    n = len(u)
-    cluster = np.full(n, NOISE, dtype=np.int32)
-    prob = np.zeros(n, dtype=np.float64)
-    if len(fit_idx) < 3 or len(fit_idx) <= min_cluster_size:  # too few rows to find any density structure
-        return cluster, prob
+def fit_hdbscan(u_fit: np.ndarray, min_cluster_size: int, min_samples: int | None, method: str = "eom",
+                predict: bool = False) -> tuple[Any, np.ndarray, np.ndarray]:
+    """(model or None, cluster, strength) of HDBSCAN on the fit rows; *predict* keeps what
+    ``approximate_predict`` needs for the rest. Too few rows for any density structure: all noise, no model."""
+    n = len(u_fit)
+    if n < 3 or n <= min_cluster_size:
+        return None, np.full(n, NOISE, dtype=np.int32), np.zeros(n, dtype=np.float64)
     import hdbscan
 
-    partial = len(fit_idx) < n
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore")
         model = hdbscan.HDBSCAN(min_cluster_size=int(min_cluster_size),
                                 min_samples=None if min_samples is None else int(min_samples),
-                                cluster_selection_method=method, prediction_data=partial,
-                                core_dist_n_jobs=1).fit(u[fit_idx])
-    cluster[fit_idx] = model.labels_
-    prob[fit_idx] = model.probabilities_
-    if partial:
-        rest = np.setdiff1d(np.arange(n), fit_idx)
-        for lo in range(0, len(rest), batch_size):
-            part = rest[lo: lo + batch_size]
-            lab, strength = hdbscan.approximate_predict(model, u[part])
-            cluster[part], prob[part] = lab, strength
-            if progress:
-                progress(len(fit_idx) + lo + len(part))
+                                cluster_selection_method=method, prediction_data=predict,
+                                core_dist_n_jobs=1).fit(u_fit)
+    return model, model.labels_.astype(np.int32), model.probabilities_.astype(np.float64)
+
+
+def predict_hdbscan(model: Any, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cluster, strength) of rows outside the fit sample (all noise without a model)."""
+    if model is None:
+        return np.full(len(u), NOISE, dtype=np.int32), np.zeros(len(u), dtype=np.float64)
+    import hdbscan
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")
+        lab, strength = hdbscan.approximate_predict(model, u)
+    return np.asarray(lab, dtype=np.int32), np.asarray(strength, dtype=np.float64)
+
+
+def hdbscan_labels(u: np.ndarray, fit_idx: np.ndarray, min_cluster_size: int, min_samples: int | None,
+                   method: str = "eom", batch_size: int = 50_000, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """(cluster, strength) for every row of *u*: HDBSCAN fit on ``u[fit_idx]``, approximate_predict for the rest
+    (in memory; the stage runs the same two steps through the executor)."""
+    n = len(u)
+    cluster = np.full(n, NOISE, dtype=np.int32)
+    prob = np.zeros(n, dtype=np.float64)
+    model, cluster[fit_idx], prob[fit_idx] = fit_hdbscan(u[fit_idx], min_cluster_size, min_samples, method,
+                                                         predict=len(fit_idx) < n)
+    rest = np.setdiff1d(np.arange(n), fit_idx)
+    for lo in range(0, len(rest), batch_size):
+        part = rest[lo: lo + batch_size]
+        cluster[part], prob[part] = predict_hdbscan(model, u[part])
+        if progress:
+            progress(len(fit_idx) + lo + len(part))
     return cluster, prob
+
+
+def _assignments(row_ids: np.ndarray, cluster: np.ndarray, prob: np.ndarray) -> pa.Table:
+    return pa.table({"row_id": pa.array(row_ids, pa.int64()), "cluster": pa.array(cluster, pa.int32()),
+                     "cluster_prob": pa.array(prob, pa.float64())})
+
+
+def assign(model: Any, batch: pa.Table) -> pa.Table:
+    """Batch function: (row_id, vec) of rows outside the fit sample → their cluster and strength."""
+    cluster, prob = predict_hdbscan(model, fixed_list(batch.column("vec")))
+    return _assignments(batch.column("row_id").to_numpy(), cluster, prob)
 
 
 # ------------------------------------------------------------------------------------------ c-TF-IDF
@@ -151,13 +185,19 @@ def keyword_sample(cluster: np.ndarray, per_cluster: int, seed: int) -> np.ndarr
     return take_per_group(codes, np.full(codes.max() + 1, per_cluster), seed)
 
 
+COLUMNS = (Column("cluster", "INTEGER", "Cluster (HDBSCAN; −1 = noise)"),
+           Column("cluster_prob", "DOUBLE", "Cluster membership strength"))
+
+
 @stage("cluster", version="1", title="Clusters (HDBSCAN) with keywords and label purity", requires=("project",),
-       outputs=("clusters",),
+       outputs=(Table("clusters", COLUMNS), Table("cluster_info", features=False)),
        defaults={"min_cluster_size": None, "min_samples": None, "selection": "eom", "sample_size": 100_000,
                  "keywords": 8, "keyword_docs": 2_000, "stop_words": "english", "seed": 0})
 def run_cluster(ctx: StageContext) -> dict:
+    """HDBSCAN fit on a stratified sample, approximate_predict for the rest through the executor (fit on a
+    sample, then map); then keywords and label make-up on the driver."""
     store, p = ctx.store, ctx.params
-    ids, u, _ = store.projection5()
+    ids, u, _ = projection5(store)
     n = len(ids)
     if n != store.count():
         raise CurateError(f"The projection covers {n:,} of {store.count():,} rows", "run the project stage again")
@@ -169,11 +209,25 @@ def run_cluster(ctx: StageContext) -> dict:
     if mcs < 2:
         raise CurateError(f"min_cluster_size must be at least 2 (got {mcs})")
     fit_idx = stratified_sample(sample_groups(store), sample_size, seed) if n > sample_size else np.arange(n)
-    ctx.progress(0, n, f"HDBSCAN on {len(fit_idx):,} rows (min cluster size {mcs})")
+    rest_idx = np.setdiff1d(np.arange(n), fit_idx)
     ms = int(p["min_samples"] or auto_min_samples(mcs))
-    cluster, prob = hdbscan_labels(u, fit_idx, mcs, ms, p["selection"],
-                                   progress=lambda done: ctx.progress(done, n, "approximate_predict for the rest"))
+    ck = ctx.checkpoint
+    rest = pa.table({"row_id": pa.array(ids[rest_idx], pa.int64()), "vec": vec_array(u[rest_idx])})
+    batches = snapshot_table(ck, rest, PREDICT_BATCH)
+    del rest
+
+    def fit() -> tuple[Any, pa.Table]:
+        ctx.progress(0, n, f"HDBSCAN on {len(fit_idx):,} rows (min cluster size {mcs})")
+        model, lab, strength = fit_hdbscan(u[fit_idx], mcs, ms, p["selection"], predict=len(rest_idx) > 0)
+        return model, _assignments(ids[fit_idx], lab, strength)
+
+    tracker = ctx.tracker(n, offset=len(fit_idx), working="approximate_predict for the rest" if len(rest_idx) else "")
+    _, names = ctx.executor.fit_sample_then_map(fit, assign, batches, ck, tracker)
     ctx.progress(n, n, "keywords and label make-up")
+    ck.mark_complete()
+    got = ck.parts(names).read().sort_by("row_id")
+    cluster = got.column("cluster").to_numpy()
+    prob = got.column("cluster_prob").to_numpy()
 
     samples = store.sample_frame(["row_id", "label"])
     labels = samples["label"].to_numpy(dtype=object)
@@ -186,10 +240,9 @@ def run_cluster(ctx: StageContext) -> dict:
     centre = pd.DataFrame({"cluster": cluster, "x": xy["x"].to_numpy(), "y": xy["y"].to_numpy()}).groupby("cluster").median()
     info = info.join(centre, on="cluster")
     info = info[["cluster", "size", "labelled", "keywords", "top_label", "purity", "top_labels", "label_counts", "x", "y"]]
-    store.write_clusters(
-        pa.table({"row_id": pa.array(ids, pa.int64()), "cluster": pa.array(cluster, pa.int32()),
-                  "cluster_prob": pa.array(prob, pa.float64())}),
-        pa.Table.from_pandas(info, preserve_index=False))
+    with store.transaction() as cur:  # the assignments and the per-cluster table together
+        store.replace_table("clusters", _assignments(ids, cluster, prob), cur=cur)
+        store.replace_table("cluster_info", pa.Table.from_pandas(info, preserve_index=False), cur=cur)
     return {"rows": n, "clusters": int(len(set(cluster.tolist()) - {NOISE})), "noise_rows": int((cluster == NOISE).sum()),
             "min_cluster_size": mcs, "min_samples": ms, "fit_rows": int(len(fit_idx)), **agreement(cluster, labels, info)}
 
@@ -205,3 +258,45 @@ def agreement(cluster: np.ndarray, labels: np.ndarray, info: pd.DataFrame) -> di
 
         out["adjusted_rand"] = round(float(adjusted_rand_score(labels[known].astype(str), cluster[known])), 4)
     return out
+
+
+# -------------------------------------------------------------------------------------- reading clusters
+def cluster_info(store: Store) -> pd.DataFrame:
+    """One row per cluster (noise = -1 included), ordered by cluster id."""
+    if not store.table_exists("cluster_info"):
+        raise CurateError("No clusters in this workspace yet",
+                          f"run the cluster stage: python -m curate_core run --workspace {store.path} --stages cluster")
+    return store.read_table("cluster_info", order_by="cluster")
+
+
+def cluster_means(store: Store, columns: Sequence[str], nonzero: Sequence[str] = ()) -> pd.DataFrame:
+    """Per cluster, the mean of numeric/boolean catalog *columns* (e.g. label_quality, is_label_issue → a rate)
+    and the share of rows where each *nonzero* column is > 0 (e.g. dup_rank → duplicate rate, as
+    ``<col>_rate``): the slot later scores fill without rerunning the cluster stage. Columns missing from the
+    workspace are skipped."""
+    cat = store.catalog()
+    ok = lambda c: (c in cat and cat[c][0] != "clusters"  # noqa: E731
+                    and (cat[c][1] in NUMERIC_TYPES + ("BOOLEAN",) or cat[c][1].startswith("DECIMAL")))
+    cols, nz = [c for c in columns if ok(c)], [c for c in nonzero if ok(c)]
+    joins = join_sql(cat[c][0] for c in cols + nz)
+    ref = lambda c: column_ref(cat, c)  # noqa: E731
+    aggs = "".join(f", avg(CAST({ref(c)} AS DOUBLE)) AS {quote_ident(c)}" for c in cols)
+    aggs += "".join(f", avg(CASE WHEN {ref(c)} IS NULL THEN NULL WHEN {ref(c)} > 0 THEN 1.0 ELSE 0.0 END) "
+                    f"AS {quote_ident(c + '_rate')}" for c in nz)
+    return store.query_df(f"""SELECT clusters.cluster{aggs} FROM clusters JOIN samples USING (row_id) {joins}
+                              GROUP BY clusters.cluster ORDER BY clusters.cluster""")
+
+
+def cluster_members(store: Store, cluster: int) -> np.ndarray:
+    return store.query("SELECT row_id FROM clusters WHERE cluster = ? ORDER BY row_id",
+                       [int(cluster)]).column("row_id").to_numpy().astype(np.int64)
+
+
+def cluster_rows(store: Store, cluster: int, columns: Sequence[str], limit: int = 50) -> pd.DataFrame:
+    """Rows of one cluster, most typical first (highest membership strength), with any catalog columns."""
+    ids = cluster_members(store, cluster)
+    if ids.size == 0:
+        return pd.DataFrame(columns=list(columns))
+    cols = list(dict.fromkeys([*columns, "cluster_prob"]))
+    df = store.rows(cols, row_ids=ids, order_by="cluster_prob", descending=True, limit=limit)
+    return df[list(columns)]

@@ -21,7 +21,7 @@ import pandas as pd
 from . import dedup
 from .errors import CurateError
 from .select import DRAFT, new_recipe  # noqa: F401  (re-exported: the page and tests use dupview.DRAFT)
-from .store import Store
+from .store import Store, quote_ident
 
 
 
@@ -89,6 +89,39 @@ def load_columns(store: Store, columns: Sequence[str]) -> pd.DataFrame:
     """row_id plus the given per-row columns (those that exist), for every row."""
     have = [c for c in columns if c not in missing_columns(store, columns)]
     return store.rows(["row_id", *have])
+
+
+# ------------------------------------------------------------------------------------- exact groups
+def dup_groups(store: Store, limit: int | None = None) -> pd.DataFrame:
+    """Exact-duplicate groups: dup_group, size, labels (distinct), conflict, first row_id, its text.
+
+    Groups with conflicting labels first, then larger groups first.
+    """
+    require_columns(store, ["dup_group", "dup_label_conflict"], "Exact duplicate groups")
+    lim = f" LIMIT {int(limit)}" if limit is not None else ""
+    return store.query_df(
+        f"""SELECT c.dup_group, count(*) AS size, count(DISTINCT s.label) AS labels,
+                   bool_or(c.dup_label_conflict) AS conflict, min(s.row_id) AS first_row,
+                   arg_min(s.text, s.row_id) AS text
+            FROM scores c JOIN samples s USING (row_id) WHERE c.dup_group >= 0
+            GROUP BY c.dup_group ORDER BY conflict DESC, size DESC, c.dup_group{lim}""")
+
+
+def dup_group_sizes(store: Store) -> pd.DataFrame:
+    """(size, groups): how many exact-duplicate groups have each size."""
+    require_columns(store, ["dup_group"], "Exact duplicate groups")
+    return store.query_df("""SELECT size, count(*) AS groups FROM (
+                                 SELECT count(*) AS size FROM scores WHERE dup_group >= 0 GROUP BY dup_group)
+                             GROUP BY size ORDER BY size""")
+
+
+def dup_group_rows(store: Store, group: int, extra: Sequence[str] = ()) -> pd.DataFrame:
+    """The rows of one exact-duplicate group, kept row first: row_id, id, label, dup_rank, *extra*, text."""
+    require_columns(store, ["dup_group", "dup_rank", *extra], "An exact duplicate group")
+    cols = "".join(f", c.{quote_ident(e)}" for e in extra)
+    return store.query_df(f"""SELECT s.row_id, s.id, s.label, c.dup_rank{cols}, s.text
+                              FROM scores c JOIN samples s USING (row_id) WHERE c.dup_group = ?
+                              ORDER BY c.dup_rank, s.row_id""", [int(group)])
 
 
 # ------------------------------------------------------------------------------------------- numbers

@@ -43,9 +43,13 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import CurateError, choices
+from .columns import Table
+from .embed import embeddings, fixed_list
+from .execution import Task
 from .labels import check_judgeable, encode_labels
 from .resources import resource
 from .stage import Option, StageContext, stage
+from .store import parquet_relation
 
 MODELS = ("linear", "mlp")
 
@@ -562,7 +566,7 @@ def _imports(p: dict, ids: list[str], codes: np.ndarray, classes: list[str]) -> 
 
 def _features(store, row_ids: np.ndarray) -> np.ndarray:
     """Embeddings of the given rows, scaled to a mean squared entry of 1."""
-    emb_ids, vecs = store.embeddings()
+    emb_ids, vecs = embeddings(store)
     pos = np.minimum(np.searchsorted(emb_ids, row_ids), max(0, len(emb_ids) - 1))
     if len(emb_ids) == 0 or not np.array_equal(emb_ids[pos], row_ids):
         raise CurateError("The embeddings do not cover every labelled row", "run the embed stage again")
@@ -597,20 +601,51 @@ OPTIONS = (
 )
 
 
-@stage("probe", version="1", title="Probe classifier (out-of-fold probabilities, training dynamics)",
-       requires=("embed",), outputs=("probe_probs", "probe_epochs"), defaults=PROBE_DEFAULTS, options=OPTIONS,
-       apply_options=_params_from_options)
-def run_probe(ctx: StageContext) -> dict:
-    """K fold runs (checkpoint parts 0…K−1) and R threshold runs (parts K…K+R−1), or imported predictions."""
-    import torch
+@dataclass(frozen=True)
+class ProbeTask:
+    """Task function of the probe stage. ``("fold", k)``: train on the other folds, predict fold k (out-of-fold
+    probabilities); ``("threshold", r)``: train on every labelled row with threshold set r moved to a fake extra
+    class, recording each row's per-epoch statistics. Shared data: x, y, row_ids, folds, thresholds."""
 
+    cfg: ProbeConfig
+    n_classes: int
+    threads: int = 1
+
+    def __call__(self, task: Task, shared: dict, report: Callable[[int], None]) -> pa.Table:
+        import torch
+
+        x, y, row_ids, C, cfg = shared["x"], shared["y"], shared["row_ids"], self.n_classes, self.cfg
+        kind, i = task.arg
+        old = torch.get_num_threads()
+        torch.set_num_threads(max(1, int(self.threads)))  # 1 thread: bit-identical reruns and resumes
+        try:
+            if kind == "fold":
+                held = shared["folds"][i]
+                train = np.setdiff1d(np.arange(len(y)), held, assume_unique=True)
+                _, probs = train_probe(x[train], y[train], C, cfg, seed=cfg.seed * 1000 + i, x_eval=x[held],
+                                       record=False, on_epoch=report)
+                return probs_part(row_ids[held], probs)
+            thr = shared["thresholds"][i]
+            yy = y.copy()
+            yy[thr] = C  # the fake extra class
+            stats, _ = train_probe(x, yy, C + 1, cfg, seed=cfg.seed * 1000 + 500 + i, on_epoch=report)
+            return epochs_part(i, row_ids, np.isin(np.arange(len(y)), thr), stats)
+        finally:
+            torch.set_num_threads(old)
+
+
+@stage("probe", version="1", title="Probe classifier (out-of-fold probabilities, training dynamics)",
+       requires=("embed",), outputs=(Table("probe_probs", features=False), Table("probe_epochs", features=False)),
+       defaults=PROBE_DEFAULTS, options=OPTIONS, apply_options=_params_from_options)
+def run_probe(ctx: StageContext) -> dict:
+    """K fold tasks and R threshold-run tasks through the executor (one part each), or imported predictions."""
     store, p = ctx.store, ctx.params
     frame = store.sample_frame(["row_id", "id", "label"])
     enc = encode_labels(frame["label"].tolist())
     codes, classes = enc["label_codes"], enc["classes"]
     problem = _label_problem(codes, classes)
     if problem:  # not an error: the other scores still run; the label scores say why they are missing
-        store.drop_probe()
+        drop_probe(store)
         store.put_summary(SUMMARY, {"skipped": problem, "data": store.data_fingerprint()})
         ctx.progress(1, 1, "skipped: " + problem)
         return {"skipped": problem}
@@ -625,46 +660,28 @@ def run_probe(ctx: StageContext) -> dict:
         raise CurateError("threshold_runs must be 0 (no training dynamics) or at least 2; got 1",
                           "with one run, the rows moved to the fake class get no AUM or data-map scores at all")
     thr_sets = threshold_sets(len(y), C, R, cfg.seed, p.get("threshold_frac"))
-    x = _features(store, row_ids) if folds or thr_sets else None
+    tasks = ([Task(f"fold-{k:02d}", f"fold {k + 1}/{len(folds)}", E, ("fold", k)) for k in range(len(folds))]
+             + [Task(f"threshold-{r:02d}", f"threshold run {r + 1}/{R}", E, ("threshold", r)) for r in range(R)])
     ck = ctx.checkpoint
-    total, done = (len(folds) + R) * E, 0
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(p.get("threads") or 1)))  # 1 thread: bit-identical reruns and resumes
-    try:
-        ctx.progress(0, max(total, 1))
-        for k, held in enumerate(folds):  # part k: out-of-fold probabilities of fold k
-            msg = f"fold {k + 1}/{len(folds)}"
-            if not ck.has(k):
-                train = np.setdiff1d(np.arange(len(y)), held, assume_unique=True)
-                _, probs = train_probe(x[train], y[train], C, cfg, seed=cfg.seed * 1000 + k, x_eval=x[held],
-                                       record=False, on_epoch=lambda e, d=done, m=msg: ctx.progress(d + e, total, m))
-                ck.write(k, probs_part(row_ids[held], probs))
-            done += E
-            ctx.progress(done, total, f"{msg} done")
-        for r, thr in enumerate(thr_sets):  # part K + r: dynamics of threshold run r
-            msg = f"threshold run {r + 1}/{R}"
-            if not ck.has(len(folds) + r):
-                yy = y.copy()
-                yy[thr] = C  # the fake extra class
-                stats, _ = train_probe(x, yy, C + 1, cfg, seed=cfg.seed * 1000 + 500 + r,
-                                       on_epoch=lambda e, d=done, m=msg: ctx.progress(d + e, total, m))
-                ck.write(len(folds) + r, epochs_part(r, row_ids, np.isin(np.arange(len(y)), thr), stats))
-            done += E
-            ctx.progress(done, total, f"{msg} done")
-    finally:
-        torch.set_num_threads(old_threads)
-    prob_parts = [ck.part_path(k) for k in range(len(folds))]
-    epoch_parts = [ck.part_path(len(folds) + r) for r in range(R)]
+    names: list[str] = []
+    if tasks:
+        shared = {"x": _features(store, row_ids), "y": y, "row_ids": row_ids, "folds": folds, "thresholds": thr_sets}
+        names = ctx.executor.tasks(ProbeTask(cfg, C, int(p.get("threads") or 1)), tasks, ck,
+                                   ctx.tracker(len(tasks) * E), shared)
+    else:
+        ctx.progress(0, 1)
+    prob_parts, epoch_parts = names[:len(folds)], names[len(folds):]
     if imp_probs is not None:
-        ck.write(len(folds) + R, probs_part(row_ids, imp_probs))
-        prob_parts.append(ck.part_path(len(folds) + R))
+        ck.write(ck.task_name("imported-probs"), probs_part(row_ids, imp_probs))
+        prob_parts.append(ck.task_name("imported-probs"))
     if imp_logits is not None:
-        stats = EpochStats.from_logits(imp_logits, y)
-        ck.write(len(folds) + R + 1, epochs_part(0, row_ids, np.zeros(len(y), bool), stats))
-        epoch_parts.append(ck.part_path(len(folds) + R + 1))
+        ck.write(ck.task_name("imported-logits"),
+                 epochs_part(0, row_ids, np.zeros(len(y), bool), EpochStats.from_logits(imp_logits, y)))
+        epoch_parts.append(ck.task_name("imported-logits"))
     ck.mark_complete()
     n_epochs = E if imp_logits is None else int(imp_logits.shape[0])
-    store.write_probe(prob_parts, epoch_parts, C, n_epochs)
+    write_probe(store, ck.parts(prob_parts).source(), ck.parts(epoch_parts).source() if epoch_parts else None,
+                C, n_epochs)
     info = {
         "classes": classes, "data": store.data_fingerprint(), "labelled": int(len(y)), "epochs": n_epochs,
         "probs": "imported" if imp_probs is not None else f"{len(folds)}-fold out-of-fold",
@@ -673,6 +690,53 @@ def run_probe(ctx: StageContext) -> dict:
     }
     store.put_summary(SUMMARY, info)
     return {k: v for k, v in info.items() if k not in ("classes", "data")}
+
+
+# ------------------------------------------------------------------------------------------ storage
+def write_probe(store, prob_parts, epoch_parts, n_classes: int, n_epochs: int) -> None:
+    """Replace ``probe_probs(row_id, probs FLOAT[C])`` and ``probe_epochs(run, row_id, threshold,
+    margin/p_gold/p_sq FLOAT[E])`` with the rows of the probe's checkpoint parts, in one transaction."""
+    c, e = int(n_classes), int(n_epochs)
+    with store.transaction() as cur:
+        with parquet_relation(cur, prob_parts) as (rel, params):
+            cur.execute(f"""CREATE OR REPLACE TABLE probe_probs AS
+                            SELECT row_id, CAST(probs AS FLOAT[{c}]) AS probs FROM {rel} ORDER BY row_id""", params)
+        if epoch_parts is None:  # no training dynamics (threshold_runs=0): an empty table says so
+            cur.execute(f"""CREATE OR REPLACE TABLE probe_epochs (run INTEGER, row_id BIGINT, threshold BOOLEAN,
+                            margin FLOAT[{e}], p_gold FLOAT[{e}], p_sq FLOAT[{e}])""")
+            return
+        with parquet_relation(cur, epoch_parts) as (rel, params):
+            cur.execute(f"""CREATE OR REPLACE TABLE probe_epochs AS
+                            SELECT CAST(run AS INTEGER) AS run, row_id, threshold, CAST(margin AS FLOAT[{e}]) AS margin,
+                                   CAST(p_gold AS FLOAT[{e}]) AS p_gold, CAST(p_sq AS FLOAT[{e}]) AS p_sq
+                            FROM {rel} ORDER BY run, row_id""", params)
+
+
+def drop_probe(store) -> None:
+    with store.transaction() as cur:
+        store.drop_table("probe_probs", cur)
+        store.drop_table("probe_epochs", cur)
+
+
+def probe_probs(store) -> tuple[np.ndarray, np.ndarray]:
+    """(row_ids, out-of-fold probabilities n×C float32) of the labelled rows (in table order)."""
+    if not store.table_exists("probe_probs"):
+        raise CurateError("No probe outputs yet", "run the probe stage")
+    t = store.read_table("probe_probs", ["row_id", "probs"], order_by=None, arrow=True)  # callers map row_ids
+    return t.column("row_id").to_numpy(), fixed_list(t.column("probs"))
+
+
+def probe_epochs(store) -> dict[str, np.ndarray]:
+    """Per (run, row), in table order: run, row_id, threshold flags and the E-long per-epoch stats (n×E float32)."""
+    if not store.table_exists("probe_epochs"):
+        raise CurateError("No probe outputs yet", "run the probe stage")
+    t = store.read_table("probe_epochs", ["run", "row_id", "threshold", "margin", "p_gold", "p_sq"], order_by=None,
+                         arrow=True)
+    out = {"run": t.column("run").to_numpy().astype(np.int64), "row_id": t.column("row_id").to_numpy(),
+           "threshold": t.column("threshold").to_numpy(zero_copy_only=False).astype(bool)}
+    for k in ("margin", "p_gold", "p_sq"):
+        out[k] = fixed_list(t.column(k)) if t.num_rows else np.zeros((0, 0), np.float32)
+    return out
 
 
 @resource("probe", stage="probe")
@@ -688,10 +752,10 @@ def load_probe(store) -> ProbeData:
         raise CurateError(info["skipped"])
     all_ids = store.row_ids()
     N, C = len(all_ids), len(info["classes"])
-    rid, probs = store.probe_probs()
+    rid, probs = probe_probs(store)
     P = np.full((N, C), np.nan, np.float32)
     P[np.searchsorted(all_ids, rid)] = probs
-    ep = store.probe_epochs()
+    ep = probe_epochs(store)
     R = int(ep["run"].max()) + 1 if len(ep["run"]) else 0
     if R == 0:  # trained without threshold runs: out-of-fold probabilities only
         return ProbeData(info["classes"], P, None, None, None, None, None, info)

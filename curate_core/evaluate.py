@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .dynamics import ProbeConfig, feature_scale, train_probe
+from .embed import embed_texts, embeddings
 from .errors import CurateError
 from .select import _store, load_recipe, select
 
@@ -65,6 +66,7 @@ class Outcome:
 def read_eval_file(store, path: str | Path, text: str | None = None, label: str | None = None) -> pd.DataFrame:
     """(text, label) of a labelled eval file in any ingestible format; rows without text or label dropped."""
     from .ingest import detect_mapping, open_input
+    from .inputs import read_input
 
     inp = open_input(store, path)
     cols = [c for c, _ in inp.columns]
@@ -72,41 +74,13 @@ def read_eval_file(store, path: str | Path, text: str | None = None, label: str 
     if m.label is None:
         raise CurateError(f"The eval file {Path(path).name} has no label column",
                           f"columns: {', '.join(cols)}; name it with --eval-label COLUMN")
-    df = store.read_input(inp.reader, [m.text, m.label])
+    df = read_input(store, inp.reader, [m.text, m.label])
     df.columns = ["text", "label"]
     df = df[df["text"].notna() & df["label"].notna()]
     df = df[df["text"].astype(str).str.strip() != ""]
     if df.empty:
         raise CurateError(f"The eval file {Path(path).name} has no labelled rows")
     return pd.DataFrame({"text": df["text"].astype(str).tolist(), "label": df["label"].astype(str).tolist()})
-
-
-def embed_like_workspace(store, texts: list[str]) -> np.ndarray:
-    """Vectors of *texts* from the embedder the workspace's embeddings came from (cached in ``embed_cache``)."""
-    from .embed import TfidfSVD, make_embedder
-
-    run = store.latest_runs(statuses=("done",)).get("embed")
-    if run is None:
-        raise CurateError("The workspace has no finished embed run",
-                          f"run it first: python -m curate_core run --workspace {store.path} --stages embed")
-    params = run["params"] if isinstance(run["params"], dict) else json.loads(run["params"])
-    emb = make_embedder(params)
-    if emb is None:
-        raise CurateError("This workspace uses precomputed vectors, so texts of an eval file cannot be embedded",
-                          "leave out --eval to use a held-out split of the workspace")
-    if isinstance(emb, TfidfSVD):  # the stage's fit is deterministic: refit it on the same corpus
-        emb.fit(store.sample_frame(["text"])["text"].tolist())
-        key = f"tfidf:{run['run_key']}"
-    else:
-        key = emb.key
-    hashes = [hashlib.md5(t.encode("utf-8")).hexdigest() for t in texts]
-    cached = store.cached_vectors(key, sorted(set(hashes)))
-    todo = sorted({h: t for h, t in zip(hashes, texts) if h not in cached}.items())
-    if todo:
-        vecs = emb.encode([t for _, t in todo])
-        store.cache_vectors(key, [h for h, _ in todo], vecs)
-        cached.update({h: v for (h, _), v in zip(todo, vecs)})
-    return np.stack([cached[h] for h in hashes]).astype(np.float32)
 
 
 def held_out_mask(ids: list[str], labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -153,7 +127,7 @@ def evaluate(store_or_ws: Any, recipe: Any, eval_file: str | Path | None = None,
     store = _store(store_or_ws)
     sel = select(store, recipe)  # validates the recipe first: a bad one costs nothing
     rows = store.rows(["row_id", "id", "label"])
-    emb_ids, vecs = store.embeddings()
+    emb_ids, vecs = embeddings(store)
     if not np.array_equal(emb_ids, rows["row_id"].to_numpy()):
         raise CurateError("The embeddings do not cover every row (data was added since the embed run)",
                           f"run the embed stage again: python -m curate_core run --workspace {store.path} --stages embed")
@@ -167,7 +141,7 @@ def evaluate(store_or_ws: Any, recipe: Any, eval_file: str | Path | None = None,
 
     if eval_file is not None:
         ev = read_eval_file(store, eval_file, text, label)
-        x_eval, y_eval = embed_like_workspace(store, ev["text"].tolist()), ev["label"].to_numpy(dtype=str)
+        x_eval, y_eval = embed_texts(store, ev["text"].tolist()), ev["label"].to_numpy(dtype=str)
         train_all = np.flatnonzero(labelled)
         where = f"{Path(eval_file).name}"
     else:

@@ -28,11 +28,13 @@ import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+import pyarrow as pa
 
 from .errors import CurateError, choices
 from .select import Counts, Recipe, _store, check_recipe, export_query, live_counts, load_recipe, select
-from .store import CORE_COLUMNS, Store
+from .store import CORE_COLUMNS, Store, column_ref, join_sql, quote_ident
 from .version import VERSION
 
 FORMATS = {"parquet": "data.parquet", "csv": "data.csv", "jsonl": "data.jsonl"}
@@ -106,7 +108,7 @@ def _packages() -> dict[str, str]:
 def workspace_fingerprint(store: Store) -> dict:
     """What the selection depends on: data, finished stage runs, decisions, selections (+ one combined hash)."""
     fp = {"data": store.data_fingerprint(), "stages": store.done_run_keys(),
-          "decisions": store.decisions_state(), "selections": store.selections_state()}
+          "decisions": store.state("decisions"), "selections": store.state("selections")}
     fp["id"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
     return fp
 
@@ -137,6 +139,29 @@ def data_columns(store: Store, recipe: Recipe, with_scores: bool, with_weights: 
     return cols
 
 
+def write_selection(store: Store, selected: pa.Table, path: Path, fmt: str,
+                    columns: Sequence[tuple[str, str, str]]) -> int:
+    """Write the selected rows to *path* in row_id order; returns rows written.
+
+    *selected* has ``row_id`` plus per-row values of the selection (final label, repeats, weight …).
+    *columns* are (source, column, output name) in file order; source is ``samples``, ``selection`` (a column
+    of *selected*) or ``catalog`` (a stage-output column, joined on row_id).
+    """
+    cat = store.catalog()
+    exprs, tables = [], set()
+    for src, col, out in columns:
+        if src == "samples":
+            exprs.append(f"s.{quote_ident(col)} AS {quote_ident(out)}")
+        elif src == "selection":
+            exprs.append(f"_sel.{quote_ident(col)} AS {quote_ident(out)}")
+        else:
+            tables.add(cat[col][0])
+            exprs.append(f"{column_ref(cat, col)} AS {quote_ident(out)}")
+    sql = f"SELECT {', '.join(exprs)} FROM samples s JOIN _sel USING (row_id) {join_sql(tables)} ORDER BY s.row_id"
+    store.copy(sql, path, fmt, tables={"_sel": selected})
+    return selected.num_rows
+
+
 def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet", with_scores: bool = False,
            with_weights: bool = False, force: bool = False, base: str | Path | None = None,
            command_line: str | None = None) -> ExportResult:
@@ -155,11 +180,11 @@ def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet",
     # computed before the folder exists: a recipe that fails here (e.g. an unknown mixture group) writes nothing
     if r.mixture is None:  # one COPY of the selection query, no row ids through Python
         sql, params, c = export_query(store, r, columns)
-        write = lambda path: store.copy_select(sql, path, fmt, params)  # noqa: E731
+        write = lambda path: store.copy(sql, path, fmt, params)  # noqa: E731
     else:  # sampling: materialise the selection (with repeats and weights), then join it
         sel = select(store, r)
         c = sel.counts
-        write = lambda path: store.export_selection(sel.table, path, fmt, columns)  # noqa: E731
+        write = lambda path: write_selection(store, sel.table, path, fmt, columns)  # noqa: E731
     folder.mkdir(parents=True, exist_ok=True)
     data_path = folder / FORMATS[fmt]
     for other in FORMATS.values():  # --force with another format: no stale data file beside the new one

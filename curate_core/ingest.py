@@ -10,7 +10,7 @@ What ingest guarantees:
   (:data:`TEXT_NAMES` …) or given explicitly; all other columns are kept as columns of ``samples``
   (CSV columns get the narrowest type every value fits: integer, float, boolean or text; float NaN is a
   missing value). A column named like one the tool writes (``label_quality``, ``x`` …, see
-  ``store.TOOL_COLUMNS``) is kept as ``input_<name>``.
+  :func:`curate_core.pipeline.tool_columns`) is kept as ``input_<name>``.
 * **Policy.** Empty or missing texts are skipped and counted (``strict=True`` refuses them); missing labels
   (empty, ``nan``, ``None``, ``null``) are kept as unlabelled; duplicate ids, in the file or against rows
   already in the workspace, are refused; labels are always text (``1`` and ``"1"`` are the same label).
@@ -32,7 +32,10 @@ from typing import Any, Callable
 import pandas as pd
 
 from .errors import CurateError, choices
-from .store import CORE_COLUMNS, TOOL_COLUMNS, FileReader, Store, quote_ident
+from . import inputs
+from .inputs import FileReader
+from .pipeline import tool_columns
+from .store import CORE_COLUMNS, Store, quote_ident
 
 TEXT_NAMES = ("text", "sentence", "content", "body", "document", "review", "message", "prompt", "utterance",
               "question", "tweet", "sms", "comment")
@@ -219,13 +222,13 @@ def open_input(store: Store, src: Any, fmt: str | None = None, encoding: str | N
     else:
         sha = _hash_paths([path])
     if fmt in ("csv", "tsv"):
-        reader = Store.csv_reader(read_path, "," if fmt == "csv" else "\t")
+        reader = inputs.csv_reader(read_path, "," if fmt == "csv" else "\t")
     elif fmt in ("jsonl", "json"):
-        reader = Store.jsonl_reader(read_path, array=(fmt == "json" and _first_char(read_path) == "["))
+        reader = inputs.jsonl_reader(read_path, array=(fmt == "json" and _first_char(read_path) == "["))
     else:
-        reader = Store.parquet_reader(read_path)
+        reader = inputs.parquet_reader(read_path)
     try:
-        columns = store.describe(reader)
+        columns = inputs.describe(store, reader)
     except CurateError:
         raise
     except Exception as e:  # DuckDB parse errors: show the first line of DuckDB's explanation
@@ -265,8 +268,8 @@ def _open_frame(store: Store, df: pd.DataFrame, name: str = "dataframe") -> Inpu
             if len(kinds) > 1:
                 df[c] = df[c].map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
     sha = hashlib.sha256(pd.util.hash_pandas_object(df.astype(str), index=False).values.tobytes()).hexdigest()
-    reader = Store.object_reader(df)
-    return Input(reader, "dataframe", store.describe(reader), name, f"<{name}>", sha)
+    reader = inputs.object_reader(df)
+    return Input(reader, "dataframe", inputs.describe(store, reader), name, f"<{name}>", sha)
 
 
 def _open_hf(store: Store, path: Path, split: str | None) -> Input:
@@ -294,8 +297,8 @@ def _open_hf(store: Store, path: Path, split: str | None) -> Input:
         raise CurateError(f"The dataset in {path} has no rows")
     files = [Path(f["filename"]) for f in ds.cache_files] if ds.cache_files else []
     sha = _hash_paths(files) if files else hashlib.sha256(str(table.schema).encode()).hexdigest()
-    reader = Store.object_reader(table)
-    return Input(reader, "hf", store.describe(reader), path.name, str(path), sha)
+    reader = inputs.object_reader(table)
+    return Input(reader, "hf", inputs.describe(store, reader), path.name, str(path), sha)
 
 
 # ----------------------------------------------------------------------------------------- mapping
@@ -345,7 +348,7 @@ def preview(store: Store, src: Any, fmt: str | None = None, encoding: str | None
         mapping = detect_mapping(names)
     except CurateError:
         mapping = None
-    return inp, mapping, store.preview(inp.reader, n)
+    return inp, mapping, inputs.preview(store, inp.reader, n)
 
 
 # ------------------------------------------------------------------------------------------ ingest
@@ -388,13 +391,14 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
     reader = FileReader(inp.reader.sql, [src_name, *inp.reader.params], inp.reader.arrow)
 
     used = {mapping.text, mapping.label, mapping.id, mapping.source}
+    reserved = tool_columns()
     extras: dict[str, str] = {}  # output name -> input column
     for col in names:
         if col in used:
             continue
-        taken = col in CORE_COLUMNS or col in TOOL_COLUMNS or col.startswith("_")
+        taken = col in CORE_COLUMNS or col in reserved or col.startswith("_")
         out = f"input_{col.lstrip('_')}" if taken else col
-        while out in extras or out in CORE_COLUMNS or out in TOOL_COLUMNS:
+        while out in extras or out in CORE_COLUMNS or out in reserved:
             out += "_"
         extras[out] = col
         expr = quote_ident(col)
@@ -407,30 +411,30 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
         progress("ingest: reading", 1, 3)
     def fits(typed: dict[str, str]) -> set[str]:  # CSV text going into columns an earlier file typed
         text = {extras[o]: t for o, t in typed.items() if csv_like and types.get(extras[o]) == "VARCHAR"}
-        ok = store.input_fits(cur, inp.reader, text)
+        ok = inputs.input_fits(cur, inp.reader, text)
         return {o for o in typed if extras[o] in ok}
 
     try:
-        with store.writing(), store.transaction() as cur:
-            first = store.next_row_id(cur)
+        with store.write_lock, store.transaction() as cur:
+            first = inputs.next_row_id(cur)
             existing = dict(store.sample_columns(cur))
             new_cols = [o for o in extras if o not in existing]
-            extra_types = store.prepare_columns(
-                cur, {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()}, fits=fits)
-            rows_read = store.insert_input(cur, reader, select, first, extra_types, id_prefix=src_name)
+            extra_types = inputs.prepare_columns(
+                store, cur, {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()}, fits=fits)
+            rows_read = inputs.insert_input(cur, reader, select, first, extra_types, id_prefix=src_name)
             if rows_read == 0:
                 raise CurateError(f"{Path(inp.path).name} has a header but no rows")
-            p = store.new_rows_problems(cur, first, ids_generated=not mapping.id)
+            p = inputs.new_rows_problems(cur, first, ids_generated=not mapping.id)
             _check_problems(p, strict, mapping)
             if progress:
                 progress("ingest: checking", 2, 3)
             if p["n_empty"]:
-                store.drop_empty(cur, first)
+                inputs.drop_empty(cur, first)
             if csv_like:  # CSV cells are text: give new columns the narrowest type all their values fit
-                inferred = store.infer_types(cur, [c for c in new_cols if extra_types[c] == "VARCHAR"], first)
-                store.retype(cur, inferred)
+                inferred = inputs.infer_types(cur, [c for c in new_cols if extra_types[c] == "VARCHAR"], first)
+                inputs.retype(cur, inferred)
                 extra_types.update(inferred)
-            added = store.record_ingest(cur, {
+            added = inputs.record_ingest(cur, {
                 "path": inp.path, "sha256": inp.sha256, "format": inp.format,
                 "mapping": {**mapping.as_dict(), "source_name": src_name}, "skipped": p["n_empty"],
             }, first)

@@ -15,9 +15,10 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
+from .columns import EXPORT_ADDED
 from .errors import CurateError, choices
-from .stage import (Checkpoint, Option, ProgressEvent, ProgressFn, Stage, StageContext,  # noqa: F401 - the API
-                    _REGISTRY, format_seconds, import_parts, registered, run_key, stage)
+from .execution import Checkpoint, Executor, LocalExecutor, ProgressEvent, ProgressFn, format_seconds  # noqa: F401
+from .stage import Option, Stage, StageContext, _REGISTRY, checkpoint_of, registered, run_key, stage  # noqa: F401
 from .store import Store
 # the stages, in pipeline order (importing a module registers its stage)
 from . import textstats, embed, project, cluster, dynamics, scoring  # noqa: F401,E402
@@ -101,7 +102,7 @@ def stage_status(store: Store) -> dict[str, str]:
     for name in reg:
         if p.done[name]:
             out[name] = "done"
-        elif name in latest or (store.checkpoint_dir / name).exists():
+        elif name in latest or checkpoint_of(store, name).exists():
             out[name] = "partial"
         else:
             out[name] = "missing"
@@ -146,7 +147,7 @@ def closure(names: Iterable[str]) -> list[str]:
 
 
 def run(store: Store, stages: Iterable[str] | None = None, params: dict[str, dict] | None = None,
-        progress: ProgressFn | None = None, force: bool = False) -> list[dict]:
+        progress: ProgressFn | None = None, force: bool = False, executor: Executor | None = None) -> list[dict]:
     """Run the given stages (all when None) and whatever they require that is not done yet.
 
     Finished runs with the same key are reused (``force`` recomputes the named stages). A stage that fails
@@ -161,13 +162,13 @@ def run(store: Store, stages: Iterable[str] | None = None, params: dict[str, dic
     if not lock.acquire(blocking=False):
         raise CurateError("A pipeline run is already in progress for this workspace", "wait for it to finish")
     try:
-        return _run_locked(store, reg, wanted, params or {}, progress, force)
+        return _run_locked(store, reg, wanted, params or {}, progress, force, executor or LocalExecutor())
     finally:
         lock.release()
 
 
 def _run_locked(store: Store, reg: dict[str, Stage], wanted: list[str], overrides: dict[str, dict],
-                progress: ProgressFn | None, force: bool) -> list[dict]:
+                progress: ProgressFn | None, force: bool, executor: Executor) -> list[dict]:
     # any run still marked running belongs to a process that died (we hold the lock now)
     with store.cursor() as cur:
         cur.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
@@ -189,7 +190,8 @@ def _run_locked(store: Store, reg: dict[str, Stage], wanted: list[str], override
         if p.done[name] and not (force and name in wanted):
             results.append({"stage": name, "status": "reused", "run_key": key})
             continue
-        ctx = StageContext(store, st, params, key, progress)
+        ctx = StageContext(store, st, params, key, progress, executor, json.loads(p.inputs[name]),
+                           force=force and name in wanted)
         store.start_run(key, name, st.version, params, p.inputs[name])
         t0 = time.monotonic()
         try:
@@ -216,3 +218,19 @@ def _run_locked(store: Store, reg: dict[str, Stage], wanted: list[str], override
         raise err
     return results
 
+
+
+def column_origins() -> dict[str, tuple[str, str]]:
+    """Every per-row column a stage declares → (the stage, what the column is): for "run stage X" hints."""
+    out: dict[str, tuple[str, str]] = {}
+    for st in registry().values():
+        for c in st.columns:
+            out.setdefault(c.name, (st.name, c.title or st.title))
+    return out
+
+
+def tool_columns() -> frozenset[str]:
+    """Every per-row column name the tool writes — stage outputs (scores included) and what an export adds. A
+    file column with one of these names is kept as ``input_<name>`` at ingest, so it can never stand in for the
+    tool's own (re-ingesting an export made with --with-scores must not make its old scores look current)."""
+    return frozenset(column_origins()) | frozenset(EXPORT_ADDED)

@@ -9,8 +9,9 @@ How, and why this way:
   (5-D, ``min_dist=0`` for clustering; 2-D, ``min_dist=0.1`` for the map), instead of searching twice. It is
   exact (:class:`ExactNeighbours`, BLAS, no compile step) up to ``exact_pairs`` distance pairs, else pynndescent.
 * **Fit on a sample, transform the rest.** Up to ``sample_size`` rows (default 50k, stratified by label, else by
-  source) are fit; the others are placed with ``UMAP.transform`` in batches of ``batch_size``, each written as a
-  checkpoint part, so a killed run resumes where it stopped. The fitted model is pickled next to the parts.
+  source) are fit; the others are placed with ``UMAP.transform`` in batches of ``batch_size`` through the
+  executor (fit on a sample, then map), each written as a checkpoint part, so a killed run resumes where it
+  stopped. The fitted model is pickled next to the parts.
 * **100 epochs** for each layout (umap's default is 200, or 500 below 10k rows), and the 2-D layout starts from
   the 5-D one (:func:`_init_from`): on BANKING77 this kept the cluster agreement (ARI 0.45 vs 0.42 at 200) and
   the map's trustworthiness (0.984 vs 0.981) at about half the time. ``transform`` then runs 33 epochs.
@@ -27,16 +28,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
+from .columns import Column, Table
+from .embed import embeddings, fixed_list, vec_array
 from .errors import CurateError, choices
+from .execution import snapshot_table
 from .stage import StageContext, stage
-from .store import Store
+from .store import Store, column_ref, join_sql, parquet_relation
 
 METHODS = ("umap", "pca")
 MIN_UMAP_ROWS = 20
@@ -310,13 +315,62 @@ def _part(row_ids: np.ndarray, xy: np.ndarray, u: np.ndarray, in_fit: bool) -> p
     })
 
 
+def place(proj: Projector, batch: pa.Table) -> pa.Table:
+    """Batch function of the transform step: (row_id, vec) of rows outside the fit sample → their coordinates."""
+    xy, u = proj.transform(fixed_list(batch.column("vec")))
+    return _part(batch.column("row_id").to_numpy(), xy, u, False)
+
+
+def import_projection(store: Store, parts) -> int:
+    """Replace ``projection`` and ``projection5`` with the rows of checkpoint *parts*, in one transaction."""
+    with store.transaction() as cur, parquet_relation(cur, parts) as (rel, params):
+        cur.execute(f"""CREATE OR REPLACE TABLE projection AS
+                        SELECT row_id, x, y FROM {rel} ORDER BY row_id""", params)
+        k = int(cur.execute(f"SELECT len(vec) FROM {rel} LIMIT 1", params).fetchall()[0][0])
+        cur.execute(f"""CREATE OR REPLACE TABLE projection5 AS
+                        SELECT row_id, CAST(vec AS FLOAT[{k}]) AS vec, in_fit FROM {rel}
+                        ORDER BY row_id""", params)
+        return int(cur.execute("SELECT count(*) FROM projection").fetchall()[0][0])
+
+
+def projection5(store: Store) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row_ids, float32 N×k coordinates, in_fit booleans) in row_id order."""
+    if not store.table_exists("projection5"):
+        raise CurateError("No projection in this workspace yet",
+                          f"run the project stage: python -m curate_core run --workspace {store.path} --stages project")
+    t = store.read_table("projection5", ["row_id", "vec", "in_fit"], arrow=True)
+    vec = t.column("vec").combine_chunks()
+    flat = np.asarray(vec.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    u = flat.reshape(t.num_rows, -1) if t.num_rows else flat.reshape(0, 0)
+    return t.column("row_id").to_numpy(), u, t.column("in_fit").to_numpy(zero_copy_only=False)
+
+
+def map_points(store: Store, columns: Sequence[str], text_chars: int = 160) -> pd.DataFrame:
+    """Every projected row: row_id, x, y, the first *text_chars* characters of its text (as ``text``) and any
+    catalog *columns* — what the Map page draws, in one query."""
+    cat = store.catalog()
+    cols = [c for c in dict.fromkeys(columns) if c not in ("row_id", "x", "y", "text")]
+    bad = [c for c in cols if c not in cat]
+    if bad:
+        raise CurateError(f"Unknown column(s) {choices(bad)}", f"available: {choices(sorted(cat))}")
+    joins = join_sql((cat[c][0] for c in cols), base=("samples", "projection"))
+    sel = "".join(f", {column_ref(cat, c)}" for c in cols)
+    return store.query_df(f"""SELECT projection.row_id, projection.x, projection.y, left(samples.text, ?) AS text{sel}
+                              FROM projection JOIN samples USING (row_id) {joins}
+                              ORDER BY projection.row_id""", [int(text_chars)])
+
+
+COLUMNS = (Column("x", "DOUBLE", "Map x"), Column("y", "DOUBLE", "Map y"))
+
+
 @stage("project", version="1", title="2-D map and 5-D projection (UMAP)", requires=("embed",),
-       outputs=("projection", "projection5"),
+       outputs=(Table("projection", COLUMNS), Table("projection5", features=False)),
        defaults={"method": "umap", "n_neighbors": 15, "min_dist": 0.1, "cluster_dims": 5, "pca_dims": 50,
                  "epochs": 100, "sample_size": 50_000, "batch_size": 20_000, "exact_pairs": 5e9, "seed": 0})
 def run_project(ctx: StageContext) -> dict:
+    """Fit on a stratified sample (on the driver), then place the other rows with ``transform`` in batches."""
     store, p = ctx.store, ctx.params
-    ids, X = store.embeddings()
+    ids, X = embeddings(store)
     n = len(ids)
     if n != store.count():
         raise CurateError(f"Embeddings cover {n:,} of {store.count():,} rows", "run the embed stage again")
@@ -327,45 +381,30 @@ def run_project(ctx: StageContext) -> dict:
     fit_idx = stratified_sample(sample_groups(store), sample_size, seed) if n > sample_size else np.arange(n)
     rest_idx = np.setdiff1d(np.arange(n), fit_idx)
     ck = ctx.checkpoint
-    model_file = ck.root / "model.pkl"
+    rest = pa.table({"row_id": pa.array(ids[rest_idx], pa.int64()), "vec": vec_array(X[rest_idx])})
+    batches = snapshot_table(ck, rest, max(1, int(p["batch_size"])))
+    del rest
 
-    if model_file.exists():  # resumed: the fit finished before the process died
-        with open(model_file, "rb") as f:
-            proj: Projector = pickle.load(f)
-    else:
+    def fit() -> tuple[Projector, pa.Table]:
         proj = Projector(p["method"], int(p["n_neighbors"]), float(p["min_dist"]), int(p["cluster_dims"]),
                          int(p["pca_dims"]), None if p["epochs"] is None else int(p["epochs"]), seed,
                          float(p["exact_pairs"]))
         t0 = time.monotonic()
         proj.fit(X[fit_idx], progress=lambda msg: ctx.progress(0, n, f"fitting on {len(fit_idx):,} rows: {msg}"),
                  total_rows=n)
-        fit_seconds = round(time.monotonic() - t0, 1)
-        ck.root.mkdir(parents=True, exist_ok=True)
-        tmp = model_file.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(proj, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, model_file)
-        proj.fit_seconds = fit_seconds
-    if not ck.has(0):
+        proj.fit_seconds = round(time.monotonic() - t0, 1)
         xy, u = proj.fitted()
-        ck.write(0, _part(ids[fit_idx], xy, u, True))
-    done = len(fit_idx)
-    ctx.progress(done, n, proj.note)
-    t_transform = time.monotonic()
-    batch = max(1, int(p["batch_size"]))
-    resumed = 0
-    for i, lo in enumerate(range(0, len(rest_idx), batch), start=1):
-        part = rest_idx[lo: lo + batch]
-        if ck.has(i):
-            resumed += len(part)
-        else:
-            xy, u = proj.transform(X[part])
-            ck.write(i, _part(ids[part], xy, u, False))
-        done += len(part)
-        ctx.progress(done, n, f"placed with transform; {resumed:,} rows from checkpoint" if resumed else
-                     "placing the rest with transform")
+        return proj, _part(ids[fit_idx], xy, u, True)
+
+    tracker = ctx.tracker(n, offset=len(fit_idx), working="placing the rest with transform" if len(rest_idx) else "",
+                          resumed_note=lambda r: f"placed with transform; {r:,} rows from checkpoint")
+    t0 = time.monotonic()
+    proj, names = ctx.executor.fit_sample_then_map(fit, place, batches, ck, tracker)
+    if proj.note:
+        ctx.progress(n, n, proj.note)
     ck.mark_complete()
-    store.import_projection(ck.parts())
+    import_projection(store, ck.parts(names).source())
+    fit_s = getattr(proj, "fit_seconds", None)
     return {"method": proj.used, "rows": n, "fit_rows": int(len(fit_idx)), "transformed_rows": int(len(rest_idx)),
-            "fit_seconds": getattr(proj, "fit_seconds", None), "fit_steps": getattr(proj, "timings", {}),
-            "transform_seconds": round(time.monotonic() - t_transform, 1), "note": proj.note}
+            "fit_seconds": fit_s, "fit_steps": getattr(proj, "timings", {}),
+            "transform_seconds": round(time.monotonic() - t0 - (fit_s or 0), 1), "note": proj.note}

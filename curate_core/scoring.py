@@ -1,40 +1,207 @@
-"""Stage `scores`: compute every registered score plugin (see curate_core/scores) into the `scores` table."""
+"""Stage `scores`: every registered score plugin into the `scores` table — each score with its own run key.
+
+A score's run key hashes its name, version and parameters, the data, the run keys of the stages whose
+resources it reads (``embeddings`` → embed, ``probe`` → probe) and the keys of the scores it requires or uses.
+A score whose key matches its last run (and whose columns are in the table) is reused; the others are computed,
+in dependency order: changing one score's parameter recomputes it and its dependants only. Each computed
+score's run is recorded in ``runs`` as stage ``score:<name>``, in the same transaction that writes the new
+``scores`` table (reused columns are carried over), so the table and the runs never disagree.
+
+Row scores (a function of each text alone) run through the executor in row-id batches, one checkpoint part per
+batch; group and global scores run on the driver.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import resources
 from . import scores as _scores
+from .columns import Table
 from .errors import CurateError
+from .scores.base import Score, ScoreContext, compute_one, ordered
 from .stage import StageContext, stage
-from .store import Store, quote_ident
+from .store import Store, json_default, now, quote_ident
 
 _reg = _scores.registry()
-#: the stage version folds in every plugin's version, so changing one score invalidates the finished run
-_VERSION = "1:" + ",".join(f"{n}@{s.version}" for n, s in _reg.items())
+STAGE = "scores"
+TABLE = "scores"
+ROW_BATCH = 50_000  # rows per batch of the row scores
 
 
-@stage("scores", version=_VERSION, title="Scores (label noise, duplicates, outliers, text quality)",
-       requires=("textstats", "embed", "probe"), outputs=("scores",), defaults={"only": None, "params": {}})
+def run_name(score: str) -> str:
+    """How a score's own runs are named in the ``runs`` table."""
+    return f"score:{score}"
+
+
+def score_key(sc: Score, settings: dict, inputs: dict) -> str:
+    blob = json.dumps({"score": sc.name, "version": sc.version, "params": settings, "inputs": inputs},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _inputs(sc: Score, data: str, stage_keys: dict[str, str], keys: dict[str, str | None]) -> dict:
+    """What a score's result depends on: the data, the runs of the stages behind its resources, and the scores
+    it reads (a dependency that was skipped counts as absent)."""
+    out: dict[str, Any] = {"data": data}
+    for r in sc.requires:
+        st = None if r.startswith("score:") else resources.stage_of(r)
+        if st:
+            out[st] = stage_keys.get(st)
+    for dep in sc.needs:
+        out[f"score:{dep}"] = keys.get(dep)
+    return out
+
+
+class RowScores:
+    """Batch function of the row scores: (row_id, text) → row_id + every column of the given scores."""
+
+    def __init__(self, todo: list[tuple[Score, dict]]) -> None:
+        self.todo = todo
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        cols: dict[str, Any] = {"row_id": batch.column("row_id")}
+        for sc, settings in self.todo:
+            out = sc.compute_batch(batch, settings)
+            cols.update({c.name: to_arrow(out[c.name]) for c in sc.columns})
+        return pa.table(cols)
+
+
+@stage(STAGE, version="2", title="Scores (label noise, duplicates, outliers, text quality)",
+       requires=("textstats", "embed", "probe"),
+       outputs=(Table(TABLE, tuple(c for s in _reg.values() for c in s.columns)),),
+       defaults={"only": None, "params": {}})
 def run_scores(ctx: StageContext) -> dict:
-    sctx = _scores.ScoreContext.from_store(ctx.store, params=ctx.params.get("params") or {})
+    store = ctx.store
+    params = ctx.params.get("params") or {}
+    if not isinstance(params, dict):
+        raise CurateError(f"scores.params must be an object {{score: {{parameter: value}}}}, got {params!r}")
+    unknown = sorted(set(params) - set(_reg))
+    if unknown:
+        raise CurateError(f"scores.params names unknown score(s) {unknown}", f"scores: {sorted(_reg)}")
+    only = ctx.params.get("only")
+    names = [n for n in ordered(_reg) if only is None or n in only]
+    have = {c for c, _ in store.table_columns(TABLE)} if store.table_exists(TABLE) else set()
+    last = store.latest_runs()
+    data = store.data_fingerprint()
+
+    keys: dict[str, str | None] = {}
+    settings: dict[str, dict] = {}
+    inputs: dict[str, dict] = {}
+    reused, skipped, todo = [], {}, []
+    for name in names:
+        sc = _reg[name]
+        try:
+            settings[name] = sc.settings(params)
+        except CurateError as e:
+            skipped[name], keys[name] = str(e), None
+            continue
+        # a dependant's key holds this key whatever the outcome: skipping is as deterministic as computing
+        inputs[name] = _inputs(sc, data, ctx.inputs, keys)
+        keys[name] = key = score_key(sc, settings[name], inputs[name])
+        prev = last.get(run_name(name))
+        same = not ctx.force and prev is not None and prev["run_key"] == key
+        if same and prev["status"] == "done" and set(sc.column_names) <= have:
+            reused.append(name)
+        elif same and prev["status"] == "skipped":  # the same inputs: skipped again, for the same reason
+            skipped[name] = prev["error"]
+        else:
+            todo.append(name)
+
+    sctx = ScoreContext.from_store(store, params=params)
     sctx.on_progress = ctx.progress
-    columns, summaries, skipped = _scores.compute_all(
-        sctx, only=ctx.params.get("only"), progress=lambda i, n, name: ctx.progress(i, n, name))
-    table = pa.table({"row_id": pa.array(sctx.row_ids, pa.int64()),
-                      **{k: _to_arrow(v) for k, v in columns.items()}})
-    with ctx.store.transaction() as cur:
-        ctx.store.replace_table("scores", table, cur=cur)
-    for name, summary in summaries.items():
-        ctx.store.put_summary(f"score:{name}", summary)
-    return {"scores": list(summaries), "columns": list(columns), "skipped": skipped}
+    sctx.earlier = lambda col: _earlier(store, col, have)
+    computed: dict[str, dict[str, np.ndarray]] = {}
+    summaries: dict[str, dict] = {}
+    started: dict[str, Any] = {}
+    rows = [n for n in todo if _reg[n].kind == "row"]
+    if rows:  # every row score in one pass over the text batches, through the executor
+        started.update({n: now() for n in rows})
+        got = _row_scores(ctx, [(_reg[n], settings[n]) for n in rows])
+        for n in rows:
+            sc = _reg[n]
+            computed[n] = {c: got[c] for c in sc.column_names}
+            sctx.scores.update(computed[n])
+            summaries[n] = {"title": sc.title, "direction": sc.direction, "version": sc.version,
+                            **sc.summarise(computed[n])}
+    rest = [n for n in todo if _reg[n].kind != "row"]
+    for i, name in enumerate(rest):
+        ctx.progress(i, len(rest), name)
+        started[name] = now()
+        try:
+            computed[name], summaries[name] = compute_one(_reg[name], sctx)
+        except CurateError as e:
+            skipped[name] = str(e)
+    ctx.progress(len(rest), len(rest), "")
+
+    kept = [n for n in names if n in reused or n in computed]
+    order = [c for n in kept for c in _reg[n].column_names]
+    new = pa.table({"row_id": pa.array(sctx.row_ids, pa.int64()),
+                    **{c: to_arrow(v) for n in computed for c, v in computed[n].items()}})
+    carry = [c for n in reused for c in _reg[n].column_names]
+    with store.transaction() as cur:
+        _write_scores(store, cur, new, carry, order)
+        for name in [n for n in todo if n in computed or n in skipped]:
+            sc = _reg[name]
+            status = "done" if name in computed else "skipped"
+            _record(cur, name, keys[name], sc, settings[name], inputs[name], started.get(name), status,
+                    summaries.get(name), skipped.get(name))
+        for name, summary in summaries.items():
+            store.put_summary(f"score:{name}", summary, cur=cur)
+    return {"scores": kept, "computed": sorted(computed), "reused": reused, "columns": order, "skipped": skipped}
 
 
-def _to_arrow(v: np.ndarray) -> pa.Array:
+def _record(cur, name: str, key: str, sc: Score, settings: dict, inputs: dict, started, status: str,
+            summary: dict | None, error: str | None) -> None:
+    cur.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [key, run_name(name), sc.version, json.dumps(settings, sort_keys=True, default=json_default),
+                 json.dumps(inputs, sort_keys=True), status, started or now(), now(),
+                 json.dumps({k: v for k, v in (summary or {}).items() if k != "threshold_aum"}, default=json_default),
+                 error])
+
+
+def _row_scores(ctx: StageContext, todo: list[tuple[Score, dict]]) -> dict[str, np.ndarray]:
+    """Columns of the row scores, computed batch by batch through the executor (resumable)."""
+    parts = ctx.map_samples(["row_id", "text"], RowScores(todo), ROW_BATCH)
+    t = parts.read()
+    return {name: _to_numpy(t.column(name)) for name in t.column_names if name != "row_id"}
+
+
+def _to_numpy(col: pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return np.asarray(col.to_pylist(), dtype=object)
+    return col.to_numpy()
+
+
+def _earlier(store: Store, column: str, have: set[str]) -> np.ndarray | None:
+    """A column of a score kept from an earlier run (the current scores table), in row_id order."""
+    if column not in have:
+        return None
+    return _to_numpy(store.read_table(TABLE, ["row_id", column], arrow=True).column(column))
+
+
+def _write_scores(store: Store, cur, new: pa.Table, carry: list[str], order: list[str]) -> None:
+    """The new scores table: row_id, then every kept score's columns in registry order — computed ones from
+    *new*, reused ones (*carry*) from the current table — in the caller's transaction."""
+    ref = {c: f"o.{quote_ident(c)}" for c in carry} | {c: f"n.{quote_ident(c)}" for c in new.column_names}
+    cols = "".join(f", {ref[c]} AS {quote_ident(c)}" for c in order)
+    cur.register("_new_scores", new)
+    try:
+        old = f"LEFT JOIN {quote_ident(TABLE)} o USING (row_id)" if carry else ""
+        cur.execute(f"CREATE OR REPLACE TABLE {quote_ident(TABLE)} AS SELECT n.row_id{cols} "
+                    f"FROM _new_scores n {old} ORDER BY n.row_id")
+    finally:
+        cur.unregister("_new_scores")
+
+
+def to_arrow(v: np.ndarray) -> pa.Array:
     v = np.asarray(v)
     if v.dtype == object:
         return pa.array([None if x is None else str(x) for x in v], pa.string())
@@ -45,9 +212,9 @@ def _to_arrow(v: np.ndarray) -> pa.Array:
 
 def score_columns(store: Store) -> list[str]:
     """Names of the columns in the `scores` table (empty if the stage has not run)."""
-    if not store.table_exists("scores"):
+    if not store.table_exists(TABLE):
         return []
-    return [c for c, _ in store.table_columns("scores") if c != "row_id"]
+    return [c for c, _ in store.table_columns(TABLE) if c != "row_id"]
 
 
 def export_scores(store: Store, out: str | Path) -> int:
@@ -66,3 +233,9 @@ def export_scores(store: Store, out: str | Path) -> int:
     else:
         pq.write_table(pa.Table.from_pandas(df, preserve_index=False), out)
     return len(df)
+
+
+def describe_scores() -> list[dict]:
+    """Every registered score as ``scores --list --json`` prints it: name, columns, kind, requires, params …"""
+    return [_reg[n].describe() for n in ordered(_reg)]
+

@@ -8,66 +8,26 @@ Its **run key** hashes its name, implementation version, parameters and inputs (
 run keys of the stages it requires), so a finished run is found and reused instead of recomputed, and any change
 upstream makes it stale.
 
-Long stages work in deterministic batches. Each finished batch is written to
-``checkpoints/<stage>/<run_key>/part-NNNNN.parquet`` (atomically: temp file + rename); when all are there a
-``_COMPLETE`` marker is written, the parts are imported into DuckDB in one transaction and the folder is removed.
-A run killed at any moment resumes from the parts already written and gives the same result.
+A stage body is a plan over the shapes of work in :mod:`curate_core.execution`, run by ``ctx.executor``: its
+inputs are snapshot to ``checkpoints/<stage>/<run_key>/input/``, each finished batch or task is written there as
+a part named by the rows it covers (atomically); when all are there a ``_COMPLETE`` marker is written, the parts
+are imported into DuckDB in one transaction and the folder is removed. A run killed at any moment resumes from
+the parts already written and gives the same result.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from .columns import Column, Table, table
 from .errors import CurateError
+from .execution import (Batch, BatchFn, Checkpoint, Executor, LocalExecutor, Parts, ProgressEvent,  # noqa: F401
+                        ProgressFn, Tracker, format_seconds)
 from .store import Store, register_output_table
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    stage: str
-    done: int
-    total: int
-    elapsed: float
-    message: str = ""
-
-    @property
-    def fraction(self) -> float:
-        return min(1.0, self.done / self.total) if self.total else 0.0
-
-    @property
-    def eta(self) -> float | None:
-        """Seconds left at the current rate (None until there is a rate)."""
-        if self.done <= 0 or self.total <= 0 or self.elapsed <= 0:
-            return None
-        return max(0.0, self.elapsed / self.done * (self.total - self.done))
-
-    def describe(self) -> str:
-        eta = self.eta
-        left = "" if eta is None else f", about {format_seconds(eta)} left"
-        msg = f" · {self.message}" if self.message else ""
-        return f"{self.stage}: {self.done:,}/{self.total:,}{left}{msg}"
-
-
-ProgressFn = Callable[[ProgressEvent], None]
-
-
-def format_seconds(s: float) -> str:
-    s = int(round(s))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
 
 
 @dataclass(frozen=True)
@@ -93,11 +53,16 @@ class Stage:
     title: str
     fn: Callable[["StageContext"], dict]
     requires: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = ()
+    outputs: tuple[Table, ...] = ()
     defaults: dict = field(default_factory=dict)
     options: tuple[Option, ...] = ()
     #: {option dest: value given} → this stage's parameters; None: each option's value goes to its `param`
     apply_options: Callable[[dict[str, Any]], dict] | None = None
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        """The per-row feature columns this stage writes."""
+        return tuple(c for t in self.outputs if t.features for c in t.columns)
 
     def params_from_options(self, values: dict[str, Any]) -> dict:
         """This stage's parameters from the values of its options (None = not given)."""
@@ -109,16 +74,17 @@ class Stage:
 _REGISTRY: dict[str, Stage] = {}
 
 
-def stage(name: str, *, version: str, title: str, requires: tuple[str, ...] = (), outputs: tuple[str, ...] = (),
-          defaults: dict | None = None, options: tuple[Option, ...] = (),
+def stage(name: str, *, version: str, title: str, requires: tuple[str, ...] = (),
+          outputs: Sequence[str | Table] = (), defaults: dict | None = None, options: tuple[Option, ...] = (),
           apply_options: Callable[[dict[str, Any]], dict] | None = None) -> Callable:
-    """Register ``fn(ctx) -> summary`` as a pipeline stage. *outputs* are the per-row tables it writes;
-    *options* are the `run` flags that set its parameters."""
+    """Register ``fn(ctx) -> summary`` as a pipeline stage. *outputs* are the tables it writes (with their
+    declared per-row columns); *options* are the `run` flags that set its parameters."""
 
     def deco(fn: Callable[["StageContext"], dict]) -> Callable:
-        for t in outputs:
-            register_output_table(t, name)
-        _REGISTRY[name] = Stage(name, version, title, fn, tuple(requires), tuple(outputs), dict(defaults or {}),
+        tables = tuple(table(t) for t in outputs)
+        for t in tables:
+            register_output_table(t.name, name, features=t.features)
+        _REGISTRY[name] = Stage(name, version, title, fn, tuple(requires), tables, dict(defaults or {}),
                                 tuple(options), apply_options)
         return fn
 
@@ -130,87 +96,71 @@ def registered() -> dict[str, Stage]:
     return _REGISTRY
 
 
-# --------------------------------------------------------------------------------------- checkpoints
-class Checkpoint:
-    """Parquet shards of one run in progress, plus a completion marker."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def part_path(self, i: int) -> Path:
-        return self.root / f"part-{i:05d}.parquet"
-
-    def has(self, i: int) -> bool:
-        return self.part_path(i).exists()
-
-    def write(self, i: int, table: pa.Table) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".part-{i:05d}.parquet.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.part_path(i))  # atomic: a part is either whole or absent
-        delay = float(os.environ.get("CURATE_DEBUG_BATCH_DELAY", "0") or 0)  # testing aid: reliable kill -9 tests
-        if delay:
-            time.sleep(delay)
-
-    def read(self, i: int) -> pa.Table:
-        return pq.read_table(self.part_path(i))
-
-    def parts(self) -> list[Path]:
-        return sorted(self.root.glob("part-*.parquet")) if self.root.exists() else []
-
-    def mark_complete(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)  # a run with nothing left to do wrote no parts
-        (self.root / "_COMPLETE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
-
-    @property
-    def complete(self) -> bool:
-        return (self.root / "_COMPLETE").exists()
-
-    def clear(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
 # -------------------------------------------------------------------------------------------- context
 @dataclass
 class StageContext:
+    """What a stage body gets: the workspace, its parameters and run key, an executor and progress reporting."""
+
     store: Store
     stage: Stage
     params: dict
     run_key: str
     on_progress: ProgressFn | None = None
+    executor: Executor = field(default_factory=LocalExecutor)
+    #: what the run key was made of: the data fingerprint (``data``) and the run key of each required stage
+    inputs: dict = field(default_factory=dict)
+    force: bool = False  # recompute even what could be reused (``run --force``)
     started: float = field(default_factory=time.monotonic)
 
     @property
     def checkpoint(self) -> Checkpoint:
-        return Checkpoint(self.store.checkpoint_dir / self.stage.name / self.run_key)
+        return checkpoint_of(self.store, self.stage.name, self.run_key)
 
     def progress(self, done: int, total: int, message: str = "") -> None:
         if self.on_progress is not None:
             self.on_progress(ProgressEvent(self.stage.name, int(done), int(total),
                                            time.monotonic() - self.started, message))
 
-    def map_batches(self, columns: list[str], fn: Callable[[pa.Table], pa.Table],
-                    batch_size: int, unit: str = "rows") -> list[Path]:
-        """Apply *fn* to ``samples`` in fixed row_id batches, one checkpoint part per batch; resumable.
+    def tracker(self, total: int, **kw: Any) -> Tracker:
+        """Progress of a piece of work the executor runs (see :class:`~curate_core.execution.Tracker`)."""
+        return Tracker(self.progress, total, **kw)
 
-        Returns the part files, in order. *fn* must be a pure row-wise map (the same batch gives the same table),
-        so a resumed run equals an uninterrupted one.
-        """
-        if int(batch_size) < 1:
-            raise CurateError(f"batch_size must be at least 1; got {batch_size}", f"e.g. --param {self.stage.name}.batch_size=10000")
-        total = self.store.count()
+    def snapshot_samples(self, columns: Sequence[str], batch_rows: int) -> list[Batch]:
+        """``samples`` cut into row-id ranges of *batch_rows*; the input of each range whose part is missing is
+        written to the checkpoint (row ids are dense from 0 and never deleted, so range *i* is always the same
+        rows and a killed run's parts line up with the rerun)."""
+        if int(batch_rows) < 1:
+            raise CurateError(f"batch_size must be at least 1; got {batch_rows}",
+                              f"e.g. --param {self.stage.name}.batch_size=10000")
         ck = self.checkpoint
-        done = resumed = 0
-        self.progress(0, total)
-        for i, table, n in self.store.iter_samples(columns, batch_size, skip=ck.has):
-            if table is None:
-                resumed += n
-            else:
-                ck.write(i, fn(table))
-            done += n
-            self.progress(done, total, f"{resumed:,} {unit} from checkpoint" if resumed else "")
-        ck.mark_complete()
-        return ck.parts()
+        n = self.store.count()
+        batches = [Batch(lo, min(lo + int(batch_rows), n), min(lo + int(batch_rows), n) - lo)
+                   for lo in range(0, n, int(batch_rows))]
+        todo = [b for b in batches if not (ck.complete or ck.has(b.part) or ck.has(b.input))]
+        for b in todo:
+            ck.write(b.input, self.store.sample_range(columns, b.lo, b.hi))
+        return batches
+
+    def map_samples(self, columns: Sequence[str], fn: BatchFn, batch_size: int, unit: str = "rows") -> Parts:
+        """Apply the row-wise *fn* to ``samples`` in fixed row-id batches through the executor; resumable.
+
+        *fn* must be a pure row-wise map (the same batch gives the same table), so a resumed run equals an
+        uninterrupted one, on any executor."""
+        batches = self.snapshot_samples(columns, batch_size)
+        ck = self.checkpoint
+        names = self.executor.map_batches(fn, batches, ck, self.tracker(self.store.count(), unit=unit))
+        return ck.parts(names)
+
+    def import_parts(self, table: str, parts: Parts) -> int:
+        """Replace the output *table* with the rows of *parts*, in one transaction (marks the run complete)."""
+        self.checkpoint.mark_complete()
+        return self.store.replace_table(table, parquet_files=parts.source())
+
+
+def checkpoint_of(store: Store, stage_name: str, run_key: str | None = None) -> Checkpoint:
+    """The checkpoint of a stage's run (or the folder of all its runs) under the workspace's checkpoint root."""
+    ck = Checkpoint(store.checkpoint_root).child(stage_name)
+    return ck.child(run_key) if run_key else ck
 
 
 # ---------------------------------------------------------------------------------------------- keys
@@ -219,7 +169,3 @@ def run_key(st: Stage, params: dict, inputs: str) -> str:
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
-
-def import_parts(ctx: StageContext, table: str, parts: list[Path]) -> int:
-    """Replace *table* with the rows of checkpoint *parts* in one transaction."""
-    return ctx.store.replace_table(table, parquet_files=parts)

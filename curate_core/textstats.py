@@ -1,8 +1,8 @@
 """Stage `textstats`: cheap per-row text statistics (characters, words, lines).
 
-A deliberately small stage that shows the batch → checkpoint → import pattern every long stage follows
-(see pipeline.StageContext.map_batches). The statistics are a pure row-wise map over Arrow batches, so a
-cluster engine can run the same function on its own partitions.
+A deliberately small stage that shows the pattern every long stage follows: a pure row-wise function over
+Arrow batches (:func:`text_stats`), run by the executor over row-id batches of ``samples`` (resumable
+checkpoint parts), imported in one transaction (see ``StageContext.map_samples``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .stage import StageContext, import_parts, stage
+from .columns import Column, Table
+from .stage import StageContext, stage
 
 
 def text_stats(batch: pa.Table) -> pa.Table:
@@ -26,9 +27,13 @@ def text_stats(batch: pa.Table) -> pa.Table:
     })
 
 
-@stage("textstats", version="1", title="Text statistics", outputs=("textstats",),
+COLUMNS = (Column("n_chars", "INTEGER", "Characters"), Column("n_words", "INTEGER", "Words"),
+           Column("n_lines", "INTEGER", "Lines"))
+
+
+@stage("textstats", version="1", title="Text statistics", outputs=(Table("textstats", COLUMNS),),
        defaults={"batch_size": 50_000})
 def run_textstats(ctx: StageContext) -> dict:
-    parts = ctx.map_batches(["row_id", "text"], text_stats, batch_size=int(ctx.params["batch_size"]))
-    n = import_parts(ctx, "textstats", parts)
+    parts = ctx.map_samples(["row_id", "text"], text_stats, batch_size=int(ctx.params["batch_size"]))
+    n = ctx.import_parts("textstats", parts)
     return {"rows": n}

@@ -65,7 +65,7 @@ class Workspace:
 
     def info(self) -> dict:
         """What `info --json` prints: rows, columns, labels, sources, stages (+ counts for the overview)."""
-        ov = self.store.overview()
+        ov = overview(self.store)
         return {
             "workspace": str(self.path),
             "rows": ov["rows"],
@@ -86,7 +86,7 @@ class Workspace:
     def decide(self, row_ids: Sequence[int], action: str, value: str | None = None, reason: str = "") -> int:
         """Append a decision (exclude / relabel / keep) for rows; returns its batch number (for undo)."""
         if action == "relabel":
-            labels = set(self.store.overview()["label_counts"])
+            labels = set(label_counts(self.store))
             if value not in labels:
                 raise CurateError(f"Unknown label {value!r} for relabel",
                                   "relabel to one of the labels in the workspace")
@@ -94,11 +94,11 @@ class Workspace:
 
     def relabel_each(self, row_ids: Sequence[int], labels: Sequence[str], reason: str = "") -> int:
         """Relabel each row to its own label in one decision batch (one undo reverts it all)."""
-        known = set(self.store.overview()["label_counts"])
+        known = set(label_counts(self.store))
         unknown = sorted(set(map(str, labels)) - known)
         if unknown:
             raise CurateError(f"Unknown label(s) {unknown[:5]} for relabel", "relabel to labels in the workspace")
-        return self.store.relabel_each(row_ids, labels, reason)
+        return self.store.decide(row_ids, "relabel", list(labels), reason)
 
     def undo(self) -> int | None:
         """Undo the latest decision batch; returns the batch undone (None if nothing to undo)."""
@@ -136,3 +136,19 @@ class Workspace:
         from .export import export
 
         return export(self.store, recipe, out, fmt, with_scores, with_weights, force)
+
+
+def label_counts(store: Store) -> dict[str, int]:
+    """Rows per label (most frequent first)."""
+    rows = store.query("SELECT label, count(*) AS n FROM samples WHERE label IS NOT NULL GROUP BY label "
+                       "ORDER BY n DESC, label").to_pylist()
+    return {r["label"]: int(r["n"]) for r in rows}
+
+
+def overview(store: Store) -> dict:
+    """Row count, label/source counts: what `info` and the app's overview show."""
+    head = store.query("SELECT count(*) AS rows, count(label) AS labelled, count(DISTINCT label) AS labels, "
+                       "coalesce(sum(n_tokens), 0) AS tokens FROM samples").to_pylist()[0]
+    sources = store.query("SELECT source, count(*) AS n FROM samples GROUP BY source ORDER BY min(row_id)").to_pylist()
+    return {**{k: int(v) for k, v in head.items()}, "label_counts": label_counts(store),
+            "source_counts": {r["source"]: int(r["n"]) for r in sources}}

@@ -41,12 +41,12 @@ def _columns(path: str, run_key: str, columns: tuple[str, ...]) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _groups(path: str, run_key: str) -> pd.DataFrame:
-    return state.open_workspace(path).store.dup_groups(limit=2000)
+    return core.dup_groups(state.open_workspace(path).store, limit=2000)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _group_sizes(path: str, run_key: str) -> pd.DataFrame:
-    return state.open_workspace(path).store.dup_group_sizes()
+    return core.dup_group_sizes(state.open_workspace(path).store)
 
 
 def columns(ws: Workspace, run_key: str, cols: list[str]) -> pd.DataFrame:
@@ -159,7 +159,7 @@ def exact_section(ws: Workspace, run_key: str, choices: Choices) -> None:
         g = st.selectbox("Browse a group (label conflicts first, then the largest)", list(labels),
                          format_func=labels.get, key="dup_pick")
         extra = [c for c in ("label_quality",) if c not in core.missing_columns(ws.store, [c])]
-        rows = ws.store.dup_group_rows(int(g), extra=extra)
+        rows = core.dup_group_rows(ws.store, int(g), extra=extra)
         st.dataframe(_text_first(rows), hide_index=True, width="stretch", column_config=_ROW_CONFIG,
                      key="dup_rows")
         st.caption(f"Rank 0 is kept: {md_message(summary.get('keep_rule', 'first seen'))}.")

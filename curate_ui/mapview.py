@@ -17,7 +17,9 @@ from plotly import colors as px_colors
 import streamlit as st
 
 from curate_core import CurateError, Workspace
-from curate_core.project import stratified_sample
+from curate_core.cluster import cluster_info, cluster_means
+from curate_core.project import map_points, stratified_sample
+from curate_core.store import NUMERIC_TYPES
 
 from . import state
 from .charts import plot_text
@@ -61,7 +63,7 @@ def colour_options(ws: Workspace) -> dict[str, str]:
             continue
         if typ == "BOOLEAN":
             out[col] = "category"
-        elif typ in ws.store.NUMERIC_TYPES or typ.startswith("DECIMAL"):
+        elif typ in NUMERIC_TYPES or typ.startswith("DECIMAL"):
             out[col] = "number"
     return out
 
@@ -76,7 +78,7 @@ class MapData:
 def load_points(path: str, version: str, colour: str, max_points: int = MAX_POINTS) -> MapData:
     """The points to draw (a stratified sample above *max_points*), with short escaped hover texts."""
     ws = state.open_workspace(path)
-    df = ws.store.map_points(list(dict.fromkeys([*CATEGORICAL, colour])), text_chars=HOVER_CHARS)
+    df = map_points(ws.store, list(dict.fromkeys([*CATEGORICAL, colour])), text_chars=HOVER_CHARS)
     total = len(df)
     if total > max_points:
         keep = stratified_sample(df["cluster"].to_numpy(), max_points, seed=0)
@@ -165,8 +167,8 @@ def selected_row_ids(points: list[dict]) -> np.ndarray:
 def load_clusters(path: str, version: str) -> pd.DataFrame:
     """cluster_info plus per-cluster means of later scores (when those columns exist)."""
     ws = state.open_workspace(path)
-    info = ws.store.cluster_info()
-    means = ws.store.cluster_means(list(CLUSTER_MEANS), nonzero=list(CLUSTER_RATES))
+    info = cluster_info(ws.store)
+    means = cluster_means(ws.store, list(CLUSTER_MEANS), nonzero=list(CLUSTER_RATES))
     info = info.merge(means, on="cluster", how="left")
     names = {**CLUSTER_MEANS, **{f"{k}_rate": v for k, v in CLUSTER_RATES.items()}}
     info = info.rename(columns={k: v for k, v in names.items() if k in info.columns})
@@ -257,7 +259,7 @@ def settings_form(ws: Workspace) -> None:
     """Rerun embed → project → cluster with another embedder or cluster size (the CLI's --embedder and
     --param, from the app), in the background thread; finished runs with the same settings are reused."""
     from curate_core.cluster import auto_min_cluster_size
-    from curate_core.embed import EMBEDDERS
+    from curate_core.embedders import names as embedder_names
 
     from . import runner
 
@@ -266,7 +268,7 @@ def settings_form(ws: Workspace) -> None:
     with st.expander("Map settings: embedder and cluster size", icon=":material/tune:"):
         with st.form("map_settings", border=False):
             c1, c2, c3 = st.columns(3)
-            embedder = c1.selectbox("Embedder", EMBEDDERS, key="map_embedder",
+            embedder = c1.selectbox("Embedder", embedder_names(), key="map_embedder",
                                     help="minilm: sentence embeddings (default) · tfidf: character n-grams, any "
                                          "language, no model · precomputed: vectors from your file")
             auto = auto_min_cluster_size(ws.store.count())

@@ -111,11 +111,11 @@ def _groups(path: str, key: str, column: str) -> dict[str, int]:
 
 
 def profile(ws: Workspace, column: str) -> S.Profile:
-    return _profile(str(ws.path), ws.store.selection_state_key(), column)
+    return _profile(str(ws.path), ws.store.state("tables"), column)
 
 
 def groups(ws: Workspace, column: str) -> dict[str, int]:
-    return _groups(str(ws.path), ws.store.selection_state_key(), column)
+    return _groups(str(ws.path), ws.store.state("tables"), column)
 
 
 # -------------------------------------------------------------------------------------- filters

@@ -3,7 +3,7 @@ lasso/box selections saved as named selections; a cluster browser with keywords 
 
 import streamlit as st
 
-from curate_core import CurateError
+from curate_core import CurateError, cluster
 from curate_ui import layout, mapview, state
 from curate_ui.text import md
 
@@ -66,13 +66,13 @@ st.dataframe(mapview.cluster_table(clusters), key="cluster_table", on_select="re
 if highlight is not None:
     row = clusters.set_index("cluster").loc[highlight]
     st.markdown(f"**{md(labels[highlight])}** — top labels: {md(row['top_labels']) or '(unlabelled)'}")
-    sample = ws.store.cluster_rows(highlight, ["row_id", "id", "text", "label", "cluster_prob"], limit=50)
+    sample = cluster.cluster_rows(ws.store, highlight, ["row_id", "id", "text", "label", "cluster_prob"], limit=50)
     st.dataframe(sample, hide_index=True, width="stretch",
                  column_config={"text": st.column_config.TextColumn("text", width="large"),
                                 "cluster_prob": st.column_config.NumberColumn("membership", format="%.2f")})
     if st.button(f"Use cluster {highlight} as the selection", key="cluster_to_selection",
                  icon=":material/select_all:"):
-        mapview.set_selection(ws.store.cluster_members(highlight), f"cluster {highlight}")
+        mapview.set_selection(cluster.cluster_members(ws.store, highlight), f"cluster {highlight}")
         st.rerun()
 
 st.divider()

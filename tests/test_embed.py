@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate_core import CurateError, Workspace
+from curate_core import CurateError, Workspace, embed
 from curate_core.embed import MiniLM, TfidfSVD, read_precomputed
 from tests.conftest import REPO, write_csv
 
@@ -34,7 +34,7 @@ def frame(n: int, **cols) -> pd.DataFrame:
 
 
 def vectors(ws: Workspace) -> np.ndarray:
-    return ws.store.embeddings()[1]
+    return embed.embeddings(ws.store)[1]
 
 
 @pytest.fixture(scope="session")
@@ -125,13 +125,13 @@ def test_switching_back_to_earlier_parameters_recomputes(ws, tmp_path):
 def test_import_twice_adds_no_duplicate_cache_rows(ws, tmp_path):
     ws.ingest(write_csv(tmp_path / "a.csv", frame(6)))
     part = tmp_path / "p.parquet"
-    todo = ws.store.embed_todo("k")
+    todo = embed.embed_todo(ws.store, "k").to_pandas()
     v = np.eye(6, 3, dtype=np.float32)
     pq.write_table(pa.table({"text_hash": todo["text_hash"].tolist(),
                              "vec": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), 3)}), part)
-    ws.store.import_embeddings("k", [part])
-    ws.store.import_embeddings("k", [part])  # e.g. parts left behind by a run killed after the import
-    assert len(ws.store.embed_todo("k")) == 0
+    embed.import_embeddings(ws.store, "k", [part])
+    embed.import_embeddings(ws.store, "k", [part])  # e.g. parts left behind by a run killed after the import
+    assert len(embed.embed_todo(ws.store, "k")) == 0
     assert ws.store.query_df("SELECT count(*) AS n FROM embed_cache WHERE model_key = 'k'")["n"][0] == 6
 
 

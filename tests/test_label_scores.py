@@ -154,7 +154,7 @@ def test_one_class_or_a_singleton_class_skips_label_scores_with_a_message(tmp_pa
 def test_probe_resumes_from_finished_folds_with_identical_results(tmp_path, monkeypatch):
     with labeldata.workspace(tmp_path / "ref", run=False) as ws:
         ws.run(["probe"], params=labeldata.params())
-        ref = ws.store.probe_probs()[1], ws.store.probe_epochs()["margin"]
+        ref = dynamics.probe_probs(ws.store)[1], dynamics.probe_epochs(ws.store)["margin"]
 
     calls = []
     real = dynamics.train_probe
@@ -178,8 +178,8 @@ def test_probe_resumes_from_finished_folds_with_identical_results(tmp_path, monk
         calls.clear()
         ws.run(["probe"], params=labeldata.params())
         assert calls == [False, True, True]  # fold 3 and the two threshold runs; folds 1–2 came from checkpoints
-        assert np.array_equal(ws.store.probe_probs()[1], ref[0])
-        assert np.array_equal(ws.store.probe_epochs()["margin"], ref[1])
+        assert np.array_equal(dynamics.probe_probs(ws.store)[1], ref[0])
+        assert np.array_equal(dynamics.probe_epochs(ws.store)["margin"], ref[1])
 
 
 def test_imported_predictions_replace_the_probe(tmp_path, capsys):
@@ -205,7 +205,7 @@ def test_imported_predictions_replace_the_probe(tmp_path, capsys):
         info = ws.store.get_summary("probe")
         assert info["probs"] == "imported" and info["dynamics"] == "imported" and info["epochs"] == 4
         s = ws.store.read_table("scores")
-        assert np.allclose(ws.store.probe_probs()[1], probs, atol=1e-6)
+        assert np.allclose(dynamics.probe_probs(ws.store)[1], probs, atol=1e-6)
     flipped = (df["label"] != df["true_label"]).to_numpy()
     assert (s["aum"].to_numpy() < 0).tolist() == flipped.tolist()  # the given label is the model's top class iff not flipped
     assert s["is_label_issue"].sum() > 0 and s["suggested_label"].tolist() == df["true_label"].tolist()
@@ -222,9 +222,9 @@ def test_stage_leaves_unlabelled_rows_out_of_training_and_scores(tmp_path):
     with labeldata.workspace(tmp_path / "ws", df=df) as ws:
         s = ws.store.read_table("scores")
         assert ws.store.get_summary("probe")["labelled"] == 100
-        rid, _ = ws.store.probe_probs()
+        rid, _ = dynamics.probe_probs(ws.store)
         assert sorted(rid.tolist()) == list(range(100))
-        assert set(ws.store.probe_epochs()["row_id"].tolist()) == set(range(100))
+        assert set(dynamics.probe_epochs(ws.store)["row_id"].tolist()) == set(range(100))
     unl = df["label"].isna().to_numpy()
     assert s.loc[unl, ["label_quality", "aum", "confidence", "el2n", "forgetting"]].isna().all().all()
     assert s.loc[~unl, ["label_quality", "aum"]].notna().all().all()

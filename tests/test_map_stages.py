@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from curate_core import CurateError, Workspace
+from curate_core import CurateError, Workspace, cluster, project
 from curate_core.cluster import (auto_min_cluster_size, ctfidf, ctfidf_weights, hdbscan_labels, keyword_sample,
                                  label_stats)
 from curate_core.project import Projector, stratified_sample
@@ -102,13 +102,13 @@ def test_one_to_three_rows_run_through_all_stages(tmp_path, n):
     xy = ws.store.rows(["row_id", "x", "y", "cluster"])
     assert len(xy) == n and xy[["x", "y"]].notna().all().all()
     assert (xy["cluster"] == -1).all()
-    assert ws.store.cluster_info()["size"].sum() == n
+    assert cluster.cluster_info(ws.store)["size"].sum() == n
     ws.close()
 
 
 def test_project_fit_on_sample_and_transform_the_rest(tmp_path):
     ws = built(tmp_path, 90, {"project": {"method": "pca", "sample_size": 30, "batch_size": 25}})
-    ids, u, in_fit = ws.store.projection5()
+    ids, u, in_fit = project.projection5(ws.store)
     assert len(ids) == 90 and in_fit.sum() == 30 and u.shape == (90, 5)
     summary = ws.store.latest_runs()["project"]["summary"]
     s = json.loads(summary) if isinstance(summary, str) else summary
@@ -149,7 +149,7 @@ def test_kill_9_during_project_resumes_to_the_same_coordinates(tmp_path):
     with Workspace(tmp_path / "killed") as a, Workspace(tmp_path / "clean") as b:
         pa_, pb = a.store.rows(["row_id", "x", "y"]), b.store.rows(["row_id", "x", "y"])
         pd.testing.assert_frame_equal(pa_, pb)
-        np.testing.assert_array_equal(a.store.projection5()[1], b.store.projection5()[1])
+        np.testing.assert_array_equal(project.projection5(a.store)[1], project.projection5(b.store)[1])
 
 
 # ---------------------------------------------------------------------------------------------- cluster
@@ -211,7 +211,7 @@ def test_keyword_sample_caps_rows_per_cluster():
 
 def test_cluster_stage_tables_and_means(tmp_path):
     ws = built(tmp_path, 120)
-    info = ws.store.cluster_info()
+    info = cluster.cluster_info(ws.store)
     assert {"cluster", "size", "keywords", "purity", "top_labels", "label_counts", "x", "y"} <= set(info.columns)
     assert info["size"].sum() == 120
     real = info[info["cluster"] >= 0]
@@ -222,10 +222,10 @@ def test_cluster_stage_tables_and_means(tmp_path):
     assert rows["cluster"].dtype.kind == "i" and rows["cluster_prob"].between(0, 1).all()
     # per-cluster means of later scores are joined at read time (here: a textstats column, and unknown ones skipped)
     ws.run(["textstats"])
-    means = ws.store.cluster_means(["n_chars", "label_quality"])
+    means = cluster.cluster_means(ws.store, ["n_chars", "label_quality"])
     assert list(means.columns) == ["cluster", "n_chars"] and len(means) == len(info)
-    members = ws.store.cluster_members(int(real["cluster"].iloc[0]))
-    sample = ws.store.cluster_rows(int(real["cluster"].iloc[0]), ["row_id", "text"], limit=3)
+    members = cluster.cluster_members(ws.store, int(real["cluster"].iloc[0]))
+    sample = cluster.cluster_rows(ws.store, int(real["cluster"].iloc[0]), ["row_id", "text"], limit=3)
     assert len(sample) == 3 and set(sample["row_id"]) <= set(members)
     s = ws.store.latest_runs()["cluster"]["summary"]
     s = json.loads(s) if isinstance(s, str) else s

@@ -90,14 +90,32 @@ def test_checkpoint_parts_are_atomic(tmp_path):
     import pyarrow as pa
 
     ck = pipeline.Checkpoint(tmp_path / "ck")
-    ck.write(3, pa.table({"a": [1, 2]}))
-    assert ck.has(3) and not ck.has(0)
-    assert [p.name for p in ck.parts()] == ["part-00003.parquet"]
+    name = ck.part_name(300, 400)  # named by the row-id range it covers, not by arrival order
+    ck.write(name, pa.table({"a": [1, 2]}))
+    assert ck.has(name) and not ck.has(ck.part_name(0, 100))
+    assert ck.names() == ["part-000000000300-000000000400.parquet"]
     assert not list((tmp_path / "ck").glob(".*tmp"))
     ck.mark_complete()
     assert ck.complete
     ck.clear()
     assert not (tmp_path / "ck").exists()
+
+
+def test_checkpoint_root_can_be_a_uri_or_another_filesystem(tmp_path):
+    """A stage's parts can live on any pyarrow filesystem (e.g. storage a cluster's workers share)."""
+    import pyarrow as pa
+    from pyarrow.fs import _MockFileSystem
+
+    t = pa.table({"row_id": [0, 1], "v": [0.5, 1.5]})
+    for root in (f"file://{tmp_path}/uri", (_MockFileSystem(), "ck")):
+        ck = pipeline.Checkpoint(root).child("textstats", "key")
+        ck.write(ck.part_name(0, 2), t)
+        ck.save_object("model.pkl", {"fitted": True})
+        assert ck.names() == [ck.part_name(0, 2)] and ck.load_object("model.pkl") == {"fitted": True}
+        assert ck.parts().read().equals(t)
+        ck.clear()
+        assert not ck.exists()
+    assert not (tmp_path / "uri" / "textstats" / "key").exists()
 
 
 def _big_csv(path: Path, n: int) -> Path:

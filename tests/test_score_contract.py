@@ -79,10 +79,27 @@ def test_every_column_the_tool_writes_is_reserved_at_ingest(results):
     """A file column with the name of a tool column is kept aside (input_<name>); the list must stay complete."""
     import pyarrow as pa
 
-    from curate_core.store import TOOL_COLUMNS
+    from curate_core.pipeline import tool_columns
     from curate_core.textstats import text_stats
 
+    TOOL_COLUMNS = tool_columns()  # derived from what stages and scores declare
     (cols, _, _), _, _ = results
     stats = text_stats(pa.table({"row_id": [0], "text": ["a b"]}))
     written = set(cols) | set(stats.column_names) | {"x", "y", "cluster", "cluster_prob"}
     assert written - {"row_id"} <= TOOL_COLUMNS, sorted(written - {"row_id"} - TOOL_COLUMNS)
+
+
+_KIND_OF_TYPE = {"DOUBLE": "f", "FLOAT": "f", "BIGINT": "i", "INTEGER": "i", "BOOLEAN": "b", "VARCHAR": "O"}
+
+
+@pytest.mark.parametrize("name", sorted(registry()))
+def test_score_returns_exactly_its_declared_columns_and_types(results, name):
+    """What a score declares is what it writes: every column list elsewhere is derived from the declaration."""
+    (cols, _, _), _, _ = results
+    sc = registry()[name]
+    assert sc.columns[0].name == name and sc.kind in ("row", "group", "global")
+    for c in sc.columns:
+        v = np.asarray(cols[c.name])
+        assert v.dtype.kind == _KIND_OF_TYPE[c.type] or (c.type == "DOUBLE" and v.dtype.kind in "iu"), (c, v.dtype)
+    flags = [c for c in sc.columns if c.flag]
+    assert all(c.type == "BOOLEAN" for c in flags) and len(flags) <= 1

@@ -12,10 +12,11 @@ label was not the model's top class), and the summary says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..columns import Column
 from ..errors import CurateError
 from .base import Score, ScoreContext, ScoreResult, register
 from .label_quality import probe_dynamics
@@ -55,23 +56,30 @@ def threshold_cutoff(per_run: np.ndarray, threshold: np.ndarray, percentile: flo
 class AUM(Score):
     name: str = "aum"
     title: str = "Area under the margin (AUM)"
+    columns: tuple = (Column("aum", "DOUBLE", "Area under the margin (AUM)"),
+                      Column("aum_flag", "BOOLEAN", "AUM below the threshold samples' cutoff", flag=True))
+    kind: str = "global"
     requires: tuple = ("labels", "probe")
+    topic: str = "label"
+    method: str = "AUM"
     direction: str = "higher_better"
     version: str = "1"
     nan_policy: str = "unlabelled"
     description: str = ("Mean over training epochs of (assigned-class logit − largest other logit); aum_flag = "
                         "below the 99th percentile of threshold samples' AUM (parameters: percentile, or cutoff to set it by hand).")
+    params: dict = field(default_factory=lambda: {"percentile": 99.0, "cutoff": None})
 
     def compute(self, ctx: ScoreContext) -> ScoreResult:
         codes, probe = probe_dynamics(ctx)
-        pct = float(ctx.param(self.name, "percentile", 99.0))
+        p = self.settings(ctx)
+        pct = float(p["percentile"])
         if not 0 < pct <= 100:
             raise CurateError(f"AUM percentile must be in (0, 100]; got {pct}")
         runs = per_run_aum(probe.margin)
         values = probe.per_run_mean(runs)
         values[codes < 0] = np.nan
         cutoff, thr = threshold_cutoff(runs, probe.threshold, pct)
-        manual = ctx.param(self.name, "cutoff", None)
+        manual = p["cutoff"]
         if manual is not None:  # set by hand (the Label issues page's slider)
             cutoff = float(manual)
             share = f" = the {(thr <= cutoff).mean():.0%} point of {thr.size:,} threshold samples" if thr.size else ""

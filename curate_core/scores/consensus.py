@@ -7,15 +7,35 @@ the Label issues page. Unlabelled rows are flagged by no method, so their consen
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import CurateError
-from .base import Score, ScoreContext, ScoreResult, register
+from ..columns import Column
+from .base import Score, ScoreContext, ScoreResult, register, registered
 
 #: flag column → method name shown on the page
-FLAGS = {"is_label_issue": "confident learning", "aum_flag": "AUM", "is_hard_to_learn": "data maps"}
+class _FlagMethods(Mapping):
+    """flag column → method name of every registered score that declares a ``method`` (read live from the
+    registry, so a new label-noise plugin is counted the day it is registered)."""
+
+    def _now(self) -> dict[str, str]:
+        return {s.flag: s.method for s in registered().values() if s.method and s.flag}
+
+    def __getitem__(self, key: str) -> str:
+        return self._now()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._now())
+
+    def __len__(self) -> int:
+        return len(self._now())
+
+
+#: the flags the consensus counts (e.g. is_label_issue → "confident learning", aum_flag → "AUM")
+FLAGS: Mapping[str, str] = _FlagMethods()
 
 
 @register
@@ -23,14 +43,25 @@ FLAGS = {"is_label_issue": "confident learning", "aum_flag": "AUM", "is_hard_to_
 class Consensus(Score):
     name: str = "consensus"
     title: str = "Label-noise consensus (methods flagging the row)"
+    columns: tuple = (Column("consensus", "BIGINT", "Label-noise methods flagging the row"),)
+    kind: str = "global"
     requires: tuple = ()
+    topic: str = "label"
     direction: str = "higher_worse"
     version: str = "1"
     nan_policy: str = "never"
     description: str = "Number of label-noise methods (confident learning, AUM, data maps) that flag the row."
 
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """It reads the flag of every score that declares a method, whichever of them could run."""
+        return tuple(s.name for s in registered().values() if s.method and s.flag)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "uses": list(self.needs)}
+
     def compute(self, ctx: ScoreContext) -> ScoreResult:
-        cols = {c: np.asarray(ctx.scores[c], bool) for c in FLAGS if c in ctx.scores}
+        cols = {c: np.asarray(ctx.column(c), bool) for c in FLAGS if ctx.has(f"score:{c}")}
         if not cols:
             raise CurateError("no label-noise flags were computed (they need labels and the probe stage)")
         m = np.stack(list(cols.values()))

@@ -9,10 +9,11 @@ at low confidence and low variability. The paper draws the regions by eye; for a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..columns import Column
 from .base import Score, ScoreContext, ScoreResult, register
 from .aum import capped, threshold_cutoff
 
@@ -26,12 +27,20 @@ from .label_quality import probe_dynamics
 class Confidence(Score):
     name: str = "confidence"
     title: str = "Data map confidence"
+    columns: tuple = (Column("confidence", "DOUBLE", "Data map confidence"),
+                      Column("variability", "DOUBLE", "Data map variability"),
+                      Column("correctness", "DOUBLE", "Data map correctness"),
+                      Column("is_hard_to_learn", "BOOLEAN", "Hard to learn (data maps)", flag=True))
+    kind: str = "global"
     requires: tuple = ("labels", "probe")
+    topic: str = "label"
+    method: str = "data maps"
     direction: str = "higher_better"
     version: str = "1"
     nan_policy: str = "unlabelled"
     description: str = ("Data maps: mean (confidence) and std (variability) over epochs of the probability of the "
                         "assigned label, fraction of epochs it was the top class (correctness).")
+    params: dict = field(default_factory=lambda: {"percentile": 99.0})
 
     def compute(self, ctx: ScoreContext) -> ScoreResult:
         codes, probe = probe_dynamics(ctx)
@@ -44,7 +53,7 @@ class Confidence(Score):
             v = probe.per_run_mean(runs)
             v[codes < 0] = np.nan
             out[key] = v
-        pct = float(ctx.param(self.name, "percentile", 99.0))
+        pct = float(self.settings(ctx)["percentile"])
         cutoff, thr = threshold_cutoff(conf_runs, probe.threshold, pct)
         if cutoff is None:
             flag = np.zeros(ctx.n, bool)

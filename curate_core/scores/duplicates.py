@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import dedup
+from ..columns import Column
 from .base import Score, ScoreContext, ScoreResult, register
 
 #: eps values whose removed counts go into the semdedup summary (the page computes any other eps live)
@@ -27,7 +28,14 @@ SUMMARY_EPS = (0.01, 0.02, 0.05, 0.1, 0.2)
 class ExactDuplicates(Score):
     name: str = "dup_rank"
     title: str = "Exact duplicates (rank in the group of equal normalised texts; 0 = kept)"
+    columns: tuple = (Column("dup_rank", "BIGINT", "Rank in its exact-duplicate group (0 = kept)"),
+                      Column("dup_group", "BIGINT", "Exact-duplicate group (−1 = none)"),
+                      Column("dup_label_conflict", "BOOLEAN", "Its duplicate group carries different labels"),
+                      Column("is_duplicate", "BOOLEAN", "Repeats an earlier kept row", flag=True))
+    kind: str = "global"
     requires: tuple = ("texts",)
+    uses: tuple = ("label_quality",)  # keeps the row with the best label quality when that score exists
+    topic: str = "duplicates"
     direction: str = "higher_worse"
     version: str = "1"
     description: str = ("Rows whose normalised text (case, whitespace, punctuation, URLs, Unicode folded) equals "
@@ -36,10 +44,13 @@ class ExactDuplicates(Score):
                         "marks groups whose rows carry different labels — label-noise evidence.")
     params: dict = field(default_factory=lambda: dedup.Normalise().as_dict())
 
+    def check(self, given: dict) -> None:
+        dedup.Normalise.from_params(given)  # names the normalisation options, and wants true/false
+
     def compute(self, ctx: ScoreContext) -> ScoreResult:
         opts = dedup.Normalise.from_params(self.settings(ctx))
         codes = dedup.group_codes(ctx.texts, opts)
-        quality = ctx.get("score:label_quality") if ctx.has("score:label_quality") else None
+        quality = ctx.column("label_quality") if ctx.has("score:label_quality") else None
         labels = ctx.label_codes if ctx.has("label_codes") else None
         g = dedup.exact_groups(codes, labels, quality)
         rule = "best label_quality (ties: first seen)" if quality is not None else "first seen"
@@ -59,7 +70,12 @@ class ExactDuplicates(Score):
 class SemDeDup(Score):
     name: str = "semdedup_sim"
     title: str = "SemDeDup: largest cosine similarity to an earlier (kept-first) row of its k-means cluster"
+    columns: tuple = (Column("semdedup_sim", "DOUBLE", "SemDeDup similarity to an earlier row of its k-means cell"),
+                      Column("semdedup_cluster", "BIGINT", "SemDeDup k-means cell"),
+                      Column("semdedup_match", "BIGINT", "row_id it near-duplicates (−1: none)"))
+    kind: str = "group"
     requires: tuple = ("embeddings",)
+    topic: str = "duplicates"
     direction: str = "higher_worse"
     version: str = "1"
     description: str = ("A row is a semantic near-duplicate at eps when semdedup_sim > 1 − eps (Abbas et al. "

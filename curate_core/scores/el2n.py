@@ -12,10 +12,11 @@ never-learned rows as the most forgettable.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..columns import Column
 from ..dynamics import el2n_from_stats
 from ..errors import CurateError
 from .base import Score, ScoreContext, ScoreResult, register
@@ -34,16 +35,20 @@ def forgetting_events(correct: np.ndarray) -> np.ndarray:
 class EL2N(Score):
     name: str = "el2n"
     title: str = "EL2N (early-training error norm)"
+    columns: tuple = (Column("el2n", "DOUBLE", "EL2N (early-training error norm)"),)
+    kind: str = "global"
     requires: tuple = ("labels", "probe")
+    topic: str = "label"
     direction: str = "higher_worse"
     version: str = "1"
     nan_policy: str = "unlabelled"
     description: str = "‖softmax − onehot‖₂ at an early epoch (10 % of training), averaged over probe runs."
+    params: dict = field(default_factory=lambda: {"epoch": None})  # None: 10 % of the probe's epochs
 
     def compute(self, ctx: ScoreContext) -> ScoreResult:
         codes, probe = probe_dynamics(ctx)
         E = probe.p_gold.shape[1]
-        epoch = int(ctx.param(self.name, "epoch", max(2, math.ceil(0.1 * E))))
+        epoch = int(self.settings(ctx)["epoch"] or max(2, math.ceil(0.1 * E)))
         if not 1 <= epoch <= E:
             raise CurateError(f"EL2N epoch must be between 1 and {E}; got {epoch}")
         runs = el2n_from_stats(probe.p_gold[:, epoch - 1], probe.p_sq[:, epoch - 1])  # R×N
@@ -57,7 +62,10 @@ class EL2N(Score):
 class Forgetting(Score):
     name: str = "forgetting"
     title: str = "Forgetting events"
+    columns: tuple = (Column("forgetting", "DOUBLE", "Forgetting events"),)
+    kind: str = "global"
     requires: tuple = ("labels", "probe")
+    topic: str = "label"
     direction: str = "higher_worse"
     version: str = "1"
     nan_policy: str = "unlabelled"

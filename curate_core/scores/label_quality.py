@@ -10,10 +10,11 @@ class the out-of-fold probabilities rank first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..columns import Column
 from ..errors import CurateError, choices
 from .base import Score, ScoreContext, ScoreResult, labelled_classes, register
 
@@ -45,21 +46,28 @@ def probe_dynamics(ctx: ScoreContext):
 class LabelQuality(Score):
     name: str = "label_quality"
     title: str = "Label quality (confident learning)"
+    columns: tuple = (Column("label_quality", "DOUBLE", "Label quality (confident learning)"),
+                      Column("is_label_issue", "BOOLEAN", "Label issue (cleanlab find_label_issues)", flag=True),
+                      Column("suggested_label", "VARCHAR", "Suggested label (out-of-fold top class)"))
+    kind: str = "global"
     requires: tuple = ("labels", "probe")
+    topic: str = "label"
+    method: str = "confident learning"
     direction: str = "higher_better"
     version: str = "1"
     nan_policy: str = "unlabelled"
     description: str = ("cleanlab label quality of the given label from out-of-fold probabilities (0 = surely wrong, "
                         "1 = surely right); is_label_issue = cleanlab find_label_issues; suggested_label = the "
                         "out-of-fold top class.")
+    params: dict = field(default_factory=lambda: {"method": "self_confidence", "filter_by": "prune_by_noise_rate"})
 
     def compute(self, ctx: ScoreContext) -> ScoreResult:
         from cleanlab.filter import find_label_issues
         from cleanlab.rank import get_label_quality_scores
 
         codes, classes, probe = probe_for_labels(ctx)
-        method = ctx.param(self.name, "method", "self_confidence")
-        filter_by = ctx.param(self.name, "filter_by", "prune_by_noise_rate")
+        p = self.settings(ctx)
+        method, filter_by = p["method"], p["filter_by"]
         if method not in METHODS:
             raise CurateError(f"Unknown label quality method {method!r}", f"use one of {choices(METHODS)}")
         if filter_by not in FILTERS:

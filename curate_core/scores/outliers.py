@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import neighbours
 from ..errors import CurateError
+from ..columns import Column
 from .base import Score, ScoreContext, ScoreResult, register
 
 _KNN = {"k": 10, "method": "auto", "exact_max": 10_000, "nprobe": 8, "seed": 0}
@@ -28,7 +29,11 @@ def _knn_kw(p: dict, ctx: ScoreContext, name: str) -> dict:
 class Outlier(Score):
     name: str = "outlier_score"
     title: str = "Outlier score (mean cosine distance to the 10 nearest rows)"
+    columns: tuple = (Column("outlier_score", "DOUBLE", "Outlier score (mean cosine distance to the nearest rows)"),
+                      Column("is_outlier", "BOOLEAN", "Above the upper Tukey fence", flag=True))
+    kind: str = "global"
     requires: tuple = ("embeddings",)
+    topic: str = "outliers"
     direction: str = "higher_worse"
     version: str = "1"
     description: str = ("Rows far from every other row: another language, boilerplate, broken text. "
@@ -52,7 +57,10 @@ class Outlier(Score):
 class LabelOutlier(Score):
     name: str = "label_outlier_score"
     title: str = "Label outlier score (mean cosine distance to the 10 nearest rows with the same label)"
+    columns: tuple = (Column("label_outlier_score", "DOUBLE", "Label outlier score"),)
+    kind: str = "group"
     requires: tuple = ("embeddings", "label_codes")
+    topic: str = "outliers"
     direction: str = "higher_worse"
     version: str = "1"
     description: str = ("A row far from the other rows of its own label: an odd member of its class, or a "

@@ -1,0 +1,248 @@
+"""How DuckDB reads an input file and appends it to ``samples``: the SQL of ingest (the policy is in ingest.py).
+
+Every function runs on the Store's connection (a cursor of the caller's transaction where it takes ``cur``), with
+identifiers quoted by :func:`~curate_core.store.quote_ident` and values as ``?`` parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+from .store import Store, now, quote_ident
+
+
+@dataclass
+class FileReader:
+    """How DuckDB should read one input: a table function call with its (quoted) arguments."""
+
+    sql: str  # e.g. "read_csv(?, all_varchar=true, ...)"
+    params: list[Any]
+    arrow: Any = None  # a registered Python object (pandas/arrow) instead of a file
+
+
+def _bind(cur, reader: FileReader) -> str:
+    if reader.arrow is not None:
+        cur.register("_curate_src", reader.arrow)
+    return reader.sql
+
+
+# ------------------------------------------------------------------------------- reading files
+def csv_reader(path: Path, delim: str) -> FileReader:
+    return FileReader(
+        "read_csv(?, all_varchar = true, header = true, delim = ?, quote = '\"', escape = '\"', "
+        "max_line_size = 268435456)",
+        [str(path), delim],
+    )
+
+def jsonl_reader(path: Path, array: bool = False) -> FileReader:
+    fmt = "array" if array else "newline_delimited"
+    return FileReader(f"read_json(?, format = '{fmt}', maximum_object_size = 268435456, sample_size = -1)",
+                      [str(path)])
+
+def parquet_reader(path: Path) -> FileReader:
+    return FileReader("read_parquet(?)", [str(path)])
+
+def object_reader(obj: Any) -> FileReader:
+    return FileReader("_curate_src", [], arrow=obj)
+
+def describe(store: Store, reader: FileReader) -> list[tuple[str, str]]:
+    """(column, DuckDB type) of an input, without reading it all."""
+    with store.cursor() as cur:
+        src = _bind(cur, reader)
+        rows = cur.execute(f"DESCRIBE SELECT * FROM {src}", reader.params).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+def preview(store: Store, reader: FileReader, n: int = 20) -> pd.DataFrame:
+    with store.cursor() as cur:
+        src = _bind(cur, reader)
+        return cur.execute(f"SELECT * FROM {src} LIMIT {int(n)}", reader.params).df()
+
+# ------------------------------------------------------------------------------------ ingest
+#: a text is empty when it is NULL or has no non-whitespace character (a regex scan stops at the first one)
+_EMPTY_TEXT = "(text IS NULL OR NOT regexp_matches(text, '\\S'))"
+#: words separated by spaces, tabs and line breaks; the cheap split is exact unless whitespace is irregular
+_TOKENS = ("CASE WHEN contains(text, '  ') OR contains(text, chr(10)) OR contains(text, chr(9)) "
+           "OR contains(text, chr(13)) OR starts_with(text, ' ') OR ends_with(text, ' ') "
+           "THEN len(list_filter(string_split(replace(replace(replace(text, chr(10), ' '), chr(9), ' '), "
+           "chr(13), ' '), ' '), lambda w: w <> '')) ELSE len(string_split(text, ' ')) END")
+
+def next_row_id(cur) -> int:
+    return int(cur.execute("SELECT coalesce(max(row_id), -1) + 1 FROM samples").fetchall()[0][0])
+
+def prepare_columns(store: Store, cur, wanted: dict[str, str],
+                    fits: Callable[[dict[str, str]], set[str]] | None = None) -> dict[str, str]:
+    """Make sure ``samples`` has each extra column; returns the type each will be inserted as.
+
+    A new column gets the input's type. For columns an earlier file created with another type, ``fits({col:
+    type})`` names those whose every new value casts to that type (CSV text holding numbers; one scan for
+    all); the others become text so nothing is lost.
+    """
+    existing = dict(store.sample_columns(cur))
+    typed = {c: existing[c] for c, t in wanted.items() if c in existing and existing[c] not in (t, "VARCHAR")}
+    fit = fits(typed) if typed and fits is not None else set()
+    out = {}
+    for col, typ in wanted.items():
+        qc = quote_ident(col)
+        if col not in existing:
+            cur.execute(f"ALTER TABLE samples ADD COLUMN {qc} {typ}")
+            out[col] = typ
+        elif existing[col] == typ or col in fit:
+            out[col] = existing[col]
+        else:
+            if existing[col] != "VARCHAR":
+                cur.execute(f"ALTER TABLE samples ALTER {qc} TYPE VARCHAR")
+            out[col] = "VARCHAR"
+    return out
+
+def _cast(expr: str, typ: str) -> str:
+    """A cast that turns float NaN into NULL (a missing value, not a number bigger than every other)."""
+    if typ in ("DOUBLE", "FLOAT", "REAL"):
+        return f"CASE WHEN isnan(TRY_CAST({expr} AS DOUBLE)) THEN NULL ELSE CAST({expr} AS {typ}) END"
+    return f"CAST({expr} AS {typ})"
+
+def uncastable(qc: str, typ: str) -> str:
+    """SQL: the text value *qc* does not cast to *typ* (integers by pattern: TRY_CAST('0.5' AS BIGINT)
+    rounds instead of failing)."""
+    if typ in ("BIGINT", "INTEGER"):
+        return f"NOT regexp_full_match(trim({qc}), '[+-]?[0-9]{{1,18}}')"
+    return f"TRY_CAST({qc} AS {typ}) IS NULL"
+
+def input_fits(cur, reader: FileReader, checks: dict[str, str]) -> set[str]:
+    """The input's text columns (of *checks*: column → type) whose non-empty values all cast to their type,
+    in one scan of the input (integers checked by pattern)."""
+    if not checks:
+        return set()
+    src = _bind(cur, reader)
+    counts = [f"count(*) FILTER (WHERE {quote_ident(c)} IS NOT NULL AND {uncastable(quote_ident(c), t)})"
+              for c, t in checks.items()]
+    row = cur.execute(f"SELECT {', '.join(counts)} FROM {src}", reader.params).fetchall()[0]
+    return {c for c, n in zip(checks, row) if n == 0}
+
+def insert_input(cur, reader: FileReader, select: Sequence[tuple[str, str]], first: int,
+                 extra_types: dict[str, str], id_prefix: str) -> int:
+    """Append every row of an input to ``samples``; returns rows read.
+
+    Two statements: the file is read, mapped and token-counted into a temporary table in parallel (file
+    order kept: DuckDB preserves insertion order, so a fresh table's rowids count the file rows, from an
+    offset inside a transaction), then appended with ``row_id = first + file row − 1``. A ``row_number() OVER
+    ()`` in one statement gives the same rows but is a pipeline breaker: the ingest is ~20 % slower on 2 cores. Generated ids (when
+    the input has none) are ``<id_prefix>-<file row, zero padded to 6>`` (the file's source name, even when
+    a column gives each row its source: ids must not depend on data). Empty texts are inserted too;
+    :meth:`drop_empty` removes them after the checks, so their file rows can be reported.
+    """
+    src = _bind(cur, reader)
+    cols = ", ".join(f"{expr} AS {quote_ident(alias)}" for expr, alias in select)
+    extras = [c for c in extra_types]
+    casts = [_cast(quote_ident(c), t) for c, t in extra_types.items()]
+    names = ", ".join(quote_ident(n) for n in ["row_id", "id", "text", "label", "source", "n_tokens", *extras])
+    stage = f"_ingest_{os.getpid()}"
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE {stage} AS SELECT *, {_TOKENS} AS _n_tokens "
+                f"FROM (SELECT {cols} FROM {src})", list(reader.params))
+    # rows a transaction adds get rowids from a large offset: the file row is rowid − the smallest
+    lo, hi, n = cur.execute(f"SELECT min(rowid), max(rowid), count(*) FROM {stage}").fetchall()[0]
+    ordinal = f"rowid - {int(lo)} + 1" if n and hi - lo + 1 == n else "row_number() OVER (ORDER BY rowid)"
+    inserted = cur.execute(
+        f"""INSERT INTO samples ({names})
+            SELECT ? + _ord - 1, coalesce(id, printf('%s-%06d', ?, _ord)), text, label, source,
+                   _n_tokens{''.join(', ' + c for c in casts)}
+            FROM (SELECT *, {ordinal} AS _ord FROM {stage})""",
+        [first, id_prefix],
+    ).fetchall()
+    cur.execute(f"DROP TABLE {stage}")  # after an error, the transaction's rollback drops it
+    return int(inserted[0][0])  # an INSERT returns the number of rows it added
+
+def new_rows_problems(cur, first: int, ids_generated: bool = False, sample: int = 5) -> dict:
+    """Counts and examples of what the ingest policy checks, over the rows added from *first* on.
+
+    One scan counts everything; examples are only looked up for the problems that exist. Generated ids
+    (source + file row) are unique by construction, so their distinct count is skipped.
+    """
+    q = lambda sql, *p: cur.execute(sql, [first, *p]).fetchall()  # noqa: E731
+    distinct = "0" if ids_generated else "count(id) - count(DISTINCT id)"
+    n_empty, n_null_id, n_dup_rows, n_unlabelled = q(f"""
+        SELECT count(*) FILTER (WHERE {_EMPTY_TEXT}),
+               count(*) FILTER (WHERE id IS NULL OR id = ''),
+               {distinct},
+               count(*) FILTER (WHERE label IS NULL AND NOT {_EMPTY_TEXT})
+        FROM samples WHERE row_id >= ?""")[0]
+    out = {"n_empty": int(n_empty), "empty_text_rows": [], "null_id_rows": [], "dup_ids": [], "n_dup_ids": 0,
+           "clashing_ids": [], "n_clashing_ids": 0, "unlabelled": int(n_unlabelled)}
+    if n_empty:
+        out["empty_text_rows"] = [r[0] for r in q(
+            f"SELECT row_id - ? + 1 FROM samples WHERE row_id >= ? AND {_EMPTY_TEXT} ORDER BY row_id LIMIT 1000",
+            first)]
+    if n_null_id:
+        out["null_id_rows"] = [r[0] for r in q(
+            "SELECT row_id - ? + 1 FROM samples WHERE row_id >= ? AND (id IS NULL OR id = '') ORDER BY row_id LIMIT 5",
+            first)]
+    if n_dup_rows:
+        dups = q("""SELECT id, count(*) AS n, min(row_id) AS r FROM samples WHERE row_id >= ? AND id IS NOT NULL
+                    GROUP BY id HAVING count(*) > 1 ORDER BY r""")
+        out["dup_ids"] = [(r[0], r[1]) for r in dups[:sample]]
+        out["n_dup_ids"] = len(dups)
+    elif first > 0:
+        clash = q("""SELECT n.id FROM (SELECT id, row_id FROM samples WHERE row_id >= ?) n
+                     SEMI JOIN (SELECT id FROM samples WHERE row_id < ?) o ON o.id = n.id ORDER BY n.row_id""",
+                  first)
+        out["n_clashing_ids"] = len(clash)
+        out["clashing_ids"] = [r[0] for r in clash[:sample]]
+    return out
+
+def drop_empty(cur, first: int) -> None:
+    """Remove the empty-text rows added from *first* on and renumber the rest densely (file order kept)."""
+    cur.execute(f"DELETE FROM samples WHERE row_id >= ? AND {_EMPTY_TEXT}", [first])
+    cur.execute(
+        """UPDATE samples SET row_id = r.new
+           FROM (SELECT row_id AS old, ? + row_number() OVER (ORDER BY row_id) - 1 AS new
+                 FROM samples WHERE row_id >= ?) r
+           WHERE samples.row_id = r.old""", [first, first])
+
+def infer_types(cur, columns: Sequence[str], first: int) -> dict[str, str]:
+    """For text columns: the narrowest type every non-null value (of rows from *first* on) casts to."""
+    if not columns:
+        return {}
+    checks = []
+    for c in columns:
+        qc = quote_ident(c)
+        for t in ("BIGINT", "DOUBLE", "BOOLEAN"):
+            checks.append(f"count(*) FILTER (WHERE {qc} IS NOT NULL AND {uncastable(qc, t)})")
+        checks.append(f"count({qc})")
+    row = cur.execute(f"SELECT {', '.join(checks)} FROM samples WHERE row_id >= ?", [first]).fetchall()[0]
+    out = {}
+    for i, c in enumerate(columns):
+        bad_int, bad_float, bad_bool, nonnull = row[4 * i: 4 * i + 4]
+        out[c] = ("VARCHAR" if nonnull == 0 else "BIGINT" if bad_int == 0 else "DOUBLE" if bad_float == 0
+                  else "BOOLEAN" if bad_bool == 0 else "VARCHAR")
+    return out
+
+def retype(cur, types: dict[str, str]) -> None:
+    for col, typ in types.items():
+        if typ != "VARCHAR":
+            qc = quote_ident(col)
+            using = (f"CASE WHEN isnan(TRY_CAST({qc} AS DOUBLE)) THEN NULL ELSE TRY_CAST({qc} AS {typ}) END"
+                     if typ == "DOUBLE" else f"TRY_CAST({qc} AS {typ})")
+            cur.execute(f"ALTER TABLE samples ALTER {qc} TYPE {typ} USING {using}")
+
+def record_ingest(cur, info: dict, first: int) -> int:
+    added = int(cur.execute("SELECT count(*) FROM samples WHERE row_id >= ?", [first]).fetchall()[0][0])
+    batch = cur.execute("SELECT coalesce(max(batch), 0) + 1 FROM ingests").fetchall()[0][0]
+    cur.execute(
+        "INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [batch, info["path"], info["sha256"], info["format"], json.dumps(info["mapping"]), added,
+         info["skipped"], first, now()],
+    )
+    return added
+
+
+def read_input(store: Store, reader: FileReader, columns: Sequence[str]) -> pd.DataFrame:
+    """Some columns of an input file as text (for eval files, which are read, not ingested)."""
+    with store.cursor() as cur:
+        src = _bind(cur, reader)
+        cols = ", ".join(f"CAST({quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" for c in columns)
+        return cur.execute(f"SELECT {cols} FROM {src}", reader.params).df()

@@ -1,0 +1,93 @@
+"""Row rules, written once, as SQL: when a row fails a filter, when SemDeDup removes it.
+
+The recipe compiler puts these expressions into its query; pages and score summaries that count the same thing
+over arrays they already hold evaluate the very same SQL over those arrays (DuckDB on in-memory Arrow, see
+:func:`evaluate`) — so a count on a page can never disagree with what the recipe selects, NULLs included.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any, Mapping
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from .store import quote_ident
+
+_SQL_OP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "=", "!=": "<>"}
+
+
+class Params:
+    """Named ``$pN`` parameters, so SQL fragments can be composed in any order."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def __call__(self, value: Any) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f"${name}"
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def filter_fails(column: str, op: str, value: Any, nulls: str, p: Params, ref: str | None = None) -> str:
+    """SQL that is TRUE when a row *fails* the filter ``column op value``.
+
+    A NULL (a value the score could not compute) passes with ``nulls="keep"`` and fails with ``"drop"``;
+    ``between`` is inclusive with ``None`` for an open end; ``in``/``not_in`` compare numbers as doubles.
+    *ref* is the SQL the column is read as (default: ``s."column"``).
+    """
+    c = ref or f"s.{quote_ident(column)}"
+    if op in ("is", "is_not"):
+        if value is None:
+            cond = f"{c} IS NULL" if op == "is" else f"{c} IS NOT NULL"
+            return f"NOT ({cond})"
+        cond = f"{c} = {p(value)}" if op == "is" else f"{c} <> {p(value)}"
+    elif op == "between":
+        lo, hi = value
+        parts = ([f"{c} >= {p(lo)}"] if lo is not None else []) + ([f"{c} <= {p(hi)}"] if hi is not None else [])
+        cond = " AND ".join(parts)
+    elif op in ("in", "not_in"):
+        vals = [float(v) if _is_num(v) else v for v in value]
+        lst = f"list_contains({p(vals)}, {c})"
+        cond = lst if op == "in" else f"NOT {lst}"
+    else:
+        cond = f"{c} {_SQL_OP[op]} {p(value)}"
+    null_fails = "TRUE" if nulls == "drop" else "FALSE"
+    return f"CASE WHEN {c} IS NULL THEN {null_fails} WHEN {cond} THEN FALSE ELSE TRUE END"
+
+
+def semdedup_removes(eps: float, p: Params, ref: str = "s.semdedup_sim") -> str:
+    """SQL that is TRUE when SemDeDup at *eps* removes the row: its largest cosine similarity to an earlier kept
+    row of its cluster is above ``1 − eps`` (Abbas et al. 2023). NULL (no similarity) is kept."""
+    return f"coalesce({ref} > {p(1.0 - float(eps))}, FALSE)"
+
+
+_local = threading.local()
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    if getattr(_local, "con", None) is None:  # one small in-memory database per thread
+        _local.con = duckdb.connect()
+    return _local.con
+
+
+def evaluate(columns: Mapping[str, Any], expressions: list[str], params: dict[str, Any]) -> list[np.ndarray]:
+    """Each SQL *expression* (over ``s."<column>"``) evaluated on every row of the given in-memory *columns*
+    (numpy arrays or Arrow arrays of equal length, NaN read as NULL): one boolean array per expression."""
+    table = pa.table({k: (pa.array(v, from_pandas=True) if isinstance(v, np.ndarray) else v)
+                      for k, v in columns.items()})
+    con = _connection()
+    con.register("_rows", table)
+    try:
+        sel = ", ".join(f"({e}) AS e{i}" for i, e in enumerate(expressions))
+        out = con.sql(f"SELECT {sel} FROM _rows s", params=params or None).to_arrow_table()
+    finally:
+        con.unregister("_rows")
+    return [out.column(i).to_numpy(zero_copy_only=False).astype(bool) for i in range(len(expressions))]

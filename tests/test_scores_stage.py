@@ -1,0 +1,87 @@
+"""The scores stage: each score has its own run key, so changing one score's parameter recomputes it and the
+scores that depend on it — nothing else (read from the runs table) — and `scores --list --json` describes
+every registered score with the columns the scores table then has."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+
+from curate_core import scores
+from curate_core.scoring import score_columns
+
+from . import labeldata
+from .conftest import REPO
+
+
+def _score_runs(ws) -> pd.DataFrame:
+    h = ws.store.run_history(limit=10_000)
+    return h[h["stage"].str.startswith("score:")]
+
+
+def _changed(before: pd.DataFrame, after: pd.DataFrame) -> set[str]:
+    """Scores with a run in *after* that is not in *before*."""
+    old = set(zip(before["stage"], before["run_key"], before["started"]))
+    return {st.split(":", 1)[1] for st, key, t in zip(after["stage"], after["run_key"], after["started"])
+            if (st, key, t) not in old}
+
+
+def test_changing_one_score_parameter_reruns_it_and_its_dependants_only(tmp_path):
+    with labeldata.workspace(tmp_path / "ws") as ws:
+        first = _score_runs(ws)
+        assert set(first["stage"]) == {f"score:{n}" for n in scores.registry()}  # every score ran once
+        table = ws.store.read_table("scores")
+
+        # AUM's percentile: aum and the consensus that counts its flag; not the other label scores, not SemDeDup
+        res = ws.run(["scores"], params={**labeldata.params(), "scores": {"params": {"aum": {"percentile": 90}}}})
+        second = _score_runs(ws)
+        assert _changed(first, second) == {"aum", "consensus"}
+        summary = res[-1]["summary"]
+        assert sorted(summary["computed"]) == ["aum", "consensus"] and "semdedup_sim" in summary["reused"]
+        now = ws.store.read_table("scores")
+        assert list(now.columns) == list(table.columns)  # the same columns, in the same order
+        for col in ("label_quality", "confidence", "semdedup_sim", "dup_rank", "mean_word_len", "lang"):
+            pd.testing.assert_series_equal(now[col], table[col])  # reused columns carried over unchanged
+        assert now["aum_flag"].sum() <= table["aum_flag"].sum()  # a lower percentile flags fewer rows
+
+        # the same parameters again: nothing is recomputed
+        ws.run(["scores"], params={**labeldata.params(), "scores": {"params": {"aum": {"percentile": 90}}}})
+        assert _changed(second, _score_runs(ws)) == set()
+
+        # label_quality is used by dup_rank (it keeps the best-quality row) and counted by consensus
+        ws.run(["scores"], params={**labeldata.params(), "scores": {"params": {
+            "aum": {"percentile": 90}, "label_quality": {"method": "normalized_margin"}}}})
+        assert _changed(second, _score_runs(ws)) == {"label_quality", "dup_rank", "consensus"}
+
+        # a probe rerun (new probe run key) recomputes everything that reads the probe, and only that
+        before = _score_runs(ws)
+        ws.run(["scores"], params={**labeldata.params(epochs=20), "scores": {"params": {
+            "aum": {"percentile": 90}, "label_quality": {"method": "normalized_margin"}}}})
+        label_scores = {n for n, s in scores.registry().items() if "probe" in s.requires}
+        assert _changed(before, _score_runs(ws)) == label_scores | {"dup_rank", "consensus"}
+
+
+def test_force_recomputes_every_score(tmp_path):
+    with labeldata.workspace(tmp_path / "ws") as ws:
+        before = _score_runs(ws)
+        ws.run(["scores"], params=labeldata.params(), force=True)
+        assert _changed(before, _score_runs(ws)) == set(scores.registry())
+
+
+def test_scores_list_json_declares_what_the_scores_table_holds(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "curate_core", "scores", "--list", "--json"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    listed = json.loads(r.stdout)
+    assert [s["name"] for s in listed] and {s["name"] for s in listed} == set(scores.registry())
+    for s in listed:
+        assert {"name", "columns", "kind", "requires", "params"} <= set(s) and s["columns"]
+        assert s["columns"][0]["name"] == s["name"] and all(c["type"] for c in s["columns"])
+    with labeldata.workspace(tmp_path / "ws") as ws:
+        declared = [c["name"] for s in listed for c in s["columns"]]
+        assert score_columns(ws.store) == declared  # the table: exactly the declared columns, in that order
+        assert np.isfinite(ws.store.read_table("scores")["label_quality"].to_numpy(float)).all()

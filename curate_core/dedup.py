@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import rules
 from .errors import CurateError, choices
 
 Progress = Callable[[int, int, str], None]
@@ -344,14 +345,22 @@ def semdedup(emb: np.ndarray, n_clusters: int | None = None, max_cluster_size: i
 
 
 def removed_mask(sim: np.ndarray, eps: float) -> np.ndarray:
-    """Rows SemDeDup removes at *eps*: ``semdedup_sim > 1 − eps`` (a pure filter; NaN is never removed)."""
-    s = np.asarray(sim, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        return s > 1.0 - float(eps)
+    """Rows SemDeDup removes at *eps*: ``semdedup_sim > 1 − eps`` (a pure filter; NaN is never removed) — the
+    recipe's own rule (:func:`curate_core.rules.semdedup_removes`), evaluated on the array."""
+    p = rules.Params()
+    return rules.evaluate({"semdedup_sim": np.asarray(sim, dtype=np.float64)}, [rules.semdedup_removes(eps, p)],
+                          p.values)[0]
+
+
+def removed_counts(sim: np.ndarray, eps_values: Sequence[float]) -> list[int]:
+    """Rows removed at each eps, by the recipe's rule, in one scan."""
+    p = rules.Params()
+    return rules.count({"semdedup_sim": np.asarray(sim, dtype=np.float64)},
+                       [rules.semdedup_removes(e, p) for e in eps_values], p.values)
 
 
 def removed_count(sim: np.ndarray, eps: float) -> int:
-    return int(removed_mask(sim, eps).sum())
+    return removed_counts(sim, [eps])[0]
 
 
 def kept_by_cluster(cluster: np.ndarray, sim: np.ndarray, eps: float) -> pd.DataFrame:
@@ -369,8 +378,7 @@ def kept_by_cluster(cluster: np.ndarray, sim: np.ndarray, eps: float) -> pd.Data
 
 
 def removed_curve(sim: np.ndarray, eps_values: Sequence[float]) -> pd.DataFrame:
-    """Rows removed at each eps (for a "removed vs eps" line): one sort, then a binary search per eps."""
-    s = np.sort(np.asarray(sim, dtype=np.float64)[~np.isnan(np.asarray(sim, dtype=np.float64))])
-    eps = np.asarray(list(eps_values), dtype=np.float64)
-    removed = s.size - np.searchsorted(s, 1.0 - eps, side="right")
-    return pd.DataFrame({"eps": eps, "removed": removed.astype(np.int64)})
+    """Rows removed at each eps (for a "removed vs eps" line)."""
+    eps = [float(e) for e in eps_values]
+    return pd.DataFrame({"eps": np.asarray(eps, dtype=np.float64),
+                         "removed": np.asarray(removed_counts(sim, eps), dtype=np.int64)})

@@ -9,7 +9,6 @@ entry as it found it.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from dataclasses import dataclass
@@ -18,10 +17,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import dedup
+from . import dedup, rules
 from .errors import CurateError
-from .select import DRAFT, new_recipe  # noqa: F401  (re-exported: the page and tests use dupview.DRAFT)
+from .recipes.draft import RecipeDraft, filter_column, with_dedup, with_filters
+from .recipes.model import DRAFT, new_recipe  # noqa: F401  (re-exported: the page and tests use dupview.DRAFT)
+from .scores import registry
 from .store import Store, quote_ident
+from .textstats import COLUMNS as TEXTSTATS_COLUMNS
 
 
 
@@ -32,20 +34,13 @@ class Heuristic:
     integer: bool = False
 
 
-#: range-filterable text statistics, in page order (n_* come from the textstats stage, the rest are scores)
-HEURISTICS = (
-    Heuristic("n_chars", "Characters", True),
-    Heuristic("n_words", "Words", True),
-    Heuristic("n_lines", "Lines", True),
-    Heuristic("mean_word_len", "Mean word length"),
-    Heuristic("frac_non_alpha", "Share of non-letter characters"),
-    Heuristic("frac_upper", "Share of upper-case letters"),
-    Heuristic("n_urls", "URLs", True),
-    Heuristic("frac_dup_lines", "Share of repeated lines"),
-    Heuristic("frac_dup_ngrams", "Share of repeated word 3-grams"),
-    Heuristic("lang_score", "Language probability (langid)"),
-)
-SEMDEDUP_COLUMNS = ("semdedup_sim", "semdedup_cluster", "semdedup_match")
+#: range-filterable text statistics, in page order: the textstats stage's columns, then every numeric column of
+#: the text-quality scores (derived from their declarations)
+HEURISTICS = tuple(Heuristic(c.name, c.title or c.name, c.integer)
+                   for c in (*TEXTSTATS_COLUMNS, *(c for s in registry().values() if s.topic == "quality"
+                                                   for c in s.columns))
+                   if c.type != "VARCHAR")
+SEMDEDUP_COLUMNS = tuple(registry()["semdedup_sim"].column_names)
 #: filters this page owns in the recipe draft (anything else in `filters` is kept as it is)
 FILTER_COLUMNS = frozenset([h.column for h in HEURISTICS] + ["outlier_score", "lang"])
 
@@ -74,7 +69,7 @@ def require_columns(store: Store, columns: Sequence[str], what: str) -> None:
     missing = missing_columns(store, columns)
     if not missing:
         return
-    embed_based = {*SEMDEDUP_COLUMNS, "outlier_score", "is_outlier", "label_outlier_score"}
+    embed_based = {c for sc in registry().values() if "embeddings" in sc.requires for c in sc.column_names}
     reasons = "; ".join(f"{k}: {v}" for k, v in skipped_scores(store).items() if k in missing)
     if any(c in embed_based for c in missing) and not store.table_exists("embeddings"):
         stages, reason = "embed,scores", "the rows have no embeddings yet"
@@ -162,17 +157,14 @@ def histogram(values: Sequence[float], bins: int = 40, integer: bool = False) ->
 
 
 def outside(values: Sequence[float], lo: float | None, hi: float | None) -> int:
-    """Rows a ``between [lo, hi]`` filter drops. NaN rows are kept, as recipe filters keep NULLs by default
-    (``"nulls": "keep"`` in select.py): a row a score cannot judge is not evidence against it."""
-    v = np.asarray(values, dtype=np.float64)
-    inside = np.ones(v.shape, bool)
-    with np.errstate(invalid="ignore"):
-        if lo is not None:
-            inside &= v >= lo
-        if hi is not None:
-            inside &= v <= hi
-    keep = inside | np.isnan(v)
-    return int(v.size - keep.sum())
+    """Rows a ``between [lo, hi]`` filter drops, counted by the recipe's own rule
+    (:func:`curate_core.rules.filter_fails`): NaN rows are kept, as recipe filters keep NULLs by default — a
+    row a score cannot judge is not evidence against it."""
+    if lo is None and hi is None:
+        return 0
+    p = rules.Params()
+    fails = rules.filter_fails("v", "between", [lo, hi], "keep", p)
+    return rules.count({"v": np.asarray(values, dtype=np.float64)}, [fails], p.values)[0]
 
 
 def semdedup_view(frame: pd.DataFrame, eps: float) -> dict:
@@ -222,36 +214,14 @@ def range_filter(column: str, lo: float, hi: float, full_lo: float, full_hi: flo
 
 def owned_filters(recipe: dict | None) -> dict[str, dict]:
     """This page's filters in a recipe, by column."""
-    out = {}
-    for f in (recipe or {}).get("filters", []) or []:
-        col = f.get("column", f.get("score"))
-        if col in FILTER_COLUMNS:
-            out[col] = f
-    return out
+    return {filter_column(f): f for f in (recipe or {}).get("filters", []) or [] if filter_column(f) in FILTER_COLUMNS}
 
 
 def merge_draft(recipe: dict | None, exact: bool, semantic_eps: float | None, filters: Sequence[dict]) -> dict:
     """*recipe* with this page's choices: ``dedup`` set, owned filters replaced, everything else kept."""
-    r = copy.deepcopy(recipe) if recipe else new_recipe()
-    r.setdefault("version", 1)
-    r["dedup"] = {**(r.get("dedup") or {}), "exact": bool(exact),
-                  "semantic_eps": None if semantic_eps is None else float(semantic_eps)}
-    bad = [f for f in filters if f.get("column") not in FILTER_COLUMNS]
-    if bad:
-        raise ValueError(f"not a column this page owns: {bad}")
-    before = owned_filters(r)
-    kept = [f for f in (r.get("filters") or []) if f.get("column", f.get("score")) not in FILTER_COLUMNS]
-    same = lambda old, f: old is not None and (old.get("op"), old.get("value")) == (f["op"], f["value"])  # noqa: E731
-    # an unchanged filter keeps its dict (extra keys another page added, such as "nulls", stay)
-    r["filters"] = kept + [before[f["column"]] if same(before.get(f["column"]), f) else dict(f) for f in filters]
-    return r
+    return with_dedup(with_filters(recipe, FILTER_COLUMNS, filters), exact, semantic_eps)
 
 
 def save_draft(store: Store, exact: bool, semantic_eps: float | None, filters: Sequence[dict]) -> bool:
     """Write the page's choices into the draft; True if the draft changed."""
-    old = store.recipe(DRAFT)
-    new = merge_draft(old, exact, semantic_eps, filters)
-    if new == old:
-        return False
-    store.save_recipe(DRAFT, new)
-    return True
+    return RecipeDraft(store).set_filters(FILTER_COLUMNS, filters).set_dedup(exact, semantic_eps).save()

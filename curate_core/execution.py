@@ -351,7 +351,7 @@ class LocalExecutor:
         for t in tasks:
             name = Checkpoint.task_name(t.key)
             if ck.has(name):
-                tracker.add(t.units, resumed=True, message=f"{t.label} done" if t.label else None)
+                tracker.add(t.units, resumed=True, message=f"{t.label} done (from checkpoint)" if t.label else None)
                 continue
             out = fn(t, shared, lambda u, label=t.label: tracker.partial(u, label or None))
             ck.write(name, out)

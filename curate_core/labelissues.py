@@ -14,22 +14,20 @@ import pandas as pd
 
 from .dupview import skipped_scores
 from .errors import CurateError, choices
+from .scores import registry
+from .scores.base import ordered
 from .scores.consensus import FLAGS
-from .select import DRAFT, new_recipe
+from .recipes.draft import RecipeDraft
+from .recipes.model import DRAFT  # noqa: F401 - the page and tests read li.DRAFT
 from .store import Store
 
+#: the label-noise scores, in computing order (derived from the registry: every score of topic "label")
+LABEL_SCORES = [n for n in ordered(registry()) if registry()[n].topic == "label"]
 #: per-row columns the page uses (all written by the scores stage)
-SCORE_COLUMNS = ["label_quality", "is_label_issue", "suggested_label", "aum", "aum_flag", "confidence",
-                 "variability", "correctness", "is_hard_to_learn", "el2n", "forgetting", "consensus"]
-#: how the suspects table can be ranked: column → (title, ascending = worst first)
-RANKINGS = {
-    "consensus": ("methods flagging", False),
-    "label_quality": ("label quality (confident learning)", True),
-    "aum": ("AUM", True),
-    "confidence": ("data-map confidence", True),
-    "el2n": ("EL2N", False),
-    "forgetting": ("forgetting events", False),
-}
+SCORE_COLUMNS = [c for n in LABEL_SCORES for c in registry()[n].column_names]
+#: how the suspects table can be ranked: score → (title, ascending = worst first); the consensus first
+RANKINGS = {n: (registry()[n].columns[0].title or n, registry()[n].direction == "higher_better")
+            for n in sorted(LABEL_SCORES, key=lambda n: n != "consensus")}
 ACTIONS = ("exclude", "relabel_suggested", "relabel", "keep")
 
 
@@ -60,7 +58,7 @@ def load(store: Store) -> LabelData:
     df = store.rows(cols)
     df = df[df["label"].notna()].reset_index(drop=True)
     summaries = {}
-    for name in ("label_quality", "aum", "confidence", "consensus", "el2n", "forgetting"):
+    for name in LABEL_SCORES:
         s = store.get_summary(f"score:{name}")
         if s:
             summaries[name] = s
@@ -194,12 +192,9 @@ def act(ws, row_ids: Sequence[int], action: str, data: LabelData, label: str | N
 # ------------------------------------------------------------------------------------- recipe draft
 def draft_filter(store: Store, column: str, op: str, value) -> dict:
     """Put one filter on *column* into the recipe draft (replacing an earlier one on the same column)."""
-    draft = store.recipe(DRAFT) or new_recipe()
-    filters = [f for f in draft.get("filters", []) if f.get("column", f.get("score")) != column]
-    filters.append({"column": column, "op": op, "value": value})
-    draft = {**draft, "filters": filters}
-    store.save_recipe(DRAFT, draft)
-    return draft
+    draft = RecipeDraft(store).set_filter(column, op, value)
+    draft.save()
+    return draft.doc
 
 
 def histogram(values: np.ndarray, lo: float, hi: float, bins: int = 60) -> tuple[np.ndarray, np.ndarray]:

@@ -78,16 +78,27 @@ def _connection() -> duckdb.DuckDBPyConnection:
     return _local.con
 
 
-def evaluate(columns: Mapping[str, Any], expressions: list[str], params: dict[str, Any]) -> list[np.ndarray]:
-    """Each SQL *expression* (over ``s."<column>"``) evaluated on every row of the given in-memory *columns*
-    (numpy arrays or Arrow arrays of equal length, NaN read as NULL): one boolean array per expression."""
-    table = pa.table({k: (pa.array(v, from_pandas=True) if isinstance(v, np.ndarray) else v)
-                      for k, v in columns.items()})
+def _run(columns: Mapping[str, Any], select: str, params: dict[str, Any]) -> pa.Table:
+    table = pa.table({k: (pa.array(np.asarray(v), from_pandas=True) if not isinstance(v, (pa.Array, pa.ChunkedArray))
+                          else v) for k, v in columns.items()})
     con = _connection()
     con.register("_rows", table)
     try:
-        sel = ", ".join(f"({e}) AS e{i}" for i, e in enumerate(expressions))
-        out = con.sql(f"SELECT {sel} FROM _rows s", params=params or None).to_arrow_table()
+        return con.sql(f"SELECT {select} FROM _rows s", params=params or None).to_arrow_table()
     finally:
         con.unregister("_rows")
+
+
+def evaluate(columns: Mapping[str, Any], expressions: list[str], params: dict[str, Any]) -> list[np.ndarray]:
+    """Each SQL *expression* (over ``s."<column>"``) evaluated on every row of the given in-memory *columns*
+    (arrays of equal length; NaN reads as NULL): one boolean array per expression, in row order."""
+    out = _run(columns, ", ".join(f"({e}) AS e{i}" for i, e in enumerate(expressions)), params)
     return [out.column(i).to_numpy(zero_copy_only=False).astype(bool) for i in range(len(expressions))]
+
+
+def count(columns: Mapping[str, Any], expressions: list[str], params: dict[str, Any]) -> list[int]:
+    """How many rows of the in-memory *columns* each SQL *expression* is TRUE for (one scan for all)."""
+    if not expressions:
+        return []
+    out = _run(columns, ", ".join(f"count(*) FILTER (WHERE {e}) AS e{i}" for i, e in enumerate(expressions)), params)
+    return [int(out.column(i)[0].as_py()) for i in range(len(expressions))]

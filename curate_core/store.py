@@ -134,7 +134,7 @@ class Store:
     """Owner of one workspace database. Open it once per process; use a cursor per operation."""
 
     def __init__(self, path: str | Path, create: bool = True, memory_limit: str | None = None,
-                 checkpoints: str | None = None) -> None:
+                 checkpoints: Any = None) -> None:
         self.path = Path(path).expanduser().resolve()
         db = self.path / DB_FILE
         if not db.exists():

@@ -24,9 +24,11 @@ class Workspace:
     >>> ws.info()["rows"]
     """
 
-    def __init__(self, path: str | Path, create: bool = True) -> None:
+    def __init__(self, path: str | Path, create: bool = True, checkpoints: Any = None) -> None:
+        """*checkpoints*: where runs in progress keep their parts (default ``<path>/checkpoints``): a path, a
+        pyarrow filesystem URI, or a ``(pyarrow FileSystem, path)`` pair."""
         pipeline.registry()  # stage modules register their output tables (the Store's whitelist)
-        self.store = Store(path, create=create)
+        self.store = Store(path, create=create, checkpoints=checkpoints)
         self.path = self.store.path
 
     # ---------------------------------------------------------------------------------- lifecycle

@@ -18,6 +18,7 @@ import streamlit as st
 
 from curate_core import CurateError, Workspace
 from curate_core import select as S
+from curate_core.recipes.draft import RecipeDraft
 
 from . import charts, state
 from .text import md, md_message, plural
@@ -72,13 +73,13 @@ def _lenient(raw: dict) -> dict:
 def save_draft(ws: Workspace, recipe: dict) -> None:
     norm = _normalised(recipe)
     if _dump(norm) != st.session_state.get(SEEN):
-        ws.store.save_recipe(S.DRAFT, norm)
+        RecipeDraft(ws.store).replace(norm).save()
         st.session_state[SEEN] = _dump(norm)
 
 
 def replace_draft(ws: Workspace, recipe: dict) -> None:
     """Make *recipe* the draft (load / apply JSON) and redraw the editor from it."""
-    ws.store.save_recipe(S.DRAFT, S.parse_recipe(recipe).to_json())
+    RecipeDraft(ws.store).replace(S.parse_recipe(recipe).to_json()).save()
     reset_editor()
     st.session_state.pop(SEEN, None)
 

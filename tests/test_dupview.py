@@ -66,3 +66,21 @@ def test_exact_counts_and_semdedup_view():
     v = dupview.semdedup_view(sem, 0.05)
     assert (v["removed"], v["kept"], round(v["share"], 2)) == (1, 3, 0.25)
     assert v["clusters"]["kept_frac"].tolist() == [2 / 3, 1.0]
+
+
+def test_page_counts_agree_with_what_the_recipe_removes(tmp_path):
+    """The page counts with the recipe's own rules: its numbers are the recipe's, NULLs and eps included."""
+    from curate_core import select as S
+
+    from . import dupdata
+
+    with dupdata.workspace(tmp_path / "ws") as ws:
+        frame = dupview.load_columns(ws.store, ["semdedup_sim", "semdedup_cluster", "outlier_score", "mean_word_len"])
+        for eps in (0.0, 0.02, 0.2, 0.6):
+            counts = S.live_counts(ws.store, {"decisions": False, "dedup": {"semantic_eps": eps}})
+            assert dupview.semdedup_view(frame, eps)["removed"] == counts.steps[0].removes_alone
+        v = frame["mean_word_len"].to_numpy(float)
+        lo, hi = np.nanpercentile(v, [20, 70])
+        counts = S.live_counts(ws.store, {"decisions": False, "filters": [
+            {"column": "mean_word_len", "op": "between", "value": [float(lo), float(hi)]}]})
+        assert dupview.outside(v, float(lo), float(hi)) == counts.steps[0].removes_alone > 0

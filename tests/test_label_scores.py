@@ -238,3 +238,48 @@ def test_without_threshold_runs_only_confident_learning_runs(tmp_path):
         cols = ws.info()["scores"]
     assert "label_quality" in cols and "is_label_issue" in cols and "consensus" in cols
     assert "aum" not in cols and "no training dynamics" in skipped["aum"]
+
+
+@pytest.mark.slow
+def test_kill_9_during_probe_resumes_to_identical_outputs(tmp_path):
+    """A real `run --stages probe` subprocess is SIGKILLed between its fold tasks; the rerun takes the finished
+    folds from the checkpoint (through the LocalExecutor) and its outputs equal an uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import REPO
+
+    for name in ("killed", "clean"):
+        with labeldata.workspace(tmp_path / name, run=False):
+            pass
+    args = ["--stages", "probe", "--embedder", "precomputed", "--param", "probe.epochs=40", "--param",
+            "probe.folds=4", "--param", "probe.lr=0.05"]
+    cli_ = [sys.executable, "-m", "curate_core", "run", "--workspace"]
+    tasks = lambda: sorted((tmp_path / "killed" / "checkpoints" / "probe").rglob("task-*.parquet"))  # noqa: E731
+    proc = subprocess.Popen([*cli_, str(tmp_path / "killed"), *args], cwd=REPO,
+                            env={**os.environ, "CURATE_DEBUG_BATCH_DELAY": "1.0"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(tasks()) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    done_before = len(tasks())
+    assert 2 <= done_before < 6  # 4 folds + 2 threshold runs
+    for name in ("killed", "clean"):
+        r = subprocess.run([*cli_, str(tmp_path / name), *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert ("(from checkpoint)" in r.stderr) == (name == "killed")  # the rerun really resumed
+    with Workspace(tmp_path / "killed") as a, Workspace(tmp_path / "clean") as b:
+        assert a.status()["probe"] == "done"
+        np.testing.assert_array_equal(dynamics.probe_probs(a.store)[1], dynamics.probe_probs(b.store)[1])
+        ea, eb = dynamics.probe_epochs(a.store), dynamics.probe_epochs(b.store)
+        for k in ("run", "row_id", "threshold", "margin", "p_gold", "p_sq"):
+            np.testing.assert_array_equal(ea[k], eb[k])
+        assert not tasks(), "checkpoints are removed once imported"

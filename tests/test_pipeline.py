@@ -118,6 +118,23 @@ def test_checkpoint_root_can_be_a_uri_or_another_filesystem(tmp_path):
     assert not (tmp_path / "uri" / "textstats" / "key").exists()
 
 
+def test_stages_run_with_their_checkpoints_on_another_filesystem(tmp_path, small_csv):
+    """Parts written to (and imported from) a non-local pyarrow filesystem give the same tables as local ones."""
+    from pyarrow.fs import _MockFileSystem
+
+    fs = _MockFileSystem()
+    params = {"embed": {"embedder": "tfidf", "dim": 8, "shard_size": 7}, "textstats": {"batch_size": 9},
+              "project": {"method": "pca", "sample_size": 15, "batch_size": 6}}
+    with Workspace(tmp_path / "local") as a, Workspace(tmp_path / "remote", checkpoints=(fs, "ck")) as b:
+        for w in (a, b):
+            w.ingest(small_csv)
+            w.run(["textstats", "embed", "project"], params=params)
+        for table in ("textstats", "projection", "embeddings"):
+            pd.testing.assert_frame_equal(a.store.read_table(table), b.store.read_table(table))
+        assert not list((tmp_path / "remote" / "checkpoints").rglob("*.parquet"))  # nothing went to the local disk
+        assert not b.store.query_df("SELECT count(*) AS n FROM runs WHERE status <> 'done'")["n"][0]
+
+
 def _big_csv(path: Path, n: int) -> Path:
     df = pd.DataFrame({"id": [f"r{i}" for i in range(n)],
                        "text": [("alpha beta " * (i % 7 + 1)) + f"gamma {i}\nline two" for i in range(n)],

@@ -91,7 +91,7 @@ class SemDeDup(Score):
                            progress=lambda d, t, m: ctx.report(d, t, f"semdedup: {m}"))
         row_ids = np.asarray(ctx.row_ids, dtype=np.int64)
         match = np.where(r.match >= 0, row_ids[np.maximum(r.match, 0)], -1)
-        removed = {str(e): dedup.removed_count(r.sim, e) for e in SUMMARY_EPS}
+        removed = dict(zip(map(str, SUMMARY_EPS), dedup.removed_counts(r.sim, SUMMARY_EPS)))
         return ScoreResult(
             r.sim.astype(np.float64),
             columns={"semdedup_cluster": r.cluster, "semdedup_match": match},

@@ -7,7 +7,7 @@ A stage body is a plan over a few shapes of work, each a pure function over Arro
 * ``fit_sample_then_map(fit, apply, batches)`` — fit a model on a sample (UMAP, HDBSCAN, TF-IDF), then map the
   rest through it;
 * ``tasks(fn, tasks)`` — independent pieces (probe folds, threshold runs, per-cluster work), one part each;
-* ``totals(fn, batches, merge)`` — mergeable totals (sums, counts) over batches.
+* ``totals(fn, files, merge)`` — mergeable totals (sums, counts, maxima) over batches or parts.
 
 The driver snapshots each batch's input to Parquet (``input/batch-<lo>-<hi>.parquet``) and the executor writes
 each output to ``part-<lo>-<hi>.parquet`` (or ``task-<key>.parquet``) in the run's :class:`Checkpoint`. Names come
@@ -309,7 +309,7 @@ class Executor(Protocol):
     def tasks(self, fn: TaskFn, tasks: Sequence[Task], ck: Checkpoint, tracker: Tracker,
               shared: Any = None) -> list[str]: ...
 
-    def totals(self, fn: Callable[[pa.Table], Any], batches: Sequence[Batch], ck: Checkpoint,
+    def totals(self, fn: Callable[[pa.Table], Any], names: Sequence[str], ck: Checkpoint,
                merge: Callable[[Any, Any], Any]) -> Any: ...
 
 
@@ -358,9 +358,10 @@ class LocalExecutor:
             tracker.add(t.units, message=f"{t.label} done" if t.label else None)
         return [Checkpoint.task_name(t.key) for t in tasks]
 
-    def totals(self, fn: Callable[[pa.Table], Any], batches: Sequence[Batch], ck: Checkpoint,
+    def totals(self, fn: Callable[[pa.Table], Any], names: Sequence[str], ck: Checkpoint,
                merge: Callable[[Any, Any], Any]) -> Any:
-        return functools.reduce(merge, (fn(ck.read(b.input)) for b in batches))
+        """``merge`` over ``fn(file)`` of each named checkpoint file (a part, an input): e.g. sums and maxima."""
+        return functools.reduce(merge, (fn(ck.read(n)) for n in names))
 
 
 def fit_once(fit: Callable[[], tuple[Any, pa.Table | None]], ck: Checkpoint) -> Any:

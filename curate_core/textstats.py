@@ -7,6 +7,8 @@ checkpoint parts), imported in one transaction (see ``StageContext.map_samples``
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -35,5 +37,19 @@ COLUMNS = (Column("n_chars", "INTEGER", "Characters"), Column("n_words", "INTEGE
        defaults={"batch_size": 50_000})
 def run_textstats(ctx: StageContext) -> dict:
     parts = ctx.map_samples(["row_id", "text"], text_stats, batch_size=int(ctx.params["batch_size"]))
+    names = [Path(p).name for p in parts.paths]
+    totals = ctx.executor.totals(_totals, names, ctx.checkpoint, _merge) if names else {}
     n = ctx.import_parts("textstats", parts)
-    return {"rows": n}
+    return {"rows": n, **totals}
+
+
+def _totals(part: pa.Table) -> dict:
+    """What the stage summary says about one part: sums and maxima merge across parts in any order."""
+    return {"chars": int(pc.sum(part.column("n_chars")).as_py() or 0),
+            "words": int(pc.sum(part.column("n_words")).as_py() or 0),
+            "longest_chars": int(pc.max(part.column("n_chars")).as_py() or 0),
+            "longest_words": int(pc.max(part.column("n_words")).as_py() or 0)}
+
+
+def _merge(a: dict, b: dict) -> dict:
+    return {k: (max if k.startswith("longest") else sum)((a[k], b[k])) for k in a}

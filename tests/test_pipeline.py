@@ -31,6 +31,9 @@ def test_run_records_and_reuses(ws, small_csv):
     stats = ws.store.rows(["text", "n_chars", "n_words"])
     assert (stats["n_chars"] == stats["text"].str.len()).all()
     assert (stats["n_words"] == stats["text"].str.split().str.len()).all()
+    # the summary's totals are merged over the parts by the executor
+    s = r3[0]["summary"]
+    assert s["chars"] == stats["n_chars"].sum() and s["longest_words"] == stats["n_words"].max()
 
 
 def test_new_data_makes_stage_stale_and_params_change_key(ws, small_csv, tmp_path):
@@ -62,7 +65,10 @@ def test_empty_workspace_refuses_to_run(ws):
 def test_progress_events_have_eta(ws, small_csv):
     ws.ingest(small_csv)
     events: list[pipeline.ProgressEvent] = []
-    ws.run(["textstats"], params={"textstats": {"batch_size": 10}}, progress=events.append)
+    res = ws.run(["textstats"], params={"textstats": {"batch_size": 10}}, progress=events.append)
+    stats = ws.store.rows(["n_chars", "n_words"])  # 4 parts: their totals merge to the whole table's
+    assert res[0]["summary"]["words"] == stats["n_words"].sum()
+    assert res[0]["summary"]["longest_chars"] == stats["n_chars"].max()
     ts = [e for e in events if e.stage == "textstats"]
     assert [e.done for e in ts] == [0, 10, 20, 30, 40] and all(e.total == 40 for e in ts)
     assert ts[-1].fraction == 1.0 and ts[-1].eta == 0.0

@@ -20,14 +20,13 @@ from .errors import CurateError, choices
 from .execution import Checkpoint, Executor, LocalExecutor, ProgressEvent, ProgressFn, format_seconds  # noqa: F401
 from .stage import Option, Stage, StageContext, _REGISTRY, checkpoint_of, registered, run_key, stage  # noqa: F401
 from .store import Store
-# the stages, in pipeline order (importing a module registers its stage)
+# the stages, in pipeline order: importing a module registers its stage, and registration order is run order
 from . import textstats, embed, project, cluster, dynamics, scoring  # noqa: F401,E402
-
-STAGE_ORDER = ["textstats", "embed", "project", "cluster", "probe", "scores"]
 
 
 def registry() -> dict[str, Stage]:
-    """All stages, in dependency order (the pipeline's order first, then any registered later, e.g. by a test)."""
+    """All stages, in dependency order (otherwise in registration order: the pipeline's own first, then any
+    registered later, e.g. by a test)."""
     ordered: dict[str, Stage] = {}
 
     def visit(name: str, path: tuple[str, ...] = ()) -> None:
@@ -41,8 +40,7 @@ def registry() -> dict[str, Stage]:
             visit(r, path + (name,))
         ordered[name] = _REGISTRY[name]
 
-    order = {n: i for i, n in enumerate(STAGE_ORDER)}
-    for name in sorted(_REGISTRY, key=lambda n: order.get(n, len(order))):
+    for name in list(_REGISTRY):
         visit(name)
     return ordered
 

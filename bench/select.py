@@ -31,6 +31,7 @@ import pyarrow as pa  # noqa: E402
 from curate_core import Workspace  # noqa: E402
 from curate_core import export as E  # noqa: E402
 from curate_core import select as S  # noqa: E402
+from curate_core.recipes.source import SEL_DB  # noqa: E402
 from curate_core.store import output_tables, register_output_table  # noqa: E402
 
 
@@ -114,7 +115,7 @@ def main() -> None:
         def bare_wide(i: int) -> None:
             with store.cursor() as cur:
                 where = bare_where(i).replace("s.source", "sc.source")
-                cur.execute(f"SELECT count(*) FROM {store.SEL_DB}.wide sc WHERE {where}").fetchall()
+                cur.execute(f"SELECT count(*) FROM {SEL_DB}.wide sc WHERE {where}").fetchall()
 
         ours, base, basew = [], [], []
         for i in range(a.repeats):

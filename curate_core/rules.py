@@ -78,13 +78,16 @@ def _connection() -> duckdb.DuckDBPyConnection:
     return _local.con
 
 
-def _run(columns: Mapping[str, Any], select: str, params: dict[str, Any]) -> pa.Table:
+def _run(columns: Mapping[str, Any], select: str, params: dict[str, Any], ordered: bool = False) -> pa.Table:
     table = pa.table({k: (pa.array(np.asarray(v), from_pandas=True) if not isinstance(v, (pa.Array, pa.ChunkedArray))
                           else v) for k, v in columns.items()})
+    if ordered:  # an explicit row number: DuckDB may plan an `in` list as a join, which does not keep row order
+        table = table.append_column("_i", pa.array(np.arange(table.num_rows, dtype=np.int64)))
     con = _connection()
     con.register("_rows", table)
     try:
-        return con.sql(f"SELECT {select} FROM _rows s", params=params or None).to_arrow_table()
+        order = " ORDER BY s._i" if ordered else ""
+        return con.sql(f"SELECT {select} FROM _rows s{order}", params=params or None).to_arrow_table()
     finally:
         con.unregister("_rows")
 
@@ -92,7 +95,7 @@ def _run(columns: Mapping[str, Any], select: str, params: dict[str, Any]) -> pa.
 def evaluate(columns: Mapping[str, Any], expressions: list[str], params: dict[str, Any]) -> list[np.ndarray]:
     """Each SQL *expression* (over ``s."<column>"``) evaluated on every row of the given in-memory *columns*
     (arrays of equal length; NaN reads as NULL): one boolean array per expression, in row order."""
-    out = _run(columns, ", ".join(f"({e}) AS e{i}" for i, e in enumerate(expressions)), params)
+    out = _run(columns, ", ".join(f"({e}) AS e{i}" for i, e in enumerate(expressions)), params, ordered=True)
     return [out.column(i).to_numpy(zero_copy_only=False).astype(bool) for i in range(len(expressions))]
 
 

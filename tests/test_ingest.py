@@ -299,3 +299,18 @@ def test_row_ids_follow_file_order_across_parallel_row_groups(ws, tmp_path):
                                     count(*) FILTER (WHERE n_tokens <> 2), count(*)
                              FROM samples WHERE source = 'big'""").fetchall()[0]
     assert bad == (0, 0, 0, n)
+
+
+def test_row_ids_follow_the_input_with_many_labels(ws):
+    """The label's missing-value check must not reorder rows (DuckDB turns a long IN list into a hash join that
+    loses insertion order): a 400k-row frame with 50 labels in random order keeps its order."""
+    import numpy as np
+
+    n = 400_000
+    rng = np.random.default_rng(0)
+    labels = [f"label_{x:02d}" for x in rng.integers(0, 50, n)]
+    ws.ingest(pd.DataFrame({"id": [f"r{i:07d}" for i in range(n)], "text": [f"t{i}" for i in range(n)],
+                            "label": labels}))
+    got = ws.store.query_df("SELECT id, label FROM samples ORDER BY row_id")
+    assert (got["id"].to_numpy() == np.array([f"r{i:07d}" for i in range(n)])).all()
+    assert (got["label"].to_numpy() == np.array(labels)).all()

@@ -23,7 +23,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Sequence
+from typing import ClassVar, Protocol, Sequence
 
 import numpy as np
 import pyarrow as pa

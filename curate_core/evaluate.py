@@ -14,7 +14,6 @@ heavily regularised probe would hide both the damage and the repair.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import pandas as pd
 from .dynamics import ProbeConfig, feature_scale, train_probe
 from .embed import embed_texts, embeddings
 from .errors import CurateError
-from .select import _store, load_recipe, select
+from .select import _store, select
 
 EVAL_PROBE = ProbeConfig(model="linear", epochs=100, lr=0.03, l2=1e-3, batch_size=0, seed=0)
 HELD_OUT = 0.2

@@ -34,6 +34,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from .errors import CurateError, choices
+
 
 # ------------------------------------------------------------------------------------------- progress
 @dataclass(frozen=True)
@@ -380,8 +382,7 @@ EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}
 
 
 def make_executor(name: str = "local", **options: Any) -> Executor:
-    from .errors import CurateError, choices
-
+    """The executor called *name* (``run --engine``), built with its options."""
     if name not in EXECUTORS:
         raise CurateError(f"Unknown engine {name!r}", f"use one of {choices(EXECUTORS)}")
     return EXECUTORS[name](**options)

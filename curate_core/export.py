@@ -22,7 +22,6 @@ import os
 import platform
 import re
 import shlex
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 
 from .errors import CurateError, choices
-from .select import Counts, Recipe, _store, check_recipe, export_query, live_counts, load_recipe, select
+from .select import Counts, Recipe, _store, check_recipe, export_query, load_recipe, select
 from .store import CORE_COLUMNS, Store, column_ref, join_sql, quote_ident
 from .version import VERSION
 

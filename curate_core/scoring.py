@@ -117,7 +117,8 @@ def run_scores(ctx: StageContext) -> dict:
 
     sctx = ScoreContext.from_store(store, params=params)
     sctx.on_progress = ctx.progress
-    sctx.earlier = lambda col: _earlier(store, col, have)
+    kept_cols = {c for n in reused for c in _reg[n].column_names}  # only a reused score's columns are current
+    sctx.earlier = lambda col: _earlier(store, col, kept_cols)
     computed: dict[str, dict[str, np.ndarray]] = {}
     summaries: dict[str, dict] = {}
     started: dict[str, Any] = {}
@@ -168,8 +169,11 @@ def _record(cur, name: str, key: str, sc: Score, settings: dict, inputs: dict, s
 
 
 def _row_scores(ctx: StageContext, todo: list[tuple[Score, dict]]) -> dict[str, np.ndarray]:
-    """Columns of the row scores, computed batch by batch through the executor (resumable)."""
-    parts = ctx.map_samples(["row_id", "text"], RowScores(todo), ROW_BATCH)
+    """Columns of the row scores, computed batch by batch through the executor (resumable: the parts live in a
+    checkpoint named by these scores and their settings, so a rerun that computes other ones never mixes them)."""
+    which = json.dumps([(sc.name, sc.version, st) for sc, st in todo], sort_keys=True, default=str)
+    ck = ctx.checkpoint.child("rows-" + hashlib.sha256(which.encode()).hexdigest()[:12])
+    parts = ctx.map_samples(["row_id", "text"], RowScores(todo), ROW_BATCH, ck=ck)
     t = parts.read()
     return {name: _to_numpy(t.column(name)) for name in t.column_names if name != "row_id"}
 
@@ -180,9 +184,10 @@ def _to_numpy(col: pa.ChunkedArray) -> np.ndarray:
     return col.to_numpy()
 
 
-def _earlier(store: Store, column: str, have: set[str]) -> np.ndarray | None:
-    """A column of a score kept from an earlier run (the current scores table), in row_id order."""
-    if column not in have:
+def _earlier(store: Store, column: str, kept: set[str]) -> np.ndarray | None:
+    """A column of a score reused from an earlier run (the current scores table), in row_id order; None for any
+    other column (a score skipped or recomputed in this run must not be read from the old table)."""
+    if column not in kept:
         return None
     return _to_numpy(store.read_table(TABLE, ["row_id", column], arrow=True).column(column))
 

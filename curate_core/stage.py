@@ -125,14 +125,14 @@ class StageContext:
         """Progress of a piece of work the executor runs (see :class:`~curate_core.execution.Tracker`)."""
         return Tracker(self.progress, total, **kw)
 
-    def snapshot_samples(self, columns: Sequence[str], batch_rows: int) -> list[Batch]:
+    def snapshot_samples(self, columns: Sequence[str], batch_rows: int, ck: Checkpoint | None = None) -> list[Batch]:
         """``samples`` cut into row-id ranges of *batch_rows*; the input of each range whose part is missing is
         written to the checkpoint (row ids are dense from 0 and never deleted, so range *i* is always the same
         rows and a killed run's parts line up with the rerun)."""
         if int(batch_rows) < 1:
             raise CurateError(f"batch_size must be at least 1; got {batch_rows}",
                               f"e.g. --param {self.stage.name}.batch_size=10000")
-        ck = self.checkpoint
+        ck = ck or self.checkpoint
         n = self.store.count()
         batches = [Batch(lo, min(lo + int(batch_rows), n), min(lo + int(batch_rows), n) - lo)
                    for lo in range(0, n, int(batch_rows))]
@@ -141,13 +141,15 @@ class StageContext:
             ck.write(b.input, self.store.sample_range(columns, b.lo, b.hi))
         return batches
 
-    def map_samples(self, columns: Sequence[str], fn: BatchFn, batch_size: int, unit: str = "rows") -> Parts:
+    def map_samples(self, columns: Sequence[str], fn: BatchFn, batch_size: int, unit: str = "rows",
+                    ck: Checkpoint | None = None) -> Parts:
         """Apply the row-wise *fn* to ``samples`` in fixed row-id batches through the executor; resumable.
 
         *fn* must be a pure row-wise map (the same batch gives the same table), so a resumed run equals an
-        uninterrupted one, on any executor."""
-        batches = self.snapshot_samples(columns, batch_size)
-        ck = self.checkpoint
+        uninterrupted one, on any executor. *ck*: a checkpoint of its own (default: the run's), for a stage that
+        maps more than one function."""
+        ck = ck or self.checkpoint
+        batches = self.snapshot_samples(columns, batch_size, ck)
         names = self.executor.map_batches(fn, batches, ck, self.tracker(self.store.count(), unit=unit))
         return ck.parts(names)
 

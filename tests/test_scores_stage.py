@@ -85,3 +85,17 @@ def test_scores_list_json_declares_what_the_scores_table_holds(tmp_path):
         declared = [c["name"] for s in listed for c in s["columns"]]
         assert score_columns(ws.store) == declared  # the table: exactly the declared columns, in that order
         assert np.isfinite(ws.store.read_table("scores")["label_quality"].to_numpy(float)).all()
+
+
+def test_a_dependency_skipped_in_this_run_is_not_read_from_the_old_table(tmp_path):
+    """When label_quality is skipped now, the consensus must not count its flag from the previous table."""
+    with labeldata.workspace(tmp_path / "ws") as ws:
+        before = ws.store.get_summary("score:consensus")
+        assert "is_label_issue" in before["methods"]
+        res = ws.run(["scores"], params={**labeldata.params(),
+                                         "scores": {"params": {"label_quality": {"method": "bogus"}}}})
+        summary = res[-1]["summary"]
+        assert "label_quality" in summary["skipped"] and "consensus" in summary["computed"]
+        after = ws.store.get_summary("score:consensus")
+        assert "is_label_issue" not in after["methods"] and set(after["methods"]) == {"aum_flag", "is_hard_to_learn"}
+        assert "label_quality" not in score_columns(ws.store) and "is_label_issue" not in score_columns(ws.store)

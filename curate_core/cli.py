@@ -21,6 +21,7 @@ from . import pipeline
 from .demo import DEMO_WORKSPACE, build_demo
 from .errors import CurateError, log_exception
 from .evaluate import HELD_OUT, evaluate
+from .execution import EXECUTORS
 from .export import FORMATS, export
 from .ingest import summary_json
 from .scoring import describe_scores, export_scores
@@ -178,6 +179,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stages", help="comma-separated stages to run (default: all); required stages run too")
     p.add_argument("--param", action="append", metavar="STAGE.KEY=VALUE", help="stage parameter (repeatable)")
     p.add_argument("--force", action="store_true", help="recompute the named stages even if a run is reusable")
+    p.add_argument("--engine", default="local", choices=list(EXECUTORS),
+                   help="where the stages' batches and tasks run (default: local, in this process)")
     p.add_argument("--json", action="store_true", help="print the per-stage results as JSON")
     for st in pipeline.registry().values():  # each stage's convenience flags, declared on the stage
         for o in st.options:
@@ -195,7 +198,7 @@ def _run_cmd(a: argparse.Namespace) -> int:
     bars = TqdmProgress()
     with open_workspace_after_runs(a.workspace) as ws:
         try:
-            results = ws.run(stages, params=params, progress=bars, force=a.force)
+            results = ws.run(stages, params=params, progress=bars, force=a.force, engine=a.engine)
         finally:
             bars.close()
     if a.json:

@@ -11,6 +11,7 @@ import pandas as pd
 from . import ingest as _ingest
 from . import pipeline
 from .errors import CurateError
+from .execution import make_executor
 from .scoring import score_columns
 from .store import Store
 
@@ -58,9 +59,10 @@ class Workspace:
 
     # --------------------------------------------------------------------------------- pipeline
     def run(self, stages: Iterable[str] | None = None, params: dict[str, dict] | None = None,
-            progress: pipeline.ProgressFn | None = None, force: bool = False) -> list[dict]:
-        """Run stages (all when None), reusing finished runs; see :func:`curate_core.pipeline.run`."""
-        return pipeline.run(self.store, stages, params, progress, force)
+            progress: pipeline.ProgressFn | None = None, force: bool = False, engine: str = "local") -> list[dict]:
+        """Run stages (all when None), reusing finished runs, on the executor *engine* names (see
+        :func:`curate_core.pipeline.run` and :data:`curate_core.execution.EXECUTORS`)."""
+        return pipeline.run(self.store, stages, params, progress, force, make_executor(engine))
 
     def status(self) -> dict[str, str]:
         return pipeline.stage_status(self.store)

@@ -247,3 +247,14 @@ def test_stage_table_marks_what_a_running_run_covers(monkeypatch):
     t = widgets.stage_table(None, stages).set_index("stage")["status"].to_dict()
     assert t == {"textstats": "done", "embed": "done", "project": "in this run", "cluster": "in this run",
                  "probe": "not run", "scores": "not run"}
+
+
+def test_engines_are_named_executors(ws, small_csv):
+    from curate_core.execution import EXECUTORS, LocalExecutor, make_executor
+
+    assert isinstance(make_executor("local"), LocalExecutor) and "local" in EXECUTORS
+    with pytest.raises(CurateError, match="Unknown engine") as e:
+        make_executor("nope")
+    assert "`local`" in e.value.hint
+    ws.ingest(small_csv)
+    assert ws.run(["textstats"], engine="local")[0]["status"] == "done"

@@ -161,11 +161,6 @@ class Checkpoint:
     def child(self, *names: str) -> "Checkpoint":
         return Checkpoint((self.fs, "/".join([self.path, *names])))
 
-    @property
-    def root(self) -> Path:
-        """The folder, for local checkpoints."""
-        return Path(self.path)
-
     def _p(self, name: str) -> str:
         return f"{self.path}/{name}"
 
@@ -271,10 +266,11 @@ def snapshot_table(ck: Checkpoint, table: pa.Table, batch_rows: int, key: str | 
     """Cut *table* into batches of *batch_rows* rows and write each one whose output part is missing as the
     batch's input. *key* (sorted, unique) names the batches; ``None`` names them by row position."""
     keys = table.column(key).to_numpy() if key else range(table.num_rows)
+    complete = ck.complete
     batches = []
     for start, stop, lo, hi in cut(keys, batch_rows):
         b = Batch(lo, hi, stop - start)
-        if not ck.complete and not ck.has(b.part) and not ck.has(b.input):
+        if not complete and not ck.has(b.part) and not ck.has(b.input):
             ck.write(b.input, table.slice(start, stop - start))
         batches.append(b)
     return batches

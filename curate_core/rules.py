@@ -7,7 +7,6 @@ over arrays they already hold evaluate the very same SQL over those arrays (Duck
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import Any, Mapping
 
@@ -15,6 +14,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from .recipes.model import is_number
 from .store import quote_ident
 
 _SQL_OP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "=", "!=": "<>"}
@@ -30,10 +30,6 @@ class Params:
         name = f"p{len(self.values)}"
         self.values[name] = value
         return f"${name}"
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
 def filter_fails(column: str, op: str, value: Any, nulls: str, p: Params, ref: str | None = None) -> str:
@@ -54,7 +50,7 @@ def filter_fails(column: str, op: str, value: Any, nulls: str, p: Params, ref: s
         parts = ([f"{c} >= {p(lo)}"] if lo is not None else []) + ([f"{c} <= {p(hi)}"] if hi is not None else [])
         cond = " AND ".join(parts)
     elif op in ("in", "not_in"):
-        vals = [float(v) if _is_num(v) else v for v in value]
+        vals = [float(v) if is_number(v) else v for v in value]
         lst = f"list_contains({p(vals)}, {c})"
         cond = lst if op == "in" else f"NOT {lst}"
     else:

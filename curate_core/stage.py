@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 from .columns import Column, Table, table
 from .errors import CurateError
 from .execution import (Batch, BatchFn, Checkpoint, Executor, LocalExecutor, Parts, ProgressEvent,  # noqa: F401
-                        ProgressFn, Tracker, format_seconds)
+                        ProgressFn, Tracker, cut, format_seconds)
 from .store import Store, register_output_table
 
 
@@ -134,9 +134,8 @@ class StageContext:
                               f"e.g. --param {self.stage.name}.batch_size=10000")
         ck = ck or self.checkpoint
         n = self.store.count()
-        batches = [Batch(lo, min(lo + int(batch_rows), n), min(lo + int(batch_rows), n) - lo)
-                   for lo in range(0, n, int(batch_rows))]
-        todo = [b for b in batches if not (ck.complete or ck.has(b.part) or ck.has(b.input))]
+        batches = [Batch(lo, hi, stop - start) for start, stop, lo, hi in cut(range(n), int(batch_rows))]
+        todo = [] if ck.complete else [b for b in batches if not (ck.has(b.part) or ck.has(b.input))]
         for b in todo:
             ck.write(b.input, self.store.sample_range(columns, b.lo, b.hi))
         return batches

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from ..errors import CurateError, choices
 from ..rules import Params, filter_fails, semdedup_removes
 from ..store import Store, quote_ident
-from .model import MISSING_GROUP, Filter, Recipe, _bad, _is_num, _kind, describe_filter, parse_recipe
+from .model import MISSING_GROUP, Filter, Recipe, _bad, is_number, _kind, describe_filter, parse_recipe
 from .source import source
 
 # ===================================================================================== workspace check
@@ -91,7 +91,7 @@ def _check_filter_types(f: Filter, kind: str, duck_type: str, where: str) -> Non
                                          f"`{f.column}` is {duck_type}", "use == / != / in for other columns")
         return
     want = {"number": "a number", "bool": "true or false", "text": "text"}[kind]
-    ok = {"number": _is_num, "bool": lambda v: isinstance(v, bool), "text": lambda v: isinstance(v, str)}[kind]
+    ok = {"number": is_number, "bool": lambda v: isinstance(v, bool), "text": lambda v: isinstance(v, str)}[kind]
     bad = [v for v in vals if not ok(v)]
     if bad:
         raise _bad(f"{where}.value", f"column `{f.column}` is {duck_type}, so the value must be {want}; "

@@ -163,7 +163,8 @@ def _bad(field_: str, what: str, hint: str = "") -> CurateError:
     return CurateError(f"Recipe field `{field_}`: {what}", hint)
 
 
-def _is_num(v: Any) -> bool:
+def is_number(v: Any) -> bool:
+    """A finite JSON number (true/false are not numbers)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
@@ -180,7 +181,7 @@ def _int(v: Any, field_: str, lo: int | None = None, allow_none: bool = False) -
 
 
 def _num(v: Any, field_: str, lo: float | None = None, strict: bool = False) -> float:
-    if not _is_num(v):
+    if not is_number(v):
         raise _bad(field_, f"expected a number, got {json.dumps(v)}")
     v = float(v)
     if lo is not None and (v <= lo if strict else v < lo):
@@ -288,21 +289,21 @@ def _parse_filter(f: Any, where: str) -> Filter:
         raise _bad(f"{where}.value", "missing")
     v = f["value"]
     if op == "between":
-        if not (isinstance(v, list) and len(v) == 2 and all(x is None or _is_num(x) or isinstance(x, str) for x in v)
+        if not (isinstance(v, list) and len(v) == 2 and all(x is None or is_number(x) or isinstance(x, str) for x in v)
                 and any(x is not None for x in v)):
             raise _bad(f"{where}.value", f"`between` needs [low, high] (null for an open end), got {json.dumps(v)}")
-        if all(_is_num(x) for x in v) and v[0] > v[1]:
+        if all(is_number(x) for x in v) and v[0] > v[1]:
             raise _bad(f"{where}.value", f"low {v[0]} is above high {v[1]}")
     elif op in ("in", "not_in"):
         if not isinstance(v, list) or not v or any(isinstance(x, (list, dict)) or x is None for x in v):
             raise _bad(f"{where}.value", f"`{op}` needs a non-empty list of values, got {json.dumps(v)}")
-        if len({type(x) if not _is_num(x) else float for x in v}) > 1:
+        if len({type(x) if not is_number(x) else float for x in v}) > 1:
             raise _bad(f"{where}.value", f"mixes value types: {json.dumps(v)}")
     elif op in ("is", "is_not"):
         if v is not None and not isinstance(v, bool):
             raise _bad(f"{where}.value", f"`{op}` needs true, false or null, got {json.dumps(v)}")
     else:
-        if not (_is_num(v) or isinstance(v, (str, bool))):
+        if not (is_number(v) or isinstance(v, (str, bool))):
             raise _bad(f"{where}.value", f"`{op}` needs a number, text or true/false, got {json.dumps(v)}")
     nulls = f.get("nulls", "keep")
     if nulls not in ("keep", "drop"):
@@ -380,7 +381,7 @@ def describe_filter(f: Filter) -> str:
     if f.op == "between":
         lo, hi = f.value
         s = (f"{f.column} ≥ {lo:g}" if hi is None else f"{f.column} ≤ {hi:g}" if lo is None
-             else f"{lo:g} ≤ {f.column} ≤ {hi:g}") if all(_is_num(x) or x is None for x in f.value) \
+             else f"{lo:g} ≤ {f.column} ≤ {hi:g}") if all(is_number(x) or x is None for x in f.value) \
             else f"{f.column} between {f.value[0]} and {f.value[1]}"
     elif f.op in ("in", "not_in"):
         shown = ", ".join(map(str, f.value[:5])) + (" …" if len(f.value) > 5 else "")
@@ -388,7 +389,7 @@ def describe_filter(f: Filter) -> str:
     elif f.op in ("is", "is_not"):
         s = f"{f.column} {'is' if f.op == 'is' else 'is not'} {json.dumps(f.value)}"
     else:
-        s = f"{f.column} {f.op} {f.value:g}" if _is_num(f.value) else f"{f.column} {f.op} {json.dumps(f.value)}"
+        s = f"{f.column} {f.op} {f.value:g}" if is_number(f.value) else f"{f.column} {f.op} {json.dumps(f.value)}"
     return s + (" (drop missing)" if f.nulls == "drop" and f.op not in ("is", "is_not") else "")
 
 

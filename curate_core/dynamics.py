@@ -44,7 +44,7 @@ import pyarrow as pa
 
 from .errors import CurateError, choices
 from .columns import Table
-from .embed import embeddings, fixed_list
+from .embed import embeddings, fixed_list, vec_array
 from .execution import Task
 from .labels import check_judgeable, encode_labels
 from .resources import resource
@@ -477,22 +477,15 @@ def load_logits_file(path: str | Path, all_ids: list[str], labelled: np.ndarray,
 # ---------------------------------------------------------------------------------- stage plumbing
 def probs_part(row_ids: np.ndarray, probs: np.ndarray) -> pa.Table:
     """Checkpoint part of one fold: held-out row_ids and their probabilities."""
-    p = np.ascontiguousarray(probs, dtype=np.float32)
-    return pa.table({"row_id": pa.array(row_ids, pa.int64()),
-                     "probs": pa.FixedSizeListArray.from_arrays(pa.array(p.ravel()), p.shape[1])})
+    return pa.table({"row_id": pa.array(row_ids, pa.int64()), "probs": vec_array(probs)})
 
 
 def epochs_part(run: int, row_ids: np.ndarray, threshold: np.ndarray, stats: EpochStats) -> pa.Table:
     """Checkpoint part of one dynamics run: per row, its flag and E-long arrays of the three stats."""
-    E = stats.margin.shape[0]
-
-    def arr(m: np.ndarray) -> pa.FixedSizeListArray:
-        return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(m.T, np.float32).ravel()), E)
-
     return pa.table({"run": pa.array(np.full(len(row_ids), run), pa.int32()),
                      "row_id": pa.array(row_ids, pa.int64()),
                      "threshold": pa.array(np.asarray(threshold, bool)),
-                     "margin": arr(stats.margin), "p_gold": arr(stats.p_gold), "p_sq": arr(stats.p_sq)})
+                     **{k: vec_array(getattr(stats, k).T) for k in ("margin", "p_gold", "p_sq")}})  # per row: E-long
 
 
 @dataclass
@@ -645,8 +638,10 @@ def run_probe(ctx: StageContext) -> dict:
     codes, classes = enc["label_codes"], enc["classes"]
     problem = _label_problem(codes, classes)
     if problem:  # not an error: the other scores still run; the label scores say why they are missing
-        drop_probe(store)
-        store.put_summary(SUMMARY, {"skipped": problem, "data": store.data_fingerprint()})
+        with store.transaction() as cur:
+            store.drop_table("probe_probs", cur)
+            store.drop_table("probe_epochs", cur)
+            store.put_summary(SUMMARY, {"skipped": problem, "data": store.data_fingerprint()}, cur=cur)
         ctx.progress(1, 1, "skipped: " + problem)
         return {"skipped": problem}
     cfg = ProbeConfig(**{k: p[k] for k in ("model", "hidden", "epochs", "lr", "l2", "batch_size", "seed")}).check()
@@ -665,7 +660,9 @@ def run_probe(ctx: StageContext) -> dict:
     ck = ctx.checkpoint
     names: list[str] = []
     if tasks:
-        shared = {"x": _features(store, row_ids), "y": y, "row_ids": row_ids, "folds": folds, "thresholds": thr_sets}
+        todo = not all(ck.has(ck.task_name(t.key)) for t in tasks)  # a resumed run with every part needs no features
+        shared = {"x": _features(store, row_ids) if todo else None, "y": y, "row_ids": row_ids, "folds": folds,
+                  "thresholds": thr_sets}
         names = ctx.executor.tasks(ProbeTask(cfg, C, int(p.get("threads") or 1)), tasks, ck,
                                    ctx.tracker(len(tasks) * E), shared)
     else:
@@ -680,42 +677,36 @@ def run_probe(ctx: StageContext) -> dict:
         epoch_parts.append(ck.task_name("imported-logits"))
     ck.mark_complete()
     n_epochs = E if imp_logits is None else int(imp_logits.shape[0])
-    write_probe(store, ck.parts(prob_parts).source(), ck.parts(epoch_parts).source() if epoch_parts else None,
-                C, n_epochs)
     info = {
         "classes": classes, "data": store.data_fingerprint(), "labelled": int(len(y)), "epochs": n_epochs,
         "probs": "imported" if imp_probs is not None else f"{len(folds)}-fold out-of-fold",
         "dynamics": "imported" if imp_logits is not None else f"{R} threshold runs",
         "threshold_samples": int(sum(len(t) for t in thr_sets)), "config": config_dict(cfg),
     }
-    store.put_summary(SUMMARY, info)
+    with store.transaction() as cur:  # the outputs and the summary that describes them, together
+        write_probe(cur, ck.parts(prob_parts).source(), ck.parts(epoch_parts).source() if epoch_parts else None,
+                    C, n_epochs)
+        store.put_summary(SUMMARY, info, cur=cur)
     return {k: v for k, v in info.items() if k not in ("classes", "data")}
 
 
 # ------------------------------------------------------------------------------------------ storage
-def write_probe(store, prob_parts, epoch_parts, n_classes: int, n_epochs: int) -> None:
+def write_probe(cur, prob_parts, epoch_parts, n_classes: int, n_epochs: int) -> None:
     """Replace ``probe_probs(row_id, probs FLOAT[C])`` and ``probe_epochs(run, row_id, threshold,
-    margin/p_gold/p_sq FLOAT[E])`` with the rows of the probe's checkpoint parts, in one transaction."""
+    margin/p_gold/p_sq FLOAT[E])`` with the rows of the probe's checkpoint parts, in the caller's transaction."""
     c, e = int(n_classes), int(n_epochs)
-    with store.transaction() as cur:
-        with parquet_relation(cur, prob_parts) as (rel, params):
-            cur.execute(f"""CREATE OR REPLACE TABLE probe_probs AS
-                            SELECT row_id, CAST(probs AS FLOAT[{c}]) AS probs FROM {rel} ORDER BY row_id""", params)
-        if epoch_parts is None:  # no training dynamics (threshold_runs=0): an empty table says so
-            cur.execute(f"""CREATE OR REPLACE TABLE probe_epochs (run INTEGER, row_id BIGINT, threshold BOOLEAN,
-                            margin FLOAT[{e}], p_gold FLOAT[{e}], p_sq FLOAT[{e}])""")
-            return
-        with parquet_relation(cur, epoch_parts) as (rel, params):
-            cur.execute(f"""CREATE OR REPLACE TABLE probe_epochs AS
-                            SELECT CAST(run AS INTEGER) AS run, row_id, threshold, CAST(margin AS FLOAT[{e}]) AS margin,
-                                   CAST(p_gold AS FLOAT[{e}]) AS p_gold, CAST(p_sq AS FLOAT[{e}]) AS p_sq
-                            FROM {rel} ORDER BY run, row_id""", params)
-
-
-def drop_probe(store) -> None:
-    with store.transaction() as cur:
-        store.drop_table("probe_probs", cur)
-        store.drop_table("probe_epochs", cur)
+    with parquet_relation(cur, prob_parts) as (rel, params):
+        cur.execute(f"""CREATE OR REPLACE TABLE probe_probs AS
+                        SELECT row_id, CAST(probs AS FLOAT[{c}]) AS probs FROM {rel} ORDER BY row_id""", params)
+    if epoch_parts is None:  # no training dynamics (threshold_runs=0): an empty table says so
+        cur.execute(f"""CREATE OR REPLACE TABLE probe_epochs (run INTEGER, row_id BIGINT, threshold BOOLEAN,
+                        margin FLOAT[{e}], p_gold FLOAT[{e}], p_sq FLOAT[{e}])""")
+        return
+    with parquet_relation(cur, epoch_parts) as (rel, params):
+        cur.execute(f"""CREATE OR REPLACE TABLE probe_epochs AS
+                        SELECT CAST(run AS INTEGER) AS run, row_id, threshold, CAST(margin AS FLOAT[{e}]) AS margin,
+                               CAST(p_gold AS FLOAT[{e}]) AS p_gold, CAST(p_sq AS FLOAT[{e}]) AS p_sq
+                        FROM {rel} ORDER BY run, row_id""", params)
 
 
 def probe_probs(store) -> tuple[np.ndarray, np.ndarray]:

@@ -162,6 +162,23 @@ def embed_texts(store: Store, texts: list[str]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- stage
+PLAN = "input/plan.parquet"
+
+
+def _planned_todo(store: Store, ck, model_key: str) -> pa.Table:
+    """The texts to embed, in shard order: planned once per run and kept in its checkpoint, so a resumed run
+    cuts the same shards even if the cache gained vectors meanwhile (an eval file or a query embedded between
+    the kill and the rerun would otherwise shift every shard after it)."""
+    if not ck.has(PLAN):
+        todo = embed_todo(store, model_key)
+        ck.write(PLAN, todo.select(["text_hash", "row_id"]))
+        return todo
+    plan = ck.read(PLAN)
+    texts = store.sample_frame(["row_id", "text"], row_ids=plan.column("row_id").to_numpy())
+    by_row = dict(zip(texts["row_id"].tolist(), texts["text"].tolist()))
+    return plan.append_column("text", pa.array([by_row[r] for r in plan.column("row_id").to_pylist()], pa.string()))
+
+
 def vec_array(v: np.ndarray) -> pa.FixedSizeListArray:
     v = np.ascontiguousarray(v, dtype=np.float32)
     return pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), v.shape[1])
@@ -222,7 +239,7 @@ def run_embed(ctx: StageContext) -> dict:
 
     model_key = emb.key
     ck = ctx.checkpoint
-    todo = embed_todo(store, model_key)
+    todo = _planned_todo(store, ck, model_key)
     total = todo.num_rows
     batches = snapshot_table(ck, todo.select(["text_hash", "text"]), int(params["shard_size"]), key=None)
     tracker = ctx.tracker(total, unit="texts")

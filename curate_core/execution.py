@@ -45,6 +45,7 @@ class ProgressEvent:
     total: int
     elapsed: float
     message: str = ""
+    resumed: int = 0  # of `done`, how much came from a checkpoint (no time spent on it in this run)
 
     @property
     def fraction(self) -> float:
@@ -52,10 +53,12 @@ class ProgressEvent:
 
     @property
     def eta(self) -> float | None:
-        """Seconds left at the current rate (None until there is a rate)."""
-        if self.done <= 0 or self.total <= 0 or self.elapsed <= 0:
+        """Seconds left at the rate of the work done in this run (None until there is a rate): work taken from
+        a checkpoint cost no time, so it does not speed the estimate up."""
+        worked = self.done - self.resumed
+        if worked <= 0 or self.total <= 0 or self.elapsed <= 0:
             return None
-        return max(0.0, self.elapsed / self.done * (self.total - self.done))
+        return max(0.0, self.elapsed / worked * (self.total - self.done))
 
     def describe(self) -> str:
         eta = self.eta
@@ -77,13 +80,14 @@ def format_seconds(s: float) -> str:
 
 
 class Tracker:
-    """How far one piece of work is, in its own unit (rows, texts, epochs), reported as ``(done, total, message)``.
+    """How far one piece of work is, in its own unit (rows, texts, epochs), reported as ``(done, total, message,
+    resumed=…)``.
 
     Executors call :meth:`add` as batches or tasks finish (``resumed`` for work found in the checkpoint) and
     :meth:`partial` from inside a long task; *offset* counts work done before this piece (e.g. the fit sample).
     """
 
-    def __init__(self, report: Callable[[int, int, str], None] | None, total: int, *, offset: int = 0,
+    def __init__(self, report: Callable[..., None] | None, total: int, *, offset: int = 0,
                  unit: str = "rows", working: str = "", resumed_note: Callable[[int], str] | None = None) -> None:
         self.report, self.total, self.offset, self.unit, self.working = report, int(total), int(offset), unit, working
         self.resumed_note = resumed_note or (lambda n: f"{n:,} {unit} from checkpoint")
@@ -92,7 +96,7 @@ class Tracker:
     def _say(self, extra: int = 0, message: str | None = None) -> None:
         if self.report is not None:
             msg = message if message is not None else (self.resumed_note(self.resumed) if self.resumed else self.working)
-            self.report(self.offset + self.done + extra, self.total, msg)
+            self.report(self.offset + self.done + extra, self.total, msg, resumed=self.resumed)
 
     def start(self) -> None:
         self._say()
@@ -262,18 +266,22 @@ def cut(keys: Sequence[int], batch_rows: int) -> list[tuple[int, int, int, int]]
     return out
 
 
+def snapshot(ck: Checkpoint, batches: Sequence[Batch], read: Callable[[Batch], pa.Table]) -> list[Batch]:
+    """Write ``read(batch)`` as the input of every batch whose part and input are both missing (nothing once
+    the run is complete): what a killed run already wrote is never read again."""
+    if not ck.complete:
+        for b in batches:
+            if not ck.has(b.part) and not ck.has(b.input):
+                ck.write(b.input, read(b))
+    return list(batches)
+
+
 def snapshot_table(ck: Checkpoint, table: pa.Table, batch_rows: int, key: str | None = "row_id") -> list[Batch]:
-    """Cut *table* into batches of *batch_rows* rows and write each one whose output part is missing as the
-    batch's input. *key* (sorted, unique) names the batches; ``None`` names them by row position."""
+    """Cut *table* into batches of *batch_rows* rows and snapshot them (see :func:`snapshot`). *key* (sorted,
+    unique) names the batches; ``None`` names them by row position."""
     keys = table.column(key).to_numpy() if key else range(table.num_rows)
-    complete = ck.complete
-    batches = []
-    for start, stop, lo, hi in cut(keys, batch_rows):
-        b = Batch(lo, hi, stop - start)
-        if not complete and not ck.has(b.part) and not ck.has(b.input):
-            ck.write(b.input, table.slice(start, stop - start))
-        batches.append(b)
-    return batches
+    slices = {Batch(lo, hi, stop - start): start for start, stop, lo, hi in cut(keys, batch_rows)}
+    return snapshot(ck, list(slices), lambda b: table.slice(slices[b], b.rows))
 
 
 # -------------------------------------------------------------------------------------------- executors

@@ -207,7 +207,7 @@ def _run_locked(store: Store, reg: dict[str, Stage], wanted: list[str], override
             raise
         summary = {**summary, "seconds": round(time.monotonic() - t0, 2)}
         store.finish_run(key, "done", summary)
-        ctx.checkpoint.clear()
+        checkpoint_of(store, name).clear()  # this run's parts, and those of runs abandoned with other keys
         results.append({"stage": name, "status": "done", "run_key": key, "summary": summary})
     if failed:
         lines = "; ".join(f"{k}: {v}" for k, v in failed.items())

@@ -39,7 +39,7 @@ import pyarrow as pa
 from .columns import Column, Table
 from .embed import embeddings, fixed_list, vec_array
 from .errors import CurateError, choices
-from .execution import snapshot_table
+from .execution import MODEL, snapshot_table
 from .stage import StageContext, stage
 from .store import Store, column_ref, join_sql, parquet_relation
 
@@ -306,12 +306,10 @@ def sample_groups(store: Store) -> np.ndarray:
 
 
 def _part(row_ids: np.ndarray, xy: np.ndarray, u: np.ndarray, in_fit: bool) -> pa.Table:
-    u = np.ascontiguousarray(u, dtype=np.float32)
     return pa.table({
         "row_id": pa.array(row_ids, pa.int64()),
         "x": pa.array(xy[:, 0].astype(np.float64)), "y": pa.array(xy[:, 1].astype(np.float64)),
-        "vec": pa.FixedSizeListArray.from_arrays(pa.array(u.ravel()), u.shape[1]),
-        "in_fit": pa.array(np.full(len(row_ids), in_fit)),
+        "vec": vec_array(u), "in_fit": pa.array(np.full(len(row_ids), in_fit)),
     })
 
 
@@ -339,10 +337,7 @@ def projection5(store: Store) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise CurateError("No projection in this workspace yet",
                           f"run the project stage: python -m curate_core run --workspace {store.path} --stages project")
     t = store.read_table("projection5", ["row_id", "vec", "in_fit"], arrow=True)
-    vec = t.column("vec").combine_chunks()
-    flat = np.asarray(vec.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
-    u = flat.reshape(t.num_rows, -1) if t.num_rows else flat.reshape(0, 0)
-    return t.column("row_id").to_numpy(), u, t.column("in_fit").to_numpy(zero_copy_only=False)
+    return t.column("row_id").to_numpy(), fixed_list(t.column("vec")), t.column("in_fit").to_numpy(zero_copy_only=False)
 
 
 def map_points(store: Store, columns: Sequence[str], text_chars: int = 160) -> pd.DataFrame:
@@ -399,12 +394,13 @@ def run_project(ctx: StageContext) -> dict:
     tracker = ctx.tracker(n, offset=len(fit_idx), working="placing the rest with transform" if len(rest_idx) else "",
                           resumed_note=lambda r: f"placed with transform; {r:,} rows from checkpoint")
     t0 = time.monotonic()
+    resumed = ck.has(MODEL)  # the fit finished in a run that was killed: its model is loaded, not refit
     proj, names = ctx.executor.fit_sample_then_map(fit, place, batches, ck, tracker)
     if proj.note:
         ctx.progress(n, n, proj.note)
     ck.mark_complete()
     import_projection(store, ck.parts(names).source())
-    fit_s = getattr(proj, "fit_seconds", None)
+    fit_s = None if resumed else getattr(proj, "fit_seconds", None)
     return {"method": proj.used, "rows": n, "fit_rows": int(len(fit_idx)), "transformed_rows": int(len(rest_idx)),
             "fit_seconds": fit_s, "fit_steps": getattr(proj, "timings", {}),
             "transform_seconds": round(time.monotonic() - t0 - (fit_s or 0), 1), "note": proj.note}

@@ -13,7 +13,6 @@ batch; group and global scores run on the driver.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from . import scores as _scores
 from .columns import Table
 from .errors import CurateError
 from .scores.base import Score, ScoreContext, compute_one, ordered
-from .stage import StageContext, stage
+from .stage import StageContext, digest, stage
 from .store import Store, json_default, now, quote_ident
 
 _reg = _scores.registry()
@@ -42,9 +41,7 @@ def run_name(score: str) -> str:
 
 
 def score_key(sc: Score, settings: dict, inputs: dict) -> str:
-    blob = json.dumps({"score": sc.name, "version": sc.version, "params": settings, "inputs": inputs},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    return digest({"score": sc.name, "version": sc.version, "params": settings, "inputs": inputs})
 
 
 def _inputs(sc: Score, data: str, stage_keys: dict[str, str], keys: dict[str, str | None]) -> dict:
@@ -74,7 +71,12 @@ class RowScores:
         return pa.table(cols)
 
 
-@stage(STAGE, version="2", title="Scores (label noise, duplicates, outliers, text quality)",
+#: the stage's version names every score and its version: a new or changed plugin makes the stage due (and then
+#: only the scores whose own keys changed are computed)
+VERSION = "2:" + ",".join(f"{n}@{s.version}" for n, s in _reg.items())
+
+
+@stage(STAGE, version=VERSION, title="Scores (label noise, duplicates, outliers, text quality)",
        requires=("textstats", "embed", "probe"),
        outputs=(Table(TABLE, tuple(c for s in _reg.values() for c in s.columns)),),
        defaults={"only": None, "params": {}})
@@ -120,6 +122,7 @@ def run_scores(ctx: StageContext) -> dict:
     kept_cols = {c for n in reused for c in _reg[n].column_names}  # only a reused score's columns are current
     sctx.earlier = lambda col: _earlier(store, col, kept_cols)
     computed: dict[str, dict[str, np.ndarray]] = {}
+    written: dict[str, pa.Array | pa.ChunkedArray] = {}  # columns for the new table, as Arrow
     summaries: dict[str, dict] = {}
     started: dict[str, Any] = {}
     rows = [n for n in todo if _reg[n].kind == "row"]
@@ -128,11 +131,13 @@ def run_scores(ctx: StageContext) -> dict:
         got = _row_scores(ctx, [(_reg[n], settings[n]) for n in rows])
         for n in rows:
             sc = _reg[n]
-            computed[n] = {c: got[c] for c in sc.column_names}
+            written.update({c: got.column(c) for c in sc.column_names})
+            computed[n] = {c: _to_numpy(got.column(c)) for c in sc.column_names}
             sctx.scores.update(computed[n])
             summaries[n] = {"title": sc.title, "direction": sc.direction, "version": sc.version,
                             **sc.summarise(computed[n])}
     rest = [n for n in todo if _reg[n].kind != "row"]
+    ctx.phase()  # progress in scores from here: a fresh ETA
     for i, name in enumerate(rest):
         ctx.progress(i, len(rest), name)
         started[name] = now()
@@ -144,8 +149,8 @@ def run_scores(ctx: StageContext) -> dict:
 
     kept = [n for n in names if n in reused or n in computed]
     order = [c for n in kept for c in _reg[n].column_names]
-    new = pa.table({"row_id": pa.array(sctx.row_ids, pa.int64()),
-                    **{c: to_arrow(v) for n in computed for c, v in computed[n].items()}})
+    written.update({c: to_arrow(v) for n in rest if n in computed for c, v in computed[n].items()})
+    new = pa.table({"row_id": pa.array(store.row_ids(), pa.int64()), **written})
     carry = [c for n in reused for c in _reg[n].column_names]
     with store.transaction() as cur:
         _write_scores(store, cur, new, carry, order)
@@ -168,14 +173,12 @@ def _record(cur, name: str, key: str, sc: Score, settings: dict, inputs: dict, s
                  error])
 
 
-def _row_scores(ctx: StageContext, todo: list[tuple[Score, dict]]) -> dict[str, np.ndarray]:
-    """Columns of the row scores, computed batch by batch through the executor (resumable: the parts live in a
-    checkpoint named by these scores and their settings, so a rerun that computes other ones never mixes them)."""
-    which = json.dumps([(sc.name, sc.version, st) for sc, st in todo], sort_keys=True, default=str)
-    ck = ctx.checkpoint.child("rows-" + hashlib.sha256(which.encode()).hexdigest()[:12])
-    parts = ctx.map_samples(["row_id", "text"], RowScores(todo), ROW_BATCH, ck=ck)
-    t = parts.read()
-    return {name: _to_numpy(t.column(name)) for name in t.column_names if name != "row_id"}
+def _row_scores(ctx: StageContext, todo: list[tuple[Score, dict]]) -> pa.Table:
+    """Columns of the row scores (row_id order), computed batch by batch through the executor (resumable: the
+    parts live in a checkpoint named by these scores and their settings, so a rerun that computes other ones
+    never mixes them)."""
+    ck = ctx.checkpoint.child("rows-" + digest([(sc.name, sc.version, st) for sc, st in todo])[:12])
+    return ctx.map_samples(["row_id", "text"], RowScores(todo), ROW_BATCH, ck=ck).read()
 
 
 def _to_numpy(col: pa.ChunkedArray) -> np.ndarray:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 from .columns import Column, Table, table
 from .errors import CurateError
 from .execution import (Batch, BatchFn, Checkpoint, Executor, LocalExecutor, Parts, ProgressEvent,  # noqa: F401
-                        ProgressFn, Tracker, cut, format_seconds)
+                        ProgressFn, Tracker, cut, format_seconds, snapshot)
 from .store import Store, register_output_table
 
 
@@ -116,10 +116,15 @@ class StageContext:
     def checkpoint(self) -> Checkpoint:
         return checkpoint_of(self.store, self.stage.name, self.run_key)
 
-    def progress(self, done: int, total: int, message: str = "") -> None:
+    def progress(self, done: int, total: int, message: str = "", resumed: int = 0) -> None:
+        """Report progress (*resumed*: how much of *done* came from a checkpoint, for an honest ETA)."""
         if self.on_progress is not None:
             self.on_progress(ProgressEvent(self.stage.name, int(done), int(total),
-                                           time.monotonic() - self.started, message))
+                                           time.monotonic() - self.started, message, int(resumed)))
+
+    def phase(self) -> None:
+        """A new phase with its own unit of progress (e.g. rows, then scores): its ETA starts from now."""
+        self.started = time.monotonic()
 
     def tracker(self, total: int, **kw: Any) -> Tracker:
         """Progress of a piece of work the executor runs (see :class:`~curate_core.execution.Tracker`)."""
@@ -132,13 +137,9 @@ class StageContext:
         if int(batch_rows) < 1:
             raise CurateError(f"batch_size must be at least 1; got {batch_rows}",
                               f"e.g. --param {self.stage.name}.batch_size=10000")
-        ck = ck or self.checkpoint
-        n = self.store.count()
-        batches = [Batch(lo, hi, stop - start) for start, stop, lo, hi in cut(range(n), int(batch_rows))]
-        todo = [] if ck.complete else [b for b in batches if not (ck.has(b.part) or ck.has(b.input))]
-        for b in todo:
-            ck.write(b.input, self.store.sample_range(columns, b.lo, b.hi))
-        return batches
+        batches = [Batch(lo, hi, stop - start) for start, stop, lo, hi in cut(range(self.store.count()),
+                                                                              int(batch_rows))]
+        return snapshot(ck or self.checkpoint, batches, lambda b: self.store.sample_range(columns, b.lo, b.hi))
 
     def map_samples(self, columns: Sequence[str], fn: BatchFn, batch_size: int, unit: str = "rows",
                     ck: Checkpoint | None = None) -> Parts:
@@ -165,8 +166,11 @@ def checkpoint_of(store: Store, stage_name: str, run_key: str | None = None) -> 
 
 
 # ---------------------------------------------------------------------------------------------- keys
+def digest(doc: Any) -> str:
+    """The content address of a JSON-able document (a run key): 20 hex digits of its sha256."""
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
 def run_key(st: Stage, params: dict, inputs: str) -> str:
-    blob = json.dumps({"stage": st.name, "version": st.version, "params": params, "inputs": inputs},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    return digest({"stage": st.name, "version": st.version, "params": params, "inputs": inputs})
 

@@ -282,3 +282,26 @@ def test_model_key_changes_with_the_weights(tiny_model, tmp_path):
     data[-5] ^= 0xFF
     weights.write_bytes(bytes(data))
     assert MiniLM(str(copy)).key != MiniLM(str(tiny_model)).key
+
+
+def test_a_resumed_embed_keeps_its_shards_when_the_cache_grew_meanwhile(ws, tmp_path):
+    """Between a kill and the rerun, vectors of some not-yet-embedded texts reach the cache (an eval file, a
+    search query). The rerun must still cut the shards it planned, or texts after them would be skipped."""
+    import hashlib
+
+    ws.ingest(write_csv(tmp_path / "a.csv", frame(40)))
+    params = {"embed": {"embedder": "tfidf", "dim": 6, "shard_size": 5}}
+
+    def stop_after_two_shards(ev):
+        if ev.stage == "embed" and ev.done >= 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ws.run(["embed"], params=params, progress=stop_after_two_shards)
+    run = ws.store.latest_runs()["embed"]
+    key = f"tfidf:{run['run_key']}"
+    late = ws.samples(["row_id", "text"]).tail(7)["text"].tolist()  # texts the killed run had not reached
+    embed.cache_vectors(ws.store, key, [hashlib.md5(t.encode()).hexdigest() for t in late],
+                        np.eye(len(late), 6, dtype=np.float32))
+    res = ws.run(["embed"], params=params)
+    assert res[-1]["summary"]["rows"] == 40 and len(vectors(ws)) == 40  # every row has its vector

@@ -258,3 +258,17 @@ def test_engines_are_named_executors(ws, small_csv):
     assert "`local`" in e.value.hint
     ws.ingest(small_csv)
     assert ws.run(["textstats"], engine="local")[0]["status"] == "done"
+
+
+def test_eta_counts_only_the_work_done_in_this_run():
+    """90 of 100 done, 80 of them from a checkpoint, in 10 s: 10 rows took 10 s, so 10 s are left (not 1 s)."""
+    ev = pipeline.ProgressEvent("embed", 90, 100, 10.0, resumed=80)
+    assert abs(ev.eta - 10.0) < 1e-9 and pipeline.ProgressEvent("embed", 80, 100, 10.0, resumed=80).eta is None
+
+
+def test_the_scores_stage_version_names_every_score():
+    """A new or changed score plugin makes the scores stage due (its own key then limits what recomputes)."""
+    from curate_core import scores
+
+    v = pipeline.registry()["scores"].version
+    assert all(f"{n}@{s.version}" in v for n, s in scores.registry().items())

@@ -257,11 +257,14 @@ class ScoreContext:
     def _load(self, name: str) -> Any:
         if self.store is None:
             raise CurateError(f"no `{name}` in this context")
-        if name in resources.SAMPLE_RESOURCES:
-            df = self.store.sample_frame(["row_id", "id", "text", "label"])
-            self._values.update({"texts": df["text"].tolist(), "row_ids": df["row_id"].to_numpy(np.int64),
-                                 "ids": df["id"].tolist()})
-            self._values.update(encode_labels(df["label"].tolist()))
+        if name == "row_ids":
+            return self.store.row_ids()
+        if name in ("texts", "ids"):  # the texts only when a score reads them (label scores do not)
+            df = self.store.sample_frame(["id", "text"])
+            self._values.update({"texts": df["text"].tolist(), "ids": df["id"].tolist()})
+            return self._values[name]
+        if name in resources.SAMPLE_RESOURCES:  # labels, classes, label_codes
+            self._values.update(encode_labels(self.store.sample_frame(["label"])["label"].tolist()))
             return self._values[name]
         return resources.get(name).load(self.store)
 

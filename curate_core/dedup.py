@@ -364,16 +364,15 @@ def removed_count(sim: np.ndarray, eps: float) -> int:
 
 
 def kept_by_cluster(cluster: np.ndarray, sim: np.ndarray, eps: float) -> pd.DataFrame:
-    """Per SemDeDup cluster at *eps*: size, kept, removed, kept_frac — sorted by kept_frac, then size (desc)."""
-    cluster = np.asarray(cluster, dtype=np.int64)
-    removed = removed_mask(sim, eps)
-    if cluster.size == 0:
-        return pd.DataFrame({"cluster": [], "size": [], "kept": [], "removed": [], "kept_frac": []})
-    ids, inv = np.unique(cluster, return_inverse=True)
-    size = np.bincount(inv)
-    rem = np.bincount(inv, weights=removed.astype(np.float64)).astype(np.int64)
-    df = pd.DataFrame({"cluster": ids, "size": size, "kept": size - rem, "removed": rem,
-                       "kept_frac": (size - rem) / size})
+    """Per SemDeDup cluster at *eps*: size, kept, removed, kept_frac — sorted by kept_frac, then size (desc);
+    counted with the recipe's rule, in one scan."""
+    p = rules.Params()
+    t = rules.query({"c": np.asarray(cluster, dtype=np.int64), "semdedup_sim": np.asarray(sim, dtype=np.float64)},
+                    f"s.c AS cluster, count(*) AS size, count(*) FILTER (WHERE {rules.semdedup_removes(eps, p)}) "
+                    "AS removed FROM _rows s GROUP BY s.c", p.values).to_pandas()
+    df = pd.DataFrame({"cluster": t["cluster"].to_numpy(np.int64), "size": t["size"].to_numpy(np.int64),
+                       "kept": (t["size"] - t["removed"]).to_numpy(np.int64), "removed": t["removed"].to_numpy(np.int64)})
+    df["kept_frac"] = df["kept"] / df["size"]
     return df.sort_values(["kept_frac", "size", "cluster"], ascending=[True, False, True]).reset_index(drop=True)
 
 

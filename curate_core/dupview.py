@@ -19,8 +19,8 @@ import pandas as pd
 
 from . import dedup, rules
 from .errors import CurateError
-from .recipes.draft import RecipeDraft, filter_column, with_dedup, with_filters
-from .recipes.model import DRAFT, new_recipe  # noqa: F401  (re-exported: the page and tests use dupview.DRAFT)
+from .recipes.draft import RecipeDraft, with_dedup, with_filters
+from .recipes.model import DRAFT, filter_column, new_recipe  # noqa: F401  (re-exported: the page and tests use dupview.DRAFT)
 from .scores import registry
 from .store import Store, quote_ident
 from .textstats import COLUMNS as TEXTSTATS_COLUMNS
@@ -156,24 +156,33 @@ def histogram(values: Sequence[float], bins: int = 40, integer: bool = False) ->
     return pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts.astype(np.int64)})
 
 
-def outside(values: Sequence[float], lo: float | None, hi: float | None) -> int:
+def outside(values: Sequence[float], lo: float | None, hi: float | None, nulls: str = "keep") -> int:
     """Rows a ``between [lo, hi]`` filter drops, counted by the recipe's own rule
-    (:func:`curate_core.rules.filter_fails`): NaN rows are kept, as recipe filters keep NULLs by default — a
-    row a score cannot judge is not evidence against it."""
-    if lo is None and hi is None:
+    (:func:`curate_core.rules.filter_fails`): NaN rows are kept by default, as recipe filters keep NULLs — a row
+    a score cannot judge is not evidence against it — and dropped with ``nulls="drop"``."""
+    if lo is None and hi is None and nulls == "keep":
         return 0
     p = rules.Params()
-    fails = rules.filter_fails("v", "between", [lo, hi], "keep", p)
+    fails = rules.filter_fails("v", "between", [lo, hi], nulls, p) if (lo, hi) != (None, None) else \
+        "s.v IS NULL"
     return rules.count({"v": np.asarray(values, dtype=np.float64)}, [fails], p.values)[0]
+
+
+def kept_nulls(current: dict | None, new: dict | None) -> str:
+    """The ``nulls`` rule the draft will hold for the page's filter *new*: the current filter's, when the page
+    leaves its op and value as they are (the draft keeps that filter's dict, see ``recipes.draft``), else keep."""
+    if current and new and (current.get("op"), current.get("value")) == (new["op"], new["value"]):
+        return current.get("nulls", "keep")
+    return "keep"
 
 
 def semdedup_view(frame: pd.DataFrame, eps: float) -> dict:
     """Counts at *eps* from the stored columns: removed rows, share, and the per-cluster kept fractions."""
-    sim = frame["semdedup_sim"].to_numpy(np.float64)
-    removed = dedup.removed_count(sim, eps)
-    return {"eps": float(eps), "removed": removed, "kept": int(sim.size - removed),
-            "share": removed / sim.size if sim.size else 0.0,
-            "clusters": dedup.kept_by_cluster(frame["semdedup_cluster"].to_numpy(), sim, eps)}
+    clusters = dedup.kept_by_cluster(frame["semdedup_cluster"].to_numpy(), frame["semdedup_sim"].to_numpy(np.float64),
+                                     eps)
+    removed, n = int(clusters["removed"].sum()), len(frame)
+    return {"eps": float(eps), "removed": removed, "kept": n - removed, "share": removed / n if n else 0.0,
+            "clusters": clusters}
 
 
 def semdedup_pairs(store: Store, frame: pd.DataFrame, eps: float, limit: int = 50,
@@ -182,10 +191,12 @@ def semdedup_pairs(store: Store, frame: pd.DataFrame, eps: float, limit: int = 5
 
     ``closest_first`` shows the pairs just above the threshold first (the ones a user wants to judge).
     """
-    sim = frame["semdedup_sim"].to_numpy(np.float64)
-    mask = dedup.removed_mask(sim, eps)
-    sub = frame.loc[mask, ["row_id", "semdedup_sim", "semdedup_match", "semdedup_cluster"]]
-    sub = sub.sort_values(["semdedup_sim", "row_id"], ascending=[closest_first, True]).head(int(limit))
+    p = rules.Params()
+    cols = ["row_id", "semdedup_sim", "semdedup_match", "semdedup_cluster"]
+    sub = rules.query({c: frame[c].to_numpy() for c in cols},
+                      f"{', '.join('s.' + c for c in cols)} FROM _rows s WHERE {rules.semdedup_removes(eps, p)} "
+                      f"ORDER BY s.semdedup_sim {'ASC' if closest_first else 'DESC'}, s.row_id LIMIT {int(limit)}",
+                      p.values).to_pandas()
     if sub.empty:
         return pd.DataFrame(columns=["similarity", "removed_text", "removed_label", "kept_text", "kept_label",
                                      "removed_row", "kept_row", "cluster"])
@@ -222,6 +233,8 @@ def merge_draft(recipe: dict | None, exact: bool, semantic_eps: float | None, fi
     return with_dedup(with_filters(recipe, FILTER_COLUMNS, filters), exact, semantic_eps)
 
 
-def save_draft(store: Store, exact: bool, semantic_eps: float | None, filters: Sequence[dict]) -> bool:
-    """Write the page's choices into the draft; True if the draft changed."""
-    return RecipeDraft(store).set_filters(FILTER_COLUMNS, filters).set_dedup(exact, semantic_eps).save()
+def save_draft(store: Store, exact: bool, semantic_eps: float | None, filters: Sequence[dict],
+               draft: RecipeDraft | None = None) -> bool:
+    """Write the page's choices into the draft (*draft*: the one the page already read); True if it changed."""
+    d = draft or RecipeDraft(store)
+    return d.replace(merge_draft(d.doc, exact, semantic_eps, filters)).save()

@@ -25,7 +25,7 @@ from .store import Store
 LABEL_SCORES = [n for n in ordered(registry()) if registry()[n].topic == "label"]
 #: per-row columns the page uses (all written by the scores stage)
 SCORE_COLUMNS = [c for n in LABEL_SCORES for c in registry()[n].column_names]
-#: how the suspects table can be ranked: score → (title, ascending = worst first); the consensus first
+#: how the suspects table can be ranked: score → (its column's title, ascending = worst first); the consensus first
 RANKINGS = {n: (registry()[n].columns[0].title or n, registry()[n].direction == "higher_better")
             for n in sorted(LABEL_SCORES, key=lambda n: n != "consensus")}
 ACTIONS = ("exclude", "relabel_suggested", "relabel", "keep")

@@ -65,33 +65,39 @@ def semdedup_removes(eps: float, p: Params, ref: str = "s.semdedup_sim") -> str:
     return f"coalesce({ref} > {p(1.0 - float(eps))}, FALSE)"
 
 
-_local = threading.local()
+_con: duckdb.DuckDBPyConnection | None = None
+_con_lock = threading.Lock()
 
 
-def _connection() -> duckdb.DuckDBPyConnection:
-    if getattr(_local, "con", None) is None:  # one small in-memory database per thread
-        _local.con = duckdb.connect()
-    return _local.con
+def _cursor() -> duckdb.DuckDBPyConnection:
+    """A cursor of one small in-memory database for the process (a cursor per call: thread-safe)."""
+    global _con
+    with _con_lock:
+        if _con is None:
+            _con = duckdb.connect()
+        return _con.cursor()
 
 
-def _run(columns: Mapping[str, Any], select: str, params: dict[str, Any], ordered: bool = False) -> pa.Table:
+def query(columns: Mapping[str, Any], sql: str, params: dict[str, Any] | None = None) -> pa.Table:
+    """Run *sql* over the in-memory *columns* (arrays of equal length; NaN reads as NULL), visible as
+    ``_rows s``; *sql* is the rest of a ``SELECT`` (e.g. ``count(*) FROM _rows s WHERE …``)."""
     table = pa.table({k: (pa.array(np.asarray(v), from_pandas=True) if not isinstance(v, (pa.Array, pa.ChunkedArray))
                           else v) for k, v in columns.items()})
-    if ordered:  # an explicit row number: DuckDB may plan an `in` list as a join, which does not keep row order
-        table = table.append_column("_i", pa.array(np.arange(table.num_rows, dtype=np.int64)))
-    con = _connection()
-    con.register("_rows", table)
+    cur = _cursor()
     try:
-        order = " ORDER BY s._i" if ordered else ""
-        return con.sql(f"SELECT {select} FROM _rows s{order}", params=params or None).to_arrow_table()
+        cur.register("_rows", table)
+        return cur.sql(f"SELECT {sql}", params=params or None).to_arrow_table()
     finally:
-        con.unregister("_rows")
+        cur.close()
 
 
 def evaluate(columns: Mapping[str, Any], expressions: list[str], params: dict[str, Any]) -> list[np.ndarray]:
-    """Each SQL *expression* (over ``s."<column>"``) evaluated on every row of the given in-memory *columns*
-    (arrays of equal length; NaN reads as NULL): one boolean array per expression, in row order."""
-    out = _run(columns, ", ".join(f"({e}) AS e{i}" for i, e in enumerate(expressions)), params, ordered=True)
+    """Each SQL *expression* (over ``s."<column>"``) evaluated on every row of the given in-memory *columns*:
+    one boolean array per expression, in row order (an explicit row number orders them: DuckDB may plan an
+    ``in`` list as a join, which does not keep row order)."""
+    n = len(next(iter(columns.values()))) if columns else 0
+    sel = ", ".join(f"({e}) AS e{i}" for i, e in enumerate(expressions))
+    out = query({**columns, "_i": np.arange(n, dtype=np.int64)}, f"{sel} FROM _rows s ORDER BY s._i", params)
     return [out.column(i).to_numpy(zero_copy_only=False).astype(bool) for i in range(len(expressions))]
 
 
@@ -99,5 +105,6 @@ def count(columns: Mapping[str, Any], expressions: list[str], params: dict[str, 
     """How many rows of the in-memory *columns* each SQL *expression* is TRUE for (one scan for all)."""
     if not expressions:
         return []
-    out = _run(columns, ", ".join(f"count(*) FILTER (WHERE {e}) AS e{i}" for i, e in enumerate(expressions)), params)
+    out = query(columns, ", ".join(f"count(*) FILTER (WHERE {e}) AS e{i}" for i, e in enumerate(expressions))
+                + " FROM _rows s", params)
     return [int(out.column(i)[0].as_py()) for i in range(len(expressions))]

@@ -170,7 +170,6 @@ def _summarise(r: Recipe, q: RecipeQuery, by_mask: pd.DataFrame, dd: pd.DataFram
         group_by=q.group_by, unit=r.mixture.unit if r.mixture else "rows", warnings=warnings)
 
 
-# ========================================================================================== mixture
 # ========================================================================================= selection
 @dataclass
 class Selection:

@@ -464,6 +464,8 @@ class Store:
         if action not in ACTIONS:
             raise CurateError(f"Unknown action {action!r}", f"use one of {choices(ACTIONS)}")
         if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
+            if action != "relabel":
+                raise CurateError(f"One value per row is for relabel decisions, not {action!r}")
             ids = np.asarray(list(row_ids), dtype=np.int64)
             vals: Any = [str(v) for v in value]
             if ids.size == 0 or ids.size != len(vals) or np.unique(ids).size != ids.size:

@@ -49,6 +49,13 @@ def _group_sizes(path: str, run_key: str) -> pd.DataFrame:
     return core.dup_group_sizes(state.open_workspace(path).store)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _removed_curve(path: str, run_key: str) -> pd.DataFrame:
+    """Rows removed at eps 0 … 0.3: the same for every slider position, so computed once per scores run."""
+    sim = _columns(path, run_key, ("semdedup_sim",))["semdedup_sim"].to_numpy()
+    return core.dedup.removed_curve(sim, [i / 200 for i in range(61)])
+
+
 def columns(ws: Workspace, run_key: str, cols: list[str]) -> pd.DataFrame:
     return _columns(str(ws.path), run_key, tuple(cols))
 
@@ -184,8 +191,7 @@ def semdedup_section(ws: Workspace, run_key: str, choices: Choices) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Rows removed as eps grows**")
-        st.plotly_chart(_curve(core.dedup.removed_curve(frame["semdedup_sim"].to_numpy(),
-                                                        [i / 200 for i in range(61)]), eps), key="dup_curve")
+        st.plotly_chart(_curve(_removed_curve(str(ws.path), run_key), eps), key="dup_curve")
     with right:
         clusters = view["clusters"]
         hit = clusters[clusters["removed"] > 0]
@@ -223,13 +229,14 @@ def outlier_section(ws: Workspace, run_key: str, choices: Choices) -> None:
     start = float(current["value"]) if current else float(tukey if tukey is not None else hi)
     t = st.slider("Keep rows whose outlier score is at most", min_value=0.0, max_value=round(hi + 0.0005, 3),
                   value=min(max(start, 0.0), round(hi + 0.0005, 3)), step=0.001, format="%.3f", key="dup_outlier")
-    n_out = core.outside(v.to_numpy(), None, t)
+    new = {"column": "outlier_score", "op": "<=", "value": t}
+    n_out = core.outside(v.to_numpy(), None, t, core.kept_nulls(current, new))
     c = st.columns(3)
     c[0].metric("Rows above the threshold", f"{n_out:,}")
     c[1].metric("Tukey cutoff (Q3 + 1.5·IQR)", f"{tukey:.3f}" if tukey is not None else "–")
     c[2].metric("Flagged by the cutoff", f"{summary.get('flagged', 0):,}")
     use = st.toggle("Drop rows above the threshold in the recipe", value=current is not None, key="dup_use_outlier")
-    choices.set_filter("outlier_score", {"column": "outlier_score", "op": "<=", "value": t} if use else None)
+    choices.set_filter("outlier_score", new if use else None)
     st.plotly_chart(bars(core.histogram(v.to_numpy()), "outlier score (mean cosine distance to 10 nearest rows)",
                          line=t, line_name="threshold"), key="dup_outlier_hist")
     top = core.top_rows(ws.store, frame, "outlier_score", above=t, n=20)
@@ -295,7 +302,7 @@ def _range_filter(values: pd.Series, h: core.Heuristic, choices: Choices) -> Non
                      key=f"dup_range_{h.column}")
     f = core.range_filter(h.column, a, b, lo, hi)
     choices.set_filter(h.column, f)
-    n_out = core.outside(v, a, b) if f else 0
+    n_out = core.outside(v, a, b, core.kept_nulls(current, f)) if f else 0
     st.plotly_chart(bars(core.histogram(v, integer=h.integer), h.column, a, b), key=f"dup_hist_{h.column}")
     st.caption(f"`{h.column}`: **{n_out:,}** {'row' if n_out == 1 else 'rows'} outside the range")
 
@@ -318,12 +325,12 @@ def _lang_filter(values: pd.Series, choices: Choices) -> None:
 def draft_footer(ws: Workspace, choices: Choices) -> None:
     """Save the choices into the recipe draft (only when they changed) and show this page's part of it."""
     filters = [choices.filters[c] for c in sorted(choices.filters)]
-    had_draft = ws.store.recipe(core.DRAFT) is not None
-    changed = core.save_draft(ws.store, choices.exact, choices.eps, filters)
-    draft = ws.store.recipe(core.DRAFT) or {}
+    d = core.RecipeDraft(ws.store)
+    had_draft = d.saved is not None
+    changed = core.save_draft(ws.store, choices.exact, choices.eps, filters, draft=d)
+    draft = d.doc
     with st.expander("Recipe draft (what this page adds)", expanded=False, icon=":material/receipt_long:"):
-        st.json({"dedup": draft.get("dedup"), "filters": [f for f in draft.get("filters", [])
-                                                          if f.get("column", f.get("score")) in core.FILTER_COLUMNS]})
+        st.json({"dedup": draft.get("dedup"), "filters": list(core.owned_filters(draft).values())})
         st.caption("The Select page applies the draft; other entries in it are left as they are.")
     if changed and had_draft:  # (the first visit only writes an empty draft: nothing to tell)
         st.toast("Recipe draft updated", icon=":material/save:")

@@ -17,6 +17,10 @@ def test_histogram_and_outside_counts():
     assert ints["left"].iloc[0] == 0.5 and ints.set_index("left").loc[0.5, "count"] == 2
     assert dupview.outside(v, 0.1, 0.5) == 2  # 0.0 and 1.0; the NaN row is kept (recipe filters keep NULLs)
     assert dupview.outside(v, None, None) == 0
+    assert dupview.outside(v, 0.1, 0.5, "drop") == 3  # with the filter's "nulls": "drop" the NaN row goes too
+    same, moved = {"op": "<=", "value": 0.5, "nulls": "drop"}, {"column": "x", "op": "<=", "value": 0.4}
+    assert dupview.kept_nulls(same, {"column": "x", "op": "<=", "value": 0.5}) == "drop"
+    assert dupview.kept_nulls(same, moved) == "keep" and dupview.kept_nulls(None, moved) == "keep"
     assert dupview.histogram(np.array([np.nan]))["count"].sum() == 0
 
 

@@ -89,6 +89,23 @@ def test_decision_errors(ws, small_csv):
         ws.decide([10_000], "exclude")
     with pytest.raises(CurateError, match="No rows"):
         ws.decide([], "exclude")
+    with pytest.raises(CurateError, match="for relabel decisions"):
+        ws.store.decide([0, 1], "exclude", ["a", "b"])  # one value per row means relabel to each one's label
+
+
+def test_a_version_1_workspace_migrates_to_the_decisions_view(tmp_path, small_csv):
+    with Workspace(tmp_path / "w") as ws:
+        ws.ingest(small_csv)
+        ws.decide([3, 4], "exclude")
+        b = ws.decide([4], "keep")
+        ws.undo()
+        assert b and ws.decisions()["action"].tolist() == ["exclude", "exclude"]
+        with ws.store.cursor() as cur:  # as the code before schema 2 left it
+            cur.execute("DROP VIEW decisions_in_force")
+            cur.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with Workspace(tmp_path / "w") as ws:
+        assert ws.store.get_meta("schema_version") == str(SCHEMA_VERSION)
+        assert ws.decisions()[["row_id", "action"]].values.tolist() == [[3, "exclude"], [4, "exclude"]]
 
 
 def test_decisions_survive_reopen(tmp_path, small_csv):

@@ -12,11 +12,7 @@ import copy
 from typing import Iterable, Sequence
 
 from ..store import Store
-from .model import DRAFT, new_recipe
-
-
-def filter_column(f: dict) -> str | None:
-    return f.get("column", f.get("score"))
+from .model import DRAFT, filter_column, new_recipe
 
 
 def with_filters(recipe: dict | None, owned: Iterable[str], filters: Sequence[dict]) -> dict:

@@ -275,9 +275,14 @@ def parse_recipe(doc: Any) -> Recipe:
     return Recipe(version, seed, filters, exclude, relabel, reviewed, exact, eps, only, except_, mixture, name, desc)
 
 
+def filter_column(f: dict) -> str | None:
+    """The column a filter document names (``column``, or its alias ``score``)."""
+    return f.get("column", f.get("score"))
+
+
 def _parse_filter(f: Any, where: str) -> Filter:
     f = _dict(f, where, ("column", "score", "op", "value", "nulls"))
-    col = f.get("column", f.get("score"))
+    col = filter_column(f)
     if "column" in f and "score" in f and f["column"] != f["score"]:
         raise _bad(f"{where}.score", "give either `column` or its alias `score`, not both")
     if not isinstance(col, str) or not col:

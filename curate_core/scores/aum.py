@@ -56,7 +56,7 @@ def threshold_cutoff(per_run: np.ndarray, threshold: np.ndarray, percentile: flo
 class AUM(Score):
     name: str = "aum"
     title: str = "Area under the margin (AUM)"
-    columns: tuple = (Column("aum", "DOUBLE", "Area under the margin (AUM)"),
+    columns: tuple = (Column("aum", "DOUBLE", "AUM"),
                       Column("aum_flag", "BOOLEAN", "AUM below the threshold samples' cutoff", flag=True))
     kind: str = "global"
     requires: tuple = ("labels", "probe")

@@ -43,7 +43,7 @@ FLAGS: Mapping[str, str] = _FlagMethods()
 class Consensus(Score):
     name: str = "consensus"
     title: str = "Label-noise consensus (methods flagging the row)"
-    columns: tuple = (Column("consensus", "BIGINT", "Label-noise methods flagging the row"),)
+    columns: tuple = (Column("consensus", "BIGINT", "methods flagging"),)
     kind: str = "global"
     requires: tuple = ()
     topic: str = "label"

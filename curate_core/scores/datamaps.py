@@ -27,7 +27,7 @@ from .label_quality import probe_dynamics
 class Confidence(Score):
     name: str = "confidence"
     title: str = "Data map confidence"
-    columns: tuple = (Column("confidence", "DOUBLE", "Data map confidence"),
+    columns: tuple = (Column("confidence", "DOUBLE", "data-map confidence"),
                       Column("variability", "DOUBLE", "Data map variability"),
                       Column("correctness", "DOUBLE", "Data map correctness"),
                       Column("is_hard_to_learn", "BOOLEAN", "Hard to learn (data maps)", flag=True))

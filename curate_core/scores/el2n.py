@@ -35,7 +35,7 @@ def forgetting_events(correct: np.ndarray) -> np.ndarray:
 class EL2N(Score):
     name: str = "el2n"
     title: str = "EL2N (early-training error norm)"
-    columns: tuple = (Column("el2n", "DOUBLE", "EL2N (early-training error norm)"),)
+    columns: tuple = (Column("el2n", "DOUBLE", "EL2N"),)
     kind: str = "global"
     requires: tuple = ("labels", "probe")
     topic: str = "label"
@@ -62,7 +62,7 @@ class EL2N(Score):
 class Forgetting(Score):
     name: str = "forgetting"
     title: str = "Forgetting events"
-    columns: tuple = (Column("forgetting", "DOUBLE", "Forgetting events"),)
+    columns: tuple = (Column("forgetting", "DOUBLE", "forgetting events"),)
     kind: str = "global"
     requires: tuple = ("labels", "probe")
     topic: str = "label"

@@ -31,7 +31,7 @@ def normalised_entropy(probs: np.ndarray) -> np.ndarray:
 class Entropy(Score):
     name: str = "entropy"
     title: str = "Ambiguity (normalised entropy of the out-of-fold probabilities)"
-    columns: tuple = (Column("entropy", "DOUBLE", "Ambiguity (normalised entropy)"),)
+    columns: tuple = (Column("entropy", "DOUBLE", "ambiguity (entropy)"),)
     kind: str = "global"
     requires: tuple = ("labels", "probe")
     topic: str = "label"

@@ -46,7 +46,7 @@ def probe_dynamics(ctx: ScoreContext):
 class LabelQuality(Score):
     name: str = "label_quality"
     title: str = "Label quality (confident learning)"
-    columns: tuple = (Column("label_quality", "DOUBLE", "Label quality (confident learning)"),
+    columns: tuple = (Column("label_quality", "DOUBLE", "label quality (confident learning)"),
                       Column("is_label_issue", "BOOLEAN", "Label issue (cleanlab find_label_issues)", flag=True),
                       Column("suggested_label", "VARCHAR", "Suggested label (out-of-fold top class)"))
     kind: str = "global"

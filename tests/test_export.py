@@ -221,3 +221,15 @@ def test_a_symlink_back_to_the_export_folder_is_refused(tmp_path):
     (base / "loop").symlink_to(base)
     with pytest.raises(CurateError, match="outside"):
         E.out_dir("loop", base)
+
+
+def test_columns_an_export_adds_are_reserved_at_ingest(ews):
+    """Re-ingesting an export must not let its label_original / repeats / weight pose as the tool's own:
+    every column an export adds is in the names ingest reserves (columns.EXPORT_ADDED)."""
+    from curate_core.pipeline import tool_columns
+    from curate_core.store import CORE_COLUMNS
+
+    user = {c for c, _ in ews.store.sample_columns()} - set(CORE_COLUMNS)
+    cols = E.data_columns(ews.store, S.parse_recipe(MIX), with_scores=False, with_weights=True)
+    added = {out for src, _, out in cols if src == "selection"} - {"label"}
+    assert added == {"label_original", "repeats", "weight"} - user and added <= tool_columns()

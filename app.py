@@ -62,6 +62,7 @@ with right:
     if todo and not busy:
         st.caption(f"{len(todo)} of {len(info['stages'])} stages to run ({', '.join(todo)}). Progress and the time "
                    "left show here; the pages fill in as stages finish.")
+    widgets.engine_panel(disabled=busy)
     layout.run_progress(ws, home=True)
     if not todo and not busy:
         widgets.next_steps()

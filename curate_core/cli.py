@@ -21,7 +21,7 @@ from . import pipeline
 from .demo import DEMO_WORKSPACE, build_demo
 from .errors import CurateError, log_exception
 from .evaluate import HELD_OUT, evaluate
-from .execution import EXECUTORS
+from .execution import DEVICES, EXECUTORS
 from .export import FORMATS, export
 from .ingest import summary_json
 from .scoring import describe_scores, export_scores
@@ -181,6 +181,13 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="recompute the named stages even if a run is reusable")
     p.add_argument("--engine", default="local", choices=list(EXECUTORS),
                    help="where the stages' batches and tasks run (default: local, in this process)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="with --engine ray: `local` (a Ray inside this process; default), `auto` (the cluster "
+                        "this machine belongs to) or host:port of a Ray head")
+    p.add_argument("--ray-num-cpus", type=int, metavar="N",
+                   help="with --engine ray: CPUs of the in-process Ray, or the most a run uses on a cluster")
+    p.add_argument("--device", default="auto", choices=list(DEVICES),
+                   help="where the embedding model computes (default: auto = a CUDA GPU when there is one)")
     p.add_argument("--json", action="store_true", help="print the per-stage results as JSON")
     for st in pipeline.registry().values():  # each stage's convenience flags, declared on the stage
         for o in st.options:
@@ -195,10 +202,14 @@ def _run_cmd(a: argparse.Namespace) -> int:
         if given:
             params.setdefault(st.name, {}).update(given)
     stages = a.stages.split(",") if a.stages else None
+    options = {k: v for k, v in (("address", a.ray_address), ("num_cpus", a.ray_num_cpus)) if v is not None}
+    if options and a.engine != "ray":
+        raise CurateError("--ray-address and --ray-num-cpus are for the Ray engine", "add --engine ray")
     bars = TqdmProgress()
     with open_workspace_after_runs(a.workspace) as ws:
         try:
-            results = ws.run(stages, params=params, progress=bars, force=a.force, engine=a.engine)
+            results = ws.run(stages, params=params, progress=bars, force=a.force, engine=a.engine,
+                             device=a.device, engine_options=options)
         finally:
             bars.close()
     if a.json:

@@ -231,6 +231,8 @@ OPTIONS = (
 def run_embed(ctx: StageContext) -> dict:
     store, params = ctx.store, ctx.params
     emb = make_embedder(params, corpus_key=ctx.run_key)
+    if hasattr(emb, "device"):  # a model that can use a GPU: where the executor says (run --device)
+        emb.device = getattr(ctx.executor, "device", "cpu")
     if emb.from_data:
         row_ids, vecs = emb.vectors(store)
         ctx.progress(len(row_ids), len(row_ids))

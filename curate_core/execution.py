@@ -305,6 +305,7 @@ class Executor(Protocol):
     already exists and returns the names of the parts in the order of its input."""
 
     name: str
+    device: str  # "cpu" or "cuda": where model stages compute
 
     def map_batches(self, fn: BatchFn, batches: Sequence[Batch], ck: Checkpoint, tracker: Tracker) -> list[str]: ...
 
@@ -323,10 +324,42 @@ MODEL = "model.pkl"
 FIT_PART = "fit.parquet"
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def torch_gpus() -> int:
+    """CUDA devices torch sees in this process (0 without CUDA or without torch)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a requirement
+        return 0
+    return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+
+
 class LocalExecutor:
-    """Everything in this process, one batch or task after the other (today's behaviour)."""
+    """Everything in this process, one batch or task after the other (today's behaviour).
+
+    *device* (``auto``, ``cpu``, ``cuda``) is where model stages compute (``run --device``): ``auto`` takes CUDA
+    when there is a GPU; ``cuda`` without one is refused here, before any stage starts. *gpus* counts the GPUs
+    the executor can use (default: those torch sees in this process)."""
 
     name = "local"
+
+    def __init__(self, device: str = "auto", gpus: Callable[[], int] = torch_gpus) -> None:
+        if device not in DEVICES:
+            raise CurateError(f"Unknown device {device!r}", f"use one of {choices(DEVICES)}")
+        self.gpus = gpus
+        self._device = device
+        if device == "cuda" and gpus() == 0:
+            raise CurateError(f"--device cuda: no CUDA GPU is visible to the {self.name} engine",
+                              "run with --device cpu (or auto, which takes a GPU only when there is one)")
+
+    @property
+    def device(self) -> str:
+        """``cpu`` or ``cuda``: resolved on first use, so a run that loads no model never looks for a GPU."""
+        if self._device == "auto":
+            self._device = "cuda" if self.gpus() > 0 else "cpu"
+        return self._device
 
     def map_batches(self, fn: BatchFn, batches: Sequence[Batch], ck: Checkpoint, tracker: Tracker) -> list[str]:
         tracker.start()
@@ -382,7 +415,13 @@ def fit_once(fit: Callable[[], tuple[Any, pa.Table | None]], ck: Checkpoint) -> 
     return model
 
 
-EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}
+def _ray(**options: Any) -> Executor:
+    from .ray_engine import RayExecutor  # imports Ray only when asked for
+
+    return RayExecutor(**options)
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "ray": _ray}
 
 
 def make_executor(name: str = "local", **options: Any) -> Executor:

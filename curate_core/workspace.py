@@ -11,7 +11,7 @@ import pandas as pd
 from . import ingest as _ingest
 from . import pipeline
 from .errors import CurateError
-from .execution import make_executor
+from .execution import Executor, make_executor
 from .scoring import score_columns
 from .store import Store
 
@@ -59,10 +59,15 @@ class Workspace:
 
     # --------------------------------------------------------------------------------- pipeline
     def run(self, stages: Iterable[str] | None = None, params: dict[str, dict] | None = None,
-            progress: pipeline.ProgressFn | None = None, force: bool = False, engine: str = "local") -> list[dict]:
+            progress: pipeline.ProgressFn | None = None, force: bool = False, engine: str | Executor = "local",
+            device: str = "auto", engine_options: dict | None = None) -> list[dict]:
         """Run stages (all when None), reusing finished runs, on the executor *engine* names (see
-        :func:`curate_core.pipeline.run` and :data:`curate_core.execution.EXECUTORS`)."""
-        return pipeline.run(self.store, stages, params, progress, force, make_executor(engine))
+        :func:`curate_core.pipeline.run` and :data:`curate_core.execution.EXECUTORS`) or on an executor already
+        made, model stages on *device* (``auto``, ``cpu``, ``cuda``). *engine_options* go to the executor, e.g.
+        ``{"address": "auto", "num_cpus": 8}`` for Ray. Neither changes a result: they are in no run key."""
+        executor = engine if not isinstance(engine, str) else make_executor(engine, device=device,
+                                                                              **(engine_options or {}))
+        return pipeline.run(self.store, stages, params, progress, force, executor)
 
     def status(self) -> dict[str, str]:
         return pipeline.stage_status(self.store)

@@ -127,7 +127,8 @@ def _live_progress(ws: Workspace) -> None:
         else:
             st.progress(min(max(ev.fraction, 0.0), 1.0), text=ev.describe())
         done = [s for s in run.events if ev is None or s != ev.stage]
-        st.caption(f"running for {runner.describe(run)}" + (f" · finished: {', '.join(done)}" if done else "")
+        on = "" if run.engine == "local" else f" on {run.engine}"
+        st.caption(f"running{on} for {runner.describe(run)}" + (f" · finished: {', '.join(done)}" if done else "")
                    + " · you can use the other pages meanwhile")
         st.session_state["_run_was_running"] = True
         return

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from curate_core import CurateError, Workspace
+from curate_core.execution import Executor, make_executor
 from curate_core.pipeline import ProgressEvent, format_seconds
 
 from . import state
@@ -28,6 +29,7 @@ class BackgroundRun:
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     thread: threading.Thread | None = None
+    engine: str = "local"
 
     @property
     def running(self) -> bool:
@@ -53,18 +55,44 @@ def get_run(ws: Workspace) -> BackgroundRun | None:
     return _runs().get(str(ws.path))
 
 
+ENGINE_KEY = "_engine"  # session state: the Overview's "where it runs" choice, used by every run the app starts
+
+
+def engine_settings() -> dict:
+    """{engine, device, address, num_cpus}: what the Overview's engine panel holds (default: local, auto)."""
+    return {"engine": "local", "device": "auto", "address": "local", "num_cpus": None,
+            **st.session_state.get(ENGINE_KEY, {})}
+
+
+def make_engine(settings: dict) -> Executor:
+    """The executor the settings name, made here (not in the run's thread): Ray connects from the app's thread,
+    and a bad address or a missing GPU is reported at once."""
+    options = {}
+    if settings["engine"] == "ray":
+        options = {"address": settings.get("address") or "local", "num_cpus": settings.get("num_cpus") or None}
+    return make_executor(settings["engine"], device=settings.get("device") or "auto", **options)
+
+
 def start_run(ws: Workspace, stages: list[str] | None = None, params: dict | None = None,
               force: bool = False) -> BackgroundRun:
-    """Start the pipeline in a background thread unless one is already running for this workspace."""
+    """Start the pipeline in a background thread unless one is already running for this workspace, on the
+    engine the Overview's panel names."""
     runs = _runs()
     old = runs.get(str(ws.path))
     if old is not None and old.running:
         return old
     run = BackgroundRun(stages, params or {})
+    runs[str(ws.path)] = run
+    try:
+        executor = make_engine(engine_settings())
+    except CurateError as e:
+        run.error, run.finished = e, time.monotonic()
+        return run
+    run.engine = executor.name
 
     def target() -> None:
         try:
-            run.results = ws.run(stages, params=params, progress=run.on_progress, force=force)
+            run.results = ws.run(stages, params=params, progress=run.on_progress, force=force, engine=executor)
         except CurateError as e:
             run.results = getattr(e, "results", [])
             run.error = e
@@ -74,7 +102,6 @@ def start_run(ws: Workspace, stages: list[str] | None = None, params: dict | Non
             run.finished = time.monotonic()
 
     run.thread = threading.Thread(target=target, name=f"curate-run-{ws.path.name}", daemon=True)
-    runs[str(ws.path)] = run
     run.thread.start()
     return run
 

@@ -142,3 +142,37 @@ def add_data_form(ws: Workspace) -> None:
             return
         st.session_state["_ingest_flash"] = s.lines()
         st.rerun()
+
+
+def engine_panel(disabled: bool = False) -> None:
+    """Where the app's runs compute: this process or Ray (an in-process Ray, or a cluster's address), and the
+    device of the embedding model. Results are the same everywhere; only the time differs."""
+    from curate_core.execution import DEVICES, EXECUTORS
+
+    from . import runner
+
+    cur = runner.engine_settings()
+    with st.expander(f"Engine: {cur['engine']}" + (f" at {cur['address']}" if cur["engine"] == "ray" else "")
+                     + f" · device {cur['device']}", icon=":material/memory:"):
+        engines = list(EXECUTORS)
+        engine = st.radio("Run on", engines, index=engines.index(cur["engine"]), horizontal=True, disabled=disabled,
+                          key="engine_choice", captions=["this process" if e == "local" else "Ray Data: batches and "
+                                                         "tasks spread over workers" for e in engines],
+                          help="the same results on every engine; Ray helps when there are many CPUs or a cluster")
+        address, cpus = cur["address"], cur["num_cpus"]
+        if engine == "ray":
+            address = st.text_input("Ray address", value=cur["address"], disabled=disabled, key="engine_address",
+                                    help="`local`: a Ray inside the app's process; `auto`: the cluster this machine "
+                                         "belongs to; or host:port of a Ray head (`ray start --head` prints it)")
+            cpus = st.number_input("CPUs (0 = all)", min_value=0, value=int(cpus or 0), step=1, disabled=disabled,
+                                   key="engine_cpus", help="the in-process Ray's size, or the most a run uses on a "
+                                                           "cluster") or None
+        devices = list(DEVICES)
+        device = st.radio("Embedding model on", devices, index=devices.index(cur["device"]), horizontal=True,
+                          disabled=disabled, key="engine_device",
+                          help="auto: a CUDA GPU when there is one; vectors agree across devices (cosine ≥ 0.9999)")
+        st.session_state[runner.ENGINE_KEY] = {"engine": engine, "device": device, "address": address.strip(),
+                                              "num_cpus": cpus}
+        st.caption("CLI: `python -m curate_core run --engine " + engine
+                   + (f" --ray-address {address.strip()}" if engine == "ray" else "")
+                   + (f" --ray-num-cpus {cpus}" if engine == "ray" and cpus else "") + f" --device {device}`")

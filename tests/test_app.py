@@ -108,3 +108,27 @@ def test_dataset_values_are_escaped_for_markdown():
     # a core message keeps its `code` spans; the rest is escaped, lines are kept
     assert md_message("group '$5' uses `a_b`\nhint: *x*") == "group '\\$5' uses `a_b`  \n" + r"hint\: \*x\*"
     assert [plural(n, "row") for n in (0, 1, 2, 12345)] == ["0 rows", "1 row", "2 rows", "12,345 rows"]
+
+
+def test_overview_engine_panel_picks_where_runs_go(app_env, tmp_path, small_csv):
+    """The Engine panel's choice reaches the run: Ray at an address where nothing listens is an error on the
+    page (no traceback), with the CLI equivalent under the panel."""
+    import socket
+
+    wpath = tmp_path / "w"
+    with Workspace(wpath) as w:
+        w.ingest(small_csv)
+    app_env(wpath)
+    at = app_test("app.py").run()
+    at.radio(key="engine_choice").set_value("ray").run()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    at.text_input(key="engine_address").set_value(f"127.0.0.1:{port}").run()
+    assert any(f"--engine ray --ray-address 127.0.0.1:{port} --device auto" in c.value for c in at.caption)
+    at.button[[b.label for b in at.button].index("Run pipeline")].click().run()
+    assert not at.exception
+    assert any(f"Ray is not reachable at 127.0.0.1\\:{port}" in e.value and "ray start --head" in e.value
+               for e in at.error)
+    run = runner.get_run(state.open_workspace(str(wpath)))
+    assert run is not None and not run.running and run.results == []  # nothing ran

@@ -25,6 +25,8 @@ from .execution import DEVICES, EXECUTORS
 from .export import FORMATS, export
 from .ingest import summary_json
 from .scoring import describe_scores, export_scores
+from .search import MODES, parse_where, search
+from .search import save as save_search
 from .select import live_counts, load_recipe, select
 from .workspace import Workspace
 
@@ -337,6 +339,42 @@ def _select_cmd(a: argparse.Namespace) -> int:
         print(f"warning: {w}")
     if a.save_selection:
         print(f"saved selection {a.save_selection!r}")
+    return 0
+
+
+def _search_args(p: argparse.ArgumentParser) -> None:
+    _ws_arg(p)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--query", "-q", help="words (keyword), a pattern (regex) or a sentence (semantic)")
+    what.add_argument("--like", metavar="ID", help="rows most similar to the row with this id (\"more like this\")")
+    p.add_argument("--mode", default="keyword", choices=list(MODES),
+                   help="keyword: every word, case-insensitive, BM25-ranked (default); regex: RE2 pattern; "
+                        "semantic: meaning, via the workspace's embedder")
+    p.add_argument("--k", type=int, default=50, help="rows to show (semantic/--like: rows to match; default 50)")
+    p.add_argument("--where", nargs=3, action="append", metavar=("COLUMN", "OP", "VALUE"),
+                   help="only rows passing this filter, as in recipes (e.g. --where aum '<' 0); repeatable")
+    p.add_argument("--json", action="store_true", help='{"mode", "query", "like", "count", "rows": [...]}')
+    p.add_argument("--save-selection", metavar="NAME",
+                   help="save the matches as a selection (recipes' selections.only / except)")
+
+
+@command("search", "find rows by keyword, regex or meaning, or rows like a given one", _search_args)
+def _search_cmd(a: argparse.Namespace) -> int:
+    with open_workspace(a.workspace) as ws:
+        res = search(ws.store, a.query, mode=a.mode, like=a.like, k=a.k, where=parse_where(a.where))
+        saved = save_search(ws.store, res, a.save_selection) if a.save_selection else None
+    if a.json:
+        print(json.dumps({**res.to_json(), **({"saved": a.save_selection} if saved is not None else {})},
+                         default=str, ensure_ascii=False))
+        return 0
+    what = f"like {a.like}" if a.like else f"{res.mode} {a.query!r}"
+    shown = f", showing {len(res.rows):,}" if len(res.rows) < res.count else ""
+    print(f"{res.count:,} rows match {what}{shown}")
+    for r in res.rows.itertuples():
+        text = " ".join(str(r.text).split())
+        print(f"  {r.score:8.3f}  {r.id}  [{r.label}]  {text[:90] + '…' if len(text) > 90 else text}")
+    if saved is not None:
+        print(f"saved selection {a.save_selection!r} ({saved:,} rows)")
     return 0
 
 

@@ -415,13 +415,9 @@ def fit_once(fit: Callable[[], tuple[Any, pa.Table | None]], ck: Checkpoint) -> 
     return model
 
 
-def _ray(**options: Any) -> Executor:
-    from .ray_engine import RayExecutor  # imports Ray only when asked for
-
-    return RayExecutor(**options)
-
-
-EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "ray": _ray}
+#: engine name → executor factory; ``ray_engine`` adds "ray" when the pipeline imports it (Ray itself is
+#: imported only when that engine is made)
+EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}
 
 
 def make_executor(name: str = "local", **options: Any) -> Executor:

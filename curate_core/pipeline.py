@@ -22,6 +22,7 @@ from .stage import Option, Stage, StageContext, _REGISTRY, checkpoint_of, regist
 from .store import Store
 # the stages, in pipeline order: importing a module registers its stage, and registration order is run order
 from . import textstats, embed, project, cluster, dynamics, scoring  # noqa: F401,E402
+from . import ray_engine  # noqa: F401,E402  (registers the "ray" engine; imports Ray only when it is used)
 
 
 def registry() -> dict[str, Stage]:

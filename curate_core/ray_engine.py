@@ -30,7 +30,7 @@ import warnings
 from typing import Any, Sequence
 
 from .errors import CurateError
-from .execution import Batch, BatchFn, Checkpoint, LocalExecutor, Task, TaskFn, Tracker
+from .execution import EXECUTORS, Batch, BatchFn, Checkpoint, LocalExecutor, Task, TaskFn, Tracker
 
 RETRIES = 2  # a batch or task whose worker died runs again this many times before the stage fails
 START_HINT = ("start one with `ray start --head --node-ip-address 127.0.0.1 --port 6379 --include-dashboard=false`"
@@ -307,11 +307,4 @@ class RayExecutor(LocalExecutor):
         return [Checkpoint.task_name(t.key) for t in tasks]
 
 
-def describe_cluster() -> dict:
-    """CPUs, GPUs and nodes of the Ray this process is connected to (for the bench and the app)."""
-    import ray
-
-    res = ray.cluster_resources()
-    return {"cpus": res.get("CPU", 0), "gpus": res.get("GPU", 0),
-            "nodes": len([n for n in ray.nodes() if n.get("Alive")]), "python": sys.version.split()[0]}
-
+EXECUTORS["ray"] = RayExecutor

@@ -15,7 +15,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -159,6 +159,22 @@ def _vectors(store: Store) -> tuple[np.ndarray, np.ndarray]:
     return ids, vecs
 
 
+_EMBEDDERS: dict[tuple[str, str], Any] = {}
+
+
+def query_embedder(store: Store) -> Any:
+    """The workspace's embedder, ready to embed queries: built (model loaded, TF-IDF refit) once per process
+    and embed run, so the second query of a session costs one encode."""
+    from .embed import workspace_embedder
+
+    run = store.latest_runs(statuses=("done",)).get("embed")
+    key = (str(store.path), run["run_key"] if run else "")
+    if key not in _EMBEDDERS:
+        _EMBEDDERS.clear()  # one workspace's model at a time
+        _EMBEDDERS[key] = workspace_embedder(store)
+    return _EMBEDDERS[key]
+
+
 def _allowed(store: Store, where: Sequence[dict]) -> np.ndarray | None:
     if not where:
         return None
@@ -206,9 +222,7 @@ def semantic(store: Store, query: str | None = None, like: str | None = None, k:
     else:
         if not query or not query.strip():
             raise CurateError("The semantic query is empty", "type a sentence, e.g. --query 'I lost my card'")
-        from .embed import embed_texts
-
-        q = embed_texts(store, [query])[0].astype(np.float32)
+        q = np.asarray(query_embedder(store).encode([query])[0], np.float32)
         q /= max(float(np.linalg.norm(q)), 1e-12)
     allowed = _allowed(store, where)
     allowed_pos = None if allowed is None else np.searchsorted(ids, allowed[np.isin(allowed, ids)])

@@ -39,6 +39,7 @@ def require_workspace(title: str, icon: str = ":material/dataset:") -> Workspace
 PAGES = [("app.py", "Overview", ":material/dashboard:"),
          ("pages/1_Map.py", "Map", ":material/scatter_plot:"),
          ("pages/2_Label_issues.py", "Label issues", ":material/label:"),
+         ("pages/2_Review_queue.py", "Review queue", ":material/rate_review:"),
          ("pages/3_Duplicates_and_outliers.py", "Duplicates & outliers", ":material/content_copy:"),
          ("pages/4_Select.py", "Select", ":material/tune:"),
          ("pages/5_Export.py", "Export", ":material/download:")]

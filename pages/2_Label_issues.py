@@ -23,4 +23,9 @@ with left:
 with right:
     selection = labelview.datamap_panel(ws, data)
 labelview.consensus_panel(ws, data)
+try:
+    st.page_link("pages/2_Review_queue.py", label="Review the flagged rows one at a time, with the keyboard",
+                 icon=":material/rate_review:")
+except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
+    pass
 labelview.suspects_panel(ws, data, decisions, cutoff, selection)

@@ -96,14 +96,15 @@ def _categories(values: pd.Series, name: str) -> pd.Series:
 
 
 def map_figure(points: pd.DataFrame, colour: str, kind: str, highlight: int | None = None,
-               axis: str = "UMAP") -> go.Figure:
-    """Scattergl of the map coloured by *colour*; *highlight* (a cluster id) is drawn on top, the rest dimmed.
+               axis: str = "UMAP", marked: np.ndarray | None = None) -> go.Figure:
+    """Scattergl of the map coloured by *colour*; *highlight* (a cluster id) and *marked* rows (search matches)
+    are drawn on top, the rest dimmed.
 
     Every trace carries the row ids as customdata, which is what a lasso/box selection returns.
     """
     fig = go.Figure()
     size = 4 if len(points) > 50_000 else 6
-    dim = highlight is not None
+    dim = highlight is not None or marked is not None
 
     number = "<br>" + plot_text(colour, 40) + " %{marker.color:.4g}" if kind == "number" else ""
 
@@ -140,6 +141,10 @@ def map_figure(points: pd.DataFrame, colour: str, kind: str, highlight: int | No
         sel = points[points["cluster"] == highlight]
         add(sel, f"cluster {highlight} ({len(sel):,})", {"color": "#d62728", "size": size + 2, "opacity": 0.95,
                                                           "line": {"width": 0.5, "color": "#222"}})
+    if marked is not None:
+        hits = points[points["row_id"].isin(np.asarray(marked, dtype=np.int64))]
+        add(hits, f"search matches ({len(hits):,} drawn)", {"color": "#ff7f0e", "size": size + 2, "opacity": 0.95,
+                                                           "line": {"width": 0.5, "color": "#222"}})
     # a colour bar takes the right edge: the (short) legend then goes on one line above the plot
     legend = (dict(itemsizing="constant", orientation="h", x=0, y=1.02, yanchor="bottom") if kind == "number"
               else dict(itemsizing="constant", title=plot_text(colour, 30)))
@@ -284,3 +289,44 @@ def settings_form(ws: Workspace) -> None:
                   "cluster": {"min_cluster_size": None if int(mcs) == auto else int(mcs), "selection": selection}}
         runner.start_run(ws, ["embed", "project", "cluster"], params=params)
         st.rerun()
+
+
+# --------------------------------------------------------------------------------------------- search
+SEARCH_KEY = "_map_search"
+SEARCH_MODES = {"keyword": "Keyword", "regex": "Regex", "semantic": "Meaning"}
+SEMANTIC_K = 200  # a meaning search marks the 200 nearest rows
+
+
+def search_form(ws: Workspace) -> np.ndarray | None:
+    """A search box over the map: the matches become the selection and are drawn on top; returns their row ids
+    (None when no search is active)."""
+    from curate_core.search import search
+
+    with st.form("map_search", border=False):
+        a, b, c = st.columns([5, 2, 1], vertical_alignment="bottom")
+        query = a.text_input("Search the texts", key="map_query", placeholder="words, a regular expression, or a "
+                             "sentence to find by meaning")
+        mode = b.selectbox("Match", list(SEARCH_MODES), format_func=SEARCH_MODES.get, key="map_query_mode",
+                           help="keyword: every word, any case · regex: RE2 pattern · meaning: the "
+                                f"{SEMANTIC_K} rows nearest to the sentence in the embedding")
+        go_ = c.form_submit_button("Search", icon=":material/search:", width="stretch")
+    if go_:
+        if not query.strip():
+            st.session_state.pop(SEARCH_KEY, None)
+        else:
+            res = state.guarded(ws, search, ws.store, query, mode=mode, k=SEMANTIC_K if mode == "semantic" else 50)
+            if res is not None:
+                st.session_state[SEARCH_KEY] = {"query": query, "mode": mode, "count": res.count,
+                                                "ids": res.matched.tolist()}
+                set_selection(res.matched, f"{SEARCH_MODES[mode].lower()} search “{query}”")
+    found = st.session_state.get(SEARCH_KEY)
+    if not found:
+        return None
+    x, y = st.columns([5, 1], vertical_alignment="center")
+    what = "nearest rows" if found["mode"] == "semantic" else "rows match"
+    x.markdown(f"**{found['count']:,} {what}** “{md(found['query'], 80)}” — orange on the map, listed under "
+               "Selection (save them there as a named selection)")
+    if y.button("Clear search", key="map_search_clear", icon=":material/close:"):
+        st.session_state.pop(SEARCH_KEY, None)
+        st.rerun()
+    return np.asarray(found["ids"], dtype=np.int64)

@@ -34,6 +34,7 @@ highlight = c2.selectbox("Highlight a cluster", [None, *labels], key="map_cluste
                          format_func=lambda c: "(none)" if c is None else labels[c],
                          help="draws the cluster on top of the dimmed map and lists its most typical rows below")
 
+marked = mapview.search_form(ws)
 data = mapview.load_points(path, version, colour, mapview.MAX_POINTS)
 pts = data.points
 method = mapview.projection_method(ws)
@@ -44,7 +45,7 @@ n_clusters, noise = mapview.cluster_counts(clusters)
 st.caption(f"{data.total:,} rows · {n_clusters:,} clusters · {noise:,} rows in no cluster (noise) · "
            f"{method} of the embeddings; hover a point to read it, lasso or box to select.")
 # (the figure is rebuilt each run: a figure returned by st.cache_data loses lasso/box selection in the browser)
-fig = mapview.map_figure(pts, colour, options[colour], highlight, axis=method)
+fig = mapview.map_figure(pts, colour, options[colour], highlight, axis=method, marked=marked)
 event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("lasso", "box"),
                         config={"displaylogo": False})
 

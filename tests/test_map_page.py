@@ -151,3 +151,35 @@ def test_map_page_says_when_it_draws_a_sample(app_env, map_ws, monkeypatch):
     assert not at.exception
     assert any("Showing 25 of 60 rows" in i.value and "stratified by cluster" in i.value for i in at.info)
     assert sum(len(t["hovertext"]) for t in chart_spec(at)["data"]) == 25
+
+
+def search(at, query: str, mode: str = "keyword"):
+    """Fill the search form and submit it in one run (form values only count when the form is submitted)."""
+    at.text_input(key="map_query").set_value(query)
+    at.selectbox(key="map_query_mode").set_value(mode)
+    return at.button[[b.label for b in at.button].index("Search")].click().run()
+
+
+def test_map_search_marks_matches_and_saves_them(app_env, map_ws):
+    with Workspace(map_ws) as ws:
+        texts = ws.samples(["row_id", "text"])
+    want = texts[texts["text"].str.lower().str.contains("card")]["row_id"].tolist()
+    app_env(map_ws)
+    at = app_test(PAGE).run()
+    search(at, "CARD")
+    assert not at.exception, at.exception
+    assert any(m.value.startswith(f"**{len(want):,} rows match**") for m in at.markdown)
+    marked = next(t for t in chart_spec(at)["data"] if t["name"].startswith("search matches"))
+    assert marked["name"] == f"search matches ({len(want):,} drawn)"
+    assert any(f"{len(want)} rows selected" in m.value for m in at.markdown)  # the matches are the selection
+    at.text_input(key="sel_name").input("cards")
+    at.button[[b.label for b in at.button].index("Save selection")].click().run()
+    with Workspace(map_ws) as ws:
+        assert ws.selection("cards").tolist() == sorted(want)
+    # a bad regex is an error on the page, not a traceback; meaning search marks the nearest rows
+    search(at, "(unclosed", "regex")
+    assert not at.exception and any("Invalid regular expression" in e.value for e in at.error)
+    search(at, "card payment", "semantic")
+    assert any(m.value.startswith(f"**{min(60, mapview.SEMANTIC_K)} nearest rows**") for m in at.markdown)
+    at.button(key="map_search_clear").click().run()
+    assert not any(t["name"].startswith("search matches") for t in chart_spec(at)["data"])

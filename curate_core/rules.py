@@ -14,6 +14,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from .errors import CurateError
 from .recipes.model import is_number
 from .store import quote_ident
 
@@ -30,6 +31,27 @@ class Params:
         name = f"p{len(self.values)}"
         self.values[name] = value
         return f"${name}"
+
+
+def match_sql(query: str, mode: str, p: Params, text: str = "text") -> str:
+    """SQL that is TRUE when *text* matches the search: ``keyword`` = every whitespace-separated term occurs,
+    any case; ``regex`` = RE2 ``regexp_matches``. The one definition for ``curate search`` and recipe steps."""
+    if mode == "keyword":
+        terms = list(dict.fromkeys(t.lower() for t in query.split()))
+        return " AND ".join(f"contains(lower({text}), {p(t)})" for t in terms) or "FALSE"
+    if mode == "regex":
+        return f"regexp_matches({text}, {p(query)})"
+    raise ValueError(f"unknown match mode {mode!r}")
+
+
+def check_regex(pattern: str, where: str = "") -> None:
+    """A CurateError saying what is wrong with *pattern* (DuckDB's RE2 decides), or nothing."""
+    try:
+        _cursor().execute("SELECT regexp_matches('', $p)", {"p": pattern}).fetchall()
+    except duckdb.Error as e:  # InvalidInputException with RE2's reason
+        reason = str(e).split("Error:", 1)[-1].strip().splitlines()[0]
+        raise CurateError(f"{where}Invalid regular expression {pattern!r}: {reason}",
+                          "RE2 syntax (no look-around or back-references); escape ( [ { . * + ? with \\") from None
 
 
 def filter_fails(column: str, op: str, value: Any, nulls: str, p: Params, ref: str | None = None) -> str:

@@ -23,7 +23,7 @@ import pandas as pd
 from .errors import CurateError, choices
 from .recipes.model import OPS, _parse_filter
 from .recipes.source import source
-from .rules import Params, filter_fails
+from .rules import Params, check_regex, filter_fails, match_sql
 from .store import Store
 
 MODES = ("keyword", "regex", "semantic")
@@ -107,7 +107,7 @@ def keyword(store: Store, query: str, where: Sequence[dict] = ()) -> tuple[pd.Da
               for x, t in zip(ph, terms)]
         score = " + ".join(f"{w!r} * {f} * {K1 + 1} / ({f} + {norm})" for w, f in zip(idf, tf))
         df = cur.execute(f"""SELECT s0.row_id, {score} AS score FROM samples s0 {join}
-                             WHERE {' AND '.join(f"contains(lower(s0.text), {x})" for x in ph)} AND {cond}""",
+                             WHERE {match_sql(query, "keyword", p, "s0.text")} AND {cond}""",
                          p.values).df()
     return df, len(df)
 
@@ -117,18 +117,13 @@ def regex(store: Store, pattern: str, where: Sequence[dict] = ()) -> tuple[pd.Da
     by the number of matches."""
     if not pattern:
         raise CurateError("The regular expression is empty", "e.g. --query '^how (do|can) i'")
+    check_regex(pattern)
     p = Params()
     pat = p(pattern)
     with store.cursor() as cur:
-        try:
-            cur.execute(f"SELECT regexp_matches('', {pat})", p.values).fetchall()
-        except Exception as e:  # duckdb.InvalidInputException with RE2's reason
-            reason = str(e).split("Error:", 1)[-1].strip().splitlines()[0]
-            raise CurateError(f"Invalid regular expression {pattern!r}: {reason}",
-                              "RE2 syntax (no look-around or back-references); escape ( [ { . * + ? with \\") from None
         join, cond = _where_sql(store, where, p)
         df = cur.execute(f"""SELECT s0.row_id, CAST(len(regexp_extract_all(s0.text, {pat})) AS DOUBLE) AS score
-                             FROM samples s0 {join} WHERE regexp_matches(s0.text, {pat}) AND {cond}""",
+                             FROM samples s0 {join} WHERE {match_sql(pattern, "regex", p, "s0.text")} AND {cond}""",
                          p.values).df()
     return df, len(df)
 

@@ -61,12 +61,14 @@ def load_draft(ws: Workspace) -> dict:
 def _lenient(raw: dict) -> dict:
     """As much of a broken draft as parses (each top-level part on its own), the rest from the defaults."""
     out = S.parse_recipe(S.new_recipe()).to_json()
-    for k in ("seed", "filters", "decisions", "dedup", "selections", "mixture"):
+    for k in ("seed", "filters", "decisions", "dedup", "selections", "search", "mixture"):
         if k in raw:
             try:
-                out[k] = S.parse_recipe({k: raw[k]}).to_json()[k]
+                part = S.parse_recipe({k: raw[k]}).to_json()
             except CurateError:
-                pass
+                continue
+            if k in part:
+                out[k] = part[k]
     return out
 
 
@@ -329,8 +331,28 @@ def steps_editor(ws: Workspace, draft: dict) -> dict:
             st.caption("No saved selections yet (lasso rows on the Map page to save one).")
         only = st.multiselect("Only rows in", names, key=_init(W + "only", sel["only"]), disabled=not names)
         except_ = st.multiselect("Except rows in", names, key=_init(W + "except", sel["except"]), disabled=not names)
+        search = search_step_editor(draft.get("search") or [])
     return {"decisions": {"exclude": exclude, "relabel": relabel, "reviewed_pass_filters": reviewed},
-            "dedup": {"exact": exact, "semantic_eps": eps}, "selections": {"only": only, "except": except_}}
+            "dedup": {"exact": exact, "semantic_eps": eps}, "selections": {"only": only, "except": except_},
+            "search": search}
+
+
+def search_step_editor(steps: list[dict]) -> list[dict]:
+    """One "only / except rows matching a search" step; the recipe stores the query, so it replays on new data.
+    Further steps of a loaded recipe are kept as they are."""
+    first = steps[0] if steps else {"query": "", "mode": "keyword", "match": "only"}
+    st.markdown("**Rows matching a search**")
+    q = st.text_input("Search the texts", key=_init(W + "srch_q", first["query"]),
+                      placeholder="words (all of them, any case) or a regex",
+                      help="stored in the recipe as a query, not as rows: a replay searches the data it runs on")
+    a, b = st.columns(2)
+    mode = a.selectbox("Match", ["keyword", "regex"], key=_init(W + "srch_mode", first["mode"]),
+                       label_visibility="collapsed")
+    match = b.selectbox("Keep", ["only", "except"], key=_init(W + "srch_match", first["match"]),
+                        format_func={"only": "keep only these", "except": "drop these"}.get,
+                        label_visibility="collapsed")
+    own = [{"query": q, "mode": mode, "match": match}] if q.strip() else []
+    return own + list(steps[1:])
 
 
 # --------------------------------------------------------------------------------------- mixture

@@ -81,6 +81,18 @@ def test_user_journey_in_a_real_browser(tmp_path):
         settle(page)
         shot(page, "3-map")
 
+        # 3b. search the map: the matches are counted, drawn on top, and saved as a named selection
+        want_card = sum("card" in t.lower() for t in pd.read_csv(tmp_path / "journey.csv")["text"])
+        page.get_by_label("Search the texts").fill("card")
+        page.get_by_role("button", name="Search", exact=True).click()
+        page.get_by_text(f"{want_card} rows match").wait_for(timeout=60_000)
+        settle(page)
+        page.get_by_label("Save as a named selection").fill("cards")
+        page.get_by_role("button", name="Save selection").click()
+        page.get_by_text("Saved selection").wait_for(timeout=60_000)
+        settle(page)
+        shot(page, "3b-map-search")
+
         # 4. label issues: the wrongly labelled row is the top suspect; read it (as text) and exclude it
         page.get_by_role("link", name="Label issues", exact=True).click()
         page.get_by_text("Suspects", exact=True).wait_for(timeout=120_000)
@@ -99,6 +111,23 @@ def test_user_journey_in_a_real_browser(tmp_path):
         settle(page)
         assert metric(page, "Excluded · relabelled").startswith("1")
         shot(page, "4-label-issues")
+
+        # 4b. the review queue: keep three flagged rows with the keyboard; the progress line counts them
+        page.get_by_role("link", name="Review queue", exact=True).click()
+        progress = page.get_by_text(re.compile(r"^\d+ of [\d,]+ flagged rows? reviewed"))
+        progress.wait_for(timeout=120_000)
+        settle(page)
+        reviewed0, flagged = (int(x.replace(",", "")) for x in re.findall(r"[\d,]+", progress.inner_text())[:2])
+        kept = min(3, flagged - reviewed0)
+        assert kept >= 1, "nothing left to review"
+        for i in range(kept):
+            page.get_by_role("heading", name="Review queue").click()  # focus the page, not a widget
+            page.keyboard.press("k")
+            page.get_by_text(re.compile(rf"^{reviewed0 + i + 1} of [\d,]+ flagged rows? reviewed")).wait_for(
+                timeout=60_000)
+            settle(page)
+        assert page.locator('img[src="x"]').count() == 0
+        shot(page, "4b-review-queue")
 
         # 5. select: the excluded row is gone; a filter slider moves the count live
         page.get_by_role("link", name="Select", exact=True).click()
@@ -142,5 +171,7 @@ def test_user_journey_in_a_real_browser(tmp_path):
     assert pq.read_metadata(path).num_rows == selected
     assert not dialogs, f"a script ran in the page: {dialogs}"
     with Workspace(ws_path) as ws:
-        assert ws.decisions()["action"].tolist() == ["exclude"]
-        assert ws.samples(["id"], row_ids=ws.decisions()["row_id"].tolist())["id"].tolist() == ["j-xss"]
+        d = ws.decisions()
+        assert sorted(d["action"]) == ["exclude"] + ["keep"] * kept
+        assert ws.samples(["id"], row_ids=d[d["action"] == "exclude"]["row_id"].tolist())["id"].tolist() == ["j-xss"]
+        assert ws.selection("cards").size == want_card

@@ -111,3 +111,25 @@ def test_cli_search_json_and_errors(sws):
     assert r.returncode == 2 and r.stderr.startswith("error: Invalid regular expression")
     r = subprocess.run([*cli, "--query", "card"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.startswith("7 rows match keyword 'card'")
+
+
+def test_a_recipe_search_step_replays_the_query(sws, tmp_path):
+    from curate_core.select import live_counts
+
+    only = {"search": [{"query": "card", "mode": "keyword"}], "decisions": False}
+    c = live_counts(sws, only, cached=False)
+    want = sum("card" in t.lower() for t in TEXTS)
+    assert c.rows_selected == want and c.steps[-1].name == 'only rows matching keyword "card"'
+    assert live_counts(sws, {"search": [{"query": "card", "match": "except"}]}).rows_selected == len(TEXTS) - want
+    rx = {"search": [{"query": r"^how (do|can) i", "mode": "regex"}]}
+    assert live_counts(sws, rx).rows_selected == sum(bool(re.search(r"^how (do|can) i", t)) for t in TEXTS)
+    sws.export(only, tmp_path / "out", fmt="csv")
+    got = pd.read_csv(next((tmp_path / "out").glob("data*.csv")))
+    assert len(got) == want
+    assert json.loads((tmp_path / "out" / "recipe.json").read_text())["search"] == [
+        {"query": "card", "mode": "keyword", "match": "only"}]
+    assert "search" not in sws.select({}).recipe.to_json()  # a recipe without search steps keeps its document
+    with pytest.raises(CurateError, match=r"search\[0\]\.query: Invalid regular expression"):
+        live_counts(sws, {"search": [{"query": "(x", "mode": "regex"}]})
+    with pytest.raises(CurateError, match="save its rows"):
+        live_counts(sws, {"search": [{"query": "x", "mode": "semantic"}]})

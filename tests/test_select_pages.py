@@ -91,3 +91,18 @@ def at_store(path):
     from curate_ui import state
 
     return state.open_workspace(str(path)).store
+
+
+def test_select_page_search_step_is_stored_as_a_query(tmp_path, app_env):
+    at, path = _open_page(tmp_path, app_env, "pages/4_Select.py", {})
+    texts = at_store(path).query_df("SELECT text FROM samples")["text"]
+    want = int((texts.str.lower().str.contains("w", regex=False) & texts.str.contains("1", regex=False)).sum())
+    at.text_input(key="sel_w_srch_q").set_value("w 1").run()
+    assert not at.exception, at.exception
+    assert at_store(path).recipe(S.DRAFT)["search"] == [{"query": "w 1", "mode": "keyword", "match": "only"}]
+    want_rows = S.live_counts(at_store(path), {"search": [{"query": "w 1"}]}).rows_selected
+    assert _metric(at, "Selected rows") == f"{want_rows:,}" and want_rows == want
+    at.selectbox(key="sel_w_srch_match").set_value("except").run()
+    assert at_store(path).recipe(S.DRAFT)["search"][0]["match"] == "except"
+    at.text_input(key="sel_w_srch_q").set_value("").run()
+    assert "search" not in at_store(path).recipe(S.DRAFT)

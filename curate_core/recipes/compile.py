@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ..errors import CurateError, choices
-from ..rules import Params, filter_fails, semdedup_removes
+from ..rules import Params, check_regex, filter_fails, match_sql, semdedup_removes
 from ..store import Store, quote_ident
 from .model import MISSING_GROUP, Filter, Recipe, _bad, is_number, _kind, describe_filter, parse_recipe
 from .source import source
@@ -74,6 +74,9 @@ def _checked(store: Store, recipe: Any) -> tuple[Recipe, dict[str, tuple[str, st
             if n not in saved:
                 raise _bad(f"selections.{key}[{i}]", f"no saved selection named {json.dumps(n)}",
                            f"saved selections: {choices(saved)}")
+    for i, x in enumerate(r.search):
+        if x.mode == "regex":
+            check_regex(x.query, where=f"search[{i}].query: ")
     m = r.mixture
     if m is not None:
         need(m.group_by, "mixture.group_by", ("number", "bool", "text"))
@@ -162,6 +165,9 @@ class RecipeQuery:
         if r.except_:
             bits.append((Step(f"except selections {', '.join(r.except_)}", "selections.except", 0, 0),
                          f"s.row_id IN (SELECT row_id FROM selections WHERE list_contains({self.p(list(r.except_))}, name))"))
+        for i, x in enumerate(r.search):
+            hit = f"s.row_id IN (SELECT row_id FROM samples WHERE {match_sql(x.query, x.mode, self.p)})"
+            bits.append((Step(x.describe(), f"search[{i}]", 0, 0), f"NOT ({hit})" if x.match == "only" else hit))
         if r.semantic_eps is not None:
             bits.append((Step(f"SemDeDup at eps {r.semantic_eps:g}", "dedup.semantic", 0, 0),
                          semdedup_removes(r.semantic_eps, self.p)))

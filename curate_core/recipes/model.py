@@ -42,7 +42,10 @@ MAX_FILTERS = 48  # one bit of the row mask each (plus the named steps below)
 MAX_GROUPS = 1000
 MISSING_GROUP = "(missing)"
 OPS = ("<", "<=", ">", ">=", "==", "!=", "between", "in", "not_in", "is", "is_not")
-TOP_KEYS = ("version", "seed", "filters", "decisions", "dedup", "selections", "mixture", "name", "description")
+#: search modes a recipe step can replay (a semantic top-k depends on the embedding: save it as a selection)
+MATCH_MODES = ("keyword", "regex")
+TOP_KEYS = ("version", "seed", "filters", "decisions", "dedup", "selections", "search", "mixture", "name",
+            "description")
 MIXTURE_KEYS = ("group_by", "weights", "budget", "cap", "temperature", "max_repeats", "quality", "mode",
                 "redistribute")
 
@@ -109,6 +112,22 @@ class Mixture:
 
 
 @dataclass(frozen=True)
+class SearchStep:
+    """Keep only (``match: only``) or drop (``except``) the rows whose text matches a keyword or regex search,
+    evaluated when the recipe runs (the query is stored, not its rows: new data is searched too)."""
+
+    query: str
+    mode: str = "keyword"
+    match: str = "only"
+
+    def to_json(self) -> dict:
+        return {"query": self.query, "mode": self.mode, "match": self.match}
+
+    def describe(self) -> str:
+        return f"{self.match} rows matching {self.mode} {json.dumps(self.query, ensure_ascii=False)}"
+
+
+@dataclass(frozen=True)
 class Recipe:
     version: int = RECIPE_VERSION
     seed: int = 0
@@ -123,6 +142,7 @@ class Recipe:
     mixture: Mixture | None = None
     name: str | None = None
     description: str | None = None
+    search: tuple[SearchStep, ...] = ()
 
     @property
     def uses_decisions(self) -> bool:
@@ -143,6 +163,8 @@ class Recipe:
             "selections": {"only": list(self.only), "except": list(self.except_)},
             "mixture": None if self.mixture is None else self.mixture.to_json(),
         })
+        if self.search:  # only when used: a recipe without search steps keeps its document (and digest)
+            out["search"] = [x.to_json() for x in self.search]
         return out
 
     def columns(self) -> list[str]:
@@ -265,6 +287,7 @@ def parse_recipe(doc: Any) -> Recipe:
     only = _names(sel.get("only"), "selections.only")
     except_ = _names(sel.get("except"), "selections.except")
 
+    search = _parse_search(d.get("search"))
     mix = d.get("mixture")
     mixture = None if mix is None else _parse_mixture(mix)
     name = d.get("name")
@@ -272,7 +295,31 @@ def parse_recipe(doc: Any) -> Recipe:
     for k, v in (("name", name), ("description", desc)):
         if v is not None and not isinstance(v, str):
             raise _bad(k, f"expected text, got {json.dumps(v)}")
-    return Recipe(version, seed, filters, exclude, relabel, reviewed, exact, eps, only, except_, mixture, name, desc)
+    return Recipe(version, seed, filters, exclude, relabel, reviewed, exact, eps, only, except_, mixture, name, desc,
+                  search)
+
+
+def _parse_search(doc: Any) -> tuple[SearchStep, ...]:
+    if doc is None:
+        return ()
+    if not isinstance(doc, list):
+        raise _bad("search", f"expected a list of searches, got {json.dumps(doc)}")
+    out = []
+    for i, x in enumerate(doc):
+        where = f"search[{i}]"
+        x = _dict(x, where, ("query", "mode", "match"))
+        q, mode, match = x.get("query"), x.get("mode", "keyword"), x.get("match", "only")
+        if not isinstance(q, str) or not q.strip():
+            raise _bad(f"{where}.query", f"expected the words or pattern to search for, got {json.dumps(q)}")
+        if mode == "semantic":
+            raise _bad(f"{where}.mode", "a meaning search is a top-k of the embedding, not a rule a recipe can replay",
+                       "save its rows: curate search --mode semantic --save-selection NAME, then selections.only")
+        if mode not in MATCH_MODES:
+            raise _bad(f"{where}.mode", f"unknown mode {json.dumps(mode)}", f"use one of {choices(MATCH_MODES)}")
+        if match not in ("only", "except"):
+            raise _bad(f"{where}.match", f"expected \"only\" or \"except\", got {json.dumps(match)}")
+        out.append(SearchStep(q, mode, match))
+    return tuple(out)
 
 
 def filter_column(f: dict) -> str | None:

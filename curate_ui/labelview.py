@@ -242,6 +242,16 @@ def suspects_panel(ws: Workspace, data: li.LabelData, decisions: pd.DataFrame, c
     hide = c[4].checkbox("Hide decided", key="li_hide", help="hide rows with a decision in force")
     use_aum = cutoff is not None and st.checkbox("Also rows below the AUM slider's cutoff", key="li_use_aum",
                                                  value=False)
+    query = st.text_input("Narrow by a search of the texts", key="li_query", placeholder="words (all of them, "
+                          "any case); start with re: for a regular expression, e.g. re:^how (do|can) i")
+    if query.strip():
+        from curate_core.search import search
+
+        mode, q = ("regex", query.strip()[3:]) if query.strip().startswith("re:") else ("keyword", query)
+        found = state.guarded(ws, search, ws.store, q, mode=mode, k=1)
+        if found is not None:
+            hits = found.matched
+            selection = hits if selection is None else np.intersect1d(selection, hits)
     f = li.SuspectFilter(labels=labels, clusters=clusters, min_consensus=int(k),
                          aum_below=cutoff if use_aum else None, selection=selection, hide_decided=hide,
                          rank_by=rank_by)

@@ -214,3 +214,17 @@ def test_apply_the_slider_cutoff_recomputes_aum_flag(built, app_env):
     at.button(key="li_aum_reset").click().run()
     runner.get_run(ws).wait(120)
     assert "99th percentile" in ws.store.get_summary("score:aum")["why"]
+
+
+def test_suspects_narrowed_by_a_search(built, app_env):
+    app_env(built)
+    at = app_test(PAGE).run()
+    every = _table(at)
+    at.text_input(key="li_query").set_value("travel").run()
+    assert not at.exception, at.exception
+    narrowed = _table(at)
+    assert 0 < len(narrowed) < len(every) and narrowed["text"].str.contains("travel").all()
+    at.text_input(key="li_query").set_value("re:^(music|weather) ").run()
+    assert _table(at)["text"].str.match(r"^(music|weather) ").all()
+    at.text_input(key="li_query").set_value("re:(oops").run()
+    assert not at.exception and any("Invalid regular expression" in e.value for e in at.error)

@@ -39,12 +39,14 @@ class Item:
     cluster: int | None = None
 
 
-def queue(data: li.LabelData, order: str = "consensus", decisions: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every row at least one method flags, in *order* (see ``ORDERS``), with its decision in force."""
+def queue(data: li.LabelData, order: str = "consensus", decisions: pd.DataFrame | None = None,
+          flagged_only: bool = True) -> pd.DataFrame:
+    """Every row at least one method flags (or, with *flagged_only* off, every labelled row: a spot check of
+    the rows no method flags), in *order* (see ``ORDERS``), with its decision in force."""
     if order not in ORDERS:
         raise CurateError(f"Unknown queue order {order!r}", f"use one of {choices(ORDERS)}")
     rank = "consensus" if order == "cluster" else order
-    q = li.suspects(data, li.SuspectFilter(min_consensus=1, rank_by=rank), decisions)
+    q = li.suspects(data, li.SuspectFilter(min_consensus=1 if flagged_only else 0, rank_by=rank), decisions)
     if order == "cluster" and data.has_clusters and not q.empty:
         q = q.sort_values(["cluster", "consensus", "label_quality"], ascending=[True, False, True],
                           kind="stable").reset_index(drop=True)

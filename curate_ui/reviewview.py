@@ -22,14 +22,14 @@ def _done(msg: str) -> None:
     st.rerun()
 
 
-def header(ws: Workspace, q, order: str) -> None:
+def header(ws: Workspace, q, order: str, noun: str = "flagged row") -> None:
     reviewed = int((q["decision"] != "").sum()) if not q.empty else 0
     n, per = rv.pace(ws.store)
     speed = f", ~{format_seconds(per)} per row" if per else ""
     left = len(q) - reviewed
     eta = f" · about {format_seconds(per * left)} to go" if per and left else ""
     st.progress(reviewed / len(q) if len(q) else 1.0,
-                text=f"{reviewed:,} of {plural(len(q), 'flagged row')} reviewed{speed}{eta}")
+                text=f"{reviewed:,} of {plural(len(q), noun)} reviewed{speed}{eta}")
     st.caption(f"Order: {rv.ORDERS[order]}. Rows decided here or on Label issues count as reviewed; the queue "
                f"resumes at the first row without a decision. {plural(n, 'decision')} made in the queue so far.")
 
@@ -96,15 +96,20 @@ def page(ws: Workspace, data: li.LabelData) -> None:
                                  format_func=lambda o: {"consensus": "Consensus", "aum": "AUM",
                                                         "label_quality": "Quality", "cluster": "Cluster"}[o]) \
         or "consensus"
-    q = rv.queue(data, order, ws.decisions())
+    every = st.toggle("Every labelled row, not only the flagged ones", key="rv_every",
+                      help="a spot check of the rows no method flags, in the chosen order (by consensus: after the "
+                           "flagged ones)")
+    q = rv.queue(data, order, ws.decisions(), flagged_only=not every)
     if q.empty:
-        st.success("No method flags any row: nothing to review.", icon=":material/check_circle:")
+        st.success("No method flags any row: nothing to review (the toggle above queues every row).",
+                   icon=":material/check_circle:")
         return
-    header(ws, q, order)
+    noun = "labelled row" if every else "flagged row"
+    header(ws, q, order, noun)
     row = rv.next_row(q, st.session_state.get(SKIPPED, []))
     if row is None:
         skipped = len(st.session_state.get(SKIPPED, []))
-        st.success("Every flagged row has a decision" + (f" or was skipped ({skipped:,})." if skipped else "."),
+        st.success(f"Every {noun} has a decision" + (f" or was skipped ({skipped:,})." if skipped else "."),
                    icon=":material/task_alt:")
         if skipped and st.button("Show the skipped rows again", key="rv_unskip"):
             st.session_state[SKIPPED] = []

@@ -83,13 +83,13 @@ def test_user_journey_in_a_real_browser(tmp_path):
 
         # 3b. search the map: the matches are counted, drawn on top, and saved as a named selection
         want_card = sum("card" in t.lower() for t in pd.read_csv(tmp_path / "journey.csv")["text"])
-        page.get_by_label("Search the texts").fill("card")
-        page.get_by_role("button", name="Search", exact=True).click()
+        page.get_by_role("textbox", name="Search the texts").fill("card")
+        page.get_by_test_id("stBaseButton-secondaryFormSubmit").filter(has_text="Search").click()
         page.get_by_text(f"{want_card} rows match").wait_for(timeout=60_000)
         settle(page)
-        page.get_by_label("Save as a named selection").fill("cards")
+        page.get_by_role("textbox", name="Save as a named selection").fill("cards")
         page.get_by_role("button", name="Save selection").click()
-        page.get_by_text("Saved selection").wait_for(timeout=60_000)
+        page.get_by_text(f"Saved selection “cards” ({want_card} rows)").wait_for(timeout=60_000)
         settle(page)
         shot(page, "3b-map-search")
 
@@ -112,9 +112,11 @@ def test_user_journey_in_a_real_browser(tmp_path):
         assert metric(page, "Excluded · relabelled").startswith("1")
         shot(page, "4-label-issues")
 
-        # 4b. the review queue: keep three flagged rows with the keyboard; the progress line counts them
+        # 4b. the review queue: every labelled row (the journey has one flagged row, decided above); keep three
+        # with the keyboard; the progress line counts them
         page.get_by_role("link", name="Review queue", exact=True).click()
-        progress = page.get_by_text(re.compile(r"^\d+ of [\d,]+ flagged rows? reviewed"))
+        page.get_by_text("Every labelled row, not only the flagged ones").click()
+        progress = page.get_by_text(re.compile(r"^\d+ of [\d,]+ labelled rows? reviewed"))
         progress.wait_for(timeout=120_000)
         settle(page)
         reviewed0, flagged = (int(x.replace(",", "")) for x in re.findall(r"[\d,]+", progress.inner_text())[:2])
@@ -123,7 +125,7 @@ def test_user_journey_in_a_real_browser(tmp_path):
         for i in range(kept):
             page.get_by_role("heading", name="Review queue").click()  # focus the page, not a widget
             page.keyboard.press("k")
-            page.get_by_text(re.compile(rf"^{reviewed0 + i + 1} of [\d,]+ flagged rows? reviewed")).wait_for(
+            page.get_by_text(re.compile(rf"^{reviewed0 + i + 1} of [\d,]+ labelled rows? reviewed")).wait_for(
                 timeout=60_000)
             settle(page)
         assert page.locator('img[src="x"]').count() == 0

@@ -105,3 +105,11 @@ def test_page_reviews_with_keys_and_shows_html_as_text(ws, app_env):
         assert len(d) == 1 and d["action"].iloc[0] == "keep"
     at2 = app_test(PAGE).run()  # a new session resumes after the kept row
     assert at2.progress[0].proto.text.startswith("1 of ") and not at2.exception
+
+
+def test_the_queue_can_take_every_labelled_row(ws):
+    data = li.load(ws.store)
+    flagged = rv.queue(data, "consensus", ws.decisions())
+    every = rv.queue(data, "consensus", ws.decisions(), flagged_only=False)
+    assert len(every) == len(data.frame) > len(flagged)
+    assert list(every["row_id"][:len(flagged)]) == list(flagged["row_id"])  # the flagged rows first

@@ -21,6 +21,7 @@ fails with a clear error and nothing is imported.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -139,14 +140,26 @@ def _set_threads(n: int) -> None:
 
 
 def _write_parts(fn: BatchFn, ck: Checkpoint, batch: dict[str, Any]) -> dict[str, Any]:
+    """Write each batch's part; a CurateError comes back as data (Ray Data would flatten it into a traceback)."""
+    errors = []
     for inp, part in zip(batch["input"], batch["part"]):
-        if not ck.has(part):  # a retried batch may have been finished by its first attempt
-            if not ck.has(str(inp)):
-                raise CurateError(f"A Ray worker on {socket.gethostname()} cannot see the checkpoint {ck.path}",
-                                  "on a cluster of several machines, put checkpoints on storage every node sees: "
-                                  "CURATE_CHECKPOINTS=s3://bucket/path (or a shared folder)")
-            ck.write(str(part), fn(ck.read(str(inp))))
-    return {"part": batch["part"], "rows": batch["rows"]}
+        try:
+            if not ck.has(part):  # a retried batch may have been finished by its first attempt
+                if not ck.has(str(inp)):
+                    raise CurateError(f"A Ray worker on {socket.gethostname()} cannot see the checkpoint {ck.path}",
+                                      "on a cluster of several machines, put checkpoints on storage every node "
+                                      "sees: CURATE_CHECKPOINTS=s3://bucket/path (or a shared folder)")
+                ck.write(str(part), fn(ck.read(str(inp))))
+            errors.append("")
+        except CurateError as e:
+            errors.append(json.dumps([e.message, e.hint]))
+    return {"part": batch["part"], "rows": batch["rows"], "error": errors}
+
+
+def _raise_sent(error: str) -> None:
+    if error:
+        message, hint = json.loads(error)
+        raise CurateError(message, hint)
 
 
 class _ModelWorker:
@@ -166,11 +179,14 @@ def _plain_worker(batch: dict[str, Any], fn: BatchFn, ck: Checkpoint, threads: i
     return _write_parts(fn, ck, batch)
 
 
-def _run_task(fn: TaskFn, task: Task, shared: Any, ck: Checkpoint) -> int:
+def _run_task(fn: TaskFn, task: Task, shared: Any, ck: Checkpoint) -> str:
     name = Checkpoint.task_name(task.key)
-    if not ck.has(name):
-        ck.write(name, fn(task, shared, lambda units: None))
-    return task.units
+    try:
+        if not ck.has(name):
+            ck.write(name, fn(task, shared, lambda units: None))
+    except CurateError as e:  # as data: Ray would wrap it in its own exception type
+        return json.dumps([e.message, e.hint])
+    return ""
 
 
 def _retries(actor: bool) -> dict:
@@ -188,8 +204,8 @@ def _explain(e: BaseException, what: str) -> CurateError:
     while cur is not None and cur not in seen:
         seen.append(cur)
         cur = getattr(cur, "cause", None) or cur.__cause__ or cur.__context__
-    for x in seen:
-        if isinstance(x, CurateError):
+    for x in reversed(seen):  # raised on the driver side of Ray (workers send theirs back as data)
+        if type(x) is CurateError:
             return x
     for x in seen:
         if isinstance(x, ModuleNotFoundError) or "No module named" in str(x):
@@ -270,6 +286,7 @@ class RayExecutor(LocalExecutor):
                                      num_cpus=self.cpus_per_worker, **_retries(actor=False))
             try:
                 for row in out.iter_rows():
+                    _raise_sent(row["error"])
                     tracker.add(int(row["rows"]))
             except CurateError:
                 raise
@@ -296,13 +313,13 @@ class RayExecutor(LocalExecutor):
                     ready, _ = ray.wait(list(pending), num_returns=1)
                     for ref in ready:
                         t = pending.pop(ref)
-                        ray.get(ref)
+                        _raise_sent(ray.get(ref))
                         tracker.add(t.units, message=f"{t.label} done" if t.label else None)
-            except CurateError:
-                raise
-            except Exception as e:
+            except BaseException as e:
                 for ref in pending:
                     ray.cancel(ref, force=True)
+                if isinstance(e, CurateError) or not isinstance(e, Exception):
+                    raise
                 raise _explain(e, _what(fn)) from None
         return [Checkpoint.task_name(t.key) for t in tasks]
 

@@ -236,3 +236,20 @@ def test_device_is_not_part_of_a_run_key(tmp_path):
         with pytest.raises(CurateError, match="Unknown device 'tpu'"):
             ws.run(["textstats"], device="tpu")
 
+
+
+class Refuses:
+    """A batch function that raises a user-facing error inside the worker."""
+
+    def __call__(self, t: pa.Table) -> pa.Table:
+        raise CurateError("row 7 has no text", "fix the file")
+
+
+def test_a_curate_error_in_a_worker_reaches_the_user_as_it_was_raised(tmp_path, cluster):
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ck, batches = _batches(tmp_path)
+    with pytest.raises(CurateError) as e:
+        _executor(cluster).map_batches(Refuses(), batches, ck, Tracker(None, 40))
+    assert type(e.value) is CurateError and str(e.value) == "row 7 has no text (fix the file)"

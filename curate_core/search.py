@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -145,10 +146,11 @@ def _vectors(store: Store) -> tuple[np.ndarray, np.ndarray]:
     norms = np.linalg.norm(vecs, axis=1, keepdims=True)
     vecs = (vecs / np.where(norms > 0, norms, 1)).astype(np.float32)
     folder.mkdir(exist_ok=True)
-    for old in folder.glob("search-*.npy"):  # vectors of earlier embed runs
-        old.unlink(missing_ok=True)
-    for f, arr in ((vec_f, vecs), (ids_f, ids)):
-        tmp = f.with_suffix(".tmp.npy")
+    for old in folder.glob("search-*.npy"):  # vectors of earlier embed runs (not this one's, another process may
+        if run["run_key"] not in old.name:  # be writing them right now)
+            old.unlink(missing_ok=True)
+    for f, arr in ((ids_f, ids), (vec_f, vecs)):  # the vectors last: they are what "ready" is checked by
+        tmp = f.with_name(f".{f.stem}.{os.getpid()}.tmp.npy")
         np.save(tmp, arr)
         tmp.replace(f)
     return ids, vecs

@@ -67,7 +67,8 @@ def make_embedder(params: dict, corpus_key: str = "") -> Embedder:
     return _EMBEDDERS[name].from_params(params, corpus_key)
 
 
-def _normalise(v: np.ndarray) -> np.ndarray:
+def normalise(v: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as float32: what cosine similarity wants."""
     v = np.asarray(v, dtype=np.float32)
     norms = np.linalg.norm(v, axis=1, keepdims=True)
     return v / np.maximum(norms, 1e-12)
@@ -202,7 +203,7 @@ class TfidfSVD:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if self._vec is None:
             raise RuntimeError("TfidfSVD.encode before fit")
-        return _normalise(self._svd.transform(self._vec.transform(list(texts))))
+        return normalise(self._svd.transform(self._vec.transform(list(texts))))
 
 
 # -------------------------------------------------------------------------------------- precomputed
@@ -292,7 +293,7 @@ def read_precomputed(store: Store, column: str | None = None) -> tuple[np.ndarra
     if zero.size:
         raise CurateError(f"{zero.size:,} vectors are all zeros (e.g. row ids {row_ids[zero[:5]].tolist()})",
                           "a zero vector has no direction; drop those rows or give real vectors")
-    return row_ids, _normalise(m)
+    return row_ids, normalise(m)
 
 
 def _columns_matrix(batch: pa.Table, cols: list[str]) -> np.ndarray:

@@ -81,16 +81,14 @@ def reasons(row: pd.Series, summaries: dict) -> list[str]:
 
 
 def _probs(store: Store, row_id: int, classes: list[str], label: str, suggested: str | None) -> tuple:
-    from .dynamics import probe_probs
-
-    try:
-        ids, probs = probe_probs(store)
-    except CurateError:
+    """The probe's out-of-fold probability of the given and the suggested label (one row read, not the table:
+    the page redraws on every key)."""
+    if not store.table_exists("probe_probs"):
         return None, None
-    hit = np.flatnonzero(ids == row_id)
-    if not hit.size:
+    hit = store.query("SELECT probs FROM probe_probs WHERE row_id = ?", [int(row_id)])
+    if hit.num_rows == 0:
         return None, None
-    p = probs[hit[0]]
+    p = hit.column("probs")[0].as_py()
     at = {c: i for i, c in enumerate(classes)}
     pick = lambda c: float(p[at[c]]) if c in at and at[c] < len(p) else None  # noqa: E731
     return pick(label), pick(suggested) if suggested else None

@@ -33,12 +33,16 @@ class Params:
         return f"${name}"
 
 
+def keyword_terms(query: str) -> list[str]:
+    """The terms of a keyword search: whitespace-separated, lower-cased, each once, in order."""
+    return list(dict.fromkeys(t.lower() for t in query.split()))
+
+
 def match_sql(query: str, mode: str, p: Params, text: str = "text") -> str:
     """SQL that is TRUE when *text* matches the search: ``keyword`` = every whitespace-separated term occurs,
     any case; ``regex`` = RE2 ``regexp_matches``. The one definition for ``curate search`` and recipe steps."""
     if mode == "keyword":
-        terms = list(dict.fromkeys(t.lower() for t in query.split()))
-        return " AND ".join(f"contains(lower({text}), {p(t)})" for t in terms) or "FALSE"
+        return " AND ".join(f"contains(lower({text}), {p(t)})" for t in keyword_terms(query)) or "FALSE"
     if mode == "regex":
         return f"regexp_matches({text}, {p(query)})"
     raise ValueError(f"unknown match mode {mode!r}")

@@ -24,7 +24,8 @@ import pandas as pd
 from .errors import CurateError, choices
 from .recipes.model import OPS, _parse_filter
 from .recipes.source import source
-from .rules import Params, check_regex, filter_fails, match_sql
+from .embedders import normalise
+from .rules import Params, check_regex, filter_fails, keyword_terms, match_sql
 from .store import Store
 
 MODES = ("keyword", "regex", "semantic")
@@ -83,7 +84,7 @@ def _where_sql(store: Store, where: Sequence[dict], p: Params) -> tuple[str, str
 
 
 def _terms(query: str) -> list[str]:
-    terms = list(dict.fromkeys(t.lower() for t in query.split()))
+    terms = keyword_terms(query)
     if not terms:
         raise CurateError("The keyword query is empty", "type one or more words")
     return terms
@@ -143,8 +144,7 @@ def _vectors(store: Store) -> tuple[np.ndarray, np.ndarray]:
     if vec_f.exists() and ids_f.exists():
         return np.load(ids_f), np.load(vec_f, mmap_mode="r")
     ids, vecs = embeddings(store)
-    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-    vecs = (vecs / np.where(norms > 0, norms, 1)).astype(np.float32)
+    vecs = normalise(vecs)
     folder.mkdir(exist_ok=True)
     for old in folder.glob("search-*.npy"):  # vectors of earlier embed runs (not this one's, another process may
         if run["run_key"] not in old.name:  # be writing them right now)
@@ -219,8 +219,7 @@ def semantic(store: Store, query: str | None = None, like: str | None = None, k:
     else:
         if not query or not query.strip():
             raise CurateError("The semantic query is empty", "type a sentence, e.g. --query 'I lost my card'")
-        q = np.asarray(query_embedder(store).encode([query])[0], np.float32)
-        q /= max(float(np.linalg.norm(q)), 1e-12)
+        q = normalise(query_embedder(store).encode([query]))[0]
     allowed = _allowed(store, where)
     allowed_pos = None if allowed is None else np.searchsorted(ids, allowed[np.isin(allowed, ids)])
     pos, sims = top_k(vecs, q, k, allowed_pos, exclude)

@@ -131,12 +131,12 @@ def connect(address: str | None = "local", num_cpus: int | None = None) -> Any:
 
 # ------------------------------------------------------------------------------------------- workers
 def _set_threads(n: int) -> None:
-    """One worker's compute threads = the CPUs Ray gave it (torch would otherwise take every core of the node)."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a requirement
-        return
-    torch.set_num_threads(max(1, int(n)))
+    """One worker's torch threads = the CPUs Ray gave it (torch would otherwise take every core of the node).
+    Only where torch is loaded already (a model's setup loads it): a text-statistics worker does not pay for
+    importing it."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(max(1, int(n)))
 
 
 def _write_parts(fn: BatchFn, ck: Checkpoint, batch: dict[str, Any]) -> dict[str, Any]:
@@ -166,9 +166,9 @@ class _ModelWorker:
     """An actor of the pool: loads the batch function's model once, then writes one part per call."""
 
     def __init__(self, fn: BatchFn, ck: Checkpoint, threads: int) -> None:
-        _set_threads(threads)
         self.fn, self.ck = fn, ck
         fn.setup()  # type: ignore[attr-defined]
+        _set_threads(threads)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         return _write_parts(self.fn, self.ck, batch)

@@ -13,7 +13,7 @@ from curate_core import CurateError, Workspace
 from curate_core import labelissues as li
 from curate_core.pipeline import plan
 
-from . import charts, runner, state
+from . import charts, layout, runner, state
 from .text import md, md_message, plural
 
 TABLE_ROWS = 500  # rows the suspects table shows (filters narrow the rest)
@@ -31,6 +31,20 @@ def _data_key(ws: Workspace) -> str:
 @st.cache_data(show_spinner="Loading the label scores …", max_entries=4)
 def _load(path: str, key: str) -> li.LabelData:
     return li.load(state.open_workspace(path).store)
+
+
+def require_data(ws: Workspace, what: str, needs: str) -> li.LabelData:
+    """The label scores for a page about them, or the page stops saying what is missing: the scores stage
+    (with its run button) or usable labels. *what* names the page ("Label issues"), *needs* starts the
+    sentence about labels ("Label issues need")."""
+    if not layout.stage_gate(ws, ["scores"], what):
+        st.stop()
+    data = load(ws)
+    if data.missing:
+        st.info(f"{data.missing} {needs} a label column with at least two classes and two rows per class.",
+                icon=":material/info:")
+        st.stop()
+    return data
 
 
 def load(ws: Workspace) -> li.LabelData:

@@ -6,13 +6,7 @@ import streamlit as st
 from curate_ui import labelview, layout
 
 ws = layout.require_workspace("Label issues", ":material/label:")
-if not layout.stage_gate(ws, ["scores"], "Label issues"):
-    st.stop()
-data = labelview.load(ws)
-if data.missing:
-    st.info(data.missing + " Label issues need a label column with at least two classes and two rows per class.",
-            icon=":material/info:")
-    st.stop()
+data = labelview.require_data(ws, "Label issues", "Label issues need")
 
 labelview.flash()
 decisions = ws.decisions()  # the decisions in force, read once for the metrics and the suspects table

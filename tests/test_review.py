@@ -113,3 +113,15 @@ def test_the_queue_can_take_every_labelled_row(ws):
     every = rv.queue(data, "consensus", ws.decisions(), flagged_only=False)
     assert len(every) == len(data.frame) > len(flagged)
     assert list(every["row_id"][:len(flagged)]) == list(flagged["row_id"])  # the flagged rows first
+
+
+def test_both_label_pages_say_why_there_is_nothing_without_labels(tmp_path, app_env):
+    df = labeldata.frame().drop(columns=["label", "true_label"])
+    with Workspace(tmp_path / "w") as w:
+        w.ingest(df, id="id")
+        w.run(["scores"], params=labeldata.params())
+    app_env(tmp_path / "w")
+    for page, who in ((PAGE, "The review queue needs"), ("pages/2_Label_issues.py", "Label issues need")):
+        at = app_test(page).run()
+        assert not at.exception, at.exception
+        assert any(f"{who} a label column with at least two classes" in i.value for i in at.info), page

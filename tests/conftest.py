@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import pytest
@@ -68,3 +72,16 @@ def app_test(script: str, timeout: float = 60):
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(str(REPO / script), default_timeout=timeout)
+
+
+def kill_9_when(proc, ready: Callable[[], bool], timeout: float = 120.0) -> bool:
+    """Wait until ``ready()`` (or *timeout*, or the process ends), then SIGKILL *proc* and reap it: how the
+    resume tests kill a run midway. Returns whether it was still running when killed."""
+    deadline = time.monotonic() + timeout
+    while not ready() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    alive = proc.poll() is None
+    if alive:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return alive

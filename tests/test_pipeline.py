@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +13,7 @@ import pytest
 from curate_core import CurateError, Workspace
 from curate_core import pipeline
 
-from .conftest import REPO, write_csv
+from .conftest import REPO, kill_9_when, write_csv
 
 
 def test_run_records_and_reuses(ws, small_csv):
@@ -163,11 +161,7 @@ def test_kill_9_midway_then_resume_equals_uninterrupted(tmp_path):
     proc = subprocess.Popen([*cli, "run", "--workspace", str(tmp_path / "killed"), "--stages", "textstats", *args],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ck_root = tmp_path / "killed" / "checkpoints" / "textstats"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(ck_root.glob("*/part-*.parquet"))) < 4:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_9_when(proc, lambda: len(list(ck_root.glob("*/part-*.parquet"))) >= 4)
     parts_before = len(list(ck_root.glob("*/part-*.parquet")))
     assert 4 <= parts_before < 20, "the run was not killed midway"
 

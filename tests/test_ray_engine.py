@@ -9,7 +9,6 @@ case); the cluster is started once for the module and stopped in a ``finally``. 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +24,8 @@ from curate_core import CurateError, Workspace
 from curate_core.execution import Checkpoint, Tracker, snapshot_table
 from curate_core.scoring import score_columns
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import REPO, kill_9_when
+
 RAY = str(Path(sys.executable).with_name("ray"))
 CLI = [sys.executable, "-m", "curate_core"]
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
@@ -128,11 +128,7 @@ def test_driver_killed_during_a_ray_run_resumes_on_either_engine(tmp_path, clust
                              "--ray-address", cluster], cwd=REPO, env={**ENV, "CURATE_DEBUG_BATCH_DELAY": "0.4"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     root = tmp_path / "killed" / "checkpoints" / "textstats"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(root.glob("*/part-*.parquet"))) < 3:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_9_when(proc, lambda: len(list(root.glob("*/part-*.parquet"))) >= 3)
     time.sleep(2)  # a batch a worker had started may still land (whole, or not at all)
     before = len(list(root.glob("*/part-*.parquet")))
     assert 3 <= before < 20, "the run was not killed midway"

@@ -6,7 +6,8 @@ Label-noise scores need two things from a classifier (see DESIGN.md, science):
   probabilities come from the probe trained on the other K−1 folds, so a row never grades its own label.
 * **Training dynamics** (AUM, data maps, EL2N, forgetting): the logits of every training row *while it is
   trained on*, epoch by epoch. They come from ``threshold_runs`` runs on all labelled rows; in each run a
-  different random ~N/(C+1) rows are moved to a fake extra class (Pleiss et al. 2020, "threshold samples").
+  different random ~N/(C+1) rows (at most 10 %, see MAX_THRESHOLD_FRAC) are moved to a fake extra class (Pleiss
+  et al. 2020, "threshold samples").
   The threshold samples' AUM gives the cutoff below which a row is likely mislabelled; every row keeps its
   own label in at least one run, and its dynamics scores average the runs in which it did.
 
@@ -46,6 +47,7 @@ from .errors import CurateError, choices
 from .columns import Table
 from .embed import embeddings, fixed_list, vec_array
 from .execution import Task
+from .features import Stacked, candidates, choose, issparse, mean_square, oof_quality, stack, tfidf_matrix
 from .labels import check_judgeable, encode_labels
 from .resources import resource
 from .stage import Option, StageContext, stage
@@ -152,10 +154,51 @@ class EpochStats:
         return out
 
 
-def feature_scale(x: np.ndarray) -> float:
-    """Factor that makes the mean squared feature 1 (√d for unit-norm vectors)."""
-    ms = float(np.mean(np.square(x, dtype=np.float64))) if x.size else 1.0
+def feature_scale(x) -> float:
+    """Factor that makes the mean squared feature 1 (√d for unit-norm vectors; for a sparse matrix, of its
+    stored entries — see :func:`curate_core.features.mean_square`)."""
+    ms = mean_square(x)
     return 1.0 / math.sqrt(ms) if ms > 0 else 1.0
+
+
+def _tensor(x):
+    """float32 torch tensor of dense rows; a sparse CSR tensor of a scipy sparse matrix; a (dense, sparse) pair of
+    :class:`~curate_core.features.Stacked` features."""
+    import torch
+
+    if isinstance(x, Stacked):
+        return _tensor(x.dense), _tensor(x.sparse)
+    if not issparse(x):
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    x = x.tocsr()
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": matmul with a dense weight is all we use
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(torch.from_numpy(x.indptr.astype(np.int64)),
+                                       torch.from_numpy(x.indices.astype(np.int64)),
+                                       torch.from_numpy(np.asarray(x.data, dtype=np.float32)), size=x.shape)
+
+
+def _forward(model, xb):
+    """model(xb), also for sparse or stacked inputs: the first layer as (sparse) matrix products with slices of its
+    weight — autograd handles sparse @ dense, and nothing is densified."""
+    import torch
+
+    if not isinstance(xb, tuple) and xb.layout != torch.sparse_csr:
+        return model(xb)
+    first = model if isinstance(model, torch.nn.Linear) else model[0]
+    if isinstance(xb, tuple):
+        d = xb[0].shape[1]
+        h = xb[0] @ first.weight[:, :d].t() + xb[1] @ first.weight[:, d:].t() + first.bias
+    else:
+        h = xb @ first.weight.t() + first.bias
+    return h if first is model else model[1:](h)
+
+
+def _rows(x, xt, b):
+    """The batch *b* (a torch index tensor) of features *x* as the model's input (*xt*: the full tensor)."""
+    if isinstance(x, Stacked) or issparse(x):
+        return _tensor(x[b.numpy()])
+    return xt[b]
 
 
 def _build(cfg: ProbeConfig, d: int, n_out: int, seed: int):
@@ -193,7 +236,7 @@ def train_probe(x: np.ndarray, y: np.ndarray, n_out: int, cfg: ProbeConfig, seed
 
     n, d = x.shape
     model, g = _build(cfg, d, n_out, seed)
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    xt = _tensor(x)
     yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg.lr))
     weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
@@ -205,7 +248,8 @@ def train_probe(x: np.ndarray, y: np.ndarray, n_out: int, cfg: ProbeConfig, seed
         order = torch.randperm(n, generator=g) if bs < n else torch.arange(n)
         for lo in range(0, n, bs):
             b = order[lo: lo + bs]
-            logits = model(xt[b])
+            xb = xt if bs >= n else _rows(x, xt, b)  # full batch: the rows in order
+            logits = _forward(model, xb)
             loss = torch.nn.functional.cross_entropy(logits, yt[b])
             if cfg.l2:
                 loss = loss + 0.5 * float(cfg.l2) * sum((w * w).sum() for w in weights)
@@ -221,7 +265,7 @@ def train_probe(x: np.ndarray, y: np.ndarray, n_out: int, cfg: ProbeConfig, seed
     probs = None
     if x_eval is not None:
         with torch.no_grad():
-            probs = torch.softmax(model(torch.from_numpy(np.ascontiguousarray(x_eval, dtype=np.float32))), 1).numpy()
+            probs = torch.softmax(_forward(model, _tensor(x_eval)), 1).numpy()
     return stats, probs
 
 
@@ -239,9 +283,16 @@ def fold_indices(y: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
         return [test for _, test in skf.split(np.zeros(len(y)), y)]
 
 
+#: Largest share of the rows moved to the fake class in one threshold run. The paper's N/(C+1) is a third of the
+#: data for two classes: the probe then learns the fake class as a real one (memorises it), the threshold samples'
+#: AUM rises and so does the cutoff (SMS Spam, 10 % flips: 1,120 rows flagged for 557 flips; capped at 10 %: 597).
+MAX_THRESHOLD_FRAC = 0.1
+
+
 def threshold_sets(n: int, n_classes: int, runs: int, seed: int, frac: float | None = None) -> list[np.ndarray]:
-    """Disjoint random index sets, one per run, each of ~n/(C+1) rows (or frac·n) to move to the fake class."""
-    size = int(round(n * frac)) if frac else int(round(n / (n_classes + 1)))
+    """Disjoint random index sets, one per run, each of ~n/(C+1) rows but at most MAX_THRESHOLD_FRAC·n (or
+    frac·n when given) to move to the fake class."""
+    size = int(round(n * frac)) if frac else int(round(n * min(1.0 / (n_classes + 1), MAX_THRESHOLD_FRAC)))
     size = max(1, size)
     if runs < 1:
         return []
@@ -526,7 +577,7 @@ def config_dict(cfg: ProbeConfig) -> dict:
 # ------------------------------------------------------------------------------------------- stage
 PROBE_DEFAULTS = {
     "model": "linear", "hidden": 256, "epochs": 60, "lr": 0.03, "l2": 0.01, "batch_size": 0, "seed": 0,
-    "folds": 5, "threshold_runs": 2, "threshold_frac": None, "threads": 1,
+    "folds": 5, "threshold_runs": 2, "threshold_frac": None, "threads": 1, "features": "auto",
     # imported predictions (see import_params): file paths, their hashes, the files' class order
     "probs_file": None, "probs_sha256": None, "logits_file": None, "logits_sha256": None,
     "ids_file": None, "ids_sha256": None, "classes": None,
@@ -567,6 +618,39 @@ def _features(store, row_ids: np.ndarray) -> np.ndarray:
     return x * np.float32(feature_scale(x))
 
 
+class FeatureSets:
+    """The probe's inputs by name (``embedding``, ``tfidf``, ``both``; see curate_core.features), built on first
+    use: a resumed run whose parts are all there builds none."""
+
+    def __init__(self, store, row_ids: np.ndarray, seed: int) -> None:
+        self.store, self.row_ids, self.seed = store, row_ids, seed
+        self._built: dict = {}
+
+    def __getitem__(self, name: str):
+        if name not in self._built:
+            if name == "embedding":
+                self._built[name] = _features(self.store, self.row_ids)
+            elif name == "tfidf":
+                texts = self.store.sample_frame(["row_id", "text"], self.row_ids.tolist())  # row_id order, as ours
+                if not np.array_equal(texts["row_id"].to_numpy(np.int64), self.row_ids):
+                    raise CurateError("Rows changed while the probe stage ran", "run the probe stage again")
+                self._built[name] = tfidf_matrix(texts["text"].tolist(), self.seed)
+            else:
+                self._built[name] = stack(self["embedding"], self["tfidf"])
+        return self._built[name]
+
+    def subset(self, names) -> dict:
+        return {k: self[k] for k in names}
+
+
+def _fold_quality(ck, names: list[str], row_ids: np.ndarray, y: np.ndarray) -> dict:
+    """Out-of-fold accuracy and log-loss of one feature set's fold parts."""
+    t = pa.concat_tables([ck.read(n) for n in names])
+    probs = np.empty((len(y), fixed_list(t.column("probs")).shape[1]), np.float32)
+    probs[np.searchsorted(row_ids, t.column("row_id").to_numpy())] = fixed_list(t.column("probs"))
+    return oof_quality(y, probs)
+
+
 def _params_from_options(values: dict) -> dict:
     """`run --pred-probs/--pred-logits/--pred-ids/--pred-classes/--probe-model` → probe parameters."""
     out: dict = {}
@@ -596,9 +680,10 @@ OPTIONS = (
 
 @dataclass(frozen=True)
 class ProbeTask:
-    """Task function of the probe stage. ``("fold", k)``: train on the other folds, predict fold k (out-of-fold
-    probabilities); ``("threshold", r)``: train on every labelled row with threshold set r moved to a fake extra
-    class, recording each row's per-epoch statistics. Shared data: x, y, row_ids, folds, thresholds."""
+    """Task function of the probe stage. ``("fold", features, k)``: train on the other folds, predict fold k
+    (out-of-fold probabilities); ``("threshold", features, r)``: train on every labelled row with threshold set r
+    moved to a fake extra class, recording each row's per-epoch statistics. Shared data: x (feature set name →
+    features), y, row_ids, folds, thresholds."""
 
     cfg: ProbeConfig
     n_classes: int
@@ -607,8 +692,8 @@ class ProbeTask:
     def __call__(self, task: Task, shared: dict, report: Callable[[int], None]) -> pa.Table:
         import torch
 
-        x, y, row_ids, C, cfg = shared["x"], shared["y"], shared["row_ids"], self.n_classes, self.cfg
-        kind, i = task.arg
+        kind, features, i = task.arg
+        x, y, row_ids, C, cfg = shared["x"][features], shared["y"], shared["row_ids"], self.n_classes, self.cfg
         old = torch.get_num_threads()
         torch.set_num_threads(max(1, int(self.threads)))  # 1 thread: bit-identical reruns and resumes
         try:
@@ -627,7 +712,7 @@ class ProbeTask:
             torch.set_num_threads(old)
 
 
-@stage("probe", version="1", title="Probe classifier (out-of-fold probabilities, training dynamics)",
+@stage("probe", version="2", title="Probe classifier (out-of-fold probabilities, training dynamics)",
        requires=("embed",), outputs=(Table("probe_probs", features=False), Table("probe_epochs", features=False)),
        defaults=PROBE_DEFAULTS, options=OPTIONS, apply_options=_params_from_options)
 def run_probe(ctx: StageContext) -> dict:
@@ -655,17 +740,34 @@ def run_probe(ctx: StageContext) -> dict:
         raise CurateError("threshold_runs must be 0 (no training dynamics) or at least 2; got 1",
                           "with one run, the rows moved to the fake class get no AUM or data-map scores at all")
     thr_sets = threshold_sets(len(y), C, R, cfg.seed, p.get("threshold_frac"))
-    tasks = ([Task(f"fold-{k:02d}", f"fold {k + 1}/{len(folds)}", E, ("fold", k)) for k in range(len(folds))]
-             + [Task(f"threshold-{r:02d}", f"threshold run {r + 1}/{R}", E, ("threshold", r)) for r in range(R)])
+    requested = str(p.get("features") or "auto")
+    tried = candidates(requested) if folds else ()  # validates the name either way
+    named = (lambda f, what: f"{f}: {what}") if len(tried) > 1 else (lambda f, what: what)  # progress labels
+    fold_tasks = {f: [Task(f"fold-{f}-{k:02d}", named(f, f"fold {k + 1}/{len(folds)}"), E, ("fold", f, k))
+                      for k in range(len(folds))] for f in tried}
     ck = ctx.checkpoint
-    names: list[str] = []
-    if tasks:
-        todo = not all(ck.has(ck.task_name(t.key)) for t in tasks)  # a resumed run with every part needs no features
-        shared = {"x": _features(store, row_ids) if todo else None, "y": y, "row_ids": row_ids, "folds": folds,
-                  "thresholds": thr_sets}
-        names = ctx.executor.tasks(ProbeTask(cfg, C, int(p.get("threads") or 1)), tasks, ck,
-                                   ctx.tracker(len(tasks) * E), shared)
+    sets = FeatureSets(store, row_ids, cfg.seed)
+    fn = ProbeTask(cfg, C, int(p.get("threads") or 1))
+    tracker = ctx.tracker((sum(len(t) for t in fold_tasks.values()) + R) * E, unit="epochs")
+    shared = {"y": y, "row_ids": row_ids, "folds": folds, "thresholds": thr_sets}
+
+    def run_tasks(tasks: list[Task]) -> list[str]:
+        missing = sorted({t.arg[1] for t in tasks if not ck.has(ck.task_name(t.key))})
+        return ctx.executor.tasks(fn, tasks, ck, tracker, {**shared, "x": sets.subset(missing)})
+
+    fold_names = {f: run_tasks(ts) for f, ts in fold_tasks.items()}  # every candidate's folds, then choose
+    quality = {f: _fold_quality(ck, names, row_ids, y) for f, names in fold_names.items()}
+    if quality:
+        chosen, why = choose(quality)
     else:
+        candidates(requested)
+        chosen = "embedding" if requested == "auto" else requested
+        why = f"predicted probabilities were imported: the threshold runs train on features={chosen}"
+    names = list(fold_names.get(chosen, []))
+    if R:
+        names += run_tasks([Task(f"threshold-{r:02d}", named(chosen, f"threshold run {r + 1}/{R}"), E,
+                                 ("threshold", chosen, r)) for r in range(R)])
+    if not fold_tasks and not R:
         ctx.progress(0, 1)
     prob_parts, epoch_parts = names[:len(folds)], names[len(folds):]
     if imp_probs is not None:
@@ -682,6 +784,7 @@ def run_probe(ctx: StageContext) -> dict:
         "probs": "imported" if imp_probs is not None else f"{len(folds)}-fold out-of-fold",
         "dynamics": "imported" if imp_logits is not None else f"{R} threshold runs",
         "threshold_samples": int(sum(len(t) for t in thr_sets)), "config": config_dict(cfg),
+        "features": {"chosen": chosen, "why": why, "candidates": quality},
     }
     with store.transaction() as cur:  # the outputs and the summary that describes them, together
         write_probe(cur, ck.parts(prob_parts).source(), ck.parts(epoch_parts).source() if epoch_parts else None,

@@ -17,6 +17,7 @@ from .errors import CurateError, choices
 from .scores import registry
 from .scores.base import ordered
 from .scores.consensus import FLAGS
+from .scores.label_quality import RATE_WARN
 from .recipes.draft import RecipeDraft
 from .recipes.model import DRAFT  # noqa: F401 - the page and tests read li.DRAFT
 from .store import Store
@@ -75,6 +76,48 @@ def _skip_reason(store: Store) -> str:
     if reason:
         return f"The label-noise scores were skipped: {reason}."
     return "The label-noise scores have not been computed yet."
+
+
+# ------------------------------------------------------------------------------- flag-rate sanity
+def flag_report(summaries: dict[str, dict]) -> dict[str, dict]:
+    """Per label-noise method (by its flag column): how many rows it flags, the flag rate next to confident
+    learning's estimated noise rate, and whether its calibration held (``info --json`` and the page)."""
+    out = {}
+    for name in LABEL_SCORES:
+        s = summaries.get(name) or {}
+        col = s.get("flag_column")
+        if col in FLAGS:
+            out[col] = {"method": FLAGS[col], "flagged": s.get("flagged"), "flag_rate": s.get("flag_rate"),
+                        "estimated_noise_rate": s.get("estimated_noise_rate"),
+                        "over_estimate": s.get("over_estimate", False),
+                        **({"calibration": s["calibration"]} if "calibration" in s else {})}
+    return out
+
+
+def flag_warnings(summaries: dict[str, dict]) -> list[str]:
+    """What a person should know before trusting the flags: a failed calibration (and its fallback), and any
+    method that flags more than RATE_WARN× the share of labels confident learning estimates to be wrong."""
+    out = []
+    for col, r in flag_report(summaries).items():
+        s = next(v for v in summaries.values() if v.get("flag_column") == col)
+        if r.get("calibration") == "failed":
+            out.append(f"{r['method']}: {s['why']}.")
+        elif r.get("over_estimate"):
+            out.append(f"{r['method']} flags {r['flag_rate']:.1%} of the labelled rows, more than {RATE_WARN:g}× the "
+                       f"{r['estimated_noise_rate']:.1%} confident learning estimates to be mislabelled: many of its "
+                       "flags may be the probe's own mistakes; require agreement (consensus ≥ 2) or raise its cutoff.")
+    return out
+
+
+def features_note(probe: dict) -> str:
+    """One line on the probe's features: the one chosen, why, and every candidate's out-of-fold accuracy."""
+    f = probe.get("features") or {}
+    if not f:
+        return ""
+    cand = f.get("candidates") or {}
+    acc = " · ".join(f"{k} {v['oof_accuracy']:.3f}" for k, v in cand.items())
+    return (f"Probe features: `{f.get('chosen')}` ({f.get('why')})"
+            + (f"; out-of-fold accuracy {acc}" if len(cand) > 1 else "") + ".")
 
 
 # ------------------------------------------------------------------------------------------- AUM

@@ -89,7 +89,19 @@ class Workspace:
             "scores": score_columns(self.store),
             "decisions": int(len(self.store.current_decisions())),
             "selections": self.store.selection_names(),
+            **self._label_info(),
         }
+
+    def _label_info(self) -> dict:
+        """The probe's feature choice (per-feature out-of-fold accuracy) and each label flag's rate."""
+        from .labelissues import LABEL_SCORES, flag_report
+
+        probe = self.store.get_summary("probe")
+        if not probe:
+            return {}
+        keep = ("features", "labelled", "probs", "dynamics", "threshold_samples", "skipped")
+        summaries = {n: self.store.get_summary(f"score:{n}") or {} for n in LABEL_SCORES}
+        return {"probe": {k: probe[k] for k in keep if k in probe}, "label_flags": flag_report(summaries)}
 
     # -------------------------------------------------------------------------------- decisions
     def decide(self, row_ids: Sequence[int], action: str, value: str | None = None, reason: str = "") -> int:

@@ -87,7 +87,9 @@ def metrics(data: li.LabelData, decisions: pd.DataFrame) -> None:
     cfg = probe.get("config", {})
     st.caption(f"Probabilities: {probe.get('probs', '?')}; training dynamics: {probe.get('dynamics', '?')}; "
                f"probe: {cfg.get('model', '?')}, {probe.get('epochs', '?')} epochs on {probe.get('labelled', 0):,} "
-               "labelled rows. Unlabelled rows are not scored.")
+               "labelled rows. Unlabelled rows are not scored. " + md_message(li.features_note(probe)))
+    for w in li.flag_warnings(data.summaries):
+        st.warning(md_message(w), icon=":material/warning:")
 
 
 # --------------------------------------------------------------------------------------------- AUM
@@ -209,6 +211,8 @@ def consensus_panel(ws: Workspace, data: li.LabelData) -> None:
     if not s:
         return
     st.subheader("Consensus of the methods")
+    if s.get("warning"):
+        st.caption(":material/warning: " + md_message(s["warning"]))
     ov = li.overlap_frame(data)
     dist = s.get("distribution", {})
     c1, c2 = st.columns(2)

@@ -13,8 +13,9 @@ from curate_core.dynamics import ProbeData, train_probe, ProbeConfig, threshold_
 
 DIM = 16
 CLASSES = ["billing", "music", "travel", "weather"]
-#: a probe small enough for tests (a few hundred ms per run on one thread)
-FAST = {"epochs": 25, "folds": 3, "lr": 0.05}
+#: a probe small enough for tests (a few hundred ms per run on one thread); on the vectors only: the texts are
+#: placeholders that name the true class (TF-IDF features would read the answer off them)
+FAST = {"epochs": 25, "folds": 3, "lr": 0.05, "features": "embedding"}
 
 
 def frame(n: int = 160, rate: float = 0.1, seed: int = 0, unlabelled: int = 0) -> pd.DataFrame:
@@ -51,13 +52,14 @@ def workspace(path: Path, run: bool = True, df: pd.DataFrame | None = None, **pr
 
 
 def synthetic_probe(n: int = 120, n_classes: int = 4, rate: float = 0.15, seed: int = 0, unlabelled: int = 0,
-                    epochs: int = 12) -> tuple[ProbeData, np.ndarray, np.ndarray]:
+                    epochs: int = 12, threshold_frac: float | None = None,
+                    dim: int = DIM) -> tuple[ProbeData, np.ndarray, np.ndarray]:
     """(ProbeData, given label codes (-1 = unlabelled), flipped mask) without a workspace: out-of-fold-like
     probabilities from noisy blobs and the dynamics of two real threshold runs of a tiny probe."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(n_classes, DIM)) * 1.5
+    centres = rng.normal(size=(n_classes, dim)) * 1.5 * np.sqrt(DIM / dim)
     true = np.arange(n) % n_classes
-    x = (centres[true] + 0.6 * rng.normal(size=(n, DIM))).astype(np.float32)
+    x = (centres[true] + 0.6 * rng.normal(size=(n, dim))).astype(np.float32)
     given = true.copy()
     flip_idx = rng.choice(n - unlabelled, int(round(rate * (n - unlabelled))), replace=False)
     given[flip_idx] = (true[flip_idx] + rng.integers(1, n_classes, len(flip_idx))) % n_classes
@@ -78,7 +80,7 @@ def synthetic_probe(n: int = 120, n_classes: int = 4, rate: float = 0.15, seed: 
     p_gold, p_sq = margin.copy(), margin.copy()
     own = np.zeros((R, n), bool)
     thr = np.zeros((R, n), bool)
-    for r, s in enumerate(threshold_sets(len(lab), n_classes, R, seed)):
+    for r, s in enumerate(threshold_sets(len(lab), n_classes, R, seed, threshold_frac)):
         yy = codes[lab].copy()
         yy[s] = n_classes
         stats, _ = train_probe(x[lab], yy, n_classes + 1, cfg, seed=r)

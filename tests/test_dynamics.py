@@ -106,8 +106,10 @@ def test_threshold_sets_are_disjoint_and_sized_n_over_c_plus_one():
     sets = threshold_sets(780, 77, 3, seed=0)
     assert [len(s) for s in sets] == [10, 10, 10]
     assert len(np.unique(np.concatenate(sets))) == 30
+    # few classes: N/(C+1) would be a third of the rows for two classes, the probe would memorise them
+    assert [len(s) for s in threshold_sets(1000, 2, 2, seed=0)] == [100, 100]
     with pytest.raises(CurateError, match="exceed"):
-        threshold_sets(10, 1, 3, seed=0)
+        threshold_sets(10, 1, 3, seed=0, frac=0.5)
 
 
 # ------------------------------------------------------------------------------------ imported files

@@ -69,13 +69,35 @@ def test_consensus_counts_the_flags_and_reports_overlaps():
     assert m[0, 1] == int((cols["is_label_issue"] & cols["aum_flag"]).sum()) and (np.diag(m) == flags.sum(1)).all()
 
 
-def test_memorised_threshold_samples_cannot_raise_the_cutoff_above_zero():
-    """Tiny data: a probe memorises the threshold samples, their AUM is high; the cutoff stays at 0."""
-    from curate_core.scores.aum import capped
+def test_a_failed_calibration_is_named_and_the_fallback_flags_the_estimated_count():
+    """Memorised threshold samples (cutoff above 0) or a cutoff that flags far more than confident learning
+    estimates are both failures; the fallback flags the k lowest values, never one above the cap."""
+    from curate_core.scores.aum import calibration_problem, lowest_cutoff
 
-    assert capped(-0.7, AUM_CAP, "w", "x") == (-0.7, "w")
-    cut, why = capped(5.9, AUM_CAP, "w", "with an AUM")
-    assert cut == 0.0 and "capped at 0" in why and "5.900" in why
+    values = np.linspace(-1, 1, 101)  # 50 rows below 0
+    assert "memorised" in calibration_problem(5.9, AUM_CAP, values, (10, 0.1), 101)
+    assert "not separated" in calibration_problem(-0.2, AUM_CAP, values, (10, 0.1), 101)  # 40 rows > 2×10
+    assert calibration_problem(-0.7, AUM_CAP, values, (10, 0.1), 101) is None  # 15 rows ≤ 2×10
+    assert calibration_problem(-0.78, AUM_CAP, values, (5, 0.05), 101) is None  # 11 rows: over 2× by < 1 % of rows
+    assert (values < lowest_cutoff(values, 7)).sum() == 7
+    ties = np.array([0.0, 0.0, 1.0, np.nan])
+    assert (ties < lowest_cutoff(ties, 1)).sum() == 2  # ties are flagged together
+    assert (values < lowest_cutoff(values, 0)).sum() == 0
+
+
+def test_a_probe_that_memorises_its_threshold_samples_fails_calibration_and_says_so():
+    """A probe built to fail: half of the rows in each run are threshold samples of a wide, tiny data set."""
+    from curate_core.scores.label_quality import estimated_noise
+
+    probe, codes, _ = labeldata.synthetic_probe(n=60, rate=0.1, epochs=40, threshold_frac=0.45, dim=64)
+    cols, summaries, _ = compute_all(_ctx(probe, codes), only=["aum", "confidence"])
+    n_est = estimated_noise(codes, probe.probs)[0]
+    for score, flag in (("aum", "aum_flag"), ("confidence", "is_hard_to_learn")):
+        s = summaries[score]
+        assert s["calibration"] == "failed" and s["why"].startswith("calibration failed: "), s["why"]
+        assert s["calibration_problem"] and "Fallback" in s["why"]
+        assert cols[flag].sum() <= n_est and s["flagged"] == cols[flag].sum()
+    assert summaries["aum"]["cutoff"] <= AUM_CAP
 
 
 def test_forgetting_events():
@@ -90,8 +112,9 @@ def test_aum_cutoff_is_the_percentile_of_threshold_samples():
     runs = probe.margin.astype(np.float64).mean(axis=1)
     thr = runs[probe.threshold]
     p99 = np.percentile(thr, 99)
-    assert summaries["aum"]["cutoff"] == pytest.approx(min(p99, AUM_CAP))
-    assert ("capped at 0" in summaries["aum"]["why"]) == (p99 > AUM_CAP)
+    assert summaries["aum"]["calibration"] == "ok", summaries["aum"]["why"]
+    assert summaries["aum"]["cutoff"] == pytest.approx(p99)
+    assert summaries["aum"]["flag_rate"] == pytest.approx(cols["aum_flag"].sum() / len(codes), abs=1e-6)
     assert summaries["aum"]["threshold_samples"] == len(thr) == probe.threshold.sum()
     assert np.array_equal(cols["aum_flag"], cols["aum"] < summaries["aum"]["cutoff"])
     ctx.params = {"aum": {"percentile": 50}}

@@ -6,6 +6,13 @@ from *threshold samples*: rows the probe stage moved to a fake extra class (so t
 a row whose AUM is below the ``percentile`` (default 99) of the threshold samples' AUM is flagged. Each row's
 AUM averages the threshold runs in which it kept its own label (see curate_core.dynamics).
 
+**Failed calibration.** The cutoff is only as good as the threshold samples: when the probe memorises them (tiny
+data, many dimensions) their AUM is high and so is the cutoff. The calibration is called failed when the learnt
+cutoff is above 0 (the given label wins on average, so such a row is no suspect) or the flag would mark more than
+2× the share of labels confident learning estimates to be wrong (and at least 1 % of the rows more). Then the
+documented fallback flags the rows with the lowest AUM, as many as confident learning estimates are wrong
+(``cleanlab.count.num_label_issues``) and none with an AUM above 0, and the summary says why (``calibration``).
+
 With imported per-epoch logits there are no threshold samples; the cutoff is then 0 (on average the given
 label was not the model's top class), and the summary says so.
 """
@@ -19,7 +26,7 @@ import numpy as np
 from ..columns import Column
 from ..errors import CurateError
 from .base import Score, ScoreContext, ScoreResult, register
-from .label_quality import probe_dynamics
+from .label_quality import RATE_WARN, estimated_noise, probe_dynamics, rate_summary
 
 
 def per_run_aum(margin: np.ndarray) -> np.ndarray:
@@ -27,19 +34,49 @@ def per_run_aum(margin: np.ndarray) -> np.ndarray:
     return np.asarray(margin, dtype=np.float64).mean(axis=1)
 
 
-#: A cutoff learnt from threshold samples is capped at this AUM. Above 0 the given label wins on average, so the
-#: row does not look mislabelled whatever the threshold samples say: they score that high only when the probe
-#: memorised them, which happens on tiny data (few rows per class, many dimensions). On real data the cutoff is
-#: well below 0 (BANKING77: −0.71) and the cap changes nothing.
+#: A cutoff learnt from threshold samples above this AUM means the calibration failed. Above 0 the given label
+#: wins on average, so the row does not look mislabelled whatever the threshold samples say: they score that high
+#: only when the probe memorised them, which happens on tiny data (few rows per class, many dimensions). On real
+#: data the cutoff is well below 0 (BANKING77: −0.71).
 AUM_CAP = 0.0
 
 
-def capped(cutoff: float, cap: float, why: str, what: str) -> tuple[float, str]:
-    """(min(cutoff, cap), why — with a note when the cap applied)."""
-    if cutoff <= cap:
-        return cutoff, why
-    return cap, (f"{why}; that point ({cutoff:.3f}) is capped at {cap:g}: the probe memorised the threshold "
-                 f"samples (too few rows for a reliable cutoff), and a row {what} above {cap:g} is not flagged")
+def calibration_problem(cutoff: float, cap: float, values: np.ndarray, estimate: tuple[int, float] | None,
+                        n_labelled: int) -> str | None:
+    """Why a cutoff learnt from threshold samples cannot be trusted (None when it can), see the module doc."""
+    if cutoff > cap:
+        return (f"the threshold samples' cutoff ({cutoff:.3f}) is above {cap:g}: the probe memorised them, so "
+                "they do not look mislabelled (too few rows for a reliable cutoff)")
+    if estimate is None:  # no probabilities to compare with
+        return None
+    flagged = int((np.nan_to_num(values, nan=np.inf) < cutoff).sum())
+    n_est, rate_est = estimate
+    if flagged > RATE_WARN * n_est and flagged - RATE_WARN * n_est > 0.01 * n_labelled:
+        return (f"the cutoff {cutoff:.3f} would flag {flagged / max(1, n_labelled):.1%} of the labelled rows, more "
+                f"than {RATE_WARN:g}× the {rate_est:.1%} confident learning estimates to be wrong: the threshold "
+                "samples are not separated from the rest")
+    return None
+
+
+def fallback_cutoff(values: np.ndarray, estimate: tuple[int, float] | None, cap: float) -> float:
+    """The failed calibration's cutoff: the estimated number of lowest values, none above *cap* (only the cap
+    when there is no estimate)."""
+    return cap if estimate is None else min(lowest_cutoff(values, estimate[0]), cap)
+
+
+def fallback_why(problem: str, estimate: tuple[int, float] | None, what: str, cutoff: float, learnt: float) -> str:
+    how = ("none is flagged above the cap" if estimate is None else
+           f"the {estimate[0]:,} rows with the lowest {what} are flagged, as many as confident learning estimates are "
+           "mislabelled")
+    return f"calibration failed: {problem}. Fallback: {how} (cutoff {cutoff:.3f}; the threshold samples gave {learnt:.3f})"
+
+
+def lowest_cutoff(values: np.ndarray, k: int) -> float:
+    """A cutoff that flags the *k* lowest finite values (``values < cutoff``; ties at the k-th value included)."""
+    v = np.sort(values[np.isfinite(values)])
+    if k <= 0 or v.size == 0:
+        return float(v[0]) if v.size else 0.0  # nothing is below the smallest value
+    return float(np.nextafter(v[min(k, v.size) - 1], np.inf))
 
 
 def threshold_cutoff(per_run: np.ndarray, threshold: np.ndarray, percentile: float) -> tuple[float | None, np.ndarray]:
@@ -63,7 +100,7 @@ class AUM(Score):
     topic: str = "label"
     method: str = "AUM"
     direction: str = "higher_better"
-    version: str = "1"
+    version: str = "2"
     nan_policy: str = "unlabelled"
     description: str = ("Mean over training epochs of (assigned-class logit − largest other logit); aum_flag = "
                         "below the 99th percentile of threshold samples' AUM (parameters: percentile, or cutoff to set it by hand).")
@@ -79,6 +116,8 @@ class AUM(Score):
         values = probe.per_run_mean(runs)
         values[codes < 0] = np.nan
         cutoff, thr = threshold_cutoff(runs, probe.threshold, pct)
+        estimate = estimated_noise(codes, probe.probs)
+        problem = None
         manual = p["cutoff"]
         if manual is not None:  # set by hand (the Label issues page's slider)
             cutoff = float(manual)
@@ -90,10 +129,15 @@ class AUM(Score):
         else:
             why = (f"{pct:g}th percentile of the AUM of {thr.size:,} threshold samples (rows moved to a fake class, "
                    f"so surely mislabelled): rows whose AUM is lower look mislabelled too")
-            cutoff, why = capped(cutoff, AUM_CAP, why, "with an AUM")
+            problem = calibration_problem(cutoff, AUM_CAP, values, estimate, int((codes >= 0).sum()))
+            if problem:
+                learnt, cutoff = cutoff, fallback_cutoff(values, estimate, AUM_CAP)
+                why = fallback_why(problem, estimate, "AUM", cutoff, learnt)
         flag = np.nan_to_num(values, nan=np.inf) < cutoff
         return ScoreResult(values, {"aum_flag": flag}, {
             "flagged": int(flag.sum()), "cutoff": cutoff, "percentile": pct, "why": why, "flag_column": "aum_flag",
             "threshold_samples": int(thr.size), "threshold_aum": np.round(thr, 4).tolist(),
             "epochs": int(probe.margin.shape[1]), "runs": int(probe.margin.shape[0]),
+            "calibration": "failed" if problem else "ok", "calibration_problem": problem,
+            **rate_summary(flag, codes, estimate),
         })

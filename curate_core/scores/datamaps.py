@@ -15,11 +15,12 @@ import numpy as np
 
 from ..columns import Column
 from .base import Score, ScoreContext, ScoreResult, register
-from .aum import capped, threshold_cutoff
+from .aum import calibration_problem, fallback_cutoff, fallback_why, threshold_cutoff
+from .label_quality import estimated_noise, probe_dynamics, rate_summary
 
-#: like AUM_CAP: a row whose given label gets on average at least half the probability is not hard to learn
+#: like AUM_CAP: a row whose given label gets on average at least half the probability is not hard to learn; a
+#: cutoff above it means the calibration failed (the same rule and fallback as AUM, see curate_core.scores.aum)
 CONFIDENCE_CAP = 0.5
-from .label_quality import probe_dynamics
 
 
 @register
@@ -36,7 +37,7 @@ class Confidence(Score):
     topic: str = "label"
     method: str = "data maps"
     direction: str = "higher_better"
-    version: str = "1"
+    version: str = "2"
     nan_policy: str = "unlabelled"
     description: str = ("Data maps: mean (confidence) and std (variability) over epochs of the probability of the "
                         "assigned label, fraction of epochs it was the top class (correctness).")
@@ -55,16 +56,23 @@ class Confidence(Score):
             out[key] = v
         pct = float(self.settings(ctx)["percentile"])
         cutoff, thr = threshold_cutoff(conf_runs, probe.threshold, pct)
+        estimate = estimated_noise(codes, probe.probs)
+        problem = None
         if cutoff is None:
             flag = np.zeros(ctx.n, bool)
             why = "no threshold samples (imported logits): no hard-to-learn flag"
         else:
             why = (f"confidence below the {pct:g}th percentile of {thr.size:,} threshold samples' confidence "
                    f"(rows moved to a fake class)")
-            cutoff, why = capped(cutoff, CONFIDENCE_CAP, why, "with a confidence")
+            problem = calibration_problem(cutoff, CONFIDENCE_CAP, out["confidence"], estimate,
+                                          int((codes >= 0).sum()))
+            if problem:
+                learnt, cutoff = cutoff, fallback_cutoff(out["confidence"], estimate, CONFIDENCE_CAP)
+                why = fallback_why(problem, estimate, "confidence", cutoff, learnt)
             flag = np.nan_to_num(out["confidence"], nan=np.inf) < cutoff
         return ScoreResult(out["confidence"], {"variability": out["variability"], "correctness": out["correctness"],
                                                "is_hard_to_learn": flag}, {
             "flagged": int(flag.sum()), "cutoff": cutoff, "percentile": pct, "why": why,
-            "flag_column": "is_hard_to_learn",
+            "flag_column": "is_hard_to_learn", "calibration": "failed" if problem else "ok",
+            "calibration_problem": problem, **rate_summary(flag, codes, estimate),
         })

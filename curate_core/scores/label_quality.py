@@ -41,6 +41,33 @@ def probe_dynamics(ctx: ScoreContext):
     return codes, probe
 
 
+def estimated_noise(codes: np.ndarray, probs: np.ndarray | None) -> tuple[int, float] | None:
+    """(count, share of the labelled rows) of wrong labels as confident learning estimates them from the
+    out-of-fold probabilities (cleanlab ``num_label_issues``, the off-diagonal of the calibrated confident joint):
+    the yardstick every label flag's rate is held against. None without probabilities."""
+    from cleanlab.count import num_label_issues
+
+    lab = codes >= 0
+    if probs is None or not lab.any() or np.isnan(probs[lab]).any():
+        return None
+    count = int(num_label_issues(codes[lab], np.asarray(probs[lab], dtype=np.float64)))
+    return count, count / int(lab.sum())
+
+
+#: a method that flags more than this many times confident learning's estimated noise rate is warned about
+RATE_WARN = 2.0
+
+
+def rate_summary(flag: np.ndarray, codes: np.ndarray, estimate: tuple[int, float] | None) -> dict:
+    """The flag rate next to the estimated noise rate (both shares of the labelled rows), for a flag's summary."""
+    n_lab = max(1, int((codes >= 0).sum()))
+    rate = int(np.asarray(flag, bool).sum()) / n_lab
+    if estimate is None:
+        return {"flag_rate": round(rate, 6)}
+    return {"flag_rate": round(rate, 6), "estimated_noise_rate": round(estimate[1], 6),
+            "estimated_noise": int(estimate[0]), "over_estimate": bool(rate > RATE_WARN * estimate[1])}
+
+
 @register
 @dataclass(frozen=True)
 class LabelQuality(Score):
@@ -98,4 +125,5 @@ class LabelQuality(Score):
                     f"({n_flag / max(1, int(lab.sum())):.1%}); per-class thresholds, no single cutoff"),
             "method": method, "filter_by": filter_by,
             "suggested_differs": int((top != given).sum()),
+            **rate_summary(flag, codes, estimated_noise(codes, probe.probs)),
         })

@@ -43,6 +43,13 @@ c[1].metric("Labels", f"{info['labels']:,}", help=f"{info['labelled_rows']:,} ro
 c[2].metric("Sources", f"{len(info['sources']):,}")
 c[3].metric("Tokens", charts.human(info["tokens"]), help="whitespace-separated words")
 c[4].metric("Decisions", f"{info['decisions']:,}", help="rows with an exclude / relabel / keep decision in force")
+if (long := info.get("long_texts")) and long["long_texts"]:
+    window = f" ({long['window_tokens']:,} tokens)" if long.get("window_tokens") else ""
+    beyond = (f"; {long['beyond_max']:,} need more than that, and only their first {long['max_windows']} windows count"
+              if long["beyond_max"] else "")
+    st.caption(f":material/notes: {long['long_texts']:,} texts are longer than the embedding model's window{window}: "
+               f"each is embedded as the mean of its windows, up to {long['max_windows']}{beyond}. The probe's word "
+               "features (TF-IDF) see every text whole.")
 
 # ----------------------------------------------------------------------------------------- pipeline
 st.subheader("Pipeline")

@@ -3,6 +3,7 @@
     python bench/label_scores.py                    # everything (≈ 10 min on 2 busy cores, most of it MiniLM)
     python bench/label_scores.py --skip-big         # only BANKING77
     python bench/label_scores.py --skip-banking     # only the 100k × 77 timing
+    python bench/label_scores.py --only-real        # only SMS Spam and the long documents (≈ 6 min)
 
 Prints, for 10 % and 20 % uniform flips (curate_core.demo.make_noisy, seed 7):
 * AUROC of every label score against the true flips, precision/recall of the flags;
@@ -10,6 +11,12 @@ Prints, for 10 % and 20 % uniform flips (curate_core.demo.make_noisy, seed 7):
 * the probe stage with torch on 1 and 2 threads (and whether the results are identical);
 * an outcome preview for issue 8: test accuracy of the probe trained on all rows, on the true labels, and on
   rows kept by each flag (share of the noisy→clean gap recovered), on BANKING77's test split.
+On SMS Spam (2 classes) with 10 % and 20 % flips, as a new user runs it (MiniLM, every default): AUROC, P/R/F1
+of every flag, flag rate vs the true rate, and the probe's out-of-fold accuracy per feature set. On long documents
+built from BANKING77 (each 24–36 questions, a third of them of the document's intent, the rest of random other
+intents, so the evidence is spread over 350–550 words, 2–3 MiniLM windows; 10 % flips): out-of-fold accuracy of
+the embedding probe with truncated vs windowed (chunked) embeddings, of each feature set with ``auto``, and of a
+TF-IDF + logistic regression baseline (scikit-learn) on the same folds.
 Then, on synthetic 100k rows × 77 classes × 20 epochs of imported probs/logits: our `scores` stage vs cleanlab
 direct + AUM in numpy on the logits (must be ≤ 1.1×), and the import time.
 
@@ -255,6 +262,113 @@ def big(n: int, C: int, E: int, seed: int = 0, repeat: int = 3) -> None:
     print(f"probe import {n:,} x {C} x {E} epochs (read, validate, per-epoch stats, store): {imp:.2f} s")
 
 
+def flag_lines(tag: str, s: pd.DataFrame, flipped: np.ndarray) -> None:
+    """AUROC of the two main scores; P/R/F1 and flag rate vs the true flip rate of every flag."""
+    print(f"{tag}: AUROC label_quality {auroc(flipped, -s['label_quality'].to_numpy(float)):.4f}, "
+          f"aum {auroc(flipped, -s['aum'].to_numpy(float)):.4f}", flush=True)
+    for f in [*FLAGS, "consensus>=2"]:
+        flag = s["consensus"].to_numpy() >= 2 if f == "consensus>=2" else s[f].to_numpy(bool)
+        tp = int((flag & flipped).sum())
+        p, r = tp / max(1, flag.sum()), tp / max(1, flipped.sum())
+        print(f"{tag}: {f} {pr(flag, flipped)} F1 {2 * p * r / max(1e-9, p + r):.2f}; flag rate "
+              f"{flag.mean():.1%} vs true {flipped.mean():.1%} ({flag.sum() / max(1, flipped.sum()):.2f}x)")
+
+
+def features_line(tag: str, ws: Workspace) -> None:
+    f = ws.store.get_summary("probe")["features"]
+    cand = ", ".join(f"{k} {v['oof_accuracy']:.4f} (log-loss {v['oof_log_loss']:.4f})"
+                     for k, v in f["candidates"].items())
+    print(f"{tag}: probe out-of-fold accuracy per feature set: {cand}; auto chose {f['chosen']}", flush=True)
+
+
+def sms(rate: float, seed: int) -> None:
+    """SMS Spam as a new user runs it: ingest, every default stage but the map, then the flags vs the true flips."""
+    df = pd.read_csv(DATA / "sms_spam" / "sms_spam.csv", dtype=str, keep_default_na=False)
+    noisy = make_noisy(df[["id", "text", "label"]], rate, seed)
+    flipped = (noisy["label"] != noisy["true_label"]).to_numpy()
+    tag = f"sms spam {rate:.0%} flips"
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Workspace(Path(tmp) / "ws")
+        ws.ingest(noisy.drop(columns="true_label"), text="text", label="label", id="id")
+        t = time.time()
+        ws.run(["scores"])
+        print(f"{tag}: embed + probe + scores {time.time() - t:.0f} s", flush=True)
+        s = ws.store.read_table("scores")
+        flag_lines(tag, s, flipped)
+        features_line(tag, ws)
+        ws.close()
+
+
+def long_documents(seed: int, intents: int = 10, per_intent: int = 50) -> pd.DataFrame:
+    """Documents of 24–36 BANKING77 questions: a third of the document's intent, the rest of random others
+    (shuffled), so a model that reads only the start of a document sees a third of its evidence."""
+    train = pd.read_csv(DATA / "banking77" / "train.csv", dtype=str, keep_default_na=False)
+    rng = np.random.default_rng(seed)
+    names = sorted(train["label"].unique())
+    chosen = [names[i] for i in rng.choice(len(names), intents, replace=False)]
+    by = {k: g["text"].tolist() for k, g in train.groupby("label")}
+    rows = []
+    for intent in chosen:
+        for j in range(per_intent):
+            k = int(rng.integers(24, 37))
+            own = k // 3
+            qs = [by[intent][i] for i in rng.choice(len(by[intent]), own, replace=False)]
+            others = [n for n in names if n != intent]
+            for o in rng.choice(len(others), k - own, replace=True):
+                pool = by[others[o]]
+                qs.append(pool[int(rng.integers(len(pool)))])
+            rng.shuffle(qs)
+            rows.append({"id": f"{intent}-{j:03d}", "text": " ".join(qs), "label": intent})
+    return pd.DataFrame(rows)
+
+
+def long_docs(seed: int) -> None:
+    from curate_core.dynamics import fold_indices
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    docs = long_documents(seed)
+    noisy = make_noisy(docs, 0.10, seed)
+    flipped = (noisy["label"] != noisy["true_label"]).to_numpy()
+    words = noisy["text"].str.split().str.len()
+    tag = f"long documents ({len(docs):,} docs, {docs['label'].nunique()} intents, {words.median():.0f} words median, 10 % flips)"
+    with tempfile.TemporaryDirectory() as tmp:
+        acc = {}
+        for windows in (1, 8):
+            ws = Workspace(Path(tmp) / f"ws{windows}")
+            ws.ingest(noisy.drop(columns="true_label"), text="text", label="label", id="id")
+            t = time.time()
+            res = ws.run(["embed"], params={"embed": {"max_windows": windows}})
+            emb_s = time.time() - t
+            ws.run(["scores"], params={"probe": {"features": "embedding"}})
+            f = ws.store.get_summary("probe")["features"]["candidates"]["embedding"]
+            s = ws.store.read_table("scores")
+            acc[windows] = f["oof_accuracy"]
+            summary = res[-1]["summary"]
+            print(f"{tag}: embedding {'truncated (max_windows=1)' if windows == 1 else 'windowed (max_windows=8)'}: "
+                  f"out-of-fold accuracy {f['oof_accuracy']:.4f}, AUROC label_quality "
+                  f"{auroc(flipped, -s['label_quality'].to_numpy(float)):.4f}; embed {emb_s:.0f} s, "
+                  f"{summary.get('long_texts', 0):,} texts longer than the window", flush=True)
+            if windows == 8:
+                ws.run(["scores"], params={"probe": {"features": "auto"}})
+                features_line(tag, ws)
+                flag_lines(tag + " auto", ws.store.read_table("scores"), flipped)
+                chosen = ws.store.get_summary("probe")["features"]
+                auto_acc = chosen["candidates"][chosen["chosen"]]["oof_accuracy"]
+            ws.close()
+    classes = sorted(noisy["label"].unique())
+    y = noisy["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    x = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit_transform(noisy["text"])
+    pred = np.empty(len(y), np.int64)
+    for held in fold_indices(y, 5, 0):  # the probe's own folds
+        train = np.setdiff1d(np.arange(len(y)), held)
+        pred[held] = LogisticRegression(C=10, max_iter=2000).fit(x[train], y[train]).predict(x[held])
+    base = float((pred == y).mean())
+    print(f"{tag}: windowed vs truncated embedding: out-of-fold accuracy {acc[8]:.4f} vs {acc[1]:.4f} "
+          f"(+{acc[8] - acc[1]:.4f}); auto features {auto_acc:.4f} vs baseline TF-IDF + logistic regression "
+          f"(scikit-learn, same folds) {base:.4f}: {auto_acc - base:+.4f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rates", default="0.1,0.2")
@@ -265,7 +379,11 @@ def main() -> None:
     ap.add_argument("--big-classes", type=int, default=77)
     ap.add_argument("--big-epochs", type=int, default=20)
     ap.add_argument("--big-repeat", type=int, default=7, help="timed runs per side (median; sub-second timings)")
+    ap.add_argument("--skip-real", action="store_true", help="skip SMS Spam and the long documents")
+    ap.add_argument("--only-real", action="store_true", help="only SMS Spam and the long documents")
     a = ap.parse_args()
+    if a.only_real:
+        a.skip_banking = a.skip_big = True
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
@@ -278,6 +396,10 @@ def main() -> None:
         test, tvecs = minilm("test")
         for i, rate in enumerate(float(r) for r in a.rates.split(",")):
             banking(rate, a.seed, train, vecs, test, tvecs, threads=i == 0, outcome=True)
+    if not a.skip_real:
+        for rate in (0.1, 0.2):
+            sms(rate, 13)
+        long_docs(a.seed)
     if not a.skip_big:
         big(a.big_rows, a.big_classes, a.big_epochs, repeat=a.big_repeat)
     print(f"load: {load()}", flush=True)

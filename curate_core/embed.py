@@ -33,7 +33,11 @@ EMBEDDERS = names()
 
 # --------------------------------------------------------------------------------------------- the cache
 def _ensure_cache(cur) -> None:
-    cur.execute("CREATE TABLE IF NOT EXISTS embed_cache (model_key VARCHAR, text_hash VARCHAR, vec FLOAT[])")
+    """``embed_cache(model_key, text_hash, vec, windows)``: *windows* = how many model windows the text needs
+    (NULL for embedders without windows, and for vectors cached before windows were counted)."""
+    cur.execute("CREATE TABLE IF NOT EXISTS embed_cache (model_key VARCHAR, text_hash VARCHAR, vec FLOAT[], "
+                "windows SMALLINT)")
+    cur.execute("ALTER TABLE embed_cache ADD COLUMN IF NOT EXISTS windows SMALLINT")
 
 
 def embed_todo(store: Store, model_key: str) -> pa.Table:
@@ -56,9 +60,11 @@ def import_embeddings(store: Store, model_key: str, parts: Sequence[Path | str] 
         _ensure_cache(cur)
         if not isinstance(parts, (list, tuple)) or parts:
             with parquet_relation(cur, parts) as (rel, params):
+                have = {d[0] for d in cur.execute(f"SELECT * FROM {rel} LIMIT 0", params).description}
+                windows = "CAST(p.windows AS SMALLINT)" if "windows" in have else "NULL"  # parts of older runs
                 # anti-join: parts left by a run killed after this transaction committed are not added twice
-                cur.execute(f"""INSERT INTO embed_cache
-                                SELECT DISTINCT ON (p.text_hash) ?, p.text_hash, CAST(p.vec AS FLOAT[])
+                cur.execute(f"""INSERT INTO embed_cache (model_key, text_hash, vec, windows)
+                                SELECT DISTINCT ON (p.text_hash) ?, p.text_hash, CAST(p.vec AS FLOAT[]), {windows}
                                 FROM {rel} p
                                 WHERE NOT EXISTS (SELECT 1 FROM embed_cache c
                                                   WHERE c.model_key = ? AND c.text_hash = p.text_hash)""",
@@ -101,7 +107,8 @@ def cache_vectors(store: Store, model_key: str, hashes: Sequence[str], vecs: np.
         _ensure_cache(cur)
         cur.register("_v", data)
         try:
-            cur.execute("INSERT INTO embed_cache SELECT ?, text_hash, vec FROM _v", [model_key])
+            cur.execute("INSERT INTO embed_cache (model_key, text_hash, vec) SELECT ?, text_hash, vec FROM _v",
+                        [model_key])
         finally:
             cur.unregister("_v")
 
@@ -199,8 +206,27 @@ class EncodeTexts:
 
 
 def encode_batch(embedder: Embedder, batch: pa.Table) -> pa.Table:
-    vecs = embedder.encode(batch.column("text").to_pylist())
-    return pa.table({"text_hash": batch.column("text_hash"), "vec": vec_array(vecs)})
+    """(text_hash, vec, windows): *windows* from an embedder that cuts long texts (``encode_windows``), else NULL."""
+    texts = batch.column("text").to_pylist()
+    if hasattr(embedder, "encode_windows"):
+        vecs, windows = embedder.encode_windows(texts)
+        win = pa.array(np.asarray(windows, dtype=np.int16))
+    else:
+        vecs, win = embedder.encode(texts), pa.nulls(len(texts), pa.int16())
+    return pa.table({"text_hash": batch.column("text_hash"), "vec": vec_array(vecs), "windows": win})
+
+
+def long_texts(store: Store, model_key: str, max_windows: int) -> dict:
+    """How many workspace rows need more than one model window (``long_texts``: embedded as the mean of their
+    windows) and more than *max_windows* of them (``beyond_max``: only their first windows count), read from the
+    cache's window counts."""
+    with store.cursor() as cur:
+        _ensure_cache(cur)
+        row = cur.execute("""SELECT count(*) FILTER (WHERE c.windows > 1), count(*) FILTER (WHERE c.windows > ?)
+                             FROM samples s JOIN (SELECT DISTINCT ON (text_hash) text_hash, windows FROM embed_cache
+                                                  WHERE model_key = ?) c ON c.text_hash = md5(s.text)""",
+                          [int(max_windows), model_key]).fetchall()[0]
+    return {"long_texts": int(row[0] or 0), "beyond_max": int(row[1] or 0)}
 
 
 def _params_from_options(values: dict) -> dict:
@@ -227,7 +253,7 @@ OPTIONS = (
 @stage("embed", version="1", title="Embeddings",
        outputs=(Table("embeddings", features=False), Table("embed_cache", features=False)),
        defaults={"embedder": "minilm", "model": None, "batch_size": 64, "shard_size": 1024, "dim": None,
-                 "column": None, "seed": 0}, options=OPTIONS, apply_options=_params_from_options)
+                 "column": None, "seed": 0, "max_windows": 8}, options=OPTIONS, apply_options=_params_from_options)
 def run_embed(ctx: StageContext) -> dict:
     store, params = ctx.store, ctx.params
     emb = make_embedder(params, corpus_key=ctx.run_key)
@@ -257,5 +283,9 @@ def run_embed(ctx: StageContext) -> dict:
         names_ = ctx.executor.map_batches(EncodeTexts(emb), batches, ck, tracker)
     ck.mark_complete()
     n, dim = import_embeddings(store, model_key, ck.parts([p for p in names_ if p.startswith("part-")]).source())
-    return {"embedder": emb.name, "model_key": model_key, "rows": n, "dim": dim,
-            "embedded_texts": total, "cached_texts": n - total if n >= total else 0}
+    out = {"embedder": emb.name, "model_key": model_key, "rows": n, "dim": dim,
+           "embedded_texts": total, "cached_texts": n - total if n >= total else 0}
+    if hasattr(emb, "encode_windows"):
+        out.update(long_texts(store, model_key, emb.max_windows), max_windows=emb.max_windows,
+                   window_tokens=emb.window_tokens)
+    return out

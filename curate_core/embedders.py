@@ -85,15 +85,21 @@ class MiniLM:
     from_data = False
     GPU_BATCH = 4  # a GPU wants bigger batches: batch_size × this
 
-    def __init__(self, model: str | None = None, batch_size: int = 64, device: str = "cpu") -> None:
+    def __init__(self, model: str | None = None, batch_size: int = 64, device: str = "cpu",
+                 max_windows: int = 8) -> None:
+        if int(max_windows) < 1:
+            raise CurateError(f"max_windows must be at least 1; got {max_windows}",
+                              "1 embeds the first window of each text only (truncation)")
         self.model = model
         self.batch_size = batch_size
         self.device = device
+        self.max_windows = int(max_windows)
         self._st = None
 
     @classmethod
     def from_params(cls, params: dict, corpus_key: str = "") -> "MiniLM":
-        return cls(params.get("model"), int(params.get("batch_size") or 64))
+        windows = params.get("max_windows")
+        return cls(params.get("model"), int(params.get("batch_size") or 64), max_windows=8 if windows is None else windows)
 
     def __getstate__(self) -> dict:  # sent to a worker without the loaded model: it loads its own (setup)
         return {**self.__dict__, "_st": None}
@@ -130,7 +136,21 @@ class MiniLM:
                             fh.seek(-(4 << 20), os.SEEK_END)
                             h.update(fh.read())
         name = "all-MiniLM-L6-v2" if not self.model else path.name
-        return f"st:{name}:{h.hexdigest()[:12]}"
+        windows = f":w{self.max_windows}" if self.max_windows > 1 else ""  # 1 = truncation, the old vectors
+        return f"st:{name}:{h.hexdigest()[:12]}{windows}"
+
+    @property
+    def window_tokens(self) -> int | None:
+        """The model's window in tokens ([CLS] and [SEP] included): the loaded model's, or read from its config
+        (sentence-transformers' ``max_seq_length``, else the tokenizer's ``model_max_length``) without loading it."""
+        if self._st is not None:
+            return int(self._st.max_seq_length)
+        for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
+            try:
+                return int(json.loads((self._path() / name).read_text())[key])
+            except (OSError, ValueError, KeyError):
+                continue
+        return None
 
     def setup(self) -> None:
         """Load the model (once per process; an executor calls this before a worker's first batch)."""
@@ -153,11 +173,39 @@ class MiniLM:
         return self._st
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode_windows(texts)[0]
+
+    def encode_windows(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, windows each text needs). A text longer than the model's window (all-MiniLM-L6-v2: 256
+        tokens, [CLS] and [SEP] included) is cut into consecutive windows, the first ``max_windows`` are encoded
+        and its vector is the normalised mean of theirs, so the whole text counts, not just its start. A text that
+        fits is encoded as it is: the same vector as without windows."""
         model = self.load()
         batch = self.batch_size * (self.GPU_BATCH if self.device == "cuda" else 1)
-        v = model.encode(list(texts), batch_size=batch, normalize_embeddings=True,
-                         convert_to_numpy=True, show_progress_bar=False)
-        return np.asarray(v, dtype=np.float32)
+        texts = list(texts)
+        size = max(1, int(model.max_seq_length) - 2)
+        ids = model.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        windows = np.array([max(1, -(-len(t) // size)) for t in ids], dtype=np.int64)
+        if self.max_windows == 1 or (windows == 1).all():
+            pieces, owner = texts, np.arange(len(texts))
+        else:
+            pieces, owners = [], []
+            for i, (text, tokens) in enumerate(zip(texts, ids)):
+                if windows[i] == 1:
+                    pieces.append(text)
+                    owners.append(i)
+                    continue
+                for w in range(min(int(windows[i]), self.max_windows)):
+                    pieces.append(model.tokenizer.decode(tokens[w * size:(w + 1) * size]))
+                    owners.append(i)
+            owner = np.asarray(owners, dtype=np.int64)
+        v = np.asarray(model.encode(pieces, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True,
+                                    show_progress_bar=False), dtype=np.float32)
+        if len(pieces) == len(texts):
+            return v, windows
+        out = np.zeros((len(texts), v.shape[1]), np.float64)
+        np.add.at(out, owner, v)
+        return normalise(out), windows
 
 
 @register_embedder

@@ -90,7 +90,17 @@ class Workspace:
             "decisions": int(len(self.store.current_decisions())),
             "selections": self.store.selection_names(),
             **self._label_info(),
+            **self._window_info(),
         }
+
+    def _window_info(self) -> dict:
+        """Texts longer than the embedding model's window (from the latest finished embed run)."""
+        import json
+
+        run = self.store.latest_runs(["done"]).get("embed")
+        s = json.loads(run["summary"]) if run and run.get("summary") else {}
+        keys = ("long_texts", "beyond_max", "max_windows", "window_tokens")
+        return {"long_texts": {k: s[k] for k in keys}} if "long_texts" in s else {}
 
     def _label_info(self) -> dict:
         """The probe's feature choice (per-feature out-of-fold accuracy) and each label flag's rate."""

@@ -305,3 +305,38 @@ def test_a_resumed_embed_keeps_its_shards_when_the_cache_grew_meanwhile(ws, tmp_
                         np.eye(len(late), 6, dtype=np.float32))
     res = ws.run(["embed"], params=params)
     assert res[-1]["summary"]["rows"] == 40 and len(vectors(ws)) == 40  # every row has its vector
+
+
+def test_long_texts_are_embedded_as_the_mean_of_their_windows(tiny_model):
+    """Past the model's window (the tiny model: 64 tokens with [CLS]/[SEP]), a text is the normalised mean of its
+    first max_windows windows; a text that fits keeps the plain vector; max_windows=1 is the old truncation."""
+    from curate_core.embedders import normalise
+
+    m = MiniLM(str(tiny_model))
+    model = m.load()
+    short, long = "refund my card please", " ".join(f"payment {i} failed at the shop" for i in range(60))
+    ids = model.tokenizer(long, add_special_tokens=False)["input_ids"]
+    vecs, windows = m.encode_windows([short, long])
+    assert windows.tolist() == [1, -(-len(ids) // 62)] and windows[1] > 2
+    plain = model.encode([short, long], normalize_embeddings=True)
+    np.testing.assert_allclose(vecs[0], plain[0], atol=1e-5)
+    for cap in (8, 2):
+        pieces = [model.tokenizer.decode(ids[w * 62:(w + 1) * 62]) for w in range(min(cap, int(windows[1])))]
+        want = normalise(model.encode(pieces, normalize_embeddings=True).mean(0, keepdims=True))[0]
+        np.testing.assert_allclose(MiniLM(str(tiny_model), max_windows=cap).encode([long])[0], want, atol=1e-5)
+    assert not np.allclose(vecs[1], plain[1], atol=1e-3)  # the rest of the text counts
+    truncated = MiniLM(str(tiny_model), max_windows=1)
+    np.testing.assert_allclose(truncated.encode([long])[0], plain[1], atol=1e-5)
+    assert m.key == truncated.key + ":w8" and m.window_tokens == 64
+    with pytest.raises(CurateError, match="max_windows"):
+        MiniLM(str(tiny_model), max_windows=0)
+
+
+def test_the_embed_summary_counts_texts_longer_than_the_window(tiny_model, ws, tmp_path):
+    long = " ".join(f"payment {i} failed at the shop" for i in range(60))
+    pd.DataFrame({"id": ["a", "b", "c"], "text": ["short one", long, long + " again"]}).to_csv(tmp_path / "l.csv",
+                                                                                             index=False)
+    ws.ingest(tmp_path / "l.csv")
+    res = ws.run(["embed"], params={"embed": {"model": str(tiny_model), "max_windows": 2}})
+    s = res[-1]["summary"]
+    assert (s["long_texts"], s["beyond_max"], s["max_windows"], s["window_tokens"]) == (2, 2, 2, 64)

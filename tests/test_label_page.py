@@ -228,3 +228,27 @@ def test_suspects_narrowed_by_a_search(built, app_env):
     assert _table(at)["text"].str.match(r"^(music|weather) ").all()
     at.text_input(key="li_query").set_value("re:(oops").run()
     assert not at.exception and any("Invalid regular expression" in e.value for e in at.error)
+
+
+def test_a_failed_aum_calibration_is_explained_on_the_page(tmp_path, app_env):
+    """A case built to fail: 45 % of the rows per run moved to the fake class on tiny data, so the probe memorises
+    them. The page says the calibration failed, why, and what flags instead (the documented fallback)."""
+    path = tmp_path / "ws"
+    labeldata.workspace(path, threshold_frac=0.45).close()
+    app_env(path)
+    at = app_test(PAGE).run()
+    assert not at.exception, at.exception
+    warnings = [w.value.replace("\\", "") for w in at.warning]  # markdown escapes of the core's message
+    aum = next(w for w in warnings if w.startswith("AUM: calibration failed"))
+    assert "memorised" in aum and "Fallback" in aum and "lowest AUM" in aum
+    assert any(w.startswith("data maps: calibration failed") for w in warnings)
+    assert "Probe features: `embedding`" in " ".join(c.value.replace("\\", "") for c in at.caption)
+
+
+def test_no_calibration_warning_when_it_holds(built, app_env):
+    app_env(built)
+    at = app_test(PAGE).run()
+    assert not at.exception, at.exception
+    assert not [w.value for w in at.warning if "calibration failed" in w.value]
+    with Workspace(built) as ws:
+        assert ws.store.get_summary("score:aum")["calibration"] == "ok"

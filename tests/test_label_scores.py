@@ -79,6 +79,8 @@ def test_a_failed_calibration_is_named_and_the_fallback_flags_the_estimated_coun
     assert "not separated" in calibration_problem(-0.2, AUM_CAP, values, (10, 0.1), 101)  # 40 rows > 2×10
     assert calibration_problem(-0.7, AUM_CAP, values, (10, 0.1), 101) is None  # 15 rows ≤ 2×10
     assert calibration_problem(-0.78, AUM_CAP, values, (5, 0.05), 101) is None  # 11 rows: over 2× by < 1 % of rows
+    assert "harder to fit" in calibration_problem(-0.99, AUM_CAP, values, (30, 0.3), 101)  # 0 rows < 30/2
+    assert calibration_problem(-0.99, AUM_CAP, values, (2, 0.02), 101) is None  # 0 rows, but < 1 % of rows off
     assert (values < lowest_cutoff(values, 7)).sum() == 7
     ties = np.array([0.0, 0.0, 1.0, np.nan])
     assert (ties < lowest_cutoff(ties, 1)).sum() == 2  # ties are flagged together
@@ -96,8 +98,9 @@ def test_a_probe_that_memorises_its_threshold_samples_fails_calibration_and_says
         s = summaries[score]
         assert s["calibration"] == "failed" and s["why"].startswith("calibration failed: "), s["why"]
         assert s["calibration_problem"] and "Fallback" in s["why"]
-        assert cols[flag].sum() <= n_est and s["flagged"] == cols[flag].sum()
-    assert summaries["aum"]["cutoff"] <= AUM_CAP
+        assert cols[flag].sum() == n_est == s["flagged"]  # the estimated count, lowest values first
+        values = cols[score][codes >= 0]
+        assert values[cols[flag][codes >= 0]].max() <= np.sort(values)[n_est - 1]
 
 
 def test_forgetting_events():

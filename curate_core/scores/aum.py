@@ -9,9 +9,10 @@ AUM averages the threshold runs in which it kept its own label (see curate_core.
 **Failed calibration.** The cutoff is only as good as the threshold samples: when the probe memorises them (tiny
 data, many dimensions) their AUM is high and so is the cutoff. The calibration is called failed when the learnt
 cutoff is above 0 (the given label wins on average, so such a row is no suspect) or the flag would mark more than
-2× the share of labels confident learning estimates to be wrong (and at least 1 % of the rows more). Then the
+2× the share of labels confident learning estimates to be wrong, or less than half of it (and at least 1 % of the
+rows off). Then the
 documented fallback flags the rows with the lowest AUM, as many as confident learning estimates are wrong
-(``cleanlab.count.num_label_issues``) and none with an AUM above 0, and the summary says why (``calibration``).
+(``cleanlab.count.num_label_issues``), and the summary says why (``calibration``).
 
 With imported per-epoch logits there are no threshold samples; the cutoff is then 0 (on average the given
 label was not the model's top class), and the summary says so.
@@ -51,17 +52,23 @@ def calibration_problem(cutoff: float, cap: float, values: np.ndarray, estimate:
         return None
     flagged = int((np.nan_to_num(values, nan=np.inf) < cutoff).sum())
     n_est, rate_est = estimate
+    rate = flagged / max(1, n_labelled)
     if flagged > RATE_WARN * n_est and flagged - RATE_WARN * n_est > 0.01 * n_labelled:
-        return (f"the cutoff {cutoff:.3f} would flag {flagged / max(1, n_labelled):.1%} of the labelled rows, more "
-                f"than {RATE_WARN:g}× the {rate_est:.1%} confident learning estimates to be wrong: the threshold "
-                "samples are not separated from the rest")
+        return (f"the cutoff {cutoff:.3f} would flag {rate:.1%} of the labelled rows, more than {RATE_WARN:g}× the "
+                f"{rate_est:.1%} confident learning estimates to be wrong: the threshold samples are not separated "
+                "from the rest")
+    if flagged < n_est / RATE_WARN and n_est / RATE_WARN - flagged > 0.01 * n_labelled:
+        return (f"the cutoff {cutoff:.3f} would flag {rate:.1%} of the labelled rows, less than 1/{RATE_WARN:g} of the "
+                f"{rate_est:.1%} confident learning estimates to be wrong: the threshold samples are harder to fit "
+                "than the mislabelled rows (a probe that fits almost every row, e.g. on many sparse features)")
     return None
 
 
 def fallback_cutoff(values: np.ndarray, estimate: tuple[int, float] | None, cap: float) -> float:
-    """The failed calibration's cutoff: the estimated number of lowest values, none above *cap* (only the cap
-    when there is no estimate)."""
-    return cap if estimate is None else min(lowest_cutoff(values, estimate[0]), cap)
+    """The failed calibration's cutoff: the estimated number of lowest values (the cap when there is no
+    estimate). Not capped: a probe that fits every row (many sparse features, few rows) gives even the mislabelled
+    rows an AUM above 0, yet still ranks them lowest."""
+    return cap if estimate is None else lowest_cutoff(values, estimate[0])
 
 
 def fallback_why(problem: str, estimate: tuple[int, float] | None, what: str, cutoff: float, learnt: float) -> str:

@@ -114,6 +114,7 @@ def banking(rate: float, seed: int, train: pd.DataFrame, vecs: np.ndarray, test:
             parts.append(f"{name} {auroc(flipped, sign * s[name].to_numpy(float)):.4f}")
         parts.append(f"variability {auroc(flipped, s['variability'].to_numpy(float)):.4f} (high = flipped)")
         print(f"{tag}: AUROC " + ", ".join(parts), flush=True)
+        features_line(tag, ws)
         for f in FLAGS:
             print(f"{tag}: {f} {pr(s[f].to_numpy(bool), flipped)}")
         for k in (1, 2, 3):

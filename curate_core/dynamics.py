@@ -38,7 +38,7 @@ import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -223,10 +223,10 @@ def _build(cfg: ProbeConfig, d: int, n_out: int, seed: int):
     return torch.nn.Sequential(linear(d, int(cfg.hidden)), torch.nn.ReLU(), linear(int(cfg.hidden), n_out)), g
 
 
-def train_probe(x: np.ndarray, y: np.ndarray, n_out: int, cfg: ProbeConfig, seed: int, *,
-                x_eval: np.ndarray | None = None, record: bool = True,
+def train_probe(x: "np.ndarray | Stacked | Any", y: np.ndarray, n_out: int, cfg: ProbeConfig, seed: int, *,
+                x_eval: "np.ndarray | Stacked | Any | None" = None, record: bool = True,
                 on_epoch: Callable[[int], None] | None = None) -> tuple[EpochStats | None, np.ndarray | None]:
-    """Train one probe on (x, y) with *n_out* outputs.
+    """Train one probe on (x, y) with *n_out* outputs; *x* dense, scipy sparse (CSR) or :class:`Stacked`.
 
     Returns (per-epoch stats of every training row, taken from the forward pass that trains on it — the
     logits "while it is trained on", or None if not *record*; softmax probabilities of *x_eval* after the last

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.metrics import accuracy_score, log_loss
 
-from curate_core import Workspace, cli
+from curate_core import cli
 from curate_core.dynamics import ProbeConfig, train_probe
 from curate_core.errors import CurateError
 from curate_core.features import Stacked, candidates, choose, mean_square, oof_quality, stack, tfidf_matrix

@@ -11,6 +11,7 @@ import streamlit as st
 
 from curate_core import CurateError, Workspace
 from curate_ui import charts, layout, runner, state, widgets
+from curate_ui.text import plural
 
 ws = layout.page("Overview", ":material/dashboard:")
 
@@ -47,7 +48,8 @@ if (long := info.get("long_texts")) and long["long_texts"]:
     window = f" ({long['window_tokens']:,} tokens)" if long.get("window_tokens") else ""
     beyond = (f"; {long['beyond_max']:,} need more than that, and only their first {long['max_windows']} windows count"
               if long["beyond_max"] else "")
-    st.caption(f":material/notes: {long['long_texts']:,} texts are longer than the embedding model's window{window}: "
+    are = "is" if long["long_texts"] == 1 else "are"
+    st.caption(f":material/notes: {plural(long['long_texts'], 'text')} {are} longer than the embedding model's window{window}: "
                f"each is embedded as the mean of its windows, up to {long['max_windows']}{beyond}. The probe's word "
                "features (TF-IDF) see every text whole.")
 

@@ -340,3 +340,18 @@ def test_the_embed_summary_counts_texts_longer_than_the_window(tiny_model, ws, t
     res = ws.run(["embed"], params={"embed": {"model": str(tiny_model), "max_windows": 2}})
     s = res[-1]["summary"]
     assert (s["long_texts"], s["beyond_max"], s["max_windows"], s["window_tokens"]) == (2, 2, 2, 64)
+    assert ws.info()["long_texts"] == {"long_texts": 2, "beyond_max": 2, "max_windows": 2, "window_tokens": 64}
+
+
+def test_the_overview_says_how_many_texts_exceed_the_window(tiny_model, ws, tmp_path, app_env):
+    from .conftest import app_test
+
+    long = " ".join(f"payment {i} failed at the shop" for i in range(60))
+    pd.DataFrame({"id": ["a", "b"], "text": ["short one", long]}).to_csv(tmp_path / "l.csv", index=False)
+    ws.ingest(tmp_path / "l.csv")
+    ws.run(["embed"], params={"embed": {"model": str(tiny_model)}})
+    app_env(ws.path)
+    at = app_test("app.py").run()
+    assert not at.exception, at.exception
+    note = next(c.value for c in at.caption if "longer than the embedding model" in c.value)
+    assert note.startswith(":material/notes: 1 text is longer") and "(64 tokens)" in note and "up to 8" in note

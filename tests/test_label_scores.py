@@ -309,3 +309,14 @@ def test_kill_9_during_probe_resumes_to_identical_outputs(tmp_path):
         for k in ("run", "row_id", "threshold", "margin", "p_gold", "p_sq"):
             np.testing.assert_array_equal(ea[k], eb[k])
         assert not tasks(), "checkpoints are removed once imported"
+
+
+def test_the_consensus_warns_when_a_method_flags_far_more_than_confident_learning():
+    probe, codes, _ = labeldata.synthetic_probe(n=160, rate=0.1)
+    ctx = _ctx(probe, codes)
+    _, quiet, _ = compute_all(ctx)
+    assert quiet["consensus"]["over_estimate"] == [] and quiet["consensus"]["warning"] is None
+    ctx.params = {"aum": {"cutoff": 100.0}}  # set by hand: every row is below it
+    cols, loud, _ = compute_all(ctx)
+    assert cols["aum_flag"].all() and loud["aum"]["over_estimate"] and loud["aum"]["flag_rate"] == 1.0
+    assert loud["consensus"]["over_estimate"] == ["AUM"] and "AUM flags more than 2×" in loud["consensus"]["warning"]

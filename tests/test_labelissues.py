@@ -105,3 +105,22 @@ def test_page_filters_by_cluster_when_the_clusters_table_exists(tmp_path, app_en
     at.multiselect(key="li_clusters").set_value([2]).run()
     ids = next(d.value for d in at.dataframe if "suggested_label" in d.value.columns)["id"]
     assert len(ids) > 0 and all(int(i[1:]) % 3 == 2 for i in ids)
+
+
+def test_flag_warnings_name_a_loud_method_and_a_failed_calibration():
+    summaries = {
+        "label_quality": {"flag_column": "is_label_issue", "flagged": 50, "flag_rate": 0.05,
+                          "estimated_noise_rate": 0.05, "over_estimate": False},
+        "aum": {"flag_column": "aum_flag", "flagged": 300, "flag_rate": 0.3, "estimated_noise_rate": 0.05,
+                "over_estimate": True, "calibration": "ok", "why": "w"},
+        "confidence": {"flag_column": "is_hard_to_learn", "flagged": 50, "flag_rate": 0.05,
+                       "estimated_noise_rate": 0.05, "over_estimate": False, "calibration": "failed",
+                       "why": "calibration failed: x. Fallback: y"},
+    }
+    w = li.flag_warnings(summaries)
+    assert len(w) == 2
+    assert w[0].startswith("AUM flags 30.0% of the labelled rows, more than 2× the 5.0%")
+    assert w[1] == "data maps: calibration failed: x. Fallback: y."
+    report = li.flag_report(summaries)
+    assert report["aum_flag"]["over_estimate"] and report["is_hard_to_learn"]["calibration"] == "failed"
+    assert li.flag_warnings({k: {**v, "over_estimate": False, "calibration": "ok"} for k, v in summaries.items()}) == []

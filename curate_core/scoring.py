@@ -98,13 +98,14 @@ def run_scores(ctx: StageContext) -> dict:
     settings: dict[str, dict] = {}
     inputs: dict[str, dict] = {}
     reused, skipped, todo = [], {}, []
+    for name in names:  # a bad parameter refuses the run before anything is computed or replaced
+        try:
+            settings[name] = _reg[name].settings(params)
+        except CurateError as e:
+            raise CurateError(f"Bad parameters for the score `{name}`: {e.message}",
+                              (e.hint + "; " if e.hint else "") + "nothing was changed: every score column is as it was") from None
     for name in names:
         sc = _reg[name]
-        try:
-            settings[name] = sc.settings(params)
-        except CurateError as e:
-            skipped[name], keys[name] = str(e), None
-            continue
         # a dependant's key holds this key whatever the outcome: skipping is as deterministic as computing
         inputs[name] = _inputs(sc, data, ctx.inputs, keys)
         keys[name] = key = score_key(sc, settings[name], inputs[name])

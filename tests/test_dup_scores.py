@@ -103,9 +103,11 @@ def test_normalisation_is_a_stage_parameter(tmp_path):
                                    "scores": {"only": ["dup_rank"], "params": {"dup_rank": {"urls": False}}}})
         df = ws.store.rows(["row_id", "dup_rank"]).set_index("row_id")
         assert df.loc[[53, 54, 55], "dup_rank"].tolist() == [0, 0, 0]  # URLs differ, so no group
-        res = ws.run(["scores"], params={"scores": {"only": ["dup_rank"], "params": {"dup_rank": {"url": False}}}})
-        reason = res[-1]["summary"]["skipped"]["dup_rank"]  # a typo skips the score and says why
+        with pytest.raises(CurateError) as e:  # a typo refuses the run and says why; the column stays as it was
+            ws.run(["scores"], params={"scores": {"only": ["dup_rank"], "params": {"dup_rank": {"url": False}}}})
+        reason = str(e.value)
         assert "Unknown normalisation option(s) `url`" in reason and "`urls`" in reason
+        assert ws.store.rows(["row_id", "dup_rank"]).set_index("row_id")["dup_rank"].equals(df["dup_rank"])
 
 
 # ---------------------------------------------------------------------------------------- bad input

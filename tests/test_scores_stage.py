@@ -87,15 +87,45 @@ def test_scores_list_json_declares_what_the_scores_table_holds(tmp_path):
         assert np.isfinite(ws.store.read_table("scores")["label_quality"].to_numpy(float)).all()
 
 
-def test_a_dependency_skipped_in_this_run_is_not_read_from_the_old_table(tmp_path):
+def test_a_dependency_skipped_in_this_run_is_not_read_from_the_old_table(tmp_path, monkeypatch):
     """When label_quality is skipped now, the consensus must not count its flag from the previous table."""
+    from curate_core.errors import CurateError
+    from curate_core.scores.label_quality import LabelQuality
+
+    def cannot(self, ctx):  # a score that cannot judge this data (a bad parameter refuses the run instead)
+        raise CurateError("cannot judge these labels")
+
     with labeldata.workspace(tmp_path / "ws") as ws:
         before = ws.store.get_summary("score:consensus")
         assert "is_label_issue" in before["methods"]
-        res = ws.run(["scores"], params={**labeldata.params(),
-                                         "scores": {"params": {"label_quality": {"method": "bogus"}}}})
+        monkeypatch.setattr(LabelQuality, "compute", cannot)
+        res = ws.run(["scores"], params=labeldata.params(), force=True)
         summary = res[-1]["summary"]
         assert "label_quality" in summary["skipped"] and "consensus" in summary["computed"]
         after = ws.store.get_summary("score:consensus")
         assert "is_label_issue" not in after["methods"] and set(after["methods"]) == {"aum_flag", "is_hard_to_learn"}
         assert "label_quality" not in score_columns(ws.store) and "is_label_issue" not in score_columns(ws.store)
+
+
+def test_a_bad_score_parameter_refuses_the_run_and_keeps_every_score(tmp_path):
+    """Issue 17: `{"aum": {"percentile": 500}}` used to print "scores: done" with the aum columns gone, and the sticky
+    parameter kept the loss. Now the run is refused (exit 2, `error:` + hint) before anything is replaced."""
+    path = tmp_path / "ws"
+    labeldata.workspace(path).close()
+    with labeldata.Workspace(path) as ws:
+        before = ws.store.read_table("scores")
+    for bad in ({"aum": {"percentile": 500}}, {"aum": {"cutoff": "low"}}, {"confidence": {"percentile": 0}},
+                {"label_quality": {"filter_by": "nope"}}, {"aum": {"percentile": 90, "typo": 1}}):
+        r = subprocess.run([sys.executable, "-m", "curate_core", "run", "--workspace", str(path), "--stages", "scores",
+                            "--param", "scores.params=" + json.dumps(bad)], cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 2, (bad, r.stdout, r.stderr)
+        assert r.stderr.startswith("error: ") and "Bad parameters for the score" in r.stderr, r.stderr
+        assert "nothing was changed" in r.stderr
+        assert "this is a bug" not in r.stderr
+        with labeldata.Workspace(path) as ws:
+            pd.testing.assert_frame_equal(ws.store.read_table("scores"), before)
+    with labeldata.Workspace(path) as ws:  # the refused parameter is not sticky: a plain run changes nothing
+        res = ws.run(["scores"])
+        assert res[-1]["summary"]["computed"] == [] and "aum" in res[-1]["summary"]["reused"]
+        pd.testing.assert_frame_equal(ws.store.read_table("scores"), before)

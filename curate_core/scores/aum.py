@@ -86,6 +86,13 @@ def lowest_cutoff(values: np.ndarray, k: int) -> float:
     return float(np.nextafter(v[min(k, v.size) - 1], np.inf))
 
 
+def check_percentile(score: str, value) -> None:
+    """A threshold samples' percentile must be a number in (0, 100]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100:
+        raise CurateError(f"The `{score}` percentile must be a number in (0, 100]; got {value!r}",
+                          f'e.g. --param \'scores.params={{"{score}": {{"percentile": 95}}}}\'')
+
+
 def threshold_cutoff(per_run: np.ndarray, threshold: np.ndarray, percentile: float) -> tuple[float | None, np.ndarray]:
     """(percentile of the threshold samples' values, those values) — None when there are no threshold samples."""
     values = per_run[threshold]
@@ -113,12 +120,17 @@ class AUM(Score):
                         "below the 99th percentile of threshold samples' AUM (parameters: percentile, or cutoff to set it by hand).")
     params: dict = field(default_factory=lambda: {"percentile": 99.0, "cutoff": None})
 
+    def validate(self, settings: dict) -> None:
+        check_percentile(self.name, settings["percentile"])
+        c = settings["cutoff"]
+        if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float)) or not np.isfinite(c)):
+            raise CurateError(f"AUM cutoff must be a finite number or null; got {c!r}",
+                              'e.g. --param \'scores.params={"aum": {"cutoff": -0.5}}\'')
+
     def compute(self, ctx: ScoreContext) -> ScoreResult:
         codes, probe = probe_dynamics(ctx)
         p = self.settings(ctx)
         pct = float(p["percentile"])
-        if not 0 < pct <= 100:
-            raise CurateError(f"AUM percentile must be in (0, 100]; got {pct}")
         runs = per_run_aum(probe.margin)
         values = probe.per_run_mean(runs)
         values[codes < 0] = np.nan

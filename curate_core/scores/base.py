@@ -122,7 +122,13 @@ class Score:
             raise CurateError(f"Parameters of `{self.name}` must be an object, got {given!r}",
                               f'e.g. --param \'scores.params={{"{self.name}": {{…}}}}\'')
         self.check(given)
-        return {**self.params, **given}
+        merged = {**self.params, **given}
+        self.validate(merged)
+        return merged
+
+    def validate(self, settings: dict) -> None:
+        """Refuse parameter values the score cannot use (ranges, choices), so the scores stage can refuse a run
+        before anything is replaced. Default: nothing to check."""
 
     def check(self, given: dict) -> None:
         """Refuse parameters the score does not have (a plugin may override this to say it in its own terms)."""

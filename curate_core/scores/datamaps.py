@@ -15,7 +15,7 @@ import numpy as np
 
 from ..columns import Column
 from .base import Score, ScoreContext, ScoreResult, register
-from .aum import calibration_problem, fallback_cutoff, fallback_why, threshold_cutoff
+from .aum import calibration_problem, check_percentile, fallback_cutoff, fallback_why, threshold_cutoff
 from .label_quality import estimated_noise, probe_dynamics, rate_summary
 
 #: like AUM_CAP: a row whose given label gets on average at least half the probability is not hard to learn; a
@@ -42,6 +42,9 @@ class Confidence(Score):
     description: str = ("Data maps: mean (confidence) and std (variability) over epochs of the probability of the "
                         "assigned label, fraction of epochs it was the top class (correctness).")
     params: dict = field(default_factory=lambda: {"percentile": 99.0})
+
+    def validate(self, settings: dict) -> None:
+        check_percentile(self.name, settings["percentile"])
 
     def compute(self, ctx: ScoreContext) -> ScoreResult:
         codes, probe = probe_dynamics(ctx)

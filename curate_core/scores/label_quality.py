@@ -88,6 +88,12 @@ class LabelQuality(Score):
                         "out-of-fold top class.")
     params: dict = field(default_factory=lambda: {"method": "self_confidence", "filter_by": "prune_by_noise_rate"})
 
+    def validate(self, settings: dict) -> None:
+        if settings["method"] not in METHODS:
+            raise CurateError(f"Unknown label quality method {settings['method']!r}", f"use one of {choices(METHODS)}")
+        if settings["filter_by"] not in FILTERS:
+            raise CurateError(f"Unknown filter_by {settings['filter_by']!r}", f"use one of {choices(FILTERS)}")
+
     def compute(self, ctx: ScoreContext) -> ScoreResult:
         from cleanlab.filter import find_label_issues
         from cleanlab.rank import get_label_quality_scores
@@ -95,10 +101,6 @@ class LabelQuality(Score):
         codes, classes, probe = probe_for_labels(ctx)
         p = self.settings(ctx)
         method, filter_by = p["method"], p["filter_by"]
-        if method not in METHODS:
-            raise CurateError(f"Unknown label quality method {method!r}", f"use one of {choices(METHODS)}")
-        if filter_by not in FILTERS:
-            raise CurateError(f"Unknown filter_by {filter_by!r}", f"use one of {choices(FILTERS)}")
         lab = codes >= 0
         probs = np.asarray(probe.probs[lab], dtype=np.float64)
         if np.isnan(probs).any():

@@ -48,7 +48,7 @@ from .columns import Table
 from .embed import embeddings, fixed_list, vec_array
 from .execution import Task
 from .features import Stacked, candidates, choose, issparse, mean_square, oof_quality, stack, tfidf_matrix
-from .labels import check_judgeable, encode_labels
+from .labels import check_judgeable, encode_labels, judgeable
 from .resources import resource
 from .stage import Option, StageContext, stage
 from .store import parquet_relation
@@ -585,10 +585,10 @@ PROBE_DEFAULTS = {
 SUMMARY = "probe"  # name of the stored summary the `probe` resource checks against the data
 
 
-def _label_problem(codes: np.ndarray, classes: list[str]) -> str | None:
+def _label_problem(codes: np.ndarray, classes: list[str], set_aside: dict[str, int] | None = None) -> str | None:
     """Why the label scores cannot run on these labels (None if they can)."""
     try:
-        check_judgeable(codes, classes)
+        check_judgeable(codes, classes, set_aside)
     except CurateError as e:
         return e.message
     return None
@@ -720,8 +720,8 @@ def run_probe(ctx: StageContext) -> dict:
     store, p = ctx.store, ctx.params
     frame = store.sample_frame(["row_id", "id", "label"])
     enc = encode_labels(frame["label"].tolist())
-    codes, classes = enc["label_codes"], enc["classes"]
-    problem = _label_problem(codes, classes)
+    codes, classes, set_aside = judgeable(enc["label_codes"], enc["classes"])  # singleton classes are not judged
+    problem = _label_problem(codes, classes, set_aside)
     if problem:  # not an error: the other scores still run; the label scores say why they are missing
         with store.transaction() as cur:
             store.drop_table("probe_probs", cur)
@@ -784,7 +784,7 @@ def run_probe(ctx: StageContext) -> dict:
         "probs": "imported" if imp_probs is not None else f"{len(folds)}-fold out-of-fold",
         "dynamics": "imported" if imp_logits is not None else f"{R} threshold runs",
         "threshold_samples": int(sum(len(t) for t in thr_sets)), "config": config_dict(cfg),
-        "features": {"chosen": chosen, "why": why, "candidates": quality},
+        "features": {"chosen": chosen, "why": why, "candidates": quality}, "set_aside": set_aside,
     }
     with store.transaction() as cur:  # the outputs and the summary that describes them, together
         write_probe(cur, ck.parts(prob_parts).source(), ck.parts(epoch_parts).source() if epoch_parts else None,

@@ -109,6 +109,18 @@ def flag_warnings(summaries: dict[str, dict]) -> list[str]:
     return out
 
 
+def set_aside_note(probe: dict) -> str:
+    """Labels too small to judge (one row): their rows get no label scores; the others are scored as usual."""
+    aside = probe.get("set_aside") or {}
+    if not aside:
+        return ""
+    shown = ", ".join(f"`{c}`" for c in list(aside)[:5]) + (" …" if len(aside) > 5 else "")
+    n = sum(aside.values())
+    return (f"{len(aside):,} label{'s' if len(aside) != 1 else ''} with a single row ({shown}): a classifier cannot "
+            f"judge a label it sees once, so {'its' if n == 1 else 'their'} {n:,} row{'s' if n != 1 else ''} "
+            "get no label scores; every other row is scored.")
+
+
 def features_note(probe: dict) -> str:
     """One line on the probe's features: the one chosen, why, and every candidate's out-of-fold accuracy."""
     f = probe.get("features") or {}

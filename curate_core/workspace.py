@@ -109,7 +109,7 @@ class Workspace:
         probe = self.store.get_summary("probe")
         if not probe:
             return {}
-        keep = ("features", "labelled", "probs", "dynamics", "threshold_samples", "skipped")
+        keep = ("features", "labelled", "probs", "dynamics", "threshold_samples", "set_aside", "skipped")
         summaries = {n: self.store.get_summary(f"score:{n}") or {} for n in LABEL_SCORES}
         return {"probe": {k: probe[k] for k in keep if k in probe}, "label_flags": flag_report(summaries)}
 

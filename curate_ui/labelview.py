@@ -88,6 +88,8 @@ def metrics(data: li.LabelData, decisions: pd.DataFrame) -> None:
     st.caption(f"Probabilities: {probe.get('probs', '?')}; training dynamics: {probe.get('dynamics', '?')}; "
                f"probe: {cfg.get('model', '?')}, {probe.get('epochs', '?')} epochs on {probe.get('labelled', 0):,} "
                "labelled rows. Unlabelled rows are not scored. " + md_message(li.features_note(probe)))
+    if note := li.set_aside_note(probe):
+        st.info(md_message(note), icon=":material/info:")
     for w in li.flag_warnings(data.summaries):
         st.warning(md_message(w), icon=":material/warning:")
 

@@ -252,3 +252,15 @@ def test_no_calibration_warning_when_it_holds(built, app_env):
     assert not [w.value for w in at.warning if "calibration failed" in w.value]
     with Workspace(built) as ws:
         assert ws.store.get_summary("score:aum")["calibration"] == "ok"
+
+
+def test_a_label_with_one_row_is_named_on_the_page_and_the_rest_is_scored(tmp_path, app_env):
+    df = labeldata.frame()
+    df.loc[0, "label"] = "lonely"
+    labeldata.workspace(tmp_path / "ws", df=df).close()
+    app_env(tmp_path / "ws")
+    at = app_test(PAGE).run()
+    assert not at.exception, at.exception
+    note = next(i.value.replace("\\\\", "") for i in at.info if "single row" in i.value)
+    assert "`lonely`" in note and "every other row is scored" in note
+    assert _metric(at, "Labelled rows") == "160" and len(_table(at)) > 0

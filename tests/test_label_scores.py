@@ -158,18 +158,20 @@ def test_info_json_and_scores_export_carry_every_label_column(built, tmp_path, c
     assert t["id"].tolist() == labeldata.frame()["id"].tolist()
 
 
-def test_one_class_or_a_singleton_class_skips_label_scores_with_a_message(tmp_path):
+def test_one_class_or_one_class_besides_a_singleton_skips_label_scores_with_a_message(tmp_path):
+    """A singleton label is set aside (see the next test); what is left must still have two classes."""
     df = labeldata.frame(n=40)
-    df.loc[0, "label"] = "rare"  # a class with one row
+    df["label"] = "only"
+    df.loc[0, "label"] = "rare"  # a class with one row, and one real class
     with labeldata.workspace(tmp_path / "ws", df=df) as ws:
         res = {r["stage"]: r for r in ws.run(["scores"])}
         assert res["scores"]["status"] in ("done", "reused")
         summary = ws.store.latest_runs()["scores"]["summary"]
         skipped = json.loads(summary)["skipped"] if isinstance(summary, str) else summary["skipped"]
-        assert "at least two rows per class" in skipped["label_quality"] and "`rare`" in skipped["label_quality"]
+        assert "at least two classes" in skipped["label_quality"] and "`rare`" in skipped["label_quality"]
         assert "aum" in skipped and "consensus" in skipped
         assert "probe" in [r["stage"] for r in ws.run(["probe"])]
-        assert ws.store.get_summary("probe")["skipped"].startswith("needs at least two rows per class")
+        assert ws.store.get_summary("probe")["skipped"].startswith("needs at least two classes; this data has 1 besides `rare`")
     df["label"] = "only"
     with labeldata.workspace(tmp_path / "ws1", df=df) as ws:
         summary = ws.store.latest_runs()["scores"]["summary"]
@@ -320,3 +322,27 @@ def test_the_consensus_warns_when_a_method_flags_far_more_than_confident_learnin
     cols, loud, _ = compute_all(ctx)
     assert cols["aum_flag"].all() and loud["aum"]["over_estimate"] and loud["aum"]["flag_rate"] == 1.0
     assert loud["consensus"]["over_estimate"] == ["AUM"] and "AUM flags more than 2×" in loud["consensus"]["warning"]
+
+
+def test_a_label_with_one_row_is_set_aside_and_every_other_row_is_scored(tmp_path, capsys):
+    """Issue 17: one singleton label used to skip the probe for every row (exit 0, no label scores at all)."""
+    from curate_core import labels as L
+
+    codes, classes, aside = L.judgeable(np.array([0, 0, 1, 2, 2, -1, 2]), ["a", "b", "c"])
+    assert codes.tolist() == [0, 0, -1, 1, 1, -1, 1] and classes == ["a", "c"] and aside == {"b": 1}
+
+    df = labeldata.frame()
+    df.loc[0, "label"] = "lonely"  # a label seen once
+    with labeldata.workspace(tmp_path / "ws", df=df) as ws:
+        s = ws.store.read_table("scores")
+        probe = ws.store.get_summary("probe")
+    assert probe["set_aside"] == {"lonely": 1} and "lonely" not in probe["classes"]
+    lonely = (df["label"] == "lonely").to_numpy()
+    for c in ("label_quality", "aum", "confidence"):
+        assert np.isnan(s[c][lonely]).all() and not np.isnan(s[c][~lonely]).any(), c
+    assert not s["is_label_issue"][lonely].any() and s["is_label_issue"][~lonely].sum() > 0
+    assert cli.main(["info", "--workspace", str(tmp_path / "ws"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["probe"]["set_aside"] == {"lonely": 1}
+    from curate_core import labelissues as li
+
+    assert "1 label with a single row (`lonely`)" in li.set_aside_note(probe)

@@ -49,7 +49,7 @@ import pyarrow as pa
 from .. import resources
 from ..columns import Column
 from ..errors import CurateError, choices
-from ..labels import check_judgeable, encode_labels
+from ..labels import check_judgeable, encode_labels, judgeable
 
 DIRECTIONS = ("higher_better", "higher_worse", "neutral")
 KINDS = ("row", "group", "global")
@@ -276,9 +276,10 @@ class ScoreContext:
 
 
 def labelled_classes(ctx: ScoreContext) -> tuple[np.ndarray, list[str]]:
-    """(codes, classes) for label-based scores, refusing data they cannot judge with a clear message."""
-    codes, classes = ctx.label_codes, ctx.classes
-    check_judgeable(codes, classes)
+    """(codes, classes) for label-based scores — without classes too small to judge, whose rows then get NaN
+    and no flag — refusing data they cannot judge at all with a clear message."""
+    codes, classes, aside = judgeable(ctx.label_codes, ctx.classes)  # singleton classes: their rows are not judged
+    check_judgeable(codes, classes, aside)
     return codes, classes
 
 

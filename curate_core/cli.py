@@ -317,7 +317,7 @@ def _select_args(p: argparse.ArgumentParser) -> None:
 def _select_cmd(a: argparse.Namespace) -> int:
     with open_workspace(a.workspace) as ws:
         recipe = load_recipe(a.recipe, ws.store)
-        if a.save_selection:
+        if a.save_selection is not None:
             sel = select(ws, recipe)
             ws.save_selection(a.save_selection, sel.row_ids)
             c = sel.counts
@@ -337,7 +337,7 @@ def _select_cmd(a: argparse.Namespace) -> int:
                                               for g in c.groups.head(30).to_dict("records")))
     for w in c.warnings:
         print(f"warning: {w}")
-    if a.save_selection:
+    if a.save_selection is not None:
         print(f"saved selection {a.save_selection!r}")
     return 0
 
@@ -362,7 +362,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 def _search_cmd(a: argparse.Namespace) -> int:
     with open_workspace(a.workspace) as ws:
         res = search(ws.store, a.query, mode=a.mode, like=a.like, k=a.k, where=parse_where(a.where))
-        saved = save_search(ws.store, res, a.save_selection) if a.save_selection else None
+        saved = save_search(ws.store, res, a.save_selection) if a.save_selection is not None else None
     if a.json:
         print(json.dumps({**res.to_json(), **({"saved": a.save_selection} if saved is not None else {})},
                          default=str, ensure_ascii=False))

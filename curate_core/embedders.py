@@ -87,8 +87,8 @@ class MiniLM:
 
     def __init__(self, model: str | None = None, batch_size: int = 64, device: str = "cpu",
                  max_windows: int = 8) -> None:
-        if int(max_windows) < 1:
-            raise CurateError(f"max_windows must be at least 1; got {max_windows}",
+        if isinstance(max_windows, bool) or not isinstance(max_windows, int) or max_windows < 1:
+            raise CurateError(f"max_windows must be a whole number of at least 1; got {max_windows!r}",
                               "1 embeds the first window of each text only (truncation)")
         self.model = model
         self.batch_size = batch_size
@@ -98,8 +98,11 @@ class MiniLM:
 
     @classmethod
     def from_params(cls, params: dict, corpus_key: str = "") -> "MiniLM":
-        windows = params.get("max_windows")
-        return cls(params.get("model"), int(params.get("batch_size") or 64), max_windows=8 if windows is None else windows)
+        windows, batch = params.get("max_windows"), params.get("batch_size")
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+            raise CurateError(f"embed.batch_size must be a whole number of at least 1; got {batch!r}",
+                              "e.g. --param embed.batch_size=64")
+        return cls(params.get("model"), int(batch or 64), max_windows=8 if windows is None else windows)
 
     def __getstate__(self) -> dict:  # sent to a worker without the loaded model: it loads its own (setup)
         return {**self.__dict__, "_st": None}

@@ -66,6 +66,8 @@ def out_dir(out: str | Path, base: str | Path | None = None) -> Path:
     are refused.
     """
     if base is None:
+        if not str(out).strip():  # Path("") is the current folder: an empty --out must not write there
+            raise CurateError("The export folder is empty", "give --out a folder path (it is created if missing)")
         p = Path(out).expanduser()
         if p.exists() and not p.is_dir():
             raise CurateError(f"{p} exists and is not a folder", "give --out a folder path (it is created if missing)")

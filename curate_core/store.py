@@ -616,7 +616,7 @@ def _user() -> str:
 def _check_name(name: str, what: str) -> str:
     name = (name or "").strip()
     if not name or len(name) > 200:
-        raise CurateError(f"A {what} needs a name (1–200 characters)")
+        raise CurateError(f"A {what} needs a name (1–200 characters)", f"give the {what} a name that is not empty")
     return name
 
 

@@ -50,6 +50,13 @@ def test_errors_exit_2_with_hint_and_no_traceback(tmp_path, small_csv):
         (["info", "--workspace", str(tmp_path / "nowhere")], "No workspace"),
         (["run", "--workspace", w, "--stages", "bogus"], "Unknown stage"),
         (["run", "--workspace", w, "--param", "oops"], "Bad --param"),
+        # empty names used to be ignored (no selection saved, exit 0) or to mean the current folder (export)
+        (["select", "--workspace", w, "--recipe", str(REPO / "assets/recipes/all.json"), "--save-selection", ""],
+         "needs a name"),
+        (["export", "--workspace", w, "--recipe", str(REPO / "assets/recipes/all.json"), "--out", ""],
+         "The export folder is empty"),
+        (["run", "--workspace", w, "--stages", "embed", "--param", "embed.batch_size=0"], "embed.batch_size must be"),
+        (["run", "--workspace", w, "--stages", "embed", "--param", "embed.max_windows=0"], "max_windows must be"),
     ]
     for args, msg in cases:
         r = cli(*args)

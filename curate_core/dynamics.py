@@ -128,6 +128,12 @@ class ProbeConfig:
     seed: int = 0
 
     def check(self) -> "ProbeConfig":
+        for name, kind in (("hidden", int), ("epochs", int), ("batch_size", int), ("seed", int), ("lr", float),
+                           ("l2", float)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not float(v).is_integer()):
+                raise CurateError(f"probe.{name} must be a {'whole ' if kind is int else ''}number; got {v!r}",
+                                  f"e.g. --param probe.{name}={PROBE_DEFAULTS[name]}")
         if self.model not in MODELS:
             raise CurateError(f"Unknown probe model {self.model!r}", f"use one of {choices(MODELS)}")
         if int(self.epochs) < 2:

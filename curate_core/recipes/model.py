@@ -250,6 +250,12 @@ def parse_recipe(doc: Any) -> Recipe:
             doc = json.loads(doc)
         except json.JSONDecodeError as e:
             raise CurateError(f"The recipe is not valid JSON: {e}", "check the file with a JSON validator") from None
+    if not isinstance(doc, dict):  # a JSON array or a bare value is not a recipe at all
+        shown = json.dumps(doc)
+        raise CurateError(f"A recipe is a JSON object ({{\"filters\": …, \"mixture\": …}}); got "
+                          f"{type(doc).__name__ if not isinstance(doc, list) else 'a list'}: "
+                          f"{shown[:60] + ('…' if len(shown) > 60 else '')}",
+                          "see assets/recipes/clean.json for the shape")
     d = _dict(doc, "", TOP_KEYS)
     version = _int(d.get("version", RECIPE_VERSION), "version", lo=1)
     if version > RECIPE_VERSION:
@@ -413,7 +419,7 @@ def load_recipe(src: Any, store: Store | None = None) -> Recipe:
         p = Path(src).expanduser()
         if p.is_file():
             try:
-                text = p.read_text(encoding="utf-8")
+                text = p.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not an error
             except (OSError, UnicodeDecodeError) as e:
                 raise CurateError(f"Could not read the recipe {p}: {e}") from None
             return parse_recipe(text)

@@ -210,7 +210,7 @@ def encode_batch(embedder: Embedder, batch: pa.Table) -> pa.Table:
     texts = batch.column("text").to_pylist()
     if hasattr(embedder, "encode_windows"):
         vecs, windows = embedder.encode_windows(texts)
-        win = pa.array(np.asarray(windows, dtype=np.int16))
+        win = pa.array(np.minimum(windows, np.iinfo(np.int16).max).astype(np.int16))  # a count, clipped to SMALLINT
     else:
         vecs, win = embedder.encode(texts), pa.nulls(len(texts), pa.int16())
     return pa.table({"text_hash": batch.column("text_hash"), "vec": vec_array(vecs), "windows": win})

@@ -117,8 +117,8 @@ def set_aside_note(probe: dict) -> str:
     shown = ", ".join(f"`{c}`" for c in list(aside)[:5]) + (" …" if len(aside) > 5 else "")
     n = sum(aside.values())
     return (f"{len(aside):,} label{'s' if len(aside) != 1 else ''} with a single row ({shown}): a classifier cannot "
-            f"judge a label it sees once, so {'its' if n == 1 else 'their'} {n:,} row{'s' if n != 1 else ''} "
-            "get no label scores; every other row is scored.")
+            f"judge a label it sees once, so {'its row gets' if n == 1 else f'their {n:,} rows get'} no label "
+            "scores; every other row is scored.")
 
 
 def features_note(probe: dict) -> str:

@@ -10,9 +10,8 @@ AUM averages the threshold runs in which it kept its own label (see curate_core.
 data, many dimensions) their AUM is high and so is the cutoff. The calibration is called failed when the learnt
 cutoff is above 0 (the given label wins on average, so such a row is no suspect) or the flag would mark more than
 2× the share of labels confident learning estimates to be wrong, or less than half of it (and at least 1 % of the
-rows off). Then the
-documented fallback flags the rows with the lowest AUM, as many as confident learning estimates are wrong
-(``cleanlab.count.num_label_issues``), and the summary says why (``calibration``).
+rows off). Then the documented fallback flags the rows with the lowest AUM, as many as confident learning
+estimates are wrong (``cleanlab.count.num_label_issues``), and the summary says why (``calibration``).
 
 With imported per-epoch logits there are no threshold samples; the cutoff is then 0 (on average the given
 label was not the model's top class), and the summary says so.

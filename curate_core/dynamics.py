@@ -47,8 +47,8 @@ from .errors import CurateError, choices
 from .columns import Table
 from .embed import embeddings, fixed_list, vec_array
 from .execution import Task
-from .features import Stacked, candidates, choose, issparse, mean_square, oof_quality, stack, tfidf_matrix
-from .labels import check_judgeable, encode_labels, judgeable
+from .features import Stacked, candidates, choose, feature_scale, issparse, oof_quality, stack, tfidf_matrix
+from .labels import encode_labels, judgeable
 from .resources import resource
 from .stage import Option, StageContext, stage
 from .store import parquet_relation
@@ -158,13 +158,6 @@ class EpochStats:
         for e, ep in enumerate(logits):  # epoch by epoch: bounded memory
             out.margin[e], out.p_gold[e], out.p_sq[e] = logit_stats(ep, targets)
         return out
-
-
-def feature_scale(x) -> float:
-    """Factor that makes the mean squared feature 1 (√d for unit-norm vectors; for a sparse matrix, of its
-    stored entries — see :func:`curate_core.features.mean_square`)."""
-    ms = mean_square(x)
-    return 1.0 / math.sqrt(ms) if ms > 0 else 1.0
 
 
 def _tensor(x):
@@ -591,15 +584,6 @@ PROBE_DEFAULTS = {
 SUMMARY = "probe"  # name of the stored summary the `probe` resource checks against the data
 
 
-def _label_problem(codes: np.ndarray, classes: list[str], set_aside: dict[str, int] | None = None) -> str | None:
-    """Why the label scores cannot run on these labels (None if they can)."""
-    try:
-        check_judgeable(codes, classes, set_aside)
-    except CurateError as e:
-        return e.message
-    return None
-
-
 def _imports(p: dict, ids: list[str], codes: np.ndarray, classes: list[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(pred_probs, per-epoch logits) from the user's files named in the stage parameters (None when not given)."""
     for key, what in (("probs", "predicted probabilities"), ("logits", "per-epoch logits"), ("ids", "ids")):
@@ -726,8 +710,11 @@ def run_probe(ctx: StageContext) -> dict:
     store, p = ctx.store, ctx.params
     frame = store.sample_frame(["row_id", "id", "label"])
     enc = encode_labels(frame["label"].tolist())
-    codes, classes, set_aside = judgeable(enc["label_codes"], enc["classes"])  # singleton classes are not judged
-    problem = _label_problem(codes, classes, set_aside)
+    try:
+        codes, classes, set_aside = judgeable(enc["label_codes"], enc["classes"])  # singleton classes set aside
+        problem = None
+    except CurateError as e:
+        problem = e.message
     if problem:  # not an error: the other scores still run; the label scores say why they are missing
         with store.transaction() as cur:
             store.drop_table("probe_probs", cur)

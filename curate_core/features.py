@@ -40,8 +40,11 @@ def candidates(features: str) -> tuple[str, ...]:
 
 
 def issparse(x: Any) -> bool:
-    """A scipy sparse matrix (TF-IDF features) rather than a dense array."""
-    return hasattr(x, "tocsr") and hasattr(x, "nnz")
+    """A scipy sparse matrix (TF-IDF features) rather than a dense array (scipy imported on first use, not at
+    start-up)."""
+    from scipy.sparse import issparse as scipy_issparse
+
+    return scipy_issparse(x)
 
 
 def mean_square(x: Any) -> float:
@@ -52,11 +55,16 @@ def mean_square(x: Any) -> float:
     return float(np.mean(np.square(x, dtype=np.float64))) if np.size(x) else 0.0
 
 
-def scaled(x: Any) -> Any:
-    """*x* times the factor that makes its mean squared entry 1 (√d for unit-norm vectors), so one learning rate
-    and one L2 strength work across feature sets."""
+def feature_scale(x: Any) -> float:
+    """Factor that makes the mean squared entry 1 (√d for unit-norm vectors; of the stored entries of a sparse
+    matrix), so one learning rate and one L2 strength work across feature sets."""
     ms = mean_square(x)
-    return x * np.float32(1.0 / math.sqrt(ms)) if ms > 0 else x
+    return 1.0 / math.sqrt(ms) if ms > 0 else 1.0
+
+
+def scaled(x: Any) -> Any:
+    """*x* times :func:`feature_scale`."""
+    return x * np.float32(feature_scale(x))
 
 
 @dataclass(frozen=True)

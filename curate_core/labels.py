@@ -33,26 +33,16 @@ MIN_CLASS_ROWS = 2
 def judgeable(codes: np.ndarray, classes: list[str]) -> tuple[np.ndarray, list[str], dict[str, int]]:
     """(codes, classes) without the classes of fewer than MIN_CLASS_ROWS rows — their rows count as unlabelled
     for the label scores, so one singleton label does not stop the scoring of every other row — and the classes
-    set aside with their row counts."""
+    set aside with their row counts. Refuses labels a classifier cannot judge at all (fewer than two classes
+    left), naming what was set aside."""
     counts = np.bincount(codes[codes >= 0], minlength=len(classes))
     keep = counts >= MIN_CLASS_ROWS
-    if keep.all():
+    aside = {c: int(n) for c, n, k in zip(classes, counts, keep) if not k}
+    kept = [c for c, k in zip(classes, keep) if k]
+    if len(kept) < 2:
+        also = (" besides " + ", ".join(f"`{c}`" for c in list(aside)[:5]) + " with a single row") if aside else ""
+        raise CurateError(f"needs at least two classes; this data has {len(kept)}{also}")
+    if not aside:
         return codes, classes, {}
     remap = np.where(keep, np.cumsum(keep) - 1, -1)
-    out = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
-    return (out, [c for c, k in zip(classes, keep) if k],
-            {c: int(n) for c, n, k in zip(classes, counts, keep) if not k})
-
-
-def check_judgeable(codes: np.ndarray, classes: list[str], set_aside: dict[str, int] | None = None) -> None:
-    """Refuse labels a classifier-based score cannot judge (one class, a class with one row), saying why
-    (*set_aside*: the classes :func:`judgeable` already took out, named in the message)."""
-    if len(classes) < 2:
-        aside = (" besides " + ", ".join(f"`{c}`" for c in list(set_aside)[:5]) + " with a single row"
-                 if set_aside else "")
-        raise CurateError(f"needs at least two classes; this data has {len(classes)}{aside}")
-    counts = np.bincount(codes[codes >= 0], minlength=len(classes))
-    single = [classes[i] for i in np.flatnonzero(counts < 2)]
-    if single:
-        shown = ", ".join(f"`{c}`" for c in single[:5]) + (" …" if len(single) > 5 else "")
-        raise CurateError(f"needs at least two rows per class; {len(single)} class(es) have one: {shown}")
+    return np.where(codes >= 0, remap[np.maximum(codes, 0)], -1), kept, aside

@@ -41,7 +41,7 @@ def require_data(ws: Workspace, what: str, needs: str) -> li.LabelData:
         st.stop()
     data = load(ws)
     if data.missing:
-        st.info(f"{data.missing} {needs} a label column with at least two classes and two rows per class.",
+        st.info(f"{data.missing} {needs} a label column with at least two classes of two or more rows each.",
                 icon=":material/info:")
         st.stop()
     return data

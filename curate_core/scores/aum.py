@@ -26,7 +26,7 @@ import numpy as np
 from ..columns import Column
 from ..errors import CurateError
 from .base import Score, ScoreContext, ScoreResult, register
-from .label_quality import RATE_WARN, estimated_noise, probe_dynamics, rate_summary
+from .label_quality import RATE_WARN, noise_estimate, probe_dynamics, rate_summary
 
 
 def per_run_aum(margin: np.ndarray) -> np.ndarray:
@@ -134,7 +134,7 @@ class AUM(Score):
         values = probe.per_run_mean(runs)
         values[codes < 0] = np.nan
         cutoff, thr = threshold_cutoff(runs, probe.threshold, pct)
-        estimate = estimated_noise(codes, probe.probs)
+        estimate = noise_estimate(ctx)
         problem = None
         manual = p["cutoff"]
         if manual is not None:  # set by hand (the Label issues page's slider)

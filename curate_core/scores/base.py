@@ -49,7 +49,7 @@ import pyarrow as pa
 from .. import resources
 from ..columns import Column
 from ..errors import CurateError, choices
-from ..labels import check_judgeable, encode_labels, judgeable
+from ..labels import encode_labels, judgeable
 
 DIRECTIONS = ("higher_better", "higher_worse", "neutral")
 KINDS = ("row", "group", "global")
@@ -257,6 +257,13 @@ class ScoreContext:
         if self.on_progress is not None:
             self.on_progress(done, total, message)
 
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """A value several scores derive from the same resources (e.g. the estimated noise rate), computed once
+        per context, i.e. once per scores run."""
+        if key not in self._values:
+            self._values[key] = compute()
+        return self._values[key]
+
     def param(self, score: str, key: str, default: Any) -> Any:
         return self.params.get(score, {}).get(key, default)
 
@@ -278,8 +285,7 @@ class ScoreContext:
 def labelled_classes(ctx: ScoreContext) -> tuple[np.ndarray, list[str]]:
     """(codes, classes) for label-based scores — without classes too small to judge, whose rows then get NaN
     and no flag — refusing data they cannot judge at all with a clear message."""
-    codes, classes, aside = judgeable(ctx.label_codes, ctx.classes)  # singleton classes: their rows are not judged
-    check_judgeable(codes, classes, aside)
+    codes, classes, _ = judgeable(ctx.label_codes, ctx.classes)  # singleton classes: their rows are not judged
     return codes, classes
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import CurateError
 from ..columns import Column
 from .base import Score, ScoreContext, ScoreResult, register, registered
-from .label_quality import RATE_WARN
+from .label_quality import RATE_WARN, noise_estimate
 
 #: flag column → method name shown on the page
 class _FlagMethods(Mapping):
@@ -70,13 +70,14 @@ class Consensus(Score):
         names = list(cols)
         overlap = (m[:, None, :] & m[None, :, :]).sum(axis=2)
         counts = dict(zip(names, m.sum(axis=1).tolist()))
-        # confident learning flags as many rows as it estimates are mislabelled: the yardstick for the others
-        est = counts.get("is_label_issue")
-        loud = [FLAGS[c] for c in names if est is not None and c != "is_label_issue" and counts[c] > RATE_WARN * est]
+        # the yardstick every flag's summary uses too: how many labels confident learning estimates are wrong
+        est = noise_estimate(ctx)
+        loud = [FLAGS[c] for c in names if est is not None and counts[c] > RATE_WARN * est[0]]
         return ScoreResult(values, summary={
             "over_estimate": loud,
-            "warning": (f"{', '.join(loud)} flag{'s' if len(loud) == 1 else ''} more than {RATE_WARN:g}× the rows "
-                        f"confident learning does ({est:,}): a consensus ≥ 2 then leans on them") if loud else None,
+            "warning": (f"{', '.join(loud)} flag{'s' if len(loud) == 1 else ''} more than {RATE_WARN:g}× the "
+                        f"{est[0]:,} rows confident learning estimates are mislabelled: a consensus ≥ 2 then leans on "
+                        "them") if loud else None,
             "methods": {c: FLAGS[c] for c in names},
             "counts": {c: int(v) for c, v in zip(names, m.sum(axis=1))},
             "overlap": {"columns": names, "matrix": overlap.tolist()},

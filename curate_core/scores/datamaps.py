@@ -16,7 +16,7 @@ import numpy as np
 from ..columns import Column
 from .base import Score, ScoreContext, ScoreResult, register
 from .aum import calibration_problem, check_percentile, fallback_cutoff, fallback_why, threshold_cutoff
-from .label_quality import estimated_noise, probe_dynamics, rate_summary
+from .label_quality import noise_estimate, probe_dynamics, rate_summary
 
 #: like AUM_CAP: a row whose given label gets on average at least half the probability is not hard to learn; a
 #: cutoff above it means the calibration failed (the same rule and fallback as AUM, see curate_core.scores.aum)
@@ -59,7 +59,7 @@ class Confidence(Score):
             out[key] = v
         pct = float(self.settings(ctx)["percentile"])
         cutoff, thr = threshold_cutoff(conf_runs, probe.threshold, pct)
-        estimate = estimated_noise(codes, probe.probs)
+        estimate = noise_estimate(ctx)
         problem = None
         if cutoff is None:
             flag = np.zeros(ctx.n, bool)

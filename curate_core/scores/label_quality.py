@@ -54,6 +54,19 @@ def estimated_noise(codes: np.ndarray, probs: np.ndarray | None) -> tuple[int, f
     return count, count / int(lab.sum())
 
 
+def noise_estimate(ctx: ScoreContext) -> tuple[int, float] | None:
+    """:func:`estimated_noise` of the context's probe, computed once per scores run: confident learning, AUM, data
+    maps and the consensus all hold their flags against it. None without judgeable labels or a probe."""
+    def compute() -> tuple[int, float] | None:
+        try:
+            codes, _, probe = probe_for_labels(ctx)
+        except CurateError:
+            return None
+        return estimated_noise(codes, probe.probs)
+
+    return ctx.memo("noise_estimate", compute)
+
+
 #: a method that flags more than this many times confident learning's estimated noise rate is warned about
 RATE_WARN = 2.0
 
@@ -127,5 +140,5 @@ class LabelQuality(Score):
                     f"({n_flag / max(1, int(lab.sum())):.1%}); per-class thresholds, no single cutoff"),
             "method": method, "filter_by": filter_by,
             "suggested_differs": int((top != given).sum()),
-            **rate_summary(flag, codes, estimated_noise(codes, probe.probs)),
+            **rate_summary(flag, codes, noise_estimate(ctx)),
         })

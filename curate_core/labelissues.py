@@ -90,7 +90,7 @@ def flag_report(summaries: dict[str, dict]) -> dict[str, dict]:
             out[col] = {"method": FLAGS[col], "flagged": s.get("flagged"), "flag_rate": s.get("flag_rate"),
                         "estimated_noise_rate": s.get("estimated_noise_rate"),
                         "over_estimate": s.get("over_estimate", False),
-                        **({"calibration": s["calibration"]} if "calibration" in s else {})}
+                        **({"calibration": s["calibration"]} if "calibration" in s else {}), "why": s.get("why")}
     return out
 
 
@@ -98,10 +98,9 @@ def flag_warnings(summaries: dict[str, dict]) -> list[str]:
     """What a person should know before trusting the flags: a failed calibration (and its fallback), and any
     method that flags more than RATE_WARN× the share of labels confident learning estimates to be wrong."""
     out = []
-    for col, r in flag_report(summaries).items():
-        s = next(v for v in summaries.values() if v.get("flag_column") == col)
+    for r in flag_report(summaries).values():
         if r.get("calibration") == "failed":
-            out.append(f"{r['method']}: {s['why']}.")
+            out.append(f"{r['method']}: {r['why']}.")
         elif r.get("over_estimate"):
             out.append(f"{r['method']} flags {r['flag_rate']:.1%} of the labelled rows, more than {RATE_WARN:g}× the "
                        f"{r['estimated_noise_rate']:.1%} confident learning estimates to be mislabelled: many of its "
@@ -122,14 +121,16 @@ def set_aside_note(probe: dict) -> str:
 
 
 def features_note(probe: dict) -> str:
-    """One line on the probe's features: the one chosen, why, and every candidate's out-of-fold accuracy."""
+    """One line on the probe's features: the one chosen and every candidate's out-of-fold accuracy and log-loss
+    (why it was chosen, when it was the only one)."""
     f = probe.get("features") or {}
     if not f:
         return ""
     cand = f.get("candidates") or {}
-    acc = " · ".join(f"{k} {v['oof_accuracy']:.3f}" for k, v in cand.items())
-    return (f"Probe features: `{f.get('chosen')}` ({f.get('why')})"
-            + (f"; out-of-fold accuracy {acc}" if len(cand) > 1 else "") + ".")
+    if len(cand) < 2:
+        return f"Probe features: `{f.get('chosen')}` ({f.get('why')})."
+    each = " · ".join(f"{k} {v['oof_accuracy']:.3f} (log-loss {v['oof_log_loss']:.3f})" for k, v in cand.items())
+    return f"Probe features: `{f.get('chosen')}`, the lowest out-of-fold log-loss; out-of-fold accuracy {each}."
 
 
 # ------------------------------------------------------------------------------------------- AUM

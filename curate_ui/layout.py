@@ -89,7 +89,9 @@ def stage_gate(ws: Workspace, stages: list[str], what: str) -> bool:
         return False
     names = ", ".join(f"`{s}`" for s in missing)
     st.info(f"{what} needs the {names} stage{'s' if len(missing) > 1 else ''}, which "
-            f"{'have' if len(missing) > 1 else 'has'} not run on the current data yet.", icon=":material/info:")
+            f"{'have' if len(missing) > 1 else 'has'} not run on the current data and settings yet (rows were "
+            "added, a parameter changed, or this version of the tool computes it differently).",
+            icon=":material/info:")
     if st.button(f"Run {', '.join(missing)} now", type="primary", key=f"gate_{'_'.join(missing)}",
                  help="in the background, with progress here; stages they build on run first if needed"):
         runner.start_run(ws, missing)

@@ -116,6 +116,85 @@ def _scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
     return acc, f1
 
 
+@dataclass
+class EvalData:
+    """What an outcome is measured on: every row's vector and label, which rows training may use, and the
+    held-out set (an eval file, a saved selection, or a seeded split the selections never touch)."""
+
+    row_ids: np.ndarray  # the workspace's row ids, sorted (= the embeddings' order)
+    vecs: np.ndarray
+    labels: np.ndarray  # given labels (object; None where unlabelled)
+    held: np.ndarray  # bool per row: in the held-out set, never trained on
+    x_eval: np.ndarray
+    y_eval: np.ndarray
+    where: str
+
+    def training(self, sel: Any) -> tuple[np.ndarray, np.ndarray]:
+        """A selection's training set: (vectors, final labels), repeats spelled out, held-out rows left out."""
+        pos = np.searchsorted(self.row_ids, sel.row_ids)
+        labels, reps = sel.labels, sel.repeats.astype(np.int64)
+        keep = pd.notna(labels) & (reps > 0)
+        keep[keep] &= ~self.held[pos[keep]]
+        pos, labels, reps = pos[keep], labels[keep].astype(str), reps[keep]
+        return np.repeat(self.vecs[pos], reps, axis=0), np.repeat(labels, reps)
+
+    def all_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every trainable labelled row, as given: the baseline."""
+        rows = np.flatnonzero(pd.notna(self.labels) & ~self.held)
+        return self.vecs[rows], self.labels[rows].astype(str)
+
+    def score(self, x: np.ndarray, y: np.ndarray, probe: ProbeConfig | None = None) -> tuple[float, float]:
+        """(accuracy, macro-F1) on the held-out set of the probe trained on (x, y)."""
+        if len(y) == 0:
+            raise CurateError("The selection has no labelled rows to train on", "loosen the recipe")
+        return _scores(self.y_eval, _fit_predict(x, y, self.x_eval, probe or EVAL_PROBE))
+
+
+def _person_labels(store, emb_ids: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels with a person's relabels applied, rows a person excluded): the best held-out labels there are."""
+    cur = store.current_decisions()
+    out, excluded = labels.copy(), np.zeros(len(labels), dtype=bool)
+    if len(cur):
+        idx = np.searchsorted(emb_ids, cur["row_id"].to_numpy())
+        relab = (cur["action"] == "relabel").to_numpy()
+        out[idx[relab]] = cur["value"].to_numpy()[relab]
+        excluded[idx[(cur["action"] == "exclude").to_numpy()]] = True
+    return out, excluded
+
+
+def eval_data(store, eval_file: str | Path | None = None, *, text: str | None = None, label: str | None = None,
+              held_out: float = HELD_OUT, seed: int = 0, eval_selection: str | None = None) -> EvalData:
+    """The training rows and held-out set of an outcome check (see :func:`evaluate`)."""
+    rows = store.rows(["row_id", "id", "label"])
+    emb_ids, vecs = embeddings(store)
+    if not np.array_equal(emb_ids, rows["row_id"].to_numpy()):
+        raise CurateError("The embeddings do not cover every row (data was added since the embed run)",
+                          f"run the embed stage again: python -m curate_core run --workspace {store.path} --stages embed")
+    labels = rows["label"].to_numpy(dtype=object)
+    if eval_file is not None:
+        ev = read_eval_file(store, eval_file, text, label)
+        x_eval, y_eval = embed_texts(store, ev["text"].tolist()), ev["label"].to_numpy(dtype=str)
+        return EvalData(emb_ids, vecs, labels, np.zeros(len(labels), dtype=bool), x_eval, y_eval,
+                        f"{Path(eval_file).name}")
+    eval_labels, excluded = _person_labels(store, emb_ids, labels)
+    if eval_selection is not None:
+        names = store.selection_names()
+        if eval_selection not in names:
+            raise CurateError(f"--eval-selection: no saved selection {eval_selection!r}",
+                              f"saved selections: {', '.join(names) or 'none yet'}")
+        held = np.isin(emb_ids, store.selection(eval_selection))
+        where = f"the saved selection {eval_selection!r}, never trained on"
+    else:
+        held = held_out_mask(rows["id"].tolist(), labels, held_out, seed)
+        where = f"a held-out {held_out:.0%} of the labelled rows (seed {seed}), never selected from"
+    ev_rows = np.flatnonzero(held & pd.notna(eval_labels) & ~excluded)
+    if len(ev_rows) == 0:
+        raise CurateError("Too few labelled rows for a held-out set" if eval_selection is None else
+                          f"--eval-selection {eval_selection!r} has no labelled rows to evaluate on",
+                          "give an eval file with --eval")
+    return EvalData(emb_ids, vecs, labels, held, vecs[ev_rows], eval_labels[ev_rows].astype(str), where)
+
+
 def evaluate(store_or_ws: Any, recipe: Any, eval_file: str | Path | None = None, *, text: str | None = None,
              label: str | None = None, held_out: float = HELD_OUT, seed: int = 0,
              probe: ProbeConfig = EVAL_PROBE) -> Outcome:
@@ -125,52 +204,14 @@ def evaluate(store_or_ws: Any, recipe: Any, eval_file: str | Path | None = None,
     t0 = time.monotonic()
     store = _store(store_or_ws)
     sel = select(store, recipe)  # validates the recipe first: a bad one costs nothing
-    rows = store.rows(["row_id", "id", "label"])
-    emb_ids, vecs = embeddings(store)
-    if not np.array_equal(emb_ids, rows["row_id"].to_numpy()):
-        raise CurateError("The embeddings do not cover every row (data was added since the embed run)",
-                          f"run the embed stage again: python -m curate_core run --workspace {store.path} --stages embed")
-    labels = rows["label"].to_numpy(dtype=object)
-    labelled = pd.notna(labels)
-    # the selection's rows with their final labels (relabels applied) and repeats (mixtures may repeat rows)
-    pos = np.searchsorted(emb_ids, sel.row_ids)
-    sel_labels, sel_rep = sel.labels, sel.repeats.astype(np.int64)
-    keep = pd.notna(sel_labels) & (sel_rep > 0)
-    pos, sel_labels, sel_rep = pos[keep], sel_labels[keep].astype(str), sel_rep[keep]
-
-    if eval_file is not None:
-        ev = read_eval_file(store, eval_file, text, label)
-        x_eval, y_eval = embed_texts(store, ev["text"].tolist()), ev["label"].to_numpy(dtype=str)
-        train_all = np.flatnonzero(labelled)
-        where = f"{Path(eval_file).name}"
-    else:
-        cur = store.current_decisions()
-        cur = cur.set_index("row_id") if len(cur) else None
-        eval_labels = labels.copy()
-        excluded = np.zeros(len(rows), dtype=bool)
-        if cur is not None:  # a person's relabels are the best labels there are; their excludes are junk
-            idx = np.searchsorted(emb_ids, cur.index.to_numpy())
-            relab = (cur["action"] == "relabel").to_numpy()
-            eval_labels[idx[relab]] = cur["value"].to_numpy()[relab]
-            excluded[idx[(cur["action"] == "exclude").to_numpy()]] = True
-        held = held_out_mask(rows["id"].tolist(), labels, held_out, seed)
-        ev_rows = np.flatnonzero(held & labelled & ~excluded)
-        if len(ev_rows) == 0:
-            raise CurateError("Too few labelled rows for a held-out split", "give an eval file with --eval")
-        x_eval, y_eval = vecs[ev_rows], eval_labels[ev_rows].astype(str)
-        train_all = np.flatnonzero(labelled & ~held)
-        in_train = ~held[pos]
-        pos, sel_labels, sel_rep = pos[in_train], sel_labels[in_train], sel_rep[in_train]
-        where = f"a held-out {held_out:.0%} of the labelled rows (seed {seed}), never selected from"
-    if len(pos) == 0:
+    data = eval_data(store, eval_file, text=text, label=label, held_out=held_out, seed=seed)
+    x_sel, y_sel = data.training(sel)
+    if len(y_sel) == 0:
         raise CurateError("The selection has no labelled rows to train on", "loosen the recipe")
-
+    x_all, y_all = data.all_rows()
     torch.set_num_threads(1)  # small full-batch probes run faster and steadier on one thread here
-    pred_all = _fit_predict(vecs[train_all], labels[train_all].astype(str), x_eval, probe)
-    x_sel, y_sel = np.repeat(vecs[pos], sel_rep, axis=0), np.repeat(sel_labels, sel_rep)
-    pred_sel = _fit_predict(x_sel, y_sel, x_eval, probe)
-    acc_all, f1_all = _scores(y_eval, pred_all)
-    acc_sel, f1_sel = _scores(y_eval, pred_sel)
-    return Outcome(recipe=sel.recipe.name or "recipe", eval=where, n_all=int(len(train_all)), n_selected=int(len(y_sel)),
-                   n_eval=int(len(y_eval)), acc_all=acc_all, acc_selected=acc_sel, f1_all=f1_all,
-                   f1_selected=f1_sel, probe=asdict(probe), seconds=round(time.monotonic() - t0, 2))
+    acc_all, f1_all = data.score(x_all, y_all, probe)
+    acc_sel, f1_sel = data.score(x_sel, y_sel, probe)
+    return Outcome(recipe=sel.recipe.name or "recipe", eval=data.where, n_all=int(len(y_all)),
+                   n_selected=int(len(y_sel)), n_eval=int(len(data.y_eval)), acc_all=acc_all, acc_selected=acc_sel,
+                   f1_all=f1_all, f1_selected=f1_sel, probe=asdict(probe), seconds=round(time.monotonic() - t0, 2))

@@ -21,9 +21,10 @@ from . import pipeline
 from .demo import DEMO_WORKSPACE, build_demo
 from .errors import CurateError, log_exception
 from .evaluate import HELD_OUT, evaluate
-from .execution import DEVICES, EXECUTORS
+from .execution import DEVICES, EXECUTORS, ProgressEvent, make_executor
 from .export import FORMATS, export
 from .ingest import summary_json
+from .mixsearch import METRICS, suggest
 from .scoring import describe_scores, export_scores
 from .search import MODES, parse_where, search
 from .search import save as save_search
@@ -398,6 +399,52 @@ def _evaluate_cmd(a: argparse.Namespace) -> int:
         out = evaluate(ws, load_recipe(a.recipe, ws.store), a.eval_file, text=a.eval_text, label=a.eval_label,
                        held_out=a.held_out, seed=a.seed)
     print(json.dumps(out.as_dict()) if a.json else "\n".join(out.lines()))
+    return 0
+
+
+def _mixture_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["suggest"], help="suggest: search the group weights the data prefers")
+    _ws_arg(p)
+    _recipe_arg(p)
+    p.add_argument("--group-by", required=True, metavar="COLUMN", help="the groups to weigh (e.g. source)")
+    ev = p.add_mutually_exclusive_group()
+    ev.add_argument("--eval", dest="eval_file", help="labelled eval file (any ingestible format)")
+    ev.add_argument("--eval-selection", metavar="NAME", help="a saved selection as the eval set (never trained on)")
+    ev.add_argument("--holdout", "--held-out", dest="held_out", type=float, default=HELD_OUT,
+                    help="held-out fraction without --eval (default 0.2)")
+    p.add_argument("--eval-text", help="text column of the eval file (default: auto-detect)")
+    p.add_argument("--eval-label", help="label column of the eval file (default: auto-detect)")
+    p.add_argument("--trials", type=int, default=48, help="random mixtures to train on (default 48)")
+    p.add_argument("--budget", type=int, help="rows each trial draws (default: the recipe's budget, else half the pool)")
+    p.add_argument("--metric", default="accuracy", choices=list(METRICS), help="what to maximise (default accuracy)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the trials, the candidates and the held-out split")
+    p.add_argument("--engine", default="local", choices=sorted(EXECUTORS), help="where the trials train")
+    p.add_argument("--save", metavar="NAME", help="save the recipe with the suggested weights under this name")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@command("mixture", "mixture suggest: train the probe on many mixtures, fit weights → metric, suggest the best",
+         _mixture_args)
+def _mixture_cmd(a: argparse.Namespace) -> int:
+    if a.save is not None and not a.save.strip():
+        raise CurateError("--save needs a recipe name")
+    progress = None if a.json else TqdmProgress()
+    with open_workspace(a.workspace) as ws:
+        recipe = load_recipe(a.recipe, ws.store)
+        executor = make_executor(a.engine, device="cpu")
+        res = suggest(ws, recipe, a.group_by, eval_file=a.eval_file, eval_selection=a.eval_selection,
+                      held_out=a.held_out, trials=a.trials, budget=a.budget, seed=a.seed, metric=a.metric,
+                      executor=executor, text=a.eval_text, label=a.eval_label,
+                      progress=None if progress is None else
+                      lambda d, t, m="", resumed=0: progress(ProgressEvent("mixture search", d, t, 0.0, m, resumed)))
+        if a.save is not None:
+            ws.store.save_recipe(a.save, res.recipe(recipe, a.save).to_json())
+    if a.json:
+        print(json.dumps({**res.as_dict(), **({"saved": a.save} if a.save else {})}, default=str))
+    else:
+        print("\n".join(res.lines()))
+        if a.save:
+            print(f"saved recipe {a.save!r} (use it with --recipe {a.save})")
     return 0
 
 

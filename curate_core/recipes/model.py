@@ -47,7 +47,7 @@ MATCH_MODES = ("keyword", "regex")
 TOP_KEYS = ("version", "seed", "filters", "decisions", "dedup", "selections", "search", "mixture", "name",
             "description")
 MIXTURE_KEYS = ("group_by", "weights", "budget", "cap", "temperature", "max_repeats", "quality", "mode",
-                "redistribute")
+                "redistribute", "origin")
 
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
             "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "REAL")
@@ -89,6 +89,8 @@ class Mixture:
     quality_strength: float = 0.0  # sampling weight ∝ quality^strength inside a group
     mode: str = "sample"  # "sample": draw rows to meet the targets; "reweight": keep every row, weight it
     redistribute: bool = True  # a group that cannot fill its share leaves its rest to the others
+    #: where the weights came from (e.g. a mixture search's parameters and seed); recorded, never interpreted
+    origin: dict | None = None
 
     @property
     def unit(self) -> str:
@@ -108,7 +110,8 @@ class Mixture:
                 "budget": budget, "cap": self.cap, "temperature": self.temperature, "max_repeats": self.max_repeats,
                 "quality": None if self.quality_column is None else
                 {"column": self.quality_column, "strength": self.quality_strength},
-                "mode": self.mode, "redistribute": self.redistribute}
+                "mode": self.mode, "redistribute": self.redistribute,
+                **({"origin": self.origin} if self.origin is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -408,7 +411,11 @@ def _parse_mixture(m: Any) -> Mixture:
     if mode not in ("sample", "reweight"):
         raise _bad("mixture.mode", f'expected "sample" or "reweight", got {json.dumps(mode)}')
     redistribute = _bool(m.get("redistribute", True), "mixture.redistribute")
-    return Mixture(group_by, weights, rows, tokens, cap, temperature, max_repeats, qcol, strength, mode, redistribute)
+    origin = m.get("origin")
+    if origin is not None and not isinstance(origin, dict):
+        raise _bad("mixture.origin", f"expected an object (where the weights came from) or null, got {json.dumps(origin)}")
+    return Mixture(group_by, weights, rows, tokens, cap, temperature, max_repeats, qcol, strength, mode, redistribute,
+                   origin)
 
 
 def load_recipe(src: Any, store: Store | None = None) -> Recipe:

@@ -19,6 +19,7 @@ from typing import Callable
 
 from . import pipeline
 from .demo import DEMO_WORKSPACE, build_demo
+from .dsir import has_target, kl_reduction
 from .errors import CurateError, log_exception
 from .evaluate import HELD_OUT, evaluate
 from .execution import DEVICES, EXECUTORS, ProgressEvent, make_executor
@@ -318,14 +319,18 @@ def _select_args(p: argparse.ArgumentParser) -> None:
 def _select_cmd(a: argparse.Namespace) -> int:
     with open_workspace(a.workspace) as ws:
         recipe = load_recipe(a.recipe, ws.store)
-        if a.save_selection is not None:
+        fit = None
+        if a.save_selection is not None or has_target(ws.store):  # the KL figure needs the selected rows
             sel = select(ws, recipe)
-            ws.save_selection(a.save_selection, sel.row_ids)
+            if a.save_selection is not None:
+                ws.save_selection(a.save_selection, sel.row_ids)
             c = sel.counts
+            fit = kl_reduction(ws.store, sel.row_ids, sel.repeats, seed=recipe.seed)
         else:
             c = live_counts(ws, recipe, cached=False)
     if a.json:
-        print(json.dumps(c.to_json(), default=str))
+        extra = {} if fit is None else {"kl_reduction": fit["kl_reduction"], "kl": fit}
+        print(json.dumps({**c.to_json(), **extra}, default=str))
         return 0
     rows_est = "≈" if c.tokens_estimated and c.unit == "tokens" else ""
     approx = "≈" if c.tokens_estimated and c.unit == "rows" else ""
@@ -336,6 +341,9 @@ def _select_cmd(a: argparse.Namespace) -> int:
     if c.group_by:
         print(f"by {c.group_by}: " + ", ".join(f"{g['group']} {g['rows_before']:,}→{g['rows_selected']:,}"
                                               for g in c.groups.head(30).to_dict("records")))
+    if fit is not None:
+        print(f"DSIR target {fit['target']}: KL reduction {fit['kl_reduction']:+.4f} nats (KL to the target: "
+              f"selection {fit['kl_selected']:.4f}, a random selection of its size {fit['kl_random']:.4f})")
     for w in c.warnings:
         print(f"warning: {w}")
     if a.save_selection is not None:

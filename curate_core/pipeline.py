@@ -53,12 +53,28 @@ def _effective_params(st: Stage, last: dict | None, overrides: dict | None) -> d
         prev = last["params"] if isinstance(last["params"], dict) else json.loads(last["params"])
         params.update({k: v for k, v in prev.items() if k in st.defaults})
     if overrides:
+        overrides = _nest(st, params, overrides)
         unknown = sorted(set(overrides) - set(st.defaults))
         if unknown:
             raise CurateError(f"Unknown parameter(s) {choices(unknown)} for stage `{st.name}`",
                               f"parameters of {st.name}: {choices(sorted(st.defaults))}")
         params.update(overrides)
     return params
+
+
+def _nest(st: Stage, params: dict, overrides: dict) -> dict:
+    """Fold ``part.key`` overrides into the stage's nested parameter (``scores.dsir.target=F`` →
+    ``params["dsir"]["target"] = F``), on top of its sticky value and of a whole one given in the same run."""
+    dotted = {k: v for k, v in overrides.items() if "." in k and k not in st.defaults}
+    if not dotted or st.nested is None:
+        return overrides
+    out = {k: v for k, v in overrides.items() if k not in dotted}
+    nested = dict(out.get(st.nested, params.get(st.nested)) or {})
+    for k, v in dotted.items():
+        part, key = k.split(".", 1)
+        nested[part] = {**(nested.get(part) or {}), key: v}
+    out[st.nested] = nested
+    return out
 
 
 @dataclass

@@ -25,7 +25,7 @@ from . import resources
 from . import scores as _scores
 from .columns import Table
 from .errors import CurateError
-from .scores.base import Score, ScoreContext, compute_one, ordered
+from .scores.base import Score, ScoreContext, canonical, compute_one, ordered
 from .stage import StageContext, digest, stage
 from .store import Store, json_default, now, quote_ident
 
@@ -79,15 +79,19 @@ VERSION = "2:" + ",".join(f"{n}@{s.version}" for n, s in _reg.items())
 @stage(STAGE, version=VERSION, title="Scores (label noise, duplicates, outliers, text quality)",
        requires=("textstats", "embed", "probe"),
        outputs=(Table(TABLE, tuple(c for s in _reg.values() for c in s.columns)),),
-       defaults={"only": None, "params": {}})
+       defaults={"only": None, "params": {}}, nested="params")
 def run_scores(ctx: StageContext) -> dict:
     store = ctx.store
     params = ctx.params.get("params") or {}
     if not isinstance(params, dict):
         raise CurateError(f"scores.params must be an object {{score: {{parameter: value}}}}, got {params!r}")
-    unknown = sorted(set(params) - set(_reg))
+    unknown = sorted(k for k in params if canonical(k) is None)
     if unknown:
         raise CurateError(f"scores.params names unknown score(s) {unknown}", f"scores: {sorted(_reg)}")
+    merged: dict[str, dict] = {}
+    for k, v in params.items():  # an alias (dsir) names its score (dsir_log_weight)
+        merged[canonical(k)] = {**merged.get(canonical(k), {}), **v} if isinstance(v, dict) else v
+    params = merged
     only = ctx.params.get("only")
     names = [n for n in ordered(_reg) if only is None or n in only]
     have = {c for c, _ in store.table_columns(TABLE)} if store.table_exists(TABLE) else set()

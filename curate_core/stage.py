@@ -58,6 +58,9 @@ class Stage:
     options: tuple[Option, ...] = ()
     #: {option dest: value given} → this stage's parameters; None: each option's value goes to its `param`
     apply_options: Callable[[dict[str, Any]], dict] | None = None
+    #: a parameter holding per-part settings (scores: ``params``), so ``--param stage.part.key=v`` sets
+    #: ``params[part][key]`` and keeps the other parts' settings
+    nested: str | None = None
 
     @property
     def columns(self) -> tuple[Column, ...]:
@@ -76,7 +79,7 @@ _REGISTRY: dict[str, Stage] = {}
 
 def stage(name: str, *, version: str, title: str, requires: tuple[str, ...] = (),
           outputs: Sequence[str | Table] = (), defaults: dict | None = None, options: tuple[Option, ...] = (),
-          apply_options: Callable[[dict[str, Any]], dict] | None = None) -> Callable:
+          apply_options: Callable[[dict[str, Any]], dict] | None = None, nested: str | None = None) -> Callable:
     """Register ``fn(ctx) -> summary`` as a pipeline stage. *outputs* are the tables it writes (with their
     declared per-row columns); *options* are the `run` flags that set its parameters."""
 
@@ -85,7 +88,7 @@ def stage(name: str, *, version: str, title: str, requires: tuple[str, ...] = ()
         for t in tables:
             register_output_table(t.name, name, features=t.features)
         _REGISTRY[name] = Stage(name, version, title, fn, tuple(requires), tables, dict(defaults or {}),
-                                tuple(options), apply_options)
+                                tuple(options), apply_options, nested)
         return fn
 
     return deco

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from ..errors import CurateError, choices
 from ..rules import Params, check_regex, filter_fails, match_sql, semdedup_removes
 from ..store import Store, quote_ident
-from .model import MISSING_GROUP, Filter, Recipe, _bad, is_number, _kind, describe_filter, parse_recipe
+from .model import ALL_ROWS, MISSING_GROUP, Filter, Recipe, _bad, is_number, _kind, describe_filter, parse_recipe
 from .source import source
 
 # ===================================================================================== workspace check
@@ -79,7 +79,8 @@ def _checked(store: Store, recipe: Any) -> tuple[Recipe, dict[str, tuple[str, st
             check_regex(x.query, where=f"search[{i}].query: ")
     m = r.mixture
     if m is not None:
-        need(m.group_by, "mixture.group_by", ("number", "bool", "text"))
+        if m.group_by is not None:
+            need(m.group_by, "mixture.group_by", ("number", "bool", "text"))
         if m.quality_column is not None:
             need(m.quality_column, "mixture.quality.column", ("number", "bool"))
     return r, cat
@@ -147,7 +148,7 @@ class RecipeQuery:
         label = "s.label"
         if dec and r.relabel:
             label = "CASE WHEN d.action = 'relabel' THEN d.value ELSE s.label END"
-        graw = "NULL"
+        graw = "NULL" if m is None or m.group_by is not None else f"'{ALL_ROWS}'"
         if group_by:
             graw = label if group_by == "label" else f"s.{quote_ident(group_by)}"
         group = f"coalesce(CAST({graw} AS VARCHAR), '{MISSING_GROUP}')"

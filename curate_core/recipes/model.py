@@ -41,6 +41,7 @@ def new_recipe() -> dict:
 MAX_FILTERS = 48  # one bit of the row mask each (plus the named steps below)
 MAX_GROUPS = 1000
 MISSING_GROUP = "(missing)"
+ALL_ROWS = "(all rows)"  # the one group of a mixture with group_by null
 OPS = ("<", "<=", ">", ">=", "==", "!=", "between", "in", "not_in", "is", "is_not")
 #: search modes a recipe step can replay (a semantic top-k depends on the embedding: save it as a selection)
 MATCH_MODES = ("keyword", "regex")
@@ -78,7 +79,7 @@ class Filter:
 
 @dataclass(frozen=True)
 class Mixture:
-    group_by: str = "label"
+    group_by: str | None = "label"  # None: the whole pool is one group (e.g. DSIR importance resampling)
     weights: dict[str, float] | None = None  # target shares (normalised); None → from temperature
     budget_rows: int | None = None
     budget_tokens: int | None = None
@@ -178,7 +179,8 @@ class Recipe:
         if self.semantic_eps is not None:
             cols.append("semdedup_sim")
         if self.mixture is not None:
-            cols.append(self.mixture.group_by)
+            if self.mixture.group_by is not None:
+                cols.append(self.mixture.group_by)
             if self.mixture.quality_column and self.mixture.quality_strength:
                 cols.append(self.mixture.quality_column)
         return list(dict.fromkeys(c for c in cols if c not in ("row_id",)))
@@ -375,8 +377,8 @@ def _parse_filter(f: Any, where: str) -> Filter:
 def _parse_mixture(m: Any) -> Mixture:
     m = _dict(m, "mixture", MIXTURE_KEYS)
     group_by = m.get("group_by", "label")
-    if not isinstance(group_by, str) or not group_by:
-        raise _bad("mixture.group_by", f"expected a column name, got {json.dumps(group_by)}")
+    if group_by is not None and (not isinstance(group_by, str) or not group_by):
+        raise _bad("mixture.group_by", f"expected a column name (or null: the pool as one group), got {json.dumps(group_by)}")
     weights = m.get("weights")
     if weights is not None:
         if not isinstance(weights, dict) or not weights:

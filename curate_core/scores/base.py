@@ -81,6 +81,8 @@ class Score:
     #: value for rows a score cannot judge (e.g. unlabelled rows for label scores)
     nan_policy: str = "never"  # "never" | "unlabelled" (NaN exactly where the label is missing) | "allowed"
     params: dict = field(default_factory=dict)
+    #: a short name its parameters may go by (``--param scores.dsir.target=…`` for ``dsir_log_weight``)
+    alias: str = ""
 
     def compute(self, ctx: "ScoreContext") -> ScoreResult:
         """Every row at once. Row scores get this for free from :meth:`compute_batch` and :meth:`summarise`."""
@@ -117,7 +119,8 @@ class Score:
     def settings(self, ctx: "ScoreContext | dict") -> dict:
         """This score's parameters: its defaults updated by the run's ``scores.params[name]``; unknown keys are
         refused (a typo must not silently run the default)."""
-        given = (ctx if isinstance(ctx, dict) else ctx.params).get(self.name, {}) or {}
+        params = ctx if isinstance(ctx, dict) else ctx.params
+        given = params.get(self.name, params.get(self.alias, {}) if self.alias else {}) or {}
         if not isinstance(given, dict):
             raise CurateError(f"Parameters of `{self.name}` must be an object, got {given!r}",
                               f'e.g. --param \'scores.params={{"{self.name}": {{…}}}}\'')
@@ -164,6 +167,13 @@ def register(cls: type) -> type:
         raise ValueError(f"score {inst.name}: column(s) {sorted(taken & set(inst.column_names))} already declared")
     _SCORES[inst.name] = inst
     return cls
+
+
+def canonical(name: str) -> str | None:
+    """The registered score called *name* or going by it as its alias (None if there is none)."""
+    if name in _SCORES:
+        return name
+    return next((s.name for s in _SCORES.values() if s.alias and s.alias == name), None)
 
 
 def registered() -> dict[str, Score]:

@@ -33,6 +33,7 @@ def results():
 
     def run():
         ctx = ScoreContext.from_arrays(texts, labels, emb, probe=probe)
+        ctx.params = {"dsir": {"target": texts[:20]}}  # a target, so the DSIR score runs too
         return compute_all(ctx)
 
     return run(), run(), codes

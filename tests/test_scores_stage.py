@@ -81,7 +81,9 @@ def test_scores_list_json_declares_what_the_scores_table_holds(tmp_path):
     for s in listed:
         assert {"name", "columns", "kind", "requires", "params"} <= set(s) and s["columns"]
         assert s["columns"][0]["name"] == s["name"] and all(c["type"] for c in s["columns"])
-    with labeldata.workspace(tmp_path / "ws") as ws:
+    with labeldata.workspace(tmp_path / "ws", run=False) as ws:
+        target = ws.store.query_df("SELECT text FROM samples LIMIT 20")["text"].tolist()  # so DSIR runs too
+        ws.run(["scores"], params={**labeldata.params(), "scores": {"params": {"dsir": {"target": target}}}})
         declared = [c["name"] for s in listed for c in s["columns"]]
         assert score_columns(ws.store) == declared  # the table: exactly the declared columns, in that order
         assert np.isfinite(ws.store.read_table("scores")["label_quality"].to_numpy(float)).all()

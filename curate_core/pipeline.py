@@ -191,6 +191,10 @@ def _run_locked(store: Store, reg: dict[str, Stage], wanted: list[str], override
         if name not in reg:
             raise CurateError(f"Parameters given for unknown stage `{name}`", f"stages: {choices(list(reg))}")
     order = closure(wanted)  # a wanted stage pulls in every stage it needs
+    first = plan(store, overrides)
+    for name in order:  # bad parameters are refused before any stage starts (nothing run, nothing replaced)
+        if reg[name].check is not None:
+            reg[name].check(first.params[name])
     results: list[dict] = []
     failed: dict[str, str] = {}
     for name in order:

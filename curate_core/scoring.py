@@ -76,13 +76,11 @@ class RowScores:
 VERSION = "2:" + ",".join(f"{n}@{s.version}" for n, s in _reg.items())
 
 
-@stage(STAGE, version=VERSION, title="Scores (label noise, duplicates, outliers, text quality)",
-       requires=("textstats", "embed", "probe"),
-       outputs=(Table(TABLE, tuple(c for s in _reg.values() for c in s.columns)),),
-       defaults={"only": None, "params": {}}, nested="params")
-def run_scores(ctx: StageContext) -> dict:
-    store = ctx.store
-    params = ctx.params.get("params") or {}
+def score_settings(stage_params: dict) -> tuple[dict[str, dict], list[str], dict[str, dict]]:
+    """(per-score parameters by canonical name, the scores this run computes, each one's merged settings) of
+    the scores stage's parameters. Raises CurateError for a bad parameter: the pipeline calls this before any
+    stage of the run starts, so a typo is refused before an hour of embedding, not after it."""
+    params = stage_params.get("params") or {}
     if not isinstance(params, dict):
         raise CurateError(f"scores.params must be an object {{score: {{parameter: value}}}}, got {params!r}")
     unknown = sorted(k for k in params if canonical(k) is None)
@@ -91,23 +89,32 @@ def run_scores(ctx: StageContext) -> dict:
     merged: dict[str, dict] = {}
     for k, v in params.items():  # an alias (dsir) names its score (dsir_log_weight)
         merged[canonical(k)] = {**merged.get(canonical(k), {}), **v} if isinstance(v, dict) else v
-    params = merged
-    only = ctx.params.get("only")
+    only = stage_params.get("only")
     names = [n for n in ordered(_reg) if only is None or n in only]
+    settings: dict[str, dict] = {}
+    for name in names:  # a bad parameter refuses the run before anything is computed or replaced
+        try:
+            settings[name] = _reg[name].settings(merged)
+        except CurateError as e:
+            raise CurateError(f"Bad parameters for the score `{name}`: {e.message}",
+                              (e.hint + "; " if e.hint else "") + "nothing was changed: every score column is as it was") from None
+    return merged, names, settings
+
+
+@stage(STAGE, version=VERSION, title="Scores (label noise, duplicates, outliers, text quality)",
+       requires=("textstats", "embed", "probe"),
+       outputs=(Table(TABLE, tuple(c for s in _reg.values() for c in s.columns)),),
+       defaults={"only": None, "params": {}}, nested="params", check=score_settings)
+def run_scores(ctx: StageContext) -> dict:
+    store = ctx.store
+    params, names, settings = score_settings(ctx.params)
     have = {c for c, _ in store.table_columns(TABLE)} if store.table_exists(TABLE) else set()
     last = store.latest_runs()
     data = store.data_fingerprint()
 
     keys: dict[str, str | None] = {}
-    settings: dict[str, dict] = {}
     inputs: dict[str, dict] = {}
     reused, skipped, todo = [], {}, []
-    for name in names:  # a bad parameter refuses the run before anything is computed or replaced
-        try:
-            settings[name] = _reg[name].settings(params)
-        except CurateError as e:
-            raise CurateError(f"Bad parameters for the score `{name}`: {e.message}",
-                              (e.hint + "; " if e.hint else "") + "nothing was changed: every score column is as it was") from None
     for name in names:
         sc = _reg[name]
         # a dependant's key holds this key whatever the outcome: skipping is as deterministic as computing

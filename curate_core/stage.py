@@ -61,6 +61,9 @@ class Stage:
     #: a parameter holding per-part settings (scores: ``params``), so ``--param stage.part.key=v`` sets
     #: ``params[part][key]`` and keeps the other parts' settings
     nested: str | None = None
+    #: ``fn(params)`` raising CurateError for parameters this stage would refuse: called for every stage of a
+    #: run before the first one starts
+    check: Callable[[dict], Any] | None = None
 
     @property
     def columns(self) -> tuple[Column, ...]:
@@ -79,7 +82,8 @@ _REGISTRY: dict[str, Stage] = {}
 
 def stage(name: str, *, version: str, title: str, requires: tuple[str, ...] = (),
           outputs: Sequence[str | Table] = (), defaults: dict | None = None, options: tuple[Option, ...] = (),
-          apply_options: Callable[[dict[str, Any]], dict] | None = None, nested: str | None = None) -> Callable:
+          apply_options: Callable[[dict[str, Any]], dict] | None = None, nested: str | None = None,
+          check: Callable[[dict], Any] | None = None) -> Callable:
     """Register ``fn(ctx) -> summary`` as a pipeline stage. *outputs* are the tables it writes (with their
     declared per-row columns); *options* are the `run` flags that set its parameters."""
 
@@ -88,7 +92,7 @@ def stage(name: str, *, version: str, title: str, requires: tuple[str, ...] = ()
         for t in tables:
             register_output_table(t.name, name, features=t.features)
         _REGISTRY[name] = Stage(name, version, title, fn, tuple(requires), tables, dict(defaults or {}),
-                                tuple(options), apply_options, nested)
+                                tuple(options), apply_options, nested, check)
         return fn
 
     return deco

@@ -145,9 +145,13 @@ def kl_reduction(store: Any, row_ids: np.ndarray, repeats: np.ndarray | None = N
     rand = np.sort(rng.choice(all_ids, min(len(row_ids), len(all_ids)), replace=False))
 
     def counts(ids: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-        texts = store.sample_frame(["row_id", "text"], row_ids=ids)["text"].tolist()
-        x = hashed_counts(texts, buckets)
-        return np.asarray(x.sum(axis=0) if w is None else x.T @ w).ravel()
+        frame = store.sample_frame(["row_id", "text"], row_ids=ids)
+        x = hashed_counts(frame["text"].tolist(), buckets)
+        if w is None:
+            return np.asarray(x.sum(axis=0)).ravel()
+        order = np.argsort(ids, kind="stable")  # each text's repeats, whatever order the frame comes in
+        w = w[order][np.searchsorted(ids[order], frame["row_id"].to_numpy())]
+        return np.asarray(x.T @ w).ravel()
 
     k_sel = kl(target, counts(row_ids, reps), smoothing)
     k_rand = kl(target, counts(rand), smoothing)

@@ -561,3 +561,71 @@ def test_an_empty_weighted_group_does_not_eat_the_budget_or_empty_the_mix(tmp_pa
     mix = {"group_by": "label", "weights": weights, "budget": None, "redistribute": True}
     sel = ws.select({"filters": no_delta, "mixture": mix})
     assert len(sel) > 0 and any("delta" in w for w in ws.live_counts({"filters": no_delta, "mixture": mix}).warnings)
+
+
+# ------------------------------------------------------------------------------------------ auto-relabel
+AUTO = {"decisions": {"auto_relabel": {"min_consensus": 2, "min_confidence": 0.6}}}
+
+
+def _with_suggestions(ws):
+    """The fixture's scores plus a suggested label and its probability (seeded), as label_quality writes them."""
+    sc = ws.store.read_table("scores")
+    rng = np.random.default_rng(4)
+    sc["suggested_label"] = rng.choice(LABELS, len(sc))
+    sc["suggested_confidence"] = rng.random(len(sc))
+    ws.store.replace_table("scores", sc)
+    return truth(ws)
+
+
+def test_auto_relabel_relabels_sure_flagged_rows_and_drops_the_rest(fresh):
+    df = _with_suggestions(fresh)
+    sel = S.select(fresh, AUTO)
+    flagged = df["consensus"].fillna(0) >= 2
+    sure = (df["suggested_label"] != df["label"]) & (df["suggested_confidence"] >= 0.6)
+    want = df.loc[~flagged | sure]
+    assert ids(sel) == set(want["row_id"]) and 0 < (flagged & sure).sum() < flagged.sum()
+    lab = dict(zip(sel.row_ids.tolist(), sel.labels.tolist()))
+    expect = np.where(flagged & sure, df["suggested_label"], df["label"])
+    assert all(lab[r] == e for r, e in zip(df["row_id"], expect) if r in lab)
+    steps = {s.key: s for s in S.live_counts(fresh, AUTO).steps}
+    assert steps["decisions.auto_relabel"].removes_alone == int((flagged & ~sure).sum())
+    keep = S.select(fresh, {"decisions": {"auto_relabel": {**AUTO["decisions"]["auto_relabel"], "drop_rest": False}}})
+    assert len(keep) == len(df)  # without drop_rest every row stays, the sure ones relabelled
+    assert sum(a != b for a, b in zip(keep.labels.tolist(), keep.table.column("label_original").to_pylist())) \
+        == int((flagged & sure).sum())
+
+
+def test_a_persons_decision_wins_over_auto_relabel(fresh):
+    df = _with_suggestions(fresh)
+    flagged = df["consensus"].fillna(0) >= 2
+    sure = (df["suggested_label"] != df["label"]) & (df["suggested_confidence"] >= 0.6)
+    relabel_me, keep_me = (int(r) for r in df.loc[flagged & sure, "row_id"].iloc[:2])
+    unsure = int(df.loc[flagged & ~sure, "row_id"].iloc[0])
+    fresh.decide([relabel_me], "relabel", value="alpha" if df.set_index("row_id").loc[relabel_me, "suggested_label"]
+                 != "alpha" else "beta")
+    fresh.decide([keep_me, unsure], "keep")
+    sel = S.select(fresh, AUTO)
+    lab = dict(zip(sel.row_ids.tolist(), sel.labels.tolist()))
+    given = df.set_index("row_id")["label"]
+    assert lab[relabel_me] == fresh.store.query_df(
+        "SELECT value FROM decisions WHERE row_id = ? ORDER BY seq DESC LIMIT 1", [relabel_me])["value"].iloc[0]
+    assert lab[keep_me] == given[keep_me] and lab[unsure] == given[unsure]  # kept as given, not relabelled/dropped
+
+
+def test_auto_relabel_parses_refuses_bad_values_and_leaves_other_recipes_unchanged(fresh):
+    r = S.parse_recipe(AUTO)
+    assert r.auto_relabel.min_consensus == 2 and r.auto_relabel.drop_rest is True
+    assert S.parse_recipe(r.to_json()) == r and "auto-relabel" in r.auto_relabel.describe()
+    assert "auto_relabel" not in S.parse_recipe({}).to_json()["decisions"]  # old recipes keep their document
+    for bad, field in (({"min_consensus": 0}, "min_consensus"), ({"min_confidence": 1.5}, "min_confidence"),
+                       ({"min_confidence": "high"}, "min_confidence"), ({"colour": 1}, "colour")):
+        with pytest.raises(CurateError, match=f"decisions.auto_relabel.*{field}|{field}.*auto_relabel"):
+            S.parse_recipe({"decisions": {"auto_relabel": bad}})
+    with pytest.raises(CurateError, match="suggested_label|suggested_confidence"):
+        S.select(fresh, AUTO)  # the fixture's scores have no suggestions: named, with the stage that writes them
+
+
+def test_relabel_recipe_is_shipped_and_documented():
+    doc = json.loads((REPO / "assets/recipes/relabel.json").read_text())
+    assert S.parse_recipe(doc).auto_relabel is not None
+    assert "assets/recipes/relabel.json" in (REPO / "README.md").read_text()

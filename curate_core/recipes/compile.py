@@ -68,6 +68,9 @@ def _checked(store: Store, recipe: Any) -> tuple[Recipe, dict[str, tuple[str, st
         need("dup_rank", "dedup.exact", ("number",))
     if r.semantic_eps is not None:
         need("semdedup_sim", "dedup.semantic_eps", ("number",))
+    if r.auto_relabel is not None:
+        for col in r.auto_relabel.COLUMNS:
+            need(col, "decisions.auto_relabel")
     saved = store.selection_names()
     for key, names in (("only", r.only), ("except", r.except_)):
         for i, n in enumerate(names):
@@ -142,12 +145,21 @@ class RecipeQuery:
         self.quality = m.quality_column if m is not None and m.quality_column and m.quality_strength > 0 else None
         src = source(store, list(dict.fromkeys(cols)), cached=cached, cat=cat)
         dec = r.uses_decisions and _has_decisions(store)
-        # the final label: a person's relabel decision wins. A future rule such as "relabel flagged rows to
-        # suggested_label" is one more WHEN here (its columns added to `cols` above), e.g.
-        # CASE WHEN d.action = 'relabel' THEN d.value WHEN <rule filter> THEN s.suggested_label ELSE s.label END
+        # the final label: a person's relabel decision wins, then the auto-relabel rule, then the given label
         label = "s.label"
+        auto_bit = None
+        if r.auto_relabel is not None:  # the rule: flagged by enough methods → suggested label if sure, else drop
+            a = r.auto_relabel
+            free = "d.action IS NULL" if dec else "TRUE"  # a person's decision wins over the rule
+            flagged = f"({free} AND coalesce(s.consensus, 0) >= {self.p(int(a.min_consensus))})"
+            sure = (f"(s.suggested_label IS NOT NULL AND s.suggested_label IS DISTINCT FROM s.label "
+                    f"AND coalesce(s.suggested_confidence, 0) >= {self.p(float(a.min_confidence))})")
+            label = f"CASE WHEN {flagged} AND {sure} THEN s.suggested_label ELSE s.label END"
+            if a.drop_rest:
+                auto_bit = (Step("auto-relabel: flagged rows it cannot relabel", "decisions.auto_relabel", 0, 0),
+                            f"({flagged} AND NOT {sure})")
         if dec and r.relabel:
-            label = "CASE WHEN d.action = 'relabel' THEN d.value ELSE s.label END"
+            label = f"CASE WHEN d.action = 'relabel' THEN d.value ELSE {label} END"
         graw = "NULL" if m is None or m.group_by is not None else f"'{ALL_ROWS}'"
         if group_by:
             graw = label if group_by == "label" else f"s.{quote_ident(group_by)}"
@@ -160,6 +172,8 @@ class RecipeQuery:
                          fails if reviewed == "FALSE" else f"(NOT coalesce({reviewed}, FALSE) AND {fails})"))
         if dec and r.exclude:
             bits.append((Step("exclude decisions", "decisions", 0, 0), "coalesce(d.action = 'exclude', FALSE)"))
+        if auto_bit is not None:
+            bits.append(auto_bit)
         if r.only:
             bits.append((Step(f"only selections {', '.join(r.only)}", "selections.only", 0, 0),
                          f"s.row_id NOT IN (SELECT row_id FROM selections WHERE list_contains({self.p(list(r.only))}, name))"))

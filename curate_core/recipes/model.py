@@ -132,6 +132,28 @@ class SearchStep:
 
 
 @dataclass(frozen=True)
+class AutoRelabel:
+    """Relabel flagged rows to their suggested label where the methods agree and the probe is sure; drop the
+    other flagged rows. A person's decision on a row always wins over the rule."""
+
+    min_consensus: int = 2  # a row is flagged when at least this many label-noise methods flag it
+    min_confidence: float = 0.7  # relabel when the suggested label's out-of-fold probability is at least this
+    drop_rest: bool = True  # drop the flagged rows that are not relabelled
+
+    #: the score columns the rule reads
+    COLUMNS = ("consensus", "suggested_label", "suggested_confidence")
+
+    def to_json(self) -> dict:
+        return {"min_consensus": self.min_consensus, "min_confidence": self.min_confidence,
+                "drop_rest": self.drop_rest}
+
+    def describe(self) -> str:
+        rest = "; the other flagged rows dropped" if self.drop_rest else ""
+        return (f"auto-relabel rows flagged by ≥ {self.min_consensus} methods to the suggested label when its "
+                f"probability is ≥ {self.min_confidence:g}{rest}")
+
+
+@dataclass(frozen=True)
 class Recipe:
     version: int = RECIPE_VERSION
     seed: int = 0
@@ -147,6 +169,7 @@ class Recipe:
     name: str | None = None
     description: str | None = None
     search: tuple[SearchStep, ...] = ()
+    auto_relabel: AutoRelabel | None = None
 
     @property
     def uses_decisions(self) -> bool:
@@ -162,7 +185,9 @@ class Recipe:
         out.update({
             "filters": [f.to_json() for f in self.filters],
             "decisions": {"exclude": self.exclude, "relabel": self.relabel,
-                          "reviewed_pass_filters": self.reviewed_pass_filters},
+                          "reviewed_pass_filters": self.reviewed_pass_filters,
+                          # only when used: recipes without the rule keep their document (and digest)
+                          **({"auto_relabel": self.auto_relabel.to_json()} if self.auto_relabel else {})},
             "dedup": {"exact": self.dedup_exact, "semantic_eps": self.semantic_eps},
             "selections": {"only": list(self.only), "except": list(self.except_)},
             "mixture": None if self.mixture is None else self.mixture.to_json(),
@@ -178,6 +203,8 @@ class Recipe:
             cols += ["dup_group", "dup_rank"]
         if self.semantic_eps is not None:
             cols.append("semdedup_sim")
+        if self.auto_relabel is not None:
+            cols += list(AutoRelabel.COLUMNS)
         if self.mixture is not None:
             if self.mixture.group_by is not None:
                 cols.append(self.mixture.group_by)
@@ -276,13 +303,15 @@ def parse_recipe(doc: Any) -> Recipe:
     filters = tuple(_parse_filter(f, f"filters[{i}]") for i, f in enumerate(filters_doc))
 
     dec = d.get("decisions", True)
+    auto = None
     if isinstance(dec, bool):
         exclude = relabel = reviewed = dec
     else:
-        dec = _dict(dec, "decisions", ("exclude", "relabel", "reviewed_pass_filters"))
+        dec = _dict(dec, "decisions", ("exclude", "relabel", "reviewed_pass_filters", "auto_relabel"))
         exclude = _bool(dec.get("exclude", True), "decisions.exclude")
         relabel = _bool(dec.get("relabel", True), "decisions.relabel")
         reviewed = _bool(dec.get("reviewed_pass_filters", True), "decisions.reviewed_pass_filters")
+        auto = _parse_auto_relabel(dec.get("auto_relabel"))
 
     dd = d.get("dedup") or {}
     dd = _dict(dd, "dedup", ("exact", "semantic_eps"))
@@ -307,7 +336,18 @@ def parse_recipe(doc: Any) -> Recipe:
         if v is not None and not isinstance(v, str):
             raise _bad(k, f"expected text, got {json.dumps(v)}")
     return Recipe(version, seed, filters, exclude, relabel, reviewed, exact, eps, only, except_, mixture, name, desc,
-                  search)
+                  search, auto)
+
+
+def _parse_auto_relabel(doc: Any) -> "AutoRelabel | None":
+    if doc is None or doc is False:
+        return None
+    doc = _dict(doc, "decisions.auto_relabel", ("min_consensus", "min_confidence", "drop_rest"))
+    k = _int(doc.get("min_consensus", 2), "decisions.auto_relabel.min_consensus", lo=1)
+    c = _num(doc.get("min_confidence", 0.7), "decisions.auto_relabel.min_confidence", lo=0.0)
+    if c > 1:
+        raise _bad("decisions.auto_relabel.min_confidence", f"is a probability, at most 1; got {c:g}")
+    return AutoRelabel(k, c, _bool(doc.get("drop_rest", True), "decisions.auto_relabel.drop_rest"))
 
 
 def _parse_search(doc: Any) -> tuple[SearchStep, ...]:

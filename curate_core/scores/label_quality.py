@@ -88,17 +88,18 @@ class LabelQuality(Score):
     title: str = "Label quality (confident learning)"
     columns: tuple = (Column("label_quality", "DOUBLE", "label quality (confident learning)"),
                       Column("is_label_issue", "BOOLEAN", "Label issue (cleanlab find_label_issues)", flag=True),
-                      Column("suggested_label", "VARCHAR", "Suggested label (out-of-fold top class)"))
+                      Column("suggested_label", "VARCHAR", "Suggested label (out-of-fold top class)"),
+                      Column("suggested_confidence", "DOUBLE", "Probability of the suggested label (out-of-fold)"))
     kind: str = "global"
     requires: tuple = ("labels", "probe")
     topic: str = "label"
     method: str = "confident learning"
     direction: str = "higher_better"
-    version: str = "1"
+    version: str = "2"
     nan_policy: str = "unlabelled"
     description: str = ("cleanlab label quality of the given label from out-of-fold probabilities (0 = surely wrong, "
                         "1 = surely right); is_label_issue = cleanlab find_label_issues; suggested_label = the "
-                        "out-of-fold top class.")
+                        "out-of-fold top class, suggested_confidence its out-of-fold probability.")
     params: dict = field(default_factory=lambda: {"method": "self_confidence", "filter_by": "prune_by_noise_rate"})
 
     def validate(self, settings: dict) -> None:
@@ -132,8 +133,11 @@ class LabelQuality(Score):
         else:
             suggested = np.full(ctx.n, None, dtype=object)
             suggested[lab] = names[top].astype(object)
+        confidence = np.full(ctx.n, np.nan)
+        confidence[lab] = probs.max(axis=1)
         n_flag = int(issues.sum())
-        return ScoreResult(values, {"is_label_issue": flag, "suggested_label": suggested}, {
+        return ScoreResult(values, {"is_label_issue": flag, "suggested_label": suggested,
+                                    "suggested_confidence": confidence}, {
             "flagged": n_flag, "cutoff": None, "flag_column": "is_label_issue",
             "why": (f"cleanlab find_label_issues (filter_by={filter_by}) on {probe.info.get('probs', 'given')} "
                     f"probabilities: the confident joint estimates {n_flag:,} of {int(lab.sum()):,} labels are wrong "

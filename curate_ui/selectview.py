@@ -356,6 +356,9 @@ def search_step_editor(steps: list[dict]) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------------- mixture
+POOL = "(no groups: the whole pool)"
+
+
 def mixture_editor(ws: Workspace, draft: dict) -> dict | None:
     m = draft["mixture"]
     on = st.toggle("Mix groups: balance, budget, caps, temperature, quality", key=_init(W + "mix_on", m is not None))
@@ -366,10 +369,13 @@ def mixture_editor(ws: Workspace, draft: dict) -> dict | None:
     kinds = S.filterable_columns(ws.store)
     opts = [c for c in ("label", "source", "cluster") if c in cat]
     opts += [c for c, k in kinds.items() if k in ("text", "bool") and c not in opts]
-    if m["group_by"] not in opts:
+    if m["group_by"] is not None and m["group_by"] not in opts:
         opts.append(m["group_by"])
+    opts.append(POOL)
     c1, c2, c3 = st.columns(3)
-    group_by = c1.selectbox("Group by", opts, key=_init(W + "mix_by", m["group_by"]))
+    group_by = c1.selectbox("Group by", opts, key=_init(W + "mix_by", m["group_by"] or POOL),
+                            help=f"{POOL}: one group, e.g. to draw a budget by a quality column (DSIR resampling)")
+    group_by = None if group_by == POOL else group_by
     kind = c2.radio("Budget", ["none", "rows", "tokens"], horizontal=True,
                     key=_init(W + "mix_bk", next(iter(m["budget"] or {"none": 0}))),
                     help="none: the largest mix that meets the shares without repeating rows")
@@ -405,7 +411,7 @@ def mixture_editor(ws: Workspace, draft: dict) -> dict | None:
                          disabled=qcol == NONE, help="sampling weight ∝ quality^strength (0 = uniform)")
     redistribute = st.checkbox("A group that cannot fill its share leaves the rest to the others",
                                key=_init(W + "mix_rd", bool(m["redistribute"])))
-    weights = _weights_editor(ws, group_by, m, temperature)
+    weights = None if group_by is None else _weights_editor(ws, group_by, m, temperature)
     return {"group_by": group_by, "weights": weights, "budget": budget, "cap": int(cap) or None,
             "temperature": float(temperature), "max_repeats": int(reps) or None,
             "quality": None if qcol == NONE else {"column": qcol, "strength": float(strength)},
@@ -494,6 +500,31 @@ def metrics(c: S.Counts) -> None:
                 help=f"{approx}{c.tokens_selected:,} of {c.tokens_total:,} whitespace tokens")
     m[2].metric("Pass the filters", f"{c.rows_pool:,}", help="rows left after decisions, filters, selections, dedup")
     m[3].metric("All rows", f"{c.rows_total:,}")
+
+
+def dsir_fit(ws: Workspace, recipe: dict) -> None:
+    """The DSIR target's KL reduction for this selection (when the dsir score has run), on request: it hashes
+    the selection's texts, too slow for every slider move at scale."""
+    from curate_core import dsir
+
+    if not dsir.has_target(ws.store):
+        return
+    target = (ws.store.get_summary("score:dsir_log_weight") or {}).get("target", "the target")
+    if not st.button("Measure fit to the DSIR target", key="sel_dsir_fit", icon=":material/target:",
+                     help=f"KL(target ‖ random sample of the same size) − KL(target ‖ selection), in nats, over "
+                          f"hashed word unigrams and bigrams; target: {target}"):
+        return
+    try:
+        sel = S.select(ws, recipe)
+        fit = dsir.kl_reduction(ws.store, sel.row_ids, sel.repeats, seed=int(recipe.get("seed") or 0))
+    except CurateError as e:
+        st.error(e.message)
+        return
+    c = st.columns(3)
+    c[0].metric("KL reduction", f"{fit['kl_reduction']:+.3f} nats",
+                help="positive: the selection is closer to the target than a random sample of its size")
+    c[1].metric("KL to target: selection", f"{fit['kl_selected']:.3f}")
+    c[2].metric("KL to target: random", f"{fit['kl_random']:.3f}", help=f"all rows: {fit['kl_all']:.3f}")
 
 
 def composition_chart(c: S.Counts, top: int = 12) -> go.Figure:

@@ -42,6 +42,7 @@ with top:
             right.dataframe(sv.steps_table(counts), hide_index=True, width="stretch",
                             column_config=sv.steps_table_config())
         sv.fill_step_captions(counts, slots)
+        sv.dsir_fit(ws, recipe)
 
 if counts is not None:
     sv.group_expander(counts)

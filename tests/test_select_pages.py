@@ -106,3 +106,29 @@ def test_select_page_search_step_is_stored_as_a_query(tmp_path, app_env):
     assert at_store(path).recipe(S.DRAFT)["search"][0]["match"] == "except"
     at.text_input(key="sel_w_srch_q").set_value("").run()
     assert "search" not in at_store(path).recipe(S.DRAFT)
+
+
+def test_select_page_measures_the_fit_to_the_dsir_target(tmp_path, app_env):
+    import numpy as np
+    import pandas as pd
+
+    from curate_core import Workspace
+
+    rng = np.random.default_rng(0)
+    bank, sky = "card payment refund transfer balance fee".split(), "rain snow storm sunny cloud wind".split()
+    texts = [" ".join(rng.choice(bank if i < 60 else sky, 5)) + f" {i}" for i in range(240)]
+    with Workspace(tmp_path / "ws") as ws:
+        ws.ingest(pd.DataFrame({"id": [f"r{i}" for i in range(240)], "text": texts}))
+        ws.run(["scores"], params={"embed": {"embedder": "tfidf", "dim": 16},
+                                   "scores": {"params": {"dsir": {"target": texts[:30]}}}})
+        ws.store.save_recipe(S.DRAFT, {"mixture": {"group_by": None, "budget": {"rows": 60},
+                                                   "quality": {"column": "dsir_weight", "strength": 1}}})
+        path = ws.path
+    app_env(path)
+    at = app_test("pages/4_Select.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert not any(m.label == "KL reduction" for m in at.metric)  # measured on request only
+    at.button(key="sel_dsir_fit").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert float(_metric(at, "KL reduction").split()[0]) > 0

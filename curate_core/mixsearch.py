@@ -79,8 +79,10 @@ class Suggestion:
     def as_dict(self) -> dict:
         return {"group_by": self.group_by, "metric": self.metric, "budget": self.budget, "weights": self.weights,
                 "predicted": self.predicted, "measured": self.measured,
-                "natural": self.natural.as_dict(), "uniform": self.uniform.as_dict(),
-                "best_trial": self.best_trial.as_dict(), "trials": [t.as_dict() for t in self.trials],
+                # the reference mixtures carry their figure as `measured` too, like the suggestion's
+                **{k: {**t.as_dict(), "measured": t.metric}
+                   for k, t in (("natural", self.natural), ("uniform", self.uniform), ("best_trial", self.best_trial))},
+                "trials": [t.as_dict() for t in self.trials],
                 "fit_r2": self.fit_r2, "model": self.model, "models": self.models, "eval": self.eval,
                 "params": self.params, "seconds": self.seconds}
 

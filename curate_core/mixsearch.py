@@ -52,6 +52,7 @@ class Trial:
     metric: float
     rows: int
     kind: str = "random"  # natural | uniform | random | suggested
+    predicted: float | None = None  # the kept model's out-of-fold prediction (how well the fit generalises)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -171,9 +172,9 @@ def draw_mixtures(n: int, capacity: np.ndarray, budget: int, rng: np.random.Gene
 
 
 # ---------------------------------------------------------------------------------------------- fit
-def fit_models(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[str, Any, dict[str, float]]:
-    """(name, fitted model, name → cross-validated R²) of the better of a linear model and gradient boosting
-    from achieved shares to the metric."""
+def fit_models(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[str, Any, dict[str, float], np.ndarray]:
+    """(name, fitted model, name → cross-validated R², the kept model's out-of-fold predictions) of the better
+    of a linear model and gradient boosting from achieved shares to the metric."""
     from sklearn.ensemble import GradientBoostingRegressor
     from sklearn.linear_model import Ridge
     from sklearn.metrics import r2_score
@@ -185,12 +186,12 @@ def fit_models(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[str, Any, dict[
                                                               random_state=seed),
     }
     folds = KFold(n_splits=min(5, len(y)), shuffle=True, random_state=seed)
-    r2 = {}
+    r2, oof = {}, {}
     for name, make in models.items():
-        pred = cross_val_predict(make(), x, y, cv=folds)
-        r2[name] = float(r2_score(y, pred)) if np.var(y) > 0 else 0.0
+        oof[name] = cross_val_predict(make(), x, y, cv=folds)
+        r2[name] = float(r2_score(y, oof[name])) if np.var(y) > 0 else 0.0
     best = max(r2, key=lambda k: (r2[k], k == "linear"))  # a tie goes to the simpler model
-    return best, models[best]().fit(x, y), r2
+    return best, models[best]().fit(x, y), r2, oof[best]
 
 
 # -------------------------------------------------------------------------------------------- search
@@ -282,7 +283,8 @@ def suggest(store_or_ws: Any, recipe: Any, group_by: str, *, eval_file: str | Pa
     done = [replace(t, kind=k) for t, k in zip(done, kinds)]
     x = np.array([[t.shares[g] for g in groups] for t in done])
     y = np.array([t.metric for t in done])
-    model_name, model, r2 = fit_models(x, y, seed)
+    model_name, model, r2, oof = fit_models(x, y, seed)
+    done = [replace(t, predicted=round(float(p), 6)) for t, p in zip(done, oof)]
     cand = rng.dirichlet(np.ones(len(groups)), size=max(int(candidates), 10_000))
     cand = np.vstack([cand[feasible(cand, capacity, budget)], x])
     pred = model.predict(cand)

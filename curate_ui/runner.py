@@ -1,7 +1,8 @@
 """Pipeline runs in a background thread of the app's own process, with progress the pages can poll.
 
 One run at a time per workspace. The thread calls ``Workspace.run`` (the same code the CLI runs); progress
-events land in a :class:`BackgroundRun` that a fragment redraws every second.
+events land in a :class:`BackgroundRun` that a fragment redraws every second. Other long core work (a mixture
+search) runs the same way as a :class:`BackgroundJob`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import streamlit as st
 
@@ -109,3 +111,71 @@ def start_run(ws: Workspace, stages: list[str] | None = None, params: dict | Non
 def describe(run: BackgroundRun) -> str:
     took = (run.finished or time.monotonic()) - run.started
     return format_seconds(took)
+
+
+# ------------------------------------------------------------------------------------- other work
+@dataclass
+class BackgroundJob:
+    """One piece of core work other than a pipeline run (e.g. a mixture search) in a background thread: the
+    core's ``progress(done, total, message)`` lands here, the result or the error when it ends."""
+
+    what: str
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    result: Any = None
+    error: CurateError | None = None
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    thread: threading.Thread | None = None
+    engine: str = "local"
+
+    @property
+    def running(self) -> bool:
+        return self.finished is None
+
+    def on_progress(self, done: int, total: int, message: str = "", **_: Any) -> None:
+        self.done, self.total, self.message = int(done), int(total), message
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+
+@st.cache_resource(show_spinner=False)
+def _jobs() -> dict[tuple[str, str], BackgroundJob]:
+    return {}
+
+
+def get_job(ws: Workspace, what: str) -> BackgroundJob | None:
+    return _jobs().get((str(ws.path), what))
+
+
+def start_job(ws: Workspace, what: str, work: Callable[[Executor, Callable[..., None]], Any]) -> BackgroundJob:
+    """Run ``work(executor, progress)`` in a background thread on the Overview's engine, unless a job of this
+    kind is already running for this workspace (that one is returned)."""
+    jobs = _jobs()
+    old = jobs.get((str(ws.path), what))
+    if old is not None and old.running:
+        return old
+    job = jobs[(str(ws.path), what)] = BackgroundJob(what)
+    try:
+        executor = make_engine(engine_settings())
+    except CurateError as e:
+        job.error, job.finished = e, time.monotonic()
+        return job
+    job.engine = executor.name
+
+    def target() -> None:
+        try:
+            job.result = work(executor, job.on_progress)
+        except CurateError as e:
+            job.error = e
+        except Exception as e:  # a bug: keep the app alive, log the traceback, show one line
+            job.error = state.bug_error(ws, e)
+        finally:
+            job.finished = time.monotonic()
+
+    job.thread = threading.Thread(target=target, name=f"curate-{what}-{ws.path.name}", daemon=True)
+    job.thread.start()
+    return job

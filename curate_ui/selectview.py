@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 import pandas as pd
@@ -18,9 +19,10 @@ import streamlit as st
 
 from curate_core import CurateError, Workspace
 from curate_core import select as S
+from curate_core.pipeline import format_seconds
 from curate_core.recipes.draft import RecipeDraft
 
-from . import charts, state
+from . import charts, runner, state
 from .text import md, md_message, plural
 
 W = "sel_w_"  # editor widget keys
@@ -385,7 +387,7 @@ def mixture_editor(ws: Workspace, draft: dict) -> dict | None:
         n = c2.number_input(f"Budget ({kind})", min_value=1, step=100 if kind == "rows" else 10_000,
                             key=_init(W + f"mix_b_{kind}", int(start)))
         budget = {kind: int(n)}
-    seed = c3.number_input("Seed", min_value=0, step=1, key=_init(W + "seed", int(draft["seed"])),
+    c3.number_input("Seed", min_value=0, step=1, key=_init(W + "seed", int(draft["seed"])),
                            help="the random key of a row is md5(seed:id): same seed, same rows, on any machine")
     c1, c2, c3 = st.columns(3)
     cap = c1.number_input("Cap per group (0 = none)", min_value=0, step=100, key=_init(W + "mix_cap", int(m["cap"] or 0)),
@@ -412,10 +414,17 @@ def mixture_editor(ws: Workspace, draft: dict) -> dict | None:
     redistribute = st.checkbox("A group that cannot fill its share leaves the rest to the others",
                                key=_init(W + "mix_rd", bool(m["redistribute"])))
     weights = None if group_by is None else _weights_editor(ws, group_by, m, temperature)
+    # a search's record stays while its weights do: move a slider and the weights are the person's own
+    origin = m.get("origin") if weights is not None and group_by == m["group_by"] and weights == m["weights"] else None
+    if origin is not None:
+        st.caption(f"These weights came from a mixture search ({origin.get('trials', '?')} trials of "
+                   f"{origin.get('budget', '?'):,} rows, seed {origin.get('seed', 0)}); the recipe records it until "
+                   "a slider moves." if isinstance(origin.get("budget"), int) else
+                   "These weights came from elsewhere (the recipe's `mixture.origin` records where).")
     return {"group_by": group_by, "weights": weights, "budget": budget, "cap": int(cap) or None,
             "temperature": float(temperature), "max_repeats": int(reps) or None,
             "quality": None if qcol == NONE else {"column": qcol, "strength": float(strength)},
-            "mode": mode, "redistribute": redistribute}
+            "mode": mode, "redistribute": redistribute, **({"origin": origin} if origin is not None else {})}
 
 
 def _weights_editor(ws: Workspace, group_by: str, m: dict, temperature: float) -> dict | None:
@@ -454,6 +463,164 @@ def _weights_editor(ws: Workspace, group_by: str, m: dict, temperature: float) -
         return {g: 0.0 for g in names}
     st.caption("Shares: " + " · ".join(f"{md(g, 30)} {w / tot:.1%}" for g, w in weights.items() if w > 0))
     return weights
+
+
+# -------------------------------------------------------------------------------- mixture search
+SEARCH = "mixsearch"  # the background job's name
+HELD_OUT_CHOICE = "a held-out 20 % of the labelled rows"
+
+
+def suggest_weights(ws: Workspace, recipe: dict) -> None:
+    """"Suggest weights": a RegMix-style mixture search (curate_core.mixsearch) over the mixture's groups, in
+    the background with progress; its trials as plots, and one button that puts the suggestion on the sliders."""
+    m = recipe.get("mixture")
+    if not m or m.get("group_by") is None:
+        return
+    group_by = m["group_by"]
+    box = st.container(border=True)
+    box.markdown(f"**Suggest weights** · let the data choose the shares of `{md(group_by, 40)}`")
+    if "embed" not in ws.store.latest_runs():
+        box.caption("The search trains the outcome probe on the embeddings: run the embed stage first (Overview).")
+        return
+    job = runner.get_job(ws, SEARCH)
+    if job is not None and job.running:
+        with box:
+            _search_progress(ws)
+        return
+    c = box.columns([1, 1, 2, 1])
+    trials = c[0].number_input("Trials", min_value=6, max_value=500, step=6, key=_init(W + "ms_trials", 24),
+                               help="mixtures drawn and trained on: natural, uniform and random ones (RegMix used "
+                                    "hundreds; 24–48 fit a few groups)")
+    if W + "ms_budget" not in st.session_state:  # start from the recipe's row budget, else half the pool
+        st.session_state[W + "ms_budget"] = int((m.get("budget") or {}).get("rows")
+                                                or max(1, S.live_counts(ws, recipe).rows_pool // 2))
+    budget = c[1].number_input("Rows per trial", min_value=1, step=100, key=W + "ms_budget",
+                               help="each trial draws this many rows with the recipe's own sampler")
+    names = [n for n in ws.store.selection_names() if not n.startswith("_")]
+    held = c[2].selectbox("Scored on", [HELD_OUT_CHOICE, *names], key=_init(W + "ms_eval", HELD_OUT_CHOICE),
+                          help="the rows each trial's probe is scored on, never trained on: a held-out share, or a "
+                               "saved selection (e.g. a hand-checked set); an eval file: `mixture suggest --eval`")
+    metric = c[3].radio("Metric", ["accuracy", "macro_f1"], key=_init(W + "ms_metric", "accuracy"))
+    seed = int(recipe.get("seed") or 0)
+    eval_selection = None if held == HELD_OUT_CHOICE else held
+    # the base: the recipe's filters and sampler settings; its own weights and budget do not change the search
+    base = {**recipe, "mixture": {**m, "weights": None, "budget": None, "origin": None}}
+    if box.button("Suggest weights", key="sel_mix_suggest", icon=":material/auto_awesome:",
+                  help=f"trains the outcome probe {int(trials)} + 1 times (seconds each); resumable"):
+        from curate_core import mixsearch
+
+        def work(executor: Any, progress: Any) -> Any:
+            return mixsearch.suggest(ws.store, base, group_by, eval_selection=eval_selection, trials=int(trials),
+                                     budget=int(budget), seed=seed, metric=metric, executor=executor,
+                                     progress=progress)
+
+        runner.start_job(ws, SEARCH, work)
+        st.rerun()
+    box.caption(f"From a terminal: `python -m curate_core mixture suggest --workspace {ws.path} --recipe R.json "
+                f"--group-by {group_by} --trials {int(trials)} --budget {int(budget)}"
+                + (f" --eval-selection {eval_selection}" if eval_selection else " --holdout 0.2") + "`")
+    if job is None:
+        return
+    if job.error is not None:
+        with box:
+            state.show_error(job.error)
+        return
+    r = job.result
+    if r.group_by != group_by:
+        box.caption(f"The last search was over `{md(r.group_by, 40)}`; run one over `{md(group_by, 40)}`.")
+        return
+    with box:
+        search_results(r)
+        st.button("Apply the suggested weights to the sliders", key="sel_mix_apply", type="primary",
+                  icon=":material/check:", on_click=_apply_suggestion, args=(ws, r),
+                  help="the recipe records the search (its parameters and seed) while the weights stay as suggested")
+
+
+@st.fragment(run_every=1.0)
+def _search_progress(ws: Workspace) -> None:
+    job = runner.get_job(ws, SEARCH)
+    if job is not None and job.running:
+        frac = job.done / job.total if job.total else 0.0
+        st.progress(min(frac, 1.0), text=f"{job.message or 'starting'} · {job.done} of {job.total or '…'} trainings")
+        st.caption(f"running on {job.engine} for {format_seconds(time.monotonic() - job.started)} "
+                   "· the rest of the page waits for it; other pages do not")
+        return
+    st.rerun()  # the results are there: draw the whole page
+
+
+def search_results(r: Any) -> None:
+    """The suggestion next to natural and uniform, and the trials: predicted vs measured, metric by share."""
+    c = st.columns(4)
+    c[0].metric(f"Suggested: {r.metric}", f"{r.measured:.4f}", f"{r.measured - max(r.natural.metric, r.uniform.metric):+.4f}",
+                help=f"measured on {r.eval}; the delta is against the better of natural and uniform")
+    c[1].metric("Predicted", f"{r.predicted:.4f}", help=f"{r.model} fit, cross-validated R² {r.fit_r2:.3f}")
+    c[2].metric("Natural shares", f"{r.natural.metric:.4f}")
+    c[3].metric("Uniform shares", f"{r.uniform.metric:.4f}")
+    left, right = st.columns(2)
+    left.plotly_chart(trials_chart(r), key="sel_ms_fit")
+    right.plotly_chart(shares_chart(r), key="sel_ms_shares")
+    st.dataframe(pd.DataFrame({"group": list(r.weights), "suggested": [r.weights[g] for g in r.weights],
+                               "natural": [r.natural.shares.get(g, 0.0) for g in r.weights]}),
+                 hide_index=True, width="stretch",
+                 column_config={k: st.column_config.ProgressColumn(k, min_value=0, max_value=1, format="percent")
+                                for k in ("suggested", "natural")})
+    st.caption(f"{len(r.trials)} trials of {r.budget:,} rows in {r.seconds:.0f} s; fit: {r.model} (cross-validated "
+               f"R² " + ", ".join(f"{k} {v:.2f}" for k, v in r.models.items()) + ")")
+
+
+KIND_COLOURS = {"natural": "#1f77b4", "uniform": "#ff7f0e", "random": "#9e9e9e"}
+
+
+def trials_chart(r: Any) -> go.Figure:
+    """Each trial's out-of-fold prediction against its measured metric (how far the fit can be trusted), and the
+    suggestion's prediction against its measurement."""
+    fig = go.Figure()
+    for kind, colour in KIND_COLOURS.items():
+        ts = [t for t in r.trials if t.kind == kind]
+        fig.add_scatter(x=[t.predicted for t in ts], y=[t.metric for t in ts], mode="markers", name=kind,
+                        marker=dict(color=colour, size=9 if kind != "random" else 6),
+                        hovertemplate="predicted %{x:.4f}, measured %{y:.4f}<extra>" + kind + "</extra>")
+    fig.add_scatter(x=[r.predicted], y=[r.measured], mode="markers", name="suggested",
+                    marker=dict(color="#2ca02c", size=14, symbol="star"),
+                    hovertemplate="predicted %{x:.4f}, measured %{y:.4f}<extra>suggested</extra>")
+    vals = [t.metric for t in r.trials] + [t.predicted for t in r.trials] + [r.predicted, r.measured]
+    lo, hi = min(vals), max(vals)
+    fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(color="#c7c7c7", dash="dot"), showlegend=False,
+                    hoverinfo="skip")
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=40), title=dict(text="Trials: predicted vs measured",
+                      font=dict(size=13)), xaxis_title=f"predicted {r.metric} (out of fold)",
+                      yaxis_title=f"measured {r.metric}", legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def shares_chart(r: Any, top: int = 8) -> go.Figure:
+    """The metric of every trial against the share each group had in it: a group whose points fall as its
+    share grows is one the suggestion gives less."""
+    fig = go.Figure()
+    groups = sorted(r.weights, key=lambda g: -r.weights[g])[:top]
+    for i, g in enumerate(groups):
+        fig.add_scatter(x=[t.shares.get(g, 0.0) for t in r.trials], y=[t.metric for t in r.trials], mode="markers",
+                        name=charts.plot_text(g, 30), marker=dict(color=charts.PALETTE[i % len(charts.PALETTE)], size=7),
+                        hovertemplate=charts.plot_text(g, 60) + " %{x:.0%}: %{y:.4f}<extra></extra>")
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=40), title=dict(
+                      text="Metric by each group's share in a trial", font=dict(size=13)),
+                      xaxis=dict(title="share of the trial's rows", tickformat=".0%"), yaxis_title=f"measured {r.metric}",
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def _apply_suggestion(ws: Workspace, r: Any) -> None:
+    """Button callback (runs before the widgets are drawn): the suggested weights onto the sliders and into the
+    draft, with the search's record as the mixture's origin."""
+    top = max(r.weights.values()) or 1.0
+    weights = {g: float(round(100 * w / top)) for g, w in r.weights.items()}
+    draft = load_draft(ws)
+    mix = {**(draft["mixture"] or {}), "group_by": r.group_by, "weights": weights, "origin": r.params}
+    save_draft(ws, {**draft, "mixture": mix})
+    st.session_state[W + f"mix_custom_{r.group_by}"] = True
+    st.session_state.pop(W + f"mix_table_{r.group_by}", None)
+    for g, w in weights.items():
+        st.session_state[_key("w", r.group_by, g)] = int(w)
 
 
 # ---------------------------------------------------------------------------------------- results

@@ -21,10 +21,13 @@ with st.expander("Decisions, duplicates, saved selections", expanded=True, icon=
     steps = sv.steps_editor(ws, draft)
 with st.expander("Mixture", expanded=draft["mixture"] is not None, icon=":material/pie_chart:"):
     mixture = sv.mixture_editor(ws, draft)
+    suggest_box = st.container()
 
 recipe = {**draft, "filters": filters, **steps, "mixture": mixture,
           "seed": int(st.session_state.get(sv.W + "seed", draft["seed"]))}
 sv.save_draft(ws, recipe)
+with suggest_box:
+    sv.suggest_weights(ws, recipe)
 
 with top:
     counts = sv.counts(ws, recipe)

@@ -132,3 +132,57 @@ def test_select_page_measures_the_fit_to_the_dsir_target(tmp_path, app_env):
     at.button(key="sel_dsir_fit").click().run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     assert float(_metric(at, "KL reduction").split()[0]) > 0
+
+
+def test_select_page_suggests_mixture_weights_and_applies_them_to_the_sliders(tmp_path, app_env):
+    import pandas as pd
+
+    from curate_core import Workspace
+    from curate_ui import runner, state
+
+    from .test_mixsearch import SOURCES, rows
+
+    with Workspace(tmp_path / "ws") as ws:
+        ws.ingest(pd.DataFrame([r for k, (s, f) in enumerate(SOURCES) for r in rows(120, k, f, s)]))
+        ws.run(["embed"], params={"embed": {"embedder": "tfidf", "dim": 32}})
+        ws.store.save_recipe(S.DRAFT, {"mixture": {"group_by": "source", "budget": {"rows": 150}}})
+        path = ws.path
+    app_env(path)
+    at = app_test("pages/4_Select.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="sel_w_ms_budget").value == 150  # the recipe's budget
+    at.number_input(key="sel_w_ms_trials").set_value(8).run()
+    at.button(key="sel_mix_suggest").click().run()
+    assert not at.exception, at.exception
+    job = runner.get_job(state.open_workspace(str(path)), "mixsearch")
+    assert job is not None
+    job.wait(300)
+    assert job.error is None, job.error
+    at.run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    r = job.result
+    assert len(r.trials) == 8 and all(t.predicted is not None for t in r.trials)
+    assert _metric(at, "Suggested: accuracy") == f"{r.measured:.4f}"
+    assert _metric(at, "Natural shares") == f"{r.natural.metric:.4f}"
+    assert r.weights["noisy"] < r.weights["clean"]
+    # apply: the sliders carry the suggestion (largest share = 100), the draft records the search
+    at.button(key="sel_mix_apply").click().run()
+    assert not at.exception, at.exception
+    top = max(r.weights.values())
+    for g, w in r.weights.items():
+        assert at.slider(key=S_key("w", "source", g)).value == round(100 * w / top)
+    mix = at_store(path).recipe(S.DRAFT)["mixture"]
+    assert mix["origin"] == r.params and mix["origin"]["trials"] == 8
+    assert mix["weights"] == {g: float(round(100 * w / top)) for g, w in r.weights.items()}
+    assert any("came from a mixture search (8 trials of 150 rows" in c.value for c in at.caption)
+    # a hand move makes the weights the person's own: the record goes
+    at.slider(key=S_key("w", "source", "noisy")).set_value(50).run()
+    mix = at_store(path).recipe(S.DRAFT)["mixture"]
+    assert mix["weights"]["noisy"] == 50 and "origin" not in mix
+
+
+def S_key(*parts):
+    from curate_ui.selectview import _key
+
+    return _key(*parts)

@@ -36,12 +36,13 @@ def test_changing_one_score_parameter_reruns_it_and_its_dependants_only(tmp_path
         assert set(first["stage"]) == {f"score:{n}" for n in scores.registry()}  # every score ran once
         table = ws.store.read_table("scores")
 
-        # AUM's percentile: aum and the consensus that counts its flag; not the other label scores, not SemDeDup
+        # AUM's percentile: aum, the consensus that counts its flag and the relabel suggestion that reads the
+        # consensus; not the other label scores, not SemDeDup
         res = ws.run(["scores"], params={**labeldata.params(), "scores": {"params": {"aum": {"percentile": 90}}}})
         second = _score_runs(ws)
-        assert _changed(first, second) == {"aum", "consensus"}
+        assert _changed(first, second) == {"aum", "consensus", "relabel_agreement"}
         summary = res[-1]["summary"]
-        assert sorted(summary["computed"]) == ["aum", "consensus"] and "semdedup_sim" in summary["reused"]
+        assert sorted(summary["computed"]) == ["aum", "consensus", "relabel_agreement"] and "semdedup_sim" in summary["reused"]
         now = ws.store.read_table("scores")
         assert list(now.columns) == list(table.columns)  # the same columns, in the same order
         for col in ("label_quality", "confidence", "semdedup_sim", "dup_rank", "mean_word_len", "lang"):
@@ -52,17 +53,18 @@ def test_changing_one_score_parameter_reruns_it_and_its_dependants_only(tmp_path
         ws.run(["scores"], params={**labeldata.params(), "scores": {"params": {"aum": {"percentile": 90}}}})
         assert _changed(second, _score_runs(ws)) == set()
 
-        # label_quality is used by dup_rank (it keeps the best-quality row) and counted by consensus
+        # label_quality is used by dup_rank (it keeps the best-quality row) and counted by consensus (which the
+        # relabel suggestion reads)
         ws.run(["scores"], params={**labeldata.params(), "scores": {"params": {
             "aum": {"percentile": 90}, "label_quality": {"method": "normalized_margin"}}}})
-        assert _changed(second, _score_runs(ws)) == {"label_quality", "dup_rank", "consensus"}
+        assert _changed(second, _score_runs(ws)) == {"label_quality", "dup_rank", "consensus", "relabel_agreement"}
 
         # a probe rerun (new probe run key) recomputes everything that reads the probe, and only that
         before = _score_runs(ws)
         ws.run(["scores"], params={**labeldata.params(epochs=20), "scores": {"params": {
             "aum": {"percentile": 90}, "label_quality": {"method": "normalized_margin"}}}})
         label_scores = {n for n, s in scores.registry().items() if "probe" in s.requires}
-        assert _changed(before, _score_runs(ws)) == label_scores | {"dup_rank", "consensus"}
+        assert _changed(before, _score_runs(ws)) == label_scores | {"dup_rank", "consensus", "relabel_agreement"}
 
 
 def test_force_recomputes_every_score(tmp_path):

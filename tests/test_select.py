@@ -625,6 +625,40 @@ def test_auto_relabel_parses_refuses_bad_values_and_leaves_other_recipes_unchang
         S.select(fresh, AUTO)  # the fixture's scores have no suggestions: named, with the stage that writes them
 
 
+CLEAN = {"decisions": {"auto_relabel": {"min_consensus": 2, "min_confidence": 0.3, "suggestion": "clean_probe",
+                                        "min_agreement": 0.5}}}
+
+
+def test_auto_relabel_from_the_clean_probe_needs_the_neighbours_to_agree(fresh):
+    df = _with_suggestions(fresh)
+    sc = fresh.store.read_table("scores")
+    rng = np.random.default_rng(5)
+    flagged_sc = sc["consensus"].fillna(0).to_numpy() >= 2
+    sc["relabel_label"] = np.where(flagged_sc, rng.choice(LABELS, len(sc)), None)
+    sc["relabel_confidence"] = np.where(flagged_sc, rng.random(len(sc)), np.nan)
+    sc["relabel_agreement"] = np.where(flagged_sc, rng.random(len(sc)), np.nan)
+    fresh.store.replace_table("scores", sc)
+    df = truth(fresh)
+    sel = S.select(fresh, CLEAN)
+    flagged = df["consensus"].fillna(0) >= 2
+    sure = ((df["relabel_label"] != df["label"]) & (df["relabel_confidence"] >= 0.3)
+            & (df["relabel_agreement"] >= 0.5))
+    assert 0 < (flagged & sure).sum() < flagged.sum()
+    assert ids(sel) == set(df.loc[~flagged | sure, "row_id"])
+    lab = dict(zip(sel.row_ids.tolist(), sel.labels.tolist()))
+    expect = np.where(flagged & sure, df["relabel_label"], df["label"])
+    assert all(lab[r] == e for r, e in zip(df["row_id"], expect) if r in lab)
+    # the out-of-fold rule on the same workspace reads the other columns, and selects other rows
+    assert ids(S.select(fresh, AUTO)) != ids(sel)
+    r = S.parse_recipe(CLEAN)
+    assert S.parse_recipe(r.to_json()) == r and "unflagged" in r.auto_relabel.describe()
+    assert set(r.columns()) >= {"relabel_label", "relabel_confidence", "relabel_agreement", "consensus"}
+    for bad, field in (({"suggestion": "oracle"}, "suggestion"), ({"min_agreement": 2}, "min_agreement"),
+                       ({"min_agreement": 0.5}, "min_agreement")):  # the last: agreement without the clean probe
+        with pytest.raises(CurateError, match=f"decisions.auto_relabel.{field}"):
+            S.parse_recipe({"decisions": {"auto_relabel": bad}})
+
+
 def test_relabel_recipe_is_shipped_and_documented():
     doc = json.loads((REPO / "assets/recipes/relabel.json").read_text())
     assert S.parse_recipe(doc).auto_relabel is not None

@@ -69,7 +69,7 @@ def _checked(store: Store, recipe: Any) -> tuple[Recipe, dict[str, tuple[str, st
     if r.semantic_eps is not None:
         need("semdedup_sim", "dedup.semantic_eps", ("number",))
     if r.auto_relabel is not None:
-        for col in r.auto_relabel.COLUMNS:
+        for col in r.auto_relabel.columns:
             need(col, "decisions.auto_relabel")
     saved = store.selection_names()
     for key, names in (("only", r.only), ("except", r.except_)):
@@ -152,9 +152,12 @@ class RecipeQuery:
             a = r.auto_relabel
             free = "d.action IS NULL" if dec else "TRUE"  # a person's decision wins over the rule
             flagged = f"({free} AND coalesce(s.consensus, 0) >= {self.p(int(a.min_consensus))})"
-            sure = (f"(s.suggested_label IS NOT NULL AND s.suggested_label IS DISTINCT FROM s.label "
-                    f"AND coalesce(s.suggested_confidence, 0) >= {self.p(float(a.min_confidence))})")
-            label = f"CASE WHEN {flagged} AND {sure} THEN s.suggested_label ELSE s.label END"
+            new, conf = f"s.{a.label_column}", f"s.{a.confidence_column}"
+            sure = (f"({new} IS NOT NULL AND {new} IS DISTINCT FROM s.label "
+                    f"AND coalesce({conf}, 0) >= {self.p(float(a.min_confidence))}"
+                    + (f" AND coalesce(s.relabel_agreement, 0) >= {self.p(float(a.min_agreement))}"
+                       if a.suggestion == "clean_probe" else "") + ")")
+            label = f"CASE WHEN {flagged} AND {sure} THEN {new} ELSE s.label END"
             if a.drop_rest:
                 auto_bit = (Step("auto-relabel: flagged rows it cannot relabel", "decisions.auto_relabel", 0, 0),
                             f"({flagged} AND NOT {sure})")

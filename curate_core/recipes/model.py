@@ -133,24 +133,49 @@ class SearchStep:
 
 @dataclass(frozen=True)
 class AutoRelabel:
-    """Relabel flagged rows to their suggested label where the methods agree and the probe is sure; drop the
-    other flagged rows. A person's decision on a row always wins over the rule."""
+    """Relabel flagged rows to a suggested label where the methods agree and the suggestion is sure; drop the
+    other flagged rows. A person's decision on a row always wins over the rule.
+
+    ``suggestion`` names where the label comes from: ``out_of_fold`` = confident learning's `suggested_label`
+    (probes trained on every label, the noisy ones included) with its probability; ``clean_probe`` = the
+    `relabel_agreement` score's `relabel_label` (a probe trained on the unflagged rows) with its probability,
+    and the share of the row's nearest unflagged neighbours that carry it at least ``min_agreement``.
+    """
 
     min_consensus: int = 2  # a row is flagged when at least this many label-noise methods flag it
-    min_confidence: float = 0.7  # relabel when the suggested label's out-of-fold probability is at least this
+    min_confidence: float = 0.7  # relabel when the suggested label's probability is at least this
     drop_rest: bool = True  # drop the flagged rows that are not relabelled
+    suggestion: str = "out_of_fold"  # out_of_fold | clean_probe
+    min_agreement: float = 0.0  # clean_probe: share of the nearest unflagged neighbours with the suggested label
 
-    #: the score columns the rule reads
-    COLUMNS = ("consensus", "suggested_label", "suggested_confidence")
+    SUGGESTIONS = ("out_of_fold", "clean_probe")
+
+    @property
+    def label_column(self) -> str:
+        return "relabel_label" if self.suggestion == "clean_probe" else "suggested_label"
+
+    @property
+    def confidence_column(self) -> str:
+        return "relabel_confidence" if self.suggestion == "clean_probe" else "suggested_confidence"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The score columns the rule reads."""
+        extra = ("relabel_agreement",) if self.suggestion == "clean_probe" else ()
+        return ("consensus", self.label_column, self.confidence_column, *extra)
 
     def to_json(self) -> dict:
         return {"min_consensus": self.min_consensus, "min_confidence": self.min_confidence,
-                "drop_rest": self.drop_rest}
+                "drop_rest": self.drop_rest, "suggestion": self.suggestion, "min_agreement": self.min_agreement}
 
     def describe(self) -> str:
         rest = "; the other flagged rows dropped" if self.drop_rest else ""
-        return (f"auto-relabel rows flagged by ≥ {self.min_consensus} methods to the suggested label when its "
-                f"probability is ≥ {self.min_confidence:g}{rest}")
+        if self.suggestion == "clean_probe":
+            sure = (f"a probe trained on the unflagged rows suggests when its probability is ≥ "
+                    f"{self.min_confidence:g} and ≥ {self.min_agreement:.0%} of the nearest unflagged rows carry it")
+        else:
+            sure = f"the out-of-fold suggestion when its probability is ≥ {self.min_confidence:g}"
+        return f"auto-relabel rows flagged by ≥ {self.min_consensus} methods to {sure}{rest}"
 
 
 @dataclass(frozen=True)
@@ -204,7 +229,7 @@ class Recipe:
         if self.semantic_eps is not None:
             cols.append("semdedup_sim")
         if self.auto_relabel is not None:
-            cols += list(AutoRelabel.COLUMNS)
+            cols += list(self.auto_relabel.columns)
         if self.mixture is not None:
             if self.mixture.group_by is not None:
                 cols.append(self.mixture.group_by)
@@ -342,12 +367,22 @@ def parse_recipe(doc: Any) -> Recipe:
 def _parse_auto_relabel(doc: Any) -> "AutoRelabel | None":
     if doc is None or doc is False:
         return None
-    doc = _dict(doc, "decisions.auto_relabel", ("min_consensus", "min_confidence", "drop_rest"))
-    k = _int(doc.get("min_consensus", 2), "decisions.auto_relabel.min_consensus", lo=1)
-    c = _num(doc.get("min_confidence", 0.7), "decisions.auto_relabel.min_confidence", lo=0.0)
+    f = "decisions.auto_relabel"
+    doc = _dict(doc, f, ("min_consensus", "min_confidence", "drop_rest", "suggestion", "min_agreement"))
+    k = _int(doc.get("min_consensus", 2), f"{f}.min_consensus", lo=1)
+    c = _num(doc.get("min_confidence", 0.7), f"{f}.min_confidence", lo=0.0)
     if c > 1:
-        raise _bad("decisions.auto_relabel.min_confidence", f"is a probability, at most 1; got {c:g}")
-    return AutoRelabel(k, c, _bool(doc.get("drop_rest", True), "decisions.auto_relabel.drop_rest"))
+        raise _bad(f"{f}.min_confidence", f"is a probability, at most 1; got {c:g}")
+    how = doc.get("suggestion", "out_of_fold")
+    if how not in AutoRelabel.SUGGESTIONS:
+        raise _bad(f"{f}.suggestion", f"must be one of {choices(AutoRelabel.SUGGESTIONS)}; got {json.dumps(how)}")
+    agree = _num(doc.get("min_agreement", 0.0), f"{f}.min_agreement", lo=0.0)
+    if agree > 1:
+        raise _bad(f"{f}.min_agreement", f"is a share of neighbours, at most 1; got {agree:g}")
+    if agree > 0 and how != "clean_probe":
+        raise _bad(f"{f}.min_agreement", "applies to the clean-probe suggestion only",
+                   'add "suggestion": "clean_probe", or leave min_agreement out')
+    return AutoRelabel(k, c, _bool(doc.get("drop_rest", True), f"{f}.drop_rest"), how, agree)
 
 
 def _parse_search(doc: Any) -> tuple[SearchStep, ...]:

@@ -37,6 +37,9 @@ class Item:
     neighbours: pd.DataFrame = field(repr=False)  # id, label, score (cosine), text
     decision: str = ""
     cluster: int | None = None
+    #: the relabel_agreement score's second opinion: (label a probe trained on the unflagged rows suggests, its
+    #: probability, share of the nearest unflagged rows carrying it); None where the row is not judged
+    second: tuple[str, float, float] | None = None
 
 
 def queue(data: li.LabelData, order: str = "consensus", decisions: pd.DataFrame | None = None,
@@ -114,8 +117,12 @@ def item(store: Store, data: li.LabelData, q: pd.DataFrame, row_id: int, k: int 
     sugg = None if sugg is None or (isinstance(sugg, float) and np.isnan(sugg)) else str(sugg)
     p_label, p_sugg = _probs(store, int(row_id), data.classes, str(row["label"]), sugg)
     cluster = int(row["cluster"]) if data.has_clusters and pd.notna(row.get("cluster")) else None
+    second = None
+    if pd.notna(row.get("relabel_label")) and pd.notna(row.get("relabel_agreement")):
+        second = (str(row["relabel_label"]), float(row["relabel_confidence"]), float(row["relabel_agreement"]))
     return Item(int(row_id), str(row["id"]), str(text), str(row["label"]), sugg, p_label, p_sugg,
-                reasons(row, data.summaries), neighbours(store, int(row_id), k), str(row["decision"]), cluster)
+                reasons(row, data.summaries), neighbours(store, int(row_id), k), str(row["decision"]), cluster,
+                second)
 
 
 def decide(ws, it: Item, action: str, label: str | None = None) -> str:

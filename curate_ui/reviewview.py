@@ -44,6 +44,11 @@ def card(it: rv.Item) -> None:
         st.markdown(f"`{md(it.id)}` · given **{md(it.label)}**{p}{sugg}{where}")
         st.text(it.text)
         st.markdown("\n".join(f"- {md(r)}" for r in it.reasons))
+        if it.second is not None:
+            lab, p2, agree = it.second
+            st.caption(f"Second opinion: a probe trained on the unflagged rows says **{md(lab)}** ({p2:.0%})"
+                       f"{' — the given label' if lab == it.label else ''}; {agree:.0%} of the nearest unflagged "
+                       "rows carry it")
         if it.decision:
             st.caption(f"Decision in force: {md(it.decision)}")
     if not it.neighbours.empty:

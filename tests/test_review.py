@@ -50,6 +50,13 @@ def test_queue_orders_reasons_neighbours_and_resume(ws):
     if it.suggested and it.suggested != it.label:
         assert it.p_suggested is not None and it.p_suggested > it.p_label
     assert len(it.neighbours) == 5 and it.id not in set(it.neighbours["id"])
+    # the top of the queue is flagged by ≥ 2 methods: the clean probe's second opinion is there; a row fewer
+    # than two methods flag has none (it was in that probe's training set)
+    assert q["consensus"].iloc[0] >= 2
+    assert it.second is not None and it.second[0] in data.classes and 0 < it.second[1] <= 1 and 0 <= it.second[2] <= 1
+    every = rv.queue(data, "consensus", ws.decisions(), flagged_only=False)
+    unflagged = int(every.loc[every["consensus"] < 2, "row_id"].iloc[0])
+    assert rv.item(ws.store, data, every, unflagged).second is None
     why = " ".join(it.reasons)
     assert any(w in why for w in ("confident learning", "AUM", "data map"))  # it is in the queue: a method flags it
 
@@ -86,6 +93,7 @@ def test_page_reviews_with_keys_and_shows_html_as_text(ws, app_env):
     assert not at.exception, at.exception
     assert at.text and any(HTML in t.value for t in at.text)  # st.text: shown as typed, never rendered
     assert not any("<script>" in m.value for m in at.markdown)
+    assert any(c.value.startswith("Second opinion: a probe trained on the unflagged rows") for c in at.caption)
     start = at.progress[0].proto.text
     assert start.startswith("0 of ")
     assert {b.proto.shortcut for b in at.button if b.key and b.key.startswith("rv_")} >= {"k", "x", "l", "s", "u"}

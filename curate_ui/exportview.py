@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -15,7 +16,7 @@ from curate_core import select as S
 
 from . import charts, state
 from . import selectview as sv
-from .text import md, md_message, plural
+from .text import md_message, plural
 
 SOURCES = {"draft": "Draft from the Select page", "saved": "A saved recipe", "upload": "A recipe file"}
 
@@ -41,7 +42,8 @@ def choose_recipe(ws: Workspace) -> tuple[dict | None, str]:
         up = st.file_uploader("Recipe (.json)", type=["json"], key="exp_upload")
         if up is None:
             return None, ""
-        return S.parse_recipe(up.getvalue().decode("utf-8", errors="replace")).to_json(), up.name
+        doc = S.parse_recipe(up.getvalue().decode("utf-8", errors="replace")).to_json()
+        return doc, str(keep_upload(ws, up.name, up.getvalue()))
     except CurateError as e:
         state.show_error(e)
         return None, ""
@@ -62,10 +64,37 @@ def summary(ws: Workspace, recipe: dict) -> S.Counts | None:
     return c
 
 
-def default_name() -> str:
-    if "exp_name" not in st.session_state:
-        st.session_state["exp_name"] = "export-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return "exp_name"
+def keep_upload(ws: Workspace, name: str, data: bytes) -> Path:
+    """An uploaded recipe kept as a file in the workspace (``uploads/<hash>-<name>``), so the CLI command the
+    page shows names a file that exists."""
+    import hashlib
+
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in Path(name).name) or "recipe.json"
+    path = ws.path / "uploads" / f"{hashlib.sha256(data).hexdigest()[:10]}-{safe}"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return path
+
+
+NAME = "exp_name"  # the sub-folder name widget
+_NAME_KEPT = "_exp_name"  # its value, kept while the widget is not drawn (a page that stops early drops widget state)
+
+
+def folder_name(where: Any) -> str:
+    """The sub-folder name box in *where*: a timestamped default, and the person's own name kept when the page
+    stopped early in between (e.g. "A recipe file" before a file is chosen), which drops a widget's state."""
+    if _NAME_KEPT not in st.session_state:
+        st.session_state[_NAME_KEPT] = "export-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    # missing, or emptied by the browser when the box came back: the last name given (an empty one is refused)
+    if not str(st.session_state.get(NAME) or "").strip():
+        st.session_state[NAME] = st.session_state[_NAME_KEPT]
+
+    def keep() -> None:
+        if str(st.session_state.get(NAME) or "").strip():
+            st.session_state[_NAME_KEPT] = st.session_state[NAME]
+
+    return where.text_input("Sub-folder name", key=NAME, on_change=keep, help="letters, digits, '.', '_' and '-'")
 
 
 def write_result(res: E.ExportResult) -> None:

@@ -4,7 +4,6 @@ Thin page: logic in curate_core/export.py, pieces in curate_ui/exportview.py.
 """
 
 import json
-from pathlib import Path
 
 import streamlit as st
 
@@ -12,6 +11,7 @@ from curate_core import CurateError
 from curate_core import export as E
 from curate_ui import exportview as ev
 from curate_ui import layout, state
+from curate_ui.text import md_message
 from curate_ui import selectview as sv
 
 ws = layout.require_workspace("Export", ":material/download:")
@@ -36,7 +36,7 @@ st.subheader("Write to a folder")
 c1, c2 = st.columns([3, 2])
 base = c1.text_input("Export folder", value=str(ev.exports_folder(ws)), key="exp_base",
                      help="the files go into a sub-folder of this folder, never outside it")
-name = c2.text_input("Sub-folder name", key=ev.default_name(), help="letters, digits, '.', '_' and '-'")
+name = ev.folder_name(c2)
 force = st.checkbox("Overwrite files already in that folder", key="exp_force")
 if st.button("Write files", type="primary", icon=":material/save:", key="exp_write"):
     with st.spinner(f"Selecting and writing {counts.rows_unique:,} rows …", show_time=True):
@@ -68,10 +68,14 @@ ev.outcome_panel(ws, recipe)
 st.subheader("The same from a terminal")
 try:
     target = E.out_dir(name, base)
-except CurateError:
-    target = Path(base) / "OUT"
-recipe_arg = ref if ref else "recipe.json"
-st.code(E.cli_command(ws.path, recipe_arg, target, fmt, with_scores, with_weights, force), language="bash",
+except CurateError as e:
+    st.caption(f"Give a valid sub-folder name above to see the command ({md_message(e.message)}).")
+    st.stop()
+exists = any((target / f).exists() for f in (*E.FORMATS.values(), E.RECIPE_FILE, E.MANIFEST_FILE))
+st.code(E.cli_command(ws.path, ref, target, fmt, with_scores, with_weights, force or exists), language="bash",
         wrap_lines=True)
-st.caption("`--recipe` takes a .json file or the name of a recipe saved in the workspace. Close the app first: "
-           "one process at a time can open a workspace.")
+st.caption("`--recipe` takes a .json file or the name of a recipe saved in the workspace (an uploaded file is kept "
+           "in the workspace's `uploads/` folder)."
+           + (" `--force`: the folder holds an export already, which the command replaces." if exists and not force
+              else "")
+           + " Close the app first: one process at a time can open a workspace.")

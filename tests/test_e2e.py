@@ -2,14 +2,21 @@
 
 Upload a small CSV, map its columns, run the pipeline and wait for it, see the map, exclude a suspect row on
 Label issues, move a slider on Select and watch the count change, export and count the rows of the downloaded
-file. One text is `<img src=x onerror=alert(1)>…`: it must show as text, never as an element or a script.
+file; upload `clean.json` as the recipe, write the files with the default folder name, and run the command the
+page shows to get the same bytes. One text is `<img src=x onerror=alert(1)>…`: it must show as text, never as an element or a script.
 Screenshots of every step go to tests/artifacts/ (look at them).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -18,6 +25,9 @@ import pytest
 from curate_core import Workspace
 
 from .browser import ARTIFACTS, chromium, metric, on_failure_shot, settle, shot, streamlit_app
+from .conftest import REPO
+
+CLEAN = REPO / "assets" / "recipes" / "clean.json"
 
 pytestmark = pytest.mark.e2e
 
@@ -170,6 +180,29 @@ def test_user_journey_in_a_real_browser(tmp_path):
         path = tmp_path / "downloaded.parquet"
         dl.value.save_as(path)
         shot(page, "6-export")
+
+        # 7. upload a recipe file and write the files with the default folder name; keep the command shown
+        page.get_by_text("A recipe file", exact=True).click()
+        settle(page)
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(CLEAN))
+        page.get_by_role("button", name="Write files").wait_for(timeout=60_000)
+        settle(page)
+        page.get_by_role("button", name="Write files").click()
+        page.get_by_text("Wrote ").first.wait_for(timeout=120_000)
+        settle(page)
+        shot(page, "7-export-uploaded-recipe")
+        command = next(t for t in page.locator('[data-testid="stCode"]').all_inner_texts()
+                       if "curate_core export" in t)
+    written = Path(re.search(r"--out (\S+)", command).group(1))
+    assert (written / "data.parquet").exists() and written.parent == ws_path / "exports"
+    assert written.name.startswith("export-")  # the default folder name survived the switch to an uploaded file
+    first = (written / "data.parquet").read_bytes()
+    assert json.loads((written / "recipe.json").read_text())["dedup"]["exact"] is True  # clean.json's own recipe
+    # the app has stopped (one process opens a workspace): run the command as shown, with the venv's python
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(shlex.split(command.replace("\\\n", " ")), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (written / "data.parquet").read_bytes() == first
     assert pq.read_metadata(path).num_rows == selected
     assert not dialogs, f"a script ran in the page: {dialogs}"
     with Workspace(ws_path) as ws:

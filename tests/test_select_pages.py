@@ -87,6 +87,24 @@ def test_export_page_writes_files(tmp_path, app_env):
     assert len(at.get("download_button")) == 2
 
 
+def test_export_page_keeps_the_folder_name_across_recipe_sources(tmp_path, app_env):
+    at, path = _open_page(tmp_path, app_env, "pages/5_Export.py", {"filters": []})
+    default = at.text_input(key="exp_name").value
+    assert default.startswith("export-")
+    at.text_input(key="exp_name").set_value("mine").run()
+    at.radio(key="exp_src").set_value("upload").run()  # no file yet: the page stops before the folder box
+    assert not at.exception and not any(t.key == "exp_name" for t in at.text_input)
+    at.radio(key="exp_src").set_value("draft").run()
+    assert at.text_input(key="exp_name").value == "mine"
+    assert not any("--force" in c.value for c in at.code)
+    at.button(key="exp_write").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert (path / "exports" / "mine" / "data.parquet").exists()
+    # the folder holds an export now: the command shown replaces it, and says so
+    assert any("--force" in c.value and "exports/mine" in c.value for c in at.code)
+    assert any("--force`: the folder holds an export already" in c.value for c in at.caption)
+
+
 def at_store(path):
     from curate_ui import state
 

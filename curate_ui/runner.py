@@ -21,12 +21,10 @@ from curate_core.pipeline import ProgressEvent, format_seconds
 from . import state
 
 
-@dataclass
-class BackgroundRun:
-    stages: list[str] | None
-    params: dict
-    events: dict[str, ProgressEvent] = field(default_factory=dict)
-    results: list[dict] = field(default_factory=list)
+@dataclass(kw_only=True)
+class Background:
+    """What every piece of background work has: how it ended, when, its thread and the engine it ran on."""
+
     error: CurateError | None = None
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
@@ -37,15 +35,48 @@ class BackgroundRun:
     def running(self) -> bool:
         return self.finished is None
 
+    def wait(self, timeout: float | None = None) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+
+def _launch(ws: Workspace, job: Background, name: str, body: Callable[[Executor], None]) -> None:
+    """Make the Overview's engine here (Ray connects from the app's thread; a bad address is reported at once),
+    then run ``body(executor)`` in a daemon thread; a CurateError is kept as is, a bug is logged and kept as one
+    line, and the job is marked finished either way."""
+    try:
+        executor = make_engine(engine_settings())
+    except CurateError as e:
+        job.error, job.finished = e, time.monotonic()
+        return
+    job.engine = executor.name
+
+    def target() -> None:
+        try:
+            body(executor)
+        except CurateError as e:
+            job.error = e
+        except Exception as e:  # a bug: keep the app alive, log the traceback, show one line
+            job.error = state.bug_error(ws, e)
+        finally:
+            job.finished = time.monotonic()
+
+    job.thread = threading.Thread(target=target, name=f"curate-{name}-{ws.path.name}", daemon=True)
+    job.thread.start()
+
+
+@dataclass
+class BackgroundRun(Background):
+    stages: list[str] | None
+    params: dict
+    events: dict[str, ProgressEvent] = field(default_factory=dict)
+    results: list[dict] = field(default_factory=list)
+
     def on_progress(self, ev: ProgressEvent) -> None:
         self.events[ev.stage] = ev
 
     def current(self) -> ProgressEvent | None:
         return next(reversed(self.events.values()), None) if self.events else None
-
-    def wait(self, timeout: float | None = None) -> None:
-        if self.thread is not None:
-            self.thread.join(timeout)
 
 
 @st.cache_resource(show_spinner=False)
@@ -85,26 +116,15 @@ def start_run(ws: Workspace, stages: list[str] | None = None, params: dict | Non
         return old
     run = BackgroundRun(stages, params or {})
     runs[str(ws.path)] = run
-    try:
-        executor = make_engine(engine_settings())
-    except CurateError as e:
-        run.error, run.finished = e, time.monotonic()
-        return run
-    run.engine = executor.name
 
-    def target() -> None:
+    def body(executor: Executor) -> None:
         try:
             run.results = ws.run(stages, params=params, progress=run.on_progress, force=force, engine=executor)
         except CurateError as e:
             run.results = getattr(e, "results", [])
-            run.error = e
-        except Exception as e:  # a bug: keep the app alive, log the traceback, show one line
-            run.error = state.bug_error(ws, e)
-        finally:
-            run.finished = time.monotonic()
+            raise
 
-    run.thread = threading.Thread(target=target, name=f"curate-run-{ws.path.name}", daemon=True)
-    run.thread.start()
+    _launch(ws, run, "run", body)
     return run
 
 
@@ -115,7 +135,7 @@ def describe(run: BackgroundRun) -> str:
 
 # ------------------------------------------------------------------------------------- other work
 @dataclass
-class BackgroundJob:
+class BackgroundJob(Background):
     """One piece of core work other than a pipeline run (e.g. a mixture search) in a background thread: the
     core's ``progress(done, total, message)`` lands here, the result or the error when it ends."""
 
@@ -124,22 +144,9 @@ class BackgroundJob:
     total: int = 0
     message: str = ""
     result: Any = None
-    error: CurateError | None = None
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-    thread: threading.Thread | None = None
-    engine: str = "local"
-
-    @property
-    def running(self) -> bool:
-        return self.finished is None
 
     def on_progress(self, done: int, total: int, message: str = "", **_: Any) -> None:
         self.done, self.total, self.message = int(done), int(total), message
-
-    def wait(self, timeout: float | None = None) -> None:
-        if self.thread is not None:
-            self.thread.join(timeout)
 
 
 @st.cache_resource(show_spinner=False)
@@ -159,23 +166,9 @@ def start_job(ws: Workspace, what: str, work: Callable[[Executor, Callable[..., 
     if old is not None and old.running:
         return old
     job = jobs[(str(ws.path), what)] = BackgroundJob(what)
-    try:
-        executor = make_engine(engine_settings())
-    except CurateError as e:
-        job.error, job.finished = e, time.monotonic()
-        return job
-    job.engine = executor.name
 
-    def target() -> None:
-        try:
-            job.result = work(executor, job.on_progress)
-        except CurateError as e:
-            job.error = e
-        except Exception as e:  # a bug: keep the app alive, log the traceback, show one line
-            job.error = state.bug_error(ws, e)
-        finally:
-            job.finished = time.monotonic()
+    def body(executor: Executor) -> None:
+        job.result = work(executor, job.on_progress)
 
-    job.thread = threading.Thread(target=target, name=f"curate-{what}-{ws.path.name}", daemon=True)
-    job.thread.start()
+    _launch(ws, job, what, body)
     return job

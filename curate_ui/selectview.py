@@ -703,7 +703,8 @@ def composition_chart(c: S.Counts, top: int = 12) -> go.Figure:
         series.append((f"{len(rest):,} other groups", rest["rows_before"].sum(), rest["rows_pool"].sum(),
                        rest["rows_selected"].sum()))
     totals = [max(c.rows_total, 1), max(c.rows_pool, 1), max(c.rows_selected, 1)]
-    bars = ["all rows", "pass the filters", "selected"]
+    bars = [f"all rows<br>{c.rows_total:,}", f"pass the filters<br>{c.rows_pool:,}",
+            f"selected<br>{estimate_marks(c)[0]}{c.rows_selected:,}"]
     palette = charts.PALETTE
     fig = go.Figure()
     for i, (name, *vals) in enumerate(series):
@@ -742,9 +743,17 @@ def group_table_config() -> dict:
             "short by": n("short by", "rows the group lacks to reach its target share")}
 
 
-def steps_table(c: S.Counts) -> pd.DataFrame:
-    return pd.DataFrame({"step": [s.name for s in c.steps], "removes alone": [s.removes_alone for s in c.steps],
-                         "removes only it": [s.removes_only for s in c.steps]})
+def steps_table(c: S.Counts, mixture: dict | None = None) -> pd.DataFrame:
+    """One row per step; with a mixture, a last row for the rows of the pool it does not draw (they passed every
+    other step, so only the mixture removes them; what it would remove alone is not defined)."""
+    t = pd.DataFrame({"step": [s.name for s in c.steps], "removes alone": [s.removes_alone for s in c.steps],
+                      "removes only it": [s.removes_only for s in c.steps]})
+    if mixture is not None:
+        row = {"step": f"mixture by {mixture.get('group_by') or 'label'} (rows of the pool not drawn)",
+               "removes alone": None, "removes only it": max(c.rows_pool - c.rows_unique, 0)}
+        t = pd.concat([t, pd.DataFrame([row])], ignore_index=True).astype(
+            {"removes alone": "Int64", "removes only it": "Int64"})
+    return t
 
 
 def steps_table_config() -> dict:

@@ -34,15 +34,16 @@ with top:
     if counts is not None:
         sv.metrics(counts)
         sv.warnings(counts)
-        left, right = st.columns([3, 2]) if counts.steps else (st.container(), st.container())
+        table = counts.steps or mixture is not None
+        left, right = st.columns([3, 2]) if table else (st.container(), st.container())
         if not counts.steps and mixture is None:
             st.caption("No filters or other steps yet: every row is selected. Add some below, or on the Label "
                        "issues and Duplicates & outliers pages.")
         if counts.group_by:
             left.plotly_chart(sv.composition_chart(counts), key="sel_composition")
-        if counts.steps:
+        if table:
             right.caption("Rows each step removes, alone and only by it")
-            right.dataframe(sv.steps_table(counts), hide_index=True, width="stretch",
+            right.dataframe(sv.steps_table(counts, mixture), hide_index=True, width="stretch",
                             column_config=sv.steps_table_config())
         sv.fill_step_captions(counts, slots)
         sv.dsir_fit(ws, recipe)

@@ -383,6 +383,24 @@ def test_temperature_one_is_natural_and_no_budget_keeps_everything(sws):
     assert c.rows_selected == 101 and not c.warnings and (c.groups["shortfall"] == 0).all()
 
 
+def test_a_mixture_that_shrinks_the_pool_says_so_and_names_the_scarcest_group(sws):
+    n = truth(sws).groupby("label").size()
+    c = S.live_counts(sws, {"mixture": {"group_by": "label", "temperature": 1000.0}})
+    # near-uniform shares without a budget: every group gives what the smallest one has
+    assert c.rows_selected == pytest.approx(4 * n.min(), abs=4) and c.rows_selected < 0.75 * c.rows_pool
+    shrink = [w for w in c.warnings if w.startswith("The mixture's shares keep")]
+    assert len(shrink) == 1 and f"of the {c.rows_pool:,} rows" in shrink[0]
+    assert f"{n.idxmin()!r} runs out first" in shrink[0] and "set a budget" in shrink[0]
+    # a small shrink stays quiet, and a cap's clipping (natural shares) is the point, not a surprise
+    assert not S.live_counts(sws, {"mixture": {"group_by": "label", "temperature": 1.2}}).warnings
+    c = S.live_counts(sws, {"mixture": {"group_by": "label", "cap": int(n.min())}})
+    assert c.rows_selected < 0.75 * c.rows_pool and not c.warnings
+    # with a budget the size is the person's choice
+    assert not [w for w in S.live_counts(sws, {"mixture": {"group_by": "label", "temperature": 1000.0,
+                                                           "budget": {"rows": 50}}}).warnings
+                if w.startswith("The mixture's shares keep")]
+
+
 def test_reweight_mode_keeps_every_row_and_weights_give_the_target(sws):
     w = {"alpha": 1, "beta": 1, "gamma": 1, "delta": 1}
     sel = S.select(sws, {"mixture": {"group_by": "label", "weights": w, "mode": "reweight"}})

@@ -56,6 +56,29 @@ def test_select_page_slider_move_changes_the_count_and_the_draft(tmp_path, app_e
     assert int(_metric(at, "Selected rows").replace(",", "")) < want.rows_pool
 
 
+def test_select_page_shows_what_the_mixture_removes_and_warns_when_it_shrinks_the_selection(tmp_path, app_env):
+    at, path = _open_page(tmp_path, app_env, "pages/4_Select.py",
+                          {"mixture": {"group_by": "label", "temperature": 1.0}})
+    assert not at.exception, at.exception
+
+    def mixture_row():
+        t = next(d.value for d in at.dataframe if "step" in d.value.columns)
+        return t[t["step"].str.startswith("mixture by label")].iloc[0]
+
+    assert mixture_row()["removes only it"] == 0 and not at.warning
+    at.select_slider(key="sel_w_mix_t").set_value(1000.0).run()
+    assert not at.exception, at.exception
+    want = S.live_counts(at_store(path), at_store(path).recipe(S.DRAFT))
+    assert _metric(at, "Selected rows") == f"{want.rows_selected:,}" and want.rows_selected < 0.75 * want.rows_pool
+    assert mixture_row()["removes only it"] == want.rows_pool - want.rows_unique > 0
+    smallest = truth_labels(path).idxmin()
+    shrink = [w.value for w in at.warning if "The mixture's shares keep" in w.value]
+    assert len(shrink) == 1 and f"'{smallest}' runs out first" in shrink[0] and "set a budget" in shrink[0]
+    # a budget is a deliberate size: no shrink warning
+    at.radio(key="sel_w_mix_bk").set_value("rows").run()
+    assert not [w for w in at.warning if "The mixture's shares keep" in w.value]
+
+
 def test_select_page_reports_a_bad_draft_without_a_traceback(tmp_path, app_env):
     at, _ = _open_page(tmp_path, app_env, "pages/4_Select.py",
                        json.loads((Path(__file__).resolve().parent.parent / "assets/recipes/clean.json").read_text()), n=50, scores=False)
@@ -204,3 +227,8 @@ def S_key(*parts):
     from curate_ui.selectview import _key
 
     return _key(*parts)
+
+
+def truth_labels(path):
+    """Rows per label in the workspace at *path* (a pandas Series)."""
+    return at_store(path).rows(["label"]).groupby("label").size()

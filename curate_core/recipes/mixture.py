@@ -11,6 +11,9 @@ import pandas as pd
 from ..errors import choices
 from .model import Mixture, _bad
 
+#: a mixture without a budget that keeps less than this share of the rows that pass gets a warning naming why
+SHRINK_WARN = 0.75
+
 def group_shares(sizes: dict[str, float], temperature: float = 1.0, weights: dict[str, float] | None = None) -> dict[str, float]:
     """Target share of each group: normalised *weights* if given (missing groups get 0), else
     size^(1/T) normalised — T = 1 keeps the natural proportions, T → ∞ gives every non-empty group the same."""
@@ -135,6 +138,8 @@ def mixture_counts(m: Mixture, groups: pd.DataFrame) -> tuple[pd.DataFrame, list
     est = m.mode == "sample" and any(size[g] > 0 and abs(target[g] / size[g] - round(target[g] / size[g])) > 1e-9
                                      for g in names)
     warnings = _mixture_warnings(m, names, shares, wanted, target, size, cap, short)
+    if m.mode == "sample" and m.budget is None:  # the shares' own shrink, before any cap clips
+        warnings += _shrink_warning(m, names, shares, budget, size)
     return groups, warnings, est
 
 
@@ -166,3 +171,18 @@ def _mixture_warnings(m: Mixture, names: list[str], shares: dict, wanted: dict, 
     return out
 
 
+def _shrink_warning(m: Mixture, names: list[str], shares: dict, kept: float, size: dict) -> list[str]:
+    """Without a budget the mixture takes the largest mix that meets its shares without repeating a row, so
+    shares far from the natural ones (a high temperature, hand weights) silently shrink the selection to what
+    the scarcest group allows. Say so, name that group, and what to do instead."""
+    pool = sum(size.values())
+    if pool <= 0 or kept >= SHRINK_WARN * pool:
+        return []
+    room = {g: size[g] / shares[g] for g in names if shares[g] > 0 and size[g] > 0}
+    scarce = min(room, key=lambda g: (room[g], g)) if room else None
+    why = (f"; group {scarce!r} runs out first: its {size[scarce]:,.0f} {m.unit} are {shares[scarce]:.1%} of "
+           f"the mix" if scarce is not None else "")
+    return [f"The mixture's shares keep {kept:,.0f} of the {pool:,.0f} {m.unit} that pass the filters "
+            f"({1 - kept / pool:.0%} fewer): without a budget it takes the largest mix that meets the target "
+            f"shares without repeating a row{why}. To keep more, set a budget with max repeats above 1, move the "
+            f"temperature towards 1 (natural shares), or leave the shares natural and use a cap to clip only the big groups."]

@@ -177,12 +177,12 @@ def kept_nulls(current: dict | None, new: dict | None) -> str:
 
 
 def semdedup_view(frame: pd.DataFrame, eps: float) -> dict:
-    """Counts at *eps* from the stored columns: removed rows, share, and the per-cluster kept fractions."""
-    clusters = dedup.kept_by_cluster(frame["semdedup_cluster"].to_numpy(), frame["semdedup_sim"].to_numpy(np.float64),
+    """Counts at *eps* from the stored columns: removed rows, share, and the per-cell kept fractions."""
+    cells = dedup.kept_by_cell(frame["semdedup_cluster"].to_numpy(), frame["semdedup_sim"].to_numpy(np.float64),
                                      eps)
-    removed, n = int(clusters["removed"].sum()), len(frame)
+    removed, n = int(cells["removed"].sum()), len(frame)
     return {"eps": float(eps), "removed": removed, "kept": n - removed, "share": removed / n if n else 0.0,
-            "clusters": clusters}
+            "cells": cells}
 
 
 def semdedup_pairs(store: Store, frame: pd.DataFrame, eps: float, limit: int = 50,
@@ -199,7 +199,7 @@ def semdedup_pairs(store: Store, frame: pd.DataFrame, eps: float, limit: int = 5
                       p.values).to_pandas()
     if sub.empty:
         return pd.DataFrame(columns=["similarity", "removed_text", "removed_label", "kept_text", "kept_label",
-                                     "removed_row", "kept_row", "cluster"])
+                                     "removed_row", "kept_row", "cell"])
     ids = np.unique(np.r_[sub["row_id"].to_numpy(), sub["semdedup_match"].to_numpy()])
     info = store.rows(["row_id", "text", "label"], row_ids=ids).set_index("row_id")
     a, b = info.loc[sub["row_id"]], info.loc[sub["semdedup_match"]]
@@ -207,7 +207,7 @@ def semdedup_pairs(store: Store, frame: pd.DataFrame, eps: float, limit: int = 5
         "similarity": sub["semdedup_sim"].to_numpy(), "removed_text": a["text"].to_numpy(),
         "removed_label": a["label"].to_numpy(), "kept_text": b["text"].to_numpy(), "kept_label": b["label"].to_numpy(),
         "removed_row": sub["row_id"].to_numpy(), "kept_row": sub["semdedup_match"].to_numpy(),
-        "cluster": sub["semdedup_cluster"].to_numpy()})
+        "cell": sub["semdedup_cluster"].to_numpy()})
 
 
 # ---------------------------------------------------------------------------------------- recipe draft

@@ -16,9 +16,10 @@ import streamlit as st
 
 from curate_core import CurateError, Workspace
 from curate_core import dupview as core
+from curate_core.dedup import DEFAULT_EPS
 
 from . import charts, state
-from .text import md, md_message, plural, short
+from .text import md_message, plural, short
 
 _TEXT = st.column_config.TextColumn("text", width="large", help="hover a cell to read all of it")
 _ROW_CONFIG = {"text": _TEXT, "row_id": None,  # row_id is internal: the id column names the row
@@ -107,15 +108,15 @@ def bars(hist: pd.DataFrame, x_title: str, lo: float | None = None, hi: float | 
     return fig
 
 
-def _kept_bars(clusters: pd.DataFrame, top: int = 40) -> go.Figure:
-    shown = clusters.head(top)
-    names = [f"cluster {c} ({s:,} rows)" for c, s in zip(shown["cluster"], shown["size"])][::-1]
+def _kept_bars(cells: pd.DataFrame, top: int = 40) -> go.Figure:
+    shown = cells.head(top)
+    names = [f"cell {c} ({s:,} rows)" for c, s in zip(shown["cell"], shown["size"])][::-1]
     fig = go.Figure(go.Bar(x=shown["kept_frac"][::-1], y=names, orientation="h",
                            customdata=shown[["kept", "size"]].to_numpy()[::-1],
                            hovertemplate="%{y}: keeps %{customdata[0]:,} of %{customdata[1]:,} "
                                          "(%{x:.0%})<extra></extra>"))
     fig.update_layout(height=max(240, 16 * len(shown) + 80), margin=dict(l=10, r=10, t=10, b=40),
-                      xaxis=dict(title="share of the cluster kept", range=[0, 1], tickformat=".0%"),
+                      xaxis=dict(title="share of the cell kept", range=[0, 1], tickformat=".0%"),
                       yaxis=dict(automargin=True))
     return fig
 
@@ -176,15 +177,21 @@ def semdedup_section(ws: Workspace, run_key: str, choices: Choices) -> None:
     if _unavailable(ws, list(core.SEMDEDUP_COLUMNS), "SemDeDup"):
         return
     frame = columns(ws, run_key, list(core.SEMDEDUP_COLUMNS))
-    default = choices.eps if choices.eps is not None else 0.05
-    eps = st.slider("eps: remove a row when its cosine similarity to an earlier row of its cluster is above 1 − eps",
+    default = choices.eps if choices.eps is not None else DEFAULT_EPS
+    eps = st.slider("eps: remove a row when its cosine similarity to an earlier row of its cell is above 1 − eps",
                     min_value=0.0, max_value=0.3, value=float(min(max(default, 0.0), 0.3)), step=0.005,
-                    format="%.3f", key="dup_eps")
+                    format="%.3f", key="dup_eps",
+                    help=f"starts at {DEFAULT_EPS} (cosine > {1 - DEFAULT_EPS:.2f}: near-identical texts). The "
+                         "paper's web-scale eps of 0.05 and up also removes paraphrases (on BANKING77 pairs at "
+                         "cosine 0.92–0.95 are rewordings of one intent), which on a labelled set is training "
+                         "signal, not waste: raise it on purpose, reading the pairs below.")
     view = core.semdedup_view(frame, eps)
     c = st.columns(3)
     c[0].metric("Rows removed", f"{view['removed']:,}", help=f"semdedup_sim > {1 - eps:.3f}")
     c[1].metric("Share removed", f"{view['share']:.1%}")
-    c[2].metric("Clusters", f"{len(view['clusters']):,}")
+    c[2].metric("k-means cells", f"{len(view['cells']):,}",
+                help="SemDeDup compares each row only with the rows of its own k-means cell (⌈√N⌉ cells, big ones "
+                     "split again): its own partition of the embeddings, not the Map's clusters")
     use = st.toggle("Drop near-duplicates at this eps in the recipe", value=choices.eps is not None,
                     key="dup_use_eps")
     choices.eps = float(eps) if use else None
@@ -193,13 +200,13 @@ def semdedup_section(ws: Workspace, run_key: str, choices: Choices) -> None:
         st.markdown("**Rows removed as eps grows**")
         st.plotly_chart(_curve(_removed_curve(str(ws.path), run_key), eps), key="dup_curve")
     with right:
-        clusters = view["clusters"]
-        hit = clusters[clusters["removed"] > 0]
-        st.markdown(f"**Share kept per cluster** ({len(hit):,} of {plural(len(clusters), 'cluster')} "
+        cells = view["cells"]
+        hit = cells[cells["removed"] > 0]
+        st.markdown(f"**Share kept per k-means cell** ({len(hit):,} of {plural(len(cells), 'cell')} "
                     f"{'loses' if len(hit) == 1 else 'lose'} rows"
                     + ("; the 40 that lose the most shown)" if len(hit) > 40 else ")"))
         if hit.empty:
-            st.caption("No cluster loses a row at this eps.")
+            st.caption("No cell loses a row at this eps.")
         else:
             st.plotly_chart(_kept_bars(hit), key="dup_kept")
     st.markdown("**Pairs at this eps** (removed row next to the earlier row it duplicates)")

@@ -20,6 +20,7 @@ import streamlit as st
 from curate_core import CurateError, Workspace
 from curate_core import select as S
 from curate_core.pipeline import format_seconds
+from curate_core.dedup import DEFAULT_EPS
 from curate_core.recipes.draft import RecipeDraft
 
 from . import charts, runner, state
@@ -323,8 +324,11 @@ def steps_editor(ws: Workspace, draft: dict) -> dict:
                              help=None if has_sem else "needs the duplicate scores (run the scores stage)")
         eps = None
         if sem_on:
-            eps = st.slider("eps (drop rows more similar than 1 − eps to a kept row)", 0.0, 0.5, step=0.01,
-                            key=_init(W + "dd_eps", float(dd["semantic_eps"] if dd["semantic_eps"] is not None else 0.05)))
+            eps = st.slider("eps (drop rows more similar than 1 − eps to a kept row)", 0.0, 0.5, step=0.005,
+                            format="%.3f", help=f"starts at {DEFAULT_EPS}: near-identical texts only; larger eps "
+                                                "removes paraphrases too (see Duplicates & outliers)",
+                            key=_init(W + "dd_eps", float(dd["semantic_eps"] if dd["semantic_eps"] is not None
+                                                          else DEFAULT_EPS)))
     sel = draft["selections"]
     with c3:
         st.markdown("**Saved selections**")

@@ -186,12 +186,12 @@ def test_removed_count_is_monotone_in_eps(seed, e1, e2):
     assert curve["removed"].tolist() == [a.sum(), b.sum()]
 
 
-def test_kept_by_cluster():
-    cluster = np.array([0, 0, 0, 1, 1, 2])
+def test_kept_by_cell():
+    cell = np.array([0, 0, 0, 1, 1, 2])
     sim = np.array([-1, 0.99, 0.5, -1, 0.97, -1])
-    df = dedup.kept_by_cluster(cluster, sim, 0.05)
-    assert df.to_dict("records")[0] == {"cluster": 1, "size": 2, "kept": 1, "removed": 1, "kept_frac": 0.5}
-    assert df.set_index("cluster").loc[0, "kept"] == 2 and df.set_index("cluster").loc[2, "kept_frac"] == 1.0
+    df = dedup.kept_by_cell(cell, sim, 0.05)
+    assert df.to_dict("records")[0] == {"cell": 1, "size": 2, "kept": 1, "removed": 1, "kept_frac": 0.5}
+    assert df.set_index("cell").loc[0, "kept"] == 2 and df.set_index("cell").loc[2, "kept_frac"] == 1.0
     assert dedup.removed_count(sim, 0.0) == 0 and dedup.removed_count(sim, 0.02) == 1
 
 

@@ -69,7 +69,7 @@ def test_exact_counts_and_semdedup_view():
                         "semdedup_cluster": [0, 0, 0, 1], "semdedup_match": [-1, 0, 0, -1]})
     v = dupview.semdedup_view(sem, 0.05)
     assert (v["removed"], v["kept"], round(v["share"], 2)) == (1, 3, 0.25)
-    assert v["clusters"]["kept_frac"].tolist() == [2 / 3, 1.0]
+    assert v["cells"]["kept_frac"].tolist() == [2 / 3, 1.0]
 
 
 def test_page_counts_agree_with_what_the_recipe_removes(tmp_path):

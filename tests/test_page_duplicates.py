@@ -69,6 +69,24 @@ def test_page_slider_moves_change_counts_and_fill_the_draft(built, app_env):
     assert any(f"**{others:,}** rows in other languages" in c.value for c in at.caption)
 
 
+def test_semdedup_speaks_of_cells_and_starts_at_a_conservative_eps(built, app_env):
+    from curate_core.dedup import DEFAULT_EPS
+    from curate_ui import state
+
+    app_env(built)
+    state.open_workspace(str(built)).store.save_recipe(dupview.DRAFT, dupview.new_recipe())  # no eps chosen yet
+    at = app_test(PAGE).run()
+    assert not at.exception, at.exception
+    assert DEFAULT_EPS == 0.01 and at.slider(key="dup_eps").value == DEFAULT_EPS
+    assert "cell" in at.slider(key="dup_eps").label and "cluster" not in at.slider(key="dup_eps").label
+    labels = [m.label for m in at.metric]
+    assert "k-means cells" in labels and "Clusters" not in labels
+    at.slider(key="dup_eps").set_value(0.3).run()
+    assert any(m.value.startswith("**Share kept per k-means cell**") for m in at.markdown)
+    pairs = next(d.value for d in at.dataframe if "removed_text" in d.value.columns)
+    assert "cell" in pairs.columns and "cluster" not in pairs.columns
+
+
 def test_page_groups_browser_lists_conflicts_first(built, app_env):
     app_env(built)
     at = app_test(PAGE).run()

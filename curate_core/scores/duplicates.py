@@ -69,7 +69,7 @@ class ExactDuplicates(Score):
 @dataclass(frozen=True)
 class SemDeDup(Score):
     name: str = "semdedup_sim"
-    title: str = "SemDeDup: largest cosine similarity to an earlier (kept-first) row of its k-means cluster"
+    title: str = "SemDeDup: largest cosine similarity to an earlier (kept-first) row of its k-means cell"
     columns: tuple = (Column("semdedup_sim", "DOUBLE", "SemDeDup similarity to an earlier row of its k-means cell"),
                       Column("semdedup_cluster", "BIGINT", "SemDeDup k-means cell"),
                       Column("semdedup_match", "BIGINT", "row_id it near-duplicates (−1: none)"))
@@ -79,8 +79,9 @@ class SemDeDup(Score):
     direction: str = "higher_worse"
     version: str = "1"
     description: str = ("A row is a semantic near-duplicate at eps when semdedup_sim > 1 − eps (Abbas et al. "
-                        "2023). `semdedup_cluster` is its k-means cluster, `semdedup_match` the row_id it "
-                        "duplicates (−1: the first row of its cluster, never removed).")
+                        "2023). `semdedup_cluster` is its k-means cell (SemDeDup's own partition, not the map's "
+                        "clusters), `semdedup_match` the row_id it duplicates (−1: the first row of its cell, never "
+                        "removed).")
     params: dict = field(default_factory=lambda: {"n_clusters": None, "max_cluster_size": 4_000, "keep": "hard",
                                                   "seed": 0})
 
@@ -95,8 +96,9 @@ class SemDeDup(Score):
         return ScoreResult(
             r.sim.astype(np.float64),
             columns={"semdedup_cluster": r.cluster, "semdedup_match": match},
-            summary={"flagged": removed["0.05"], "cutoff": "semdedup_sim > 1 - eps (eps = 0.05 here; any eps on the page)",
-                     "why": "cosine similarity to an earlier row of the same k-means cluster is above 1 − eps",
+            summary={"flagged": removed[str(dedup.DEFAULT_EPS)],
+                     "cutoff": f"semdedup_sim > 1 - eps (eps = {dedup.DEFAULT_EPS} here; any eps on the page)",
+                     "why": "cosine similarity to an earlier row of the same k-means cell is above 1 − eps",
                      "removed_at_eps": removed, "clusters": r.n_clusters, "largest_cluster": r.largest_cluster,
                      "split_clusters": r.split_clusters, "max_cluster_size": int(p["max_cluster_size"]),
                      "keep": p["keep"]},

@@ -242,7 +242,8 @@ def act(ws, row_ids: Sequence[int], action: str, data: LabelData, label: str | N
     batch = ws.relabel_each(ids[change.to_numpy()], sugg[change].astype(str).tolist(), reason=reason)
     skipped = int((~change).sum())
     extra = f" ({skipped:,} already had the suggested label)" if skipped else ""
-    return batch, f"Relabelled {int(change.sum()):,} rows to their suggested label{extra}."
+    k = int(change.sum())
+    return batch, f"Relabelled {k:,} row{'s' if k != 1 else ''} to {'their' if k != 1 else 'its'} suggested label{extra}."
 
 
 # ------------------------------------------------------------------------------------- recipe draft

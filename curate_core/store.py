@@ -512,6 +512,19 @@ class Store:
                         [seq, batch, str(target), _user(), now()])
         return target
 
+    def batch_summary(self, batch: int) -> dict | None:
+        """What one decision batch did, for an "Undid …" message: action, rows, the new labels (relabels), the
+        reason it was recorded with; None for a batch that does not exist."""
+        with self.cursor() as cur:
+            rows = cur.execute("SELECT action, count(*), count(DISTINCT value), min(value), min(reason) FROM decisions "
+                               "WHERE batch = ? AND action <> 'undo' GROUP BY action ORDER BY count(*) DESC",
+                               [int(batch)]).fetchall()
+        if not rows:
+            return None
+        action, n, n_values, value, reason = rows[0]
+        return {"action": action, "rows": int(n), "labels": int(n_values), "label": value if n_values == 1 else None,
+                "reason": reason or ""}
+
     def current_decisions(self) -> pd.DataFrame:
         """Per row, the latest decision still in force: (row_id, action, value)."""
         with self.cursor() as cur:

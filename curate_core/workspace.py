@@ -135,6 +135,22 @@ class Workspace:
         """Undo the latest decision batch; returns the batch undone (None if nothing to undo)."""
         return self.store.undo()
 
+    def undo_described(self) -> str:
+        """Undo the latest decision batch and say what it was, in a sentence a page can show ("Undid the exclude
+        of 3 rows (label issues page)."), so a person knows what came back."""
+        batch = self.store.undo()
+        if batch is None:
+            return "Nothing to undo."
+        s = self.store.batch_summary(batch)
+        if s is None:
+            return f"Undid decision batch {batch}."
+        rows = f"{s['rows']:,} row{'s' if s['rows'] != 1 else ''}"
+        what = {"exclude": f"exclude of {rows}", "keep": f"keep of {rows}",
+                "relabel": f"relabel of {rows}" + (f" to `{s['label']}`" if s["label"] is not None
+                                                    else f" to {s['labels']:,} labels")}.get(s["action"],
+                                                                                              f"{s['action']} of {rows}")
+        return f"Undid the {what}" + (f" ({s['reason']})" if s["reason"] else "") + "."
+
     def decisions(self) -> pd.DataFrame:
         return self.store.current_decisions()
 

@@ -233,10 +233,14 @@ def consensus_panel(ws: Workspace, data: li.LabelData) -> None:
         fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=40), title="rows by number of methods flagging",
                           xaxis_title="methods flagging the row", yaxis_title="rows")
         st.plotly_chart(fig, key="li_consensus")
-    k = st.session_state.get("li_min_consensus", 1)
-    if k and st.button(f"Add to recipe: drop rows flagged by ≥ {plural(k, 'method')}", key="li_cons_draft",
-                       help="adds the filter consensus < k to the recipe draft the Select page opens"):
-        li.draft_filter(ws.store, "consensus", "<", int(k))
+    # its own k, next to its button: 2 by default, as clean.json (one method alone is often a hard example)
+    n = max(len(ov), 1)
+    a, b = st.columns([1, 3], vertical_alignment="bottom")
+    k = int(a.number_input("Drop rows flagged by ≥", 1, n, value=min(2, n), step=1, key="li_cons_k",
+                           help=f"of the {plural(n, 'method')}; 2 is what assets/recipes/clean.json uses"))
+    if b.button(f"Add to recipe: drop rows flagged by ≥ {plural(k, 'method')}", key="li_cons_draft",
+                help="adds the filter consensus < k to the recipe draft the Select page opens"):
+        li.draft_filter(ws.store, "consensus", "<", k)
         _done(f"Added `consensus < {k}` to the recipe draft (open it on the Select page).")
 
 
@@ -296,8 +300,9 @@ def suspects_panel(ws: Workspace, data: li.LabelData, decisions: pd.DataFrame, c
             "text": st.column_config.TextColumn("text", width=300, help="hover a cell to read all of it"),
             "label": st.column_config.TextColumn("given label", width=140),
             "suggested_label": st.column_config.TextColumn("suggested", width=140),
-            "label_quality": st.column_config.NumberColumn("quality", format="%.3f", width="small",
-                                                           help="cleanlab label quality (low = suspicious)"),
+            "label_quality": st.column_config.NumberColumn("quality", format="%.3g", width="small",
+                                                           help="cleanlab label quality (low = suspicious; "
+                                                                "three significant digits, so 4.2e-05 < 0.0003)"),
             "aum": st.column_config.NumberColumn("AUM", format="%.2f", width="small"),
             "consensus": st.column_config.NumberColumn("methods", format="%d", width="small",
                                                        help="how many methods flag the row"),
@@ -330,7 +335,15 @@ def _actions(ws: Workspace, data: li.LabelData, picked: np.ndarray, matching: np
                      captions=[f"{len(picked):,} selected", plural(len(matching), "row")])
     ids = matching if scope == "all" else picked  # anything but an explicit "all" acts on the selection only
     c = st.columns([1, 1.9, 0.9, 1.8, 0.9, 0.9], vertical_alignment="bottom")
-    target = c[3].selectbox("or relabel to", data.classes, key="li_target")
+    # the menu starts at the chosen rows' (most common) suggested label, not at the alphabetically first class
+    sugg = (data.frame.set_index("row_id")["suggested_label"].reindex(picked).dropna().astype(str)
+            if "suggested_label" in data.frame else pd.Series([], dtype=str))
+    if st.session_state.get("_li_target_for") != tuple(picked.tolist()):
+        st.session_state["_li_target_for"] = tuple(picked.tolist())
+        if len(sugg) and sugg.mode().iloc[0] in data.classes:
+            st.session_state["li_target"] = sugg.mode().iloc[0]
+    target = c[3].selectbox("or relabel to", data.classes, key="li_target",
+                            help="starts at the suggested label of the selected rows")
     clicked = None
     if c[0].button("Exclude", key="li_exclude", icon=":material/block:", disabled=not len(ids)):
         clicked = ("exclude", None)
@@ -354,5 +367,4 @@ def _actions(ws: Workspace, data: li.LabelData, picked: np.ndarray, matching: np
 
 def _undo_row(ws: Workspace) -> None:
     if st.button("Undo", key="li_undo", icon=":material/undo:", help="undo the latest decision (any page)"):
-        batch = ws.undo()
-        _done("Nothing to undo." if batch is None else f"Undid decision batch {batch}.")
+        _done(ws.undo_described())

@@ -82,8 +82,9 @@ def actions(ws: Workspace, data: li.LabelData, it: rv.Item) -> None:
         st.rerun()
     if c[4].button("Undo", key="rv_undo", shortcut="u", icon=":material/undo:", width="stretch",
                    help="revert the latest decision batch (U), wherever it was made"):
-        batch = state.guarded(ws, ws.undo)
-        _done("Nothing to undo." if batch is None else f"Undid the latest decision (batch {batch}).")
+        msg = state.guarded(ws, ws.undo_described)
+        if msg is not None:
+            _done(msg)
     other = [c for c in data.classes if c != it.label]
     with st.form("rv_other", border=False):
         a, b = st.columns([3, 1])

@@ -90,6 +90,29 @@ def test_page_exclude_relabel_keep_and_undo(built, app_env):
         assert list(log["action"][:2]) == ["undo", "undo"] and len(log) == 6
 
 
+def test_consensus_button_has_its_own_k_and_the_relabel_menu_starts_at_the_suggestion(built, app_env):
+    app_env(built)
+    at = app_test(PAGE).run()
+    # the suspects filter shows every flagged row (k = 1); the recipe button keeps clean.json's 2
+    assert at.number_input(key="li_min_consensus").value == 1 and at.number_input(key="li_cons_k").value == 2
+    assert at.button(key="li_cons_draft").label == "Add to recipe: drop rows flagged by ≥ 2 methods"
+    at.number_input(key="li_cons_k").set_value(3).run()
+    assert at.button(key="li_cons_draft").label == "Add to recipe: drop rows flagged by ≥ 3 methods"
+    at.button(key="li_cons_draft").click().run()
+    with Workspace(built) as ws:
+        assert {"column": "consensus", "op": "<", "value": 3} in ws.store.recipe(li.DRAFT)["filters"]
+    table = _table(at)
+    pick = next(i for i in range(len(table)) if table["suggested_label"].iloc[i] != sorted(table["label"])[0])
+    _select(at, [pick])
+    assert at.selectbox(key="li_target").value == table["suggested_label"].iloc[pick]
+    at.selectbox(key="li_target").set_value("music").run()  # a person's choice stays while the pick does
+    assert at.selectbox(key="li_target").value == "music"
+    # undo says what it undid
+    at.button(key="li_relabel").click().run()
+    at.button(key="li_undo").click().run()
+    assert any(s.value == "Undid the relabel of 1 row to `music` (label issues page)." for s in at.success), [s.value for s in at.success]
+
+
 def test_bulk_relabel_to_suggested_is_one_undoable_batch(built, app_env):
     app_env(built)
     at = app_test(PAGE).run()
@@ -169,7 +192,7 @@ def test_aum_slider_moves_the_count_and_recipe_draft(built, app_env):
     slider = at.slider(key="li_aum_cutoff")
     slider.set_value(slider.min).run()
     assert int(cap().split(" of ")[0].replace(",", "")) < before
-    at.session_state["li_min_consensus"] = 2
+    at.session_state["li_cons_k"] = 2
     at.run()
     at.button(key="li_cons_draft").click().run()
     with Workspace(built) as ws:

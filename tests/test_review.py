@@ -106,7 +106,7 @@ def test_page_reviews_with_keys_and_shows_html_as_text(ws, app_env):
     at.button(key="rv_exclude").click().run()
     assert at.progress[0].proto.text.startswith("2 of ")
     at.button(key="rv_undo").click().run()
-    assert any("Undid the latest decision" in s.value for s in at.success)
+    assert any(s.value == "Undid the exclude of 1 row (review queue)." for s in at.success)
     assert at.progress[0].proto.text.startswith("1 of ")
     with Workspace(path) as w:
         d = w.decisions()

@@ -18,7 +18,7 @@ from .store import Store
 
 REASON = "review queue"
 #: queue orders: name → (title, the suspects ranking it uses)
-ORDERS = {"consensus": "methods that flag it, then label quality", "aum": "AUM, lowest first",
+ORDERS = {"consensus": "families of evidence that flag it, then label quality", "aum": "AUM, lowest first",
           "label_quality": "label quality, lowest first", "cluster": "cluster by cluster, consensus within"}
 
 
@@ -78,6 +78,9 @@ def reasons(row: pd.Series, summaries: dict) -> list[str]:
         cut = (summaries.get("confidence") or {}).get("cutoff")
         out.append(f"data map: confidence {row['confidence']:.2f}" + (f", below {cut:.2f}" if cut is not None else "")
                    + f", variability {row['variability']:.2f} (hard to learn)")
+    if bool(row.get("knn_label_flag")):
+        out.append(f"neighbours: {row['knn_label_agreement']:.0%} of its nearest labelled rows carry its label, "
+                   f"most carry {row['knn_label']!s}")
     if not out:
         out.append(f"no method flags it now (label quality {row.get('label_quality', float('nan')):.3g})")
     return out

@@ -79,7 +79,8 @@ def metrics(data: li.LabelData, decisions: pd.DataFrame) -> None:
                 help=data.summaries.get("label_quality", {}).get("why"))
     if "aum_flag" in df:
         c[2].metric("AUM flags", f"{int(df['aum_flag'].sum()):,}", help=data.summaries.get("aum", {}).get("why"))
-    c[3].metric("Flagged by ≥ 2 methods", f"{int((df['consensus'] >= 2).sum()):,}")
+    c[3].metric(f"Flagged by ≥ 2 {_units(data)}", f"{int((df['consensus'] >= 2).sum()):,}",
+                help=md_message(data.summaries.get("consensus", {}).get("why") or "") or None)
     c[4].metric("Excluded · relabelled", f"{counts['excluded']:,} · {counts['relabelled']:,}",
                 help="decisions in force (all rows of the workspace)")
     c[5].metric("Reviewed (keep)", f"{counts['kept']:,}")
@@ -208,11 +209,27 @@ def datamap_panel(ws: Workspace, data: li.LabelData) -> np.ndarray | None:
 
 
 # ----------------------------------------------------------------------------------------- consensus
+def _units(data: li.LabelData) -> str:
+    """What the consensus counts: "methods" (default) or "families" (``scores.consensus.count``)."""
+    return "families" if data.summaries.get("consensus", {}).get("count") == "families" else "methods"
+
+
 def consensus_panel(ws: Workspace, data: li.LabelData) -> None:
     s = data.summaries.get("consensus")
     if not s:
         return
     st.subheader("Consensus of the methods")
+    fams = s.get("families") or {}
+    if s.get("count") == "families" and fams:
+        st.caption("The consensus counts each *family* of evidence once: " + md(" · ".join(
+            f if m == [f] else f"{f} ({', '.join(m)})" for f, m in fams.items()))
+            + ". AUM and data maps read the same probe runs, so they err together and are one vote.")
+    elif s.get("methods"):
+        st.caption(f"The consensus counts {plural(len(s['methods']), 'method')}, one vote each: "
+                   + md(" · ".join(s["methods"].values())) + ". AUM and data maps read the same probe runs, so "
+                   "they often agree (the matrix shows how often); on seeded flips their agreement is mostly right "
+                   "where confident learning misses. One vote per family of evidence instead: "
+                   "`--param 'scores.params={\"consensus\": {\"count\": \"families\"}}'` (see the README).")
     if s.get("warning"):
         st.caption(":material/warning: " + md_message(s["warning"]))
     ov = li.overlap_frame(data)
@@ -227,18 +244,20 @@ def consensus_panel(ws: Workspace, data: li.LabelData) -> None:
         st.plotly_chart(fig, key="li_overlap")
     with c2:
         ks = sorted(dist, key=int)
-        fig = go.Figure(go.Bar(x=[f"{k} of {len(ov)}" for k in ks], y=[dist[k] for k in ks], marker_color="#54A24B",
-                               text=[f"{dist[k]:,}" for k in ks], textposition="outside", cliponaxis=False,
-                               hovertemplate="%{x} methods: %{y:,} rows<extra></extra>"))
-        fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=40), title="rows by number of methods flagging",
-                          xaxis_title="methods flagging the row", yaxis_title="rows")
+        unit = "families" if s.get("count") == "families" else "methods"
+        fig = go.Figure(go.Bar(x=[f"{k} of {len(ks) - 1}" for k in ks], y=[dist[k] for k in ks],
+                               marker_color="#54A24B", text=[f"{dist[k]:,}" for k in ks], textposition="outside",
+                               cliponaxis=False, hovertemplate=f"%{{x}} {unit}: %{{y:,}} rows<extra></extra>"))
+        fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=40), title=f"rows by number of {unit} flagging",
+                          xaxis_title=f"{unit} flagging the row", yaxis_title="rows")
         st.plotly_chart(fig, key="li_consensus")
     # its own k, next to its button: 2 by default, as clean.json (one method alone is often a hard example)
-    n = max(len(ov), 1)
+    n = max(len(dist) - 1, 1)
+    unit, units = ("family", "families") if s.get("count") == "families" else ("method", "methods")
     a, b = st.columns([1, 3], vertical_alignment="bottom")
     k = int(a.number_input("Drop rows flagged by ≥", 1, n, value=min(2, n), step=1, key="li_cons_k",
-                           help=f"of the {plural(n, 'method')}; 2 is what assets/recipes/clean.json uses"))
-    if b.button(f"Add to recipe: drop rows flagged by ≥ {plural(k, 'method')}", key="li_cons_draft",
+                           help=f"of the {plural(n, unit, units)}; 2 is what assets/recipes/clean.json uses"))
+    if b.button(f"Add to recipe: drop rows flagged by ≥ {plural(k, unit, units)}", key="li_cons_draft",
                 help="adds the filter consensus < k to the recipe draft the Select page opens"):
         li.draft_filter(ws.store, "consensus", "<", k)
         _done(f"Added `consensus < {k}` to the recipe draft (open it on the Select page).")
@@ -248,7 +267,7 @@ def consensus_panel(ws: Workspace, data: li.LabelData) -> None:
 def suspects_panel(ws: Workspace, data: li.LabelData, decisions: pd.DataFrame, cutoff: float | None,
                    selection: np.ndarray | None) -> None:
     st.subheader("Suspects")
-    n_methods = len(data.summaries.get("consensus", {}).get("methods", {})) or 3
+    n_methods = max(len(data.summaries.get("consensus", {}).get("distribution", {})) - 1, 1)
     c = st.columns([2, 2, 1.3, 1.5, 1.2])
     labels = c[0].multiselect("Given label", data.classes, key="li_labels", placeholder="all labels")
     clusters: list[int] = []
@@ -259,8 +278,8 @@ def suspects_panel(ws: Workspace, data: li.LabelData, decisions: pd.DataFrame, c
                                     format_func=lambda k: f"{'noise' if k == -1 else k} ({int(sizes.get(k, 0)):,})")
     else:
         c[1].caption("Cluster filter: run the `cluster` stage (Map page) to filter by cluster.")
-    k = c[2].number_input("Methods flagging ≥", 0, n_methods, value=1, step=1, key="li_min_consensus",
-                          help="0 shows every labelled row")
+    k = c[2].number_input(f"{_units(data).capitalize()} flagging ≥", 0, n_methods, value=1, step=1,
+                          key="li_min_consensus", help="the consensus; 0 shows every labelled row")
     rank_by = c[3].selectbox("Rank by", list(li.RANKINGS), key="li_rank",
                              format_func=lambda r: li.RANKINGS[r][0])
     hide = c[4].checkbox("Hide decided", key="li_hide", help="hide rows with a decision in force")
@@ -304,8 +323,8 @@ def suspects_panel(ws: Workspace, data: li.LabelData, decisions: pd.DataFrame, c
                                                            help="cleanlab label quality (low = suspicious; "
                                                                 "three significant digits, so 4.2e-05 < 0.0003)"),
             "aum": st.column_config.NumberColumn("AUM", format="%.2f", width="small"),
-            "consensus": st.column_config.NumberColumn("methods", format="%d", width="small",
-                                                       help="how many methods flag the row"),
+            "consensus": st.column_config.NumberColumn(_units(data), format="%d", width="small",
+                                                       help=f"how many {_units(data)} flag the row"),
             "decision": st.column_config.TextColumn("decision", width=100),
             "id": st.column_config.TextColumn("id", width="small"),
         })

@@ -96,6 +96,9 @@ def test_consensus_button_has_its_own_k_and_the_relabel_menu_starts_at_the_sugge
     # the suspects filter shows every flagged row (k = 1); the recipe button keeps clean.json's 2
     assert at.number_input(key="li_min_consensus").value == 1 and at.number_input(key="li_cons_k").value == 2
     assert at.button(key="li_cons_draft").label == "Add to recipe: drop rows flagged by ≥ 2 methods"
+    # the page says what the consensus counts, and that two of the methods share their training runs
+    said = next(c.value for c in at.caption if c.value.startswith("The consensus counts"))
+    assert "3 methods" in said and "confident learning · AUM · data maps" in said and "same probe runs" in said
     at.number_input(key="li_cons_k").set_value(3).run()
     assert at.button(key="li_cons_draft").label == "Add to recipe: drop rows flagged by ≥ 3 methods"
     at.button(key="li_cons_draft").click().run()

@@ -53,20 +53,49 @@ def test_label_scores_are_nan_for_unlabelled_rows_and_flags_false():
     for c in ("label_quality", "aum", "confidence", "variability", "correctness", "el2n", "forgetting"):
         assert np.isnan(cols[c][unl]).all() and not np.isnan(cols[c][~unl]).any(), c
     for c in FLAGS:
-        assert not cols[c][unl].any()
+        if c in cols:  # the neighbourhood flag needs embeddings, which this context has not
+            assert not cols[c][unl].any()
     assert (cols["consensus"][unl] == 0).all()
     assert all(v is None for v in cols["suggested_label"][unl])
 
 
 def test_consensus_counts_the_flags_and_reports_overlaps():
     probe, codes, _ = labeldata.synthetic_probe(n=160, rate=0.2)
-    cols, summaries, _ = compute_all(_ctx(probe, codes))
-    flags = np.stack([cols[c] for c in FLAGS])
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(160, 8)) + 3 * np.eye(8)[np.maximum(codes, 0) % 8]  # neighbours mostly share a label
+    labels = [probe.classes[c] if c >= 0 else None for c in codes]
+    ctx = ScoreContext.from_arrays([f"t{i}" for i in range(160)], labels, embeddings=emb, probe=probe)
+    cols, summaries, skipped = compute_all(ctx)
+    assert "knn_label_agreement" not in skipped, skipped
+    voting = ["is_label_issue", "aum_flag", "is_hard_to_learn"]  # the neighbours' flag votes only on request
+    flags = np.stack([cols[c] for c in voting])
     assert np.array_equal(cols["consensus"], flags.sum(0))
     s = summaries["consensus"]
-    assert s["counts"] == {c: int(cols[c].sum()) for c in FLAGS}
+    assert s["count"] == "methods" and list(s["methods"]) == voting
+    assert s["counts"] == {c: int(cols[c].sum()) for c in voting}
     m = np.array(s["overlap"]["matrix"])
     assert m[0, 1] == int((cols["is_label_issue"] & cols["aum_flag"]).sum()) and (np.diag(m) == flags.sum(1)).all()
+    # families: AUM and data maps (the same probe runs) are one vote; the neighbours a third when included
+    ctx.params = {"consensus": {"count": "families", "include": ["kNN labels"]}}
+    cols, summaries, _ = compute_all(ctx)
+    families = (cols["is_label_issue"].astype(int) + (cols["aum_flag"] | cols["is_hard_to_learn"])
+                + cols["knn_label_flag"])
+    assert np.array_equal(cols["consensus"], families)
+    assert (cols["aum_flag"] & cols["is_hard_to_learn"]).any()  # the case where the two counts differ
+    s = summaries["consensus"]
+    assert s["families"] == {"confident learning": ["confident learning"], "training dynamics": ["AUM", "data maps"],
+                             "neighbourhood": ["kNN labels"]}
+    assert set(s["distribution"]) == {"0", "1", "2", "3"} and "training dynamics (AUM, data maps)" in s["why"]
+
+
+def test_consensus_parameters_are_checked():
+    from curate_core.errors import CurateError
+    from curate_core.scores import registry
+
+    sc = registry()["consensus"]
+    for bad in ({"count": "votes"}, {"include": ["nope"]}, {"include": "kNN labels"}):
+        with pytest.raises(CurateError, match="consensus"):
+            sc.settings({"consensus": bad})
 
 
 def test_a_failed_calibration_is_named_and_the_fallback_flags_the_estimated_count():

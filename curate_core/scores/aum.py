@@ -112,6 +112,7 @@ class AUM(Score):
     requires: tuple = ("labels", "probe")
     topic: str = "label"
     method: str = "AUM"
+    family: str = "training dynamics"
     direction: str = "higher_better"
     version: str = "2"
     nan_policy: str = "unlabelled"

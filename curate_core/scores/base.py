@@ -30,7 +30,10 @@ A score is a frozen dataclass; :func:`register` adds it. It **declares** everyth
 * ``params``: its parameters and their defaults (``--param 'scores.params={"aum": {"percentile": 95}}'``);
   unknown keys are refused.
 * ``topic``: which page shows it (``label``, ``duplicates``, ``outliers``, ``quality``); ``method``: a short name
-  for flags counted by the label-noise consensus.
+  for flags counted by the label-noise consensus; ``family``: the kind of evidence it is (``confident
+  learning``, ``training dynamics``, ``neighbourhood``): with ``consensus.count = "families"`` a family counts
+  once, however many of its methods flag a row (default: the method is its own family); ``votes = False``: the
+  consensus counts it only when ``consensus.include`` names it.
 
 A score whose resources are missing, or whose compute raises a :class:`CurateError` (e.g. "only one class"), is
 skipped with the reason in the stage summary; the other scores still run. The contract test
@@ -75,6 +78,8 @@ class Score:
     uses: tuple = ()  # scores read when they exist
     topic: str = "quality"
     method: str = ""  # short name of its flag for the label-noise consensus ("" = not counted)
+    family: str = ""  # its kind of evidence; methods of one family are one vote in the consensus ("" = the method)
+    votes: bool = True  # counted by the consensus by default (False: only when consensus.include names it)
     direction: str = "neutral"  # higher_better | higher_worse | neutral
     version: str = "1"
     description: str = ""

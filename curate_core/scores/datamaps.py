@@ -36,6 +36,7 @@ class Confidence(Score):
     requires: tuple = ("labels", "probe")
     topic: str = "label"
     method: str = "data maps"
+    family: str = "training dynamics"  # the same probe runs as AUM: they err together
     direction: str = "higher_better"
     version: str = "2"
     nan_policy: str = "unlabelled"

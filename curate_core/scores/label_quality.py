@@ -94,6 +94,7 @@ class LabelQuality(Score):
     requires: tuple = ("labels", "probe")
     topic: str = "label"
     method: str = "confident learning"
+    family: str = "confident learning"
     direction: str = "higher_better"
     version: str = "2"
     nan_policy: str = "unlabelled"

@@ -11,13 +11,19 @@ from streamlit.errors import StreamlitPageNotFoundError
 from curate_core import CurateError, Workspace
 
 from . import runner, state
+from .text import md
 
 
 def page(title: str, icon: str = ":material/dataset:") -> Workspace | None:
     """Set up a page; returns the open workspace or None (the page then shows its empty state)."""
-    st.set_page_config(page_title=f"{title} · Curate", page_icon=icon, layout="wide")
+    path = state.workspace_path()
+    name = Path(path).name if path else None
+    st.set_page_config(page_title=f"{title} · {name} · Curate" if name else f"{title} · Curate", page_icon=icon,
+                       layout="wide")
     sidebar_workspace()
     st.title(title)
+    if path:  # which workspace this is, on every page (the full path on hover)
+        st.caption(f":material/folder_open: Workspace **{md(name or path)}**", help=f"`{path}`")
     return state.current_workspace()
 
 
@@ -55,7 +61,9 @@ def sidebar_workspace() -> None:
             pass
         path = state.workspace_path()
         st.caption("Workspace")
-        st.code(path or "(none open)", language=None)
+        if path:
+            st.markdown(f"**{md(Path(path).name or path)}**", help=f"`{path}`")
+        st.code(path or "(none open)", language=None, wrap_lines=True)
         with st.expander("Open or create a workspace", expanded=path is None):
             new = st.text_input("Folder", value=path or str(Path.cwd() / "workspaces" / "my-dataset"),
                                 key="ws_path_input", help="A folder holding curate.duckdb; created if missing.")

@@ -1,7 +1,9 @@
 """Which workspace the app shows, and the one open Workspace per path (st.cache_resource).
 
-The workspace path comes from, in order: the session (picked in the sidebar), ``streamlit run app.py --
---workspace DIR``, the ``CURATE_WORKSPACE`` environment variable, or the demo workspace if it was built.
+The workspace path comes from, in order: the session (picked in the sidebar), the page's URL
+(``?workspace=DIR``, so a reload or a bookmark keeps it and two tabs can show two workspaces), ``streamlit run
+app.py -- --workspace DIR``, the ``CURATE_WORKSPACE`` environment variable, or the demo workspace if it was
+built. Every page writes the session's workspace back into its URL.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from curate_core.demo import DEMO_WORKSPACE
 from curate_core.errors import log_exception
 
 KEY = "workspace_path"
+QUERY = "workspace"  # the URL's query parameter
 
 
 def _cli_workspace() -> str | None:
@@ -39,12 +42,20 @@ def default_workspace_path() -> str | None:
 
 def workspace_path() -> str | None:
     if KEY not in st.session_state:
-        st.session_state[KEY] = default_workspace_path()
-    return st.session_state[KEY]
+        url = st.query_params.get(QUERY)
+        st.session_state[KEY] = str(Path(url).expanduser().resolve()) if url else default_workspace_path()
+    path = st.session_state[KEY]
+    if path and st.query_params.get(QUERY) != path:  # the URL names it: reloads and new tabs of it keep it
+        st.query_params[QUERY] = path
+    return path
 
 
 def set_workspace_path(path: str | None) -> None:
     st.session_state[KEY] = str(Path(path).expanduser().resolve()) if path else None
+    if path:
+        st.query_params[QUERY] = st.session_state[KEY]
+    else:
+        st.query_params.pop(QUERY, None)
 
 
 @st.cache_resource(show_spinner=False)

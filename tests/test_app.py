@@ -132,3 +132,37 @@ def test_overview_engine_panel_picks_where_runs_go(app_env, tmp_path, small_csv)
                for e in at.error)
     run = runner.get_run(state.open_workspace(str(wpath)))
     assert run is not None and not run.running and run.results == []  # nothing ran
+
+
+def test_the_url_names_the_workspace_and_every_page_shows_which_one(app_env, tmp_path, small_csv):
+    """Issue 20: a new tab silently went back to the demo, and the sidebar cut every path to `…/workspac…`."""
+    a, b = tmp_path / "bank-a", tmp_path / "spam-b"
+    for p in (a, b):
+        with Workspace(p) as w:
+            w.ingest(small_csv)
+    app_env(a)  # the server's default
+    at = app_test("app.py")
+    at.query_params["workspace"] = str(b)  # a reload (or a second tab) of a page that showed b
+    at.run()
+    assert not at.exception, at.exception
+    assert any(c.value == ":material/folder_open: Workspace **spam-b**" for c in at.caption), [c.value for c in at.caption]
+    assert at.session_state[state.KEY] == str(b.resolve())
+    # no workspace in the URL: the default, written into the URL so a reload keeps it
+    at = app_test("app.py").run()
+    assert str(a.resolve()) in at.query_params["workspace"]
+    assert any("Workspace **bank-a**" in c.value for c in at.caption)
+    # opening another one from the sidebar moves the URL with it
+    at.text_input(key="ws_path_input").set_value(str(b)).run()
+    at.button(key="ws_open").click().run()
+    assert not at.exception, at.exception
+    assert str(b.resolve()) in at.query_params["workspace"]
+    assert any("Workspace **spam-b**" in c.value for c in at.caption)
+    # every page says which workspace it shows (with the full path on hover)
+    for page in ("pages/1_Map.py", "pages/2_Label_issues.py", "pages/2_Review_queue.py",
+                 "pages/3_Duplicates_and_outliers.py", "pages/4_Select.py", "pages/5_Export.py"):
+        at = app_test(page)
+        at.query_params["workspace"] = str(b)
+        at.run()
+        assert not at.exception, (page, at.exception)
+        shown = [c for c in at.caption if "Workspace **spam-b**" in c.value]
+        assert shown and shown[0].help == f"`{b.resolve()}`", page

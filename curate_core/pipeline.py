@@ -77,6 +77,12 @@ def _nest(st: Stage, params: dict, overrides: dict) -> dict:
     return out
 
 
+
+class RunCancelled(KeyboardInterrupt):
+    """A caller asked a run to stop (the app's Cancel button, raised from its progress callback at the next
+    progress report): handled like Ctrl-C — the stage is marked interrupted and its checkpoints are kept, so the
+    next run resumes where this one stopped."""
+
 @dataclass
 class Plan:
     """For each stage: the parameters and run key a run would use now, and whether that run exists."""

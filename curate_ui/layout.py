@@ -139,8 +139,15 @@ def _live_progress(ws: Workspace) -> None:
             st.progress(min(max(ev.fraction, 0.0), 1.0), text=ev.describe())
         done = [s for s in run.events if ev is None or s != ev.stage]
         on = "" if run.engine == "local" else f" on {run.engine}"
-        st.caption(f"running{on} for {runner.describe(run)}" + (f" · finished: {', '.join(done)}" if done else "")
-                   + " · you can use the other pages meanwhile")
+        a, b = st.columns([5, 1], vertical_alignment="center")
+        a.caption(f"running{on} for {runner.describe(run)}" + (f" · finished: {', '.join(done)}" if done else "")
+                  + (" · stopping at the next batch …" if run.cancel.is_set() else
+                     " · you can use the other pages meanwhile"))
+        if b.button("Cancel", key="run_cancel", icon=":material/stop_circle:", disabled=run.cancel.is_set(),
+                    help="stop the run at the next batch; finished stages and the batches done so far are kept, "
+                         "so running it again resumes"):
+            run.cancel.set()
+            st.rerun(scope="fragment")
         st.session_state["_run_was_running"] = True
         return
     st.session_state.pop("_run_was_running", None)
@@ -150,6 +157,12 @@ def _live_progress(ws: Workspace) -> None:
 def _run_outcome(run: runner.BackgroundRun) -> None:
     if run.error is not None:
         state.show_error(run.error)
+    elif run.cancelled is not None:
+        done = [s for s, ev in run.events.items() if s != run.cancelled and ev.fraction >= 1.0]
+        st.warning(f"Run cancelled after {runner.describe(run)}, in the `{run.cancelled}` stage"
+                   + (f" (finished: {', '.join(done)})" if done else "")
+                   + ". Finished stages and the batches done so far are kept: running it again resumes.",
+                   icon=":material/stop_circle:")
     else:
         st.success(run_summary(run), icon=":material/check_circle:")
 

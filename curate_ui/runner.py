@@ -16,7 +16,7 @@ import streamlit as st
 
 from curate_core import CurateError, Workspace
 from curate_core.execution import Executor, make_executor
-from curate_core.pipeline import ProgressEvent, format_seconds
+from curate_core.pipeline import ProgressEvent, RunCancelled, format_seconds
 
 from . import state
 
@@ -71,9 +71,13 @@ class BackgroundRun(Background):
     params: dict
     events: dict[str, ProgressEvent] = field(default_factory=dict)
     results: list[dict] = field(default_factory=list)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    cancelled: str | None = None  # the stage it stopped in, once a cancel took effect
 
     def on_progress(self, ev: ProgressEvent) -> None:
         self.events[ev.stage] = ev
+        if self.cancel.is_set():  # stop at this progress report (the next batch): the stage resumes next time
+            raise RunCancelled(ev.stage)
 
     def current(self) -> ProgressEvent | None:
         return next(reversed(self.events.values()), None) if self.events else None
@@ -123,6 +127,8 @@ def start_run(ws: Workspace, stages: list[str] | None = None, params: dict | Non
         except CurateError as e:
             run.results = getattr(e, "results", [])
             raise
+        except RunCancelled as e:
+            run.cancelled = str(e) or "?"
 
     _launch(ws, run, "run", body)
     return run

@@ -166,3 +166,44 @@ def test_the_url_names_the_workspace_and_every_page_shows_which_one(app_env, tmp
         assert not at.exception, (page, at.exception)
         shown = [c for c in at.caption if "Workspace **spam-b**" in c.value]
         assert shown and shown[0].help == f"`{b.resolve()}`", page
+
+
+def test_cancel_stops_the_run_at_the_next_batch_and_the_next_run_resumes(app_env, tmp_path, small_csv, monkeypatch):
+    import threading
+
+    from curate_core.embedders import TfidfSVD
+
+    wpath = tmp_path / "w"
+    with Workspace(wpath) as w:
+        w.ingest(small_csv)
+    app_env(wpath)
+    gate, entered = threading.Event(), threading.Event()
+    encode = TfidfSVD.encode
+
+    def held(self, texts):  # the embed batch waits until the test has pressed Cancel
+        entered.set()
+        gate.wait(30)
+        return encode(self, texts)
+
+    monkeypatch.setattr(TfidfSVD, "encode", held)
+    ws = state.open_workspace(str(wpath))
+    params = {"embed": {"embedder": "tfidf"}}
+    run = runner.start_run(ws, ["embed"], params=params)
+    assert entered.wait(30)
+    at = app_test("app.py").run()
+    assert not at.exception, at.exception
+    at.button(key="run_cancel").click().run()
+    assert run.cancel.is_set()
+    at.run()  # the page while the run is stopping
+    assert at.button(key="run_cancel").disabled
+    assert any("stopping at the next batch" in c.value for c in at.caption)
+    gate.set()
+    run.wait(60)
+    assert not run.running and run.error is None and run.cancelled == "embed"
+    assert ws.store.latest_runs()["embed"]["status"] == "interrupted"
+    at = app_test("app.py").run()
+    assert any("Run cancelled" in w.value and "`embed`" in w.value and "resumes" in w.value for w in at.warning)
+    # the next run finishes the stage
+    again = runner.start_run(ws, ["embed"], params=params)
+    again.wait(60)
+    assert again.error is None and again.cancelled is None and ws.status()["embed"] == "done"

@@ -128,10 +128,13 @@ def aum_panel(ws: Workspace, data: li.LabelData) -> float | None:
         tx, tc = li.histogram(thr, lo, hi)
         fig.add_trace(go.Bar(x=tx, y=tc, name="threshold samples", marker_color="#F58518", yaxis="y2",
                              hovertemplate="AUM %{x:.2f}: %{y:,} threshold samples<extra></extra>"))
-    fig.add_vline(x=stored, line_dash="dot", line_color="gray", annotation_text="stored cutoff",
-                  annotation_position="top left", annotation_font_color="gray")
-    fig.add_vline(x=cutoff, line_color="#E45756", annotation_text="slider", annotation_position="top right",
-                  annotation_font_color="#E45756")
+    # each line's label on its outer side, so two close lines never write over each other; one label when equal
+    same = abs(cutoff - stored) <= 1e-9
+    slider_left = cutoff < stored
+    fig.add_vline(x=stored, line_dash="dot", line_color="gray", annotation_text="" if same else "stored cutoff",
+                  annotation_position="top right" if slider_left else "top left", annotation_font_color="gray")
+    fig.add_vline(x=cutoff, line_color="#E45756", annotation_text="cutoff (stored)" if same else "slider",
+                  annotation_position="top left" if slider_left else "top right", annotation_font_color="#E45756")
     fig.update_layout(barmode="overlay", height=340, margin=dict(l=10, r=10, t=50, b=40), xaxis_title="AUM",
                       yaxis_title="rows", bargap=0,
                       legend=dict(orientation="h", x=0, y=1.06, yanchor="bottom"),

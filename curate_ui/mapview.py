@@ -27,7 +27,8 @@ from .text import md, plural
 
 MAX_POINTS = 200_000
 HOVER_CHARS = 140
-CATEGORY_LIMIT = 80  # categories with their own colour; the rest share one grey "other"
+CATEGORY_LIMIT = 80  # categories with their own colour at most; the rest share one grey "other"
+TOP_CHOICES = (10, 20, 40, CATEGORY_LIMIT)  # the Map's "Own colours" menu (default 20)
 CATEGORICAL = ("label", "cluster", "source")
 #: per-cluster means the cluster browser shows when a later stage has produced the column
 CLUSTER_MEANS = {"label_quality": "mean label quality", "is_label_issue": "label issue rate",
@@ -96,9 +97,10 @@ def _categories(values: pd.Series, name: str) -> pd.Series:
 
 
 def map_figure(points: pd.DataFrame, colour: str, kind: str, highlight: int | None = None,
-               axis: str = "UMAP", marked: np.ndarray | None = None) -> go.Figure:
+               axis: str = "UMAP", marked: np.ndarray | None = None, top: int = CATEGORY_LIMIT) -> go.Figure:
     """Scattergl of the map coloured by *colour*; *highlight* (a cluster id) and *marked* rows (search matches)
-    are drawn on top, the rest dimmed.
+    are drawn on top, the rest dimmed. The *top* most common groups of a category get their own colour, the
+    others one grey "other" (77 colours are confetti nobody can tell apart).
 
     Every trace carries the row ids as customdata, which is what a lasso/box selection returns.
     """
@@ -128,7 +130,7 @@ def map_figure(points: pd.DataFrame, colour: str, kind: str, highlight: int | No
     else:
         cats = _categories(points[colour], colour)
         counts = cats.value_counts()
-        named = [c for c in counts.index if c != NOISE_NAME][:CATEGORY_LIMIT]
+        named = [c for c in counts.index if c != NOISE_NAME][:min(int(top), CATEGORY_LIMIT)]
         rest = ~cats.isin(named)
         for i, c in enumerate(named):
             add(points[(cats == c).to_numpy()], f"{c} ({counts[c]:,})",

@@ -718,7 +718,8 @@ def composition_chart(c: S.Counts, top: int = 12) -> go.Figure:
                     marker_color="#c7c7c7" if other else palette[i % len(palette)],
                     hovertemplate=charts.plot_text(name, 60) + ": %{x:.1f}% (%{customdata[0]:,} rows)<extra></extra>")
     # the legend sits right of the bars (one entry a line), never over the axis title
-    fig.update_layout(barmode="stack", height=max(220, 22 * len(series) + 80), margin=dict(l=10, r=10, t=10, b=40),
+    # the top margin leaves the plot toolbar its own strip, above the legend
+    fig.update_layout(barmode="stack", height=max(220, 22 * len(series) + 100), margin=dict(l=10, r=10, t=34, b=40),
                       xaxis=dict(title=f"share of rows (%), by {charts.plot_text(c.group_by or '', 40)}",
                                  range=[0, 100]),
                       yaxis=dict(autorange="reversed"),

@@ -27,9 +27,13 @@ if picked and picked != st.session_state.get("_cluster_table_seen"):
 
 options = mapview.colour_options(ws)
 labels = mapview.cluster_labels(clusters)
-c1, c2 = st.columns([1, 2])
+c1, c0, c2 = st.columns([2, 1, 4])
 colour = c1.selectbox("Colour by", list(options), key="map_colour",
                       help="label, cluster, source, or any numeric column (scores, text statistics) on a colour scale")
+top = c0.selectbox("Own colours", mapview.TOP_CHOICES, index=1, key="map_top",
+                   format_func=lambda n: "all" if n == mapview.CATEGORY_LIMIT else f"top {n}",
+                   disabled=options[colour] == "number",
+                   help="the most common groups get their own colour, the rest one grey 'other' (hover names them)")
 highlight = c2.selectbox("Highlight a cluster", [None, *labels], key="map_cluster",
                          format_func=lambda c: "(none)" if c is None else labels[c],
                          help="draws the cluster on top of the dimmed map and lists its most typical rows below")
@@ -45,7 +49,7 @@ n_clusters, noise = mapview.cluster_counts(clusters)
 st.caption(f"{data.total:,} rows · {n_clusters:,} clusters · {noise:,} rows in no cluster (noise) · "
            f"{method} of the embeddings; hover a point to read it, lasso or box to select.")
 # (the figure is rebuilt each run: a figure returned by st.cache_data loses lasso/box selection in the browser)
-fig = mapview.map_figure(pts, colour, options[colour], highlight, axis=method, marked=marked)
+fig = mapview.map_figure(pts, colour, options[colour], highlight, axis=method, marked=marked, top=top)
 event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("lasso", "box"),
                         config={"displaylogo": False})
 

@@ -55,12 +55,13 @@ def test_map_page_renders_switches_colour_and_saves_a_selection(app_env, map_ws)
     hover = " ".join(h for t in traces for h in t["hovertext"])
     assert "&lt;script&gt;" in hover and "<script>" not in hover  # dataset text is escaped
     assert {t["name"].split(" (")[0] for t in traces} >= {"billing", "travel", "weather"}  # coloured by label
+    assert at.selectbox(key="map_top").value == 20 and not at.selectbox(key="map_top").disabled
 
     # numeric colour: one continuous scale with a colour bar
     at.selectbox(key="map_colour").set_value("n_chars").run()
     assert not at.exception
     traces = chart_spec(at)["data"]
-    assert any(t["marker"].get("showscale") for t in traces)
+    assert any(t["marker"].get("showscale") for t in traces) and at.selectbox(key="map_top").disabled
     at.selectbox(key="map_colour").set_value("cluster").run()
     names = [t["name"] for t in chart_spec(at)["data"]]
     assert any(n.startswith("cluster ") for n in names)
@@ -104,6 +105,9 @@ def test_map_figure_categories_numbers_and_highlight():
     fig = mapview.map_figure(pts, "label", "category")
     assert len(fig.data) == mapview.CATEGORY_LIMIT + 1 and fig.data[-1].name.startswith("other (5 more)")
     assert sum(len(t.x) for t in fig.data) == n
+    fig = mapview.map_figure(pts, "label", "category", top=20)  # the page's default: the 20 largest, the rest grey
+    assert len(fig.data) == 21 and fig.data[-1].name.startswith(f"other ({mapview.CATEGORY_LIMIT + 5 - 20} more)")
+    assert sum(len(t.x) for t in fig.data) == n and fig.data[-1].marker.color == "#bbbbbb"
     fig = mapview.map_figure(pts, "score", "number", highlight=2)
     assert fig.data[0].name == "score: missing" and fig.data[1].marker.showscale
     assert fig.data[-1].name.startswith("cluster 2") and len(fig.data[-1].x) == (pts["cluster"] == 2).sum()

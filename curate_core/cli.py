@@ -78,6 +78,11 @@ def open_workspace_after_runs(path: str, poll: float = 1.0):
 
 
 # --------------------------------------------------------------------------------------- progress
+def _singular(unit: str) -> str:
+    """tqdm's unit is per item ("row/s"): "epochs" → "epoch"."""
+    return unit[:-1] if unit.endswith("s") else unit
+
+
 class TqdmProgress:
     """One tqdm bar per stage on stderr (done/total, rate and ETA)."""
 
@@ -91,7 +96,7 @@ class TqdmProgress:
         if bar is None or bar.total != ev.total:
             if bar is not None:
                 bar.close()
-            bar = self.bars[ev.stage] = tqdm(total=ev.total, desc=ev.stage, unit="row", file=sys.stderr,
+            bar = self.bars[ev.stage] = tqdm(total=ev.total, desc=ev.stage, unit=_singular(ev.unit), file=sys.stderr,
                                              dynamic_ncols=True, leave=True)
         bar.n = ev.done
         if ev.message:
@@ -444,7 +449,8 @@ def _mixture_cmd(a: argparse.Namespace) -> int:
                       held_out=a.held_out, trials=a.trials, budget=a.budget, seed=a.seed, metric=a.metric,
                       executor=executor, text=a.eval_text, label=a.eval_label,
                       progress=None if progress is None else
-                      lambda d, t, m="", resumed=0: progress(ProgressEvent("mixture search", d, t, 0.0, m, resumed)))
+                      lambda d, t, m="", resumed=0, unit="trainings": progress(
+                          ProgressEvent("mixture search", d, t, 0.0, m, resumed, unit)))
         if a.save is not None:
             ws.store.save_recipe(a.save, res.recipe(recipe, a.save).to_json())
     if a.json:

@@ -46,6 +46,7 @@ class ProgressEvent:
     elapsed: float
     message: str = ""
     resumed: int = 0  # of `done`, how much came from a checkpoint (no time spent on it in this run)
+    unit: str = "rows"  # what done/total count (rows, texts, epochs, trainings)
 
     @property
     def fraction(self) -> float:
@@ -64,7 +65,7 @@ class ProgressEvent:
         eta = self.eta
         left = "" if eta is None else f", about {format_seconds(eta)} left"
         msg = f" · {self.message}" if self.message else ""
-        return f"{self.stage}: {self.done:,}/{self.total:,}{left}{msg}"
+        return f"{self.stage}: {self.done:,}/{self.total:,} {self.unit}{left}{msg}"
 
 
 ProgressFn = Callable[[ProgressEvent], None]
@@ -96,7 +97,7 @@ class Tracker:
     def _say(self, extra: int = 0, message: str | None = None) -> None:
         if self.report is not None:
             msg = message if message is not None else (self.resumed_note(self.resumed) if self.resumed else self.working)
-            self.report(self.offset + self.done + extra, self.total, msg, resumed=self.resumed)
+            self.report(self.offset + self.done + extra, self.total, msg, resumed=self.resumed, unit=self.unit)
 
     def start(self) -> None:
         self._say()

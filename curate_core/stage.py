@@ -123,11 +123,12 @@ class StageContext:
     def checkpoint(self) -> Checkpoint:
         return checkpoint_of(self.store, self.stage.name, self.run_key)
 
-    def progress(self, done: int, total: int, message: str = "", resumed: int = 0) -> None:
-        """Report progress (*resumed*: how much of *done* came from a checkpoint, for an honest ETA)."""
+    def progress(self, done: int, total: int, message: str = "", resumed: int = 0, unit: str = "rows") -> None:
+        """Report progress (*resumed*: how much of *done* came from a checkpoint, for an honest ETA; *unit*:
+        what the counts count, e.g. epochs)."""
         if self.on_progress is not None:
             self.on_progress(ProgressEvent(self.stage.name, int(done), int(total),
-                                           time.monotonic() - self.started, message, int(resumed)))
+                                           time.monotonic() - self.started, message, int(resumed), unit))
 
     def phase(self) -> None:
         """A new phase with its own unit of progress (e.g. rows, then scores): its ETA starts from now."""

@@ -225,6 +225,8 @@ def test_probe_resumes_from_finished_folds_with_identical_results(tmp_path, monk
 
     def stop_after_two_folds(ev):
         seen.append(ev.message)
+        if ev.stage == "probe":  # the probe counts epochs, and says so (the bar used to call them rows)
+            assert ev.unit == "epochs" and " epochs" in ev.describe()
         if ev.stage == "probe" and ev.message == "fold 2/3 done":
             raise KeyboardInterrupt
 

@@ -151,13 +151,13 @@ def run_scores(ctx: StageContext) -> dict:
     rest = [n for n in todo if _reg[n].kind != "row"]
     ctx.phase()  # progress in scores from here: a fresh ETA
     for i, name in enumerate(rest):
-        ctx.progress(i, len(rest), name)
+        ctx.progress(i, len(rest), name, unit="scores")
         started[name] = now()
         try:
             computed[name], summaries[name] = compute_one(_reg[name], sctx)
         except CurateError as e:
             skipped[name] = str(e)
-    ctx.progress(len(rest), len(rest), "")
+    ctx.progress(len(rest), len(rest), "", unit="scores")
 
     kept = [n for n in names if n in reused or n in computed]
     order = [c for n in kept for c in _reg[n].column_names]

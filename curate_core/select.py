@@ -104,6 +104,19 @@ def live_counts(store: Any, recipe: Any, group_by: str | None = None, cached: bo
     return _summarise(r, q, by_mask, dd)
 
 
+def mixture_removes_alone(c: Counts, recipe: Any) -> int | None:
+    """Rows the recipe's mixture would remove from *all* rows on its own (no other step), from the per-group
+    counts *c* already holds — no query; None without a mixture. With the rows the mixture leaves out of the
+    pool (``rows_pool − rows_unique``) it fills the mixture's row of a "rows each step removes" table."""
+    r = recipe if isinstance(recipe, Recipe) else parse_recipe(recipe)
+    if r.mixture is None or c.groups.empty:
+        return None
+    g = c.groups.set_index("group")[["rows_before", "tokens_before"]].copy()
+    g["rows_pool"], g["tokens_pool"] = g["rows_before"], g["tokens_before"]
+    alone, _, _ = mixture_counts(r.mixture, g)
+    return int(c.rows_total - np.minimum(alone["rows_selected"], alone["rows_before"]).sum())
+
+
 def export_query(store: Store, recipe: Any, columns: Iterable[tuple[str, str, str]]) -> tuple[str, dict, Counts]:
     """For a recipe without a mixture: the SQL of its rows in row_id order, with *columns* — (source, column,
     output name); source ``selection`` means ``label`` (final), ``label_original``, ``repeats`` or ``weight`` —

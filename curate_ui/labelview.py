@@ -79,7 +79,7 @@ def metrics(data: li.LabelData, decisions: pd.DataFrame) -> None:
                 help=data.summaries.get("label_quality", {}).get("why"))
     if "aum_flag" in df:
         c[2].metric("AUM flags", f"{int(df['aum_flag'].sum()):,}", help=data.summaries.get("aum", {}).get("why"))
-    c[3].metric(f"Flagged by ≥ 2 {_units(data)}", f"{int((df['consensus'] >= 2).sum()):,}",
+    c[3].metric(f"≥ 2 {_units(data)} flag", f"{int((df['consensus'] >= 2).sum()):,}",
                 help=md_message(data.summaries.get("consensus", {}).get("why") or "") or None)
     c[4].metric("Excluded · relabelled", f"{counts['excluded']:,} · {counts['relabelled']:,}",
                 help="decisions in force (all rows of the workspace)")
@@ -237,6 +237,10 @@ def consensus_panel(ws: Workspace, data: li.LabelData) -> None:
         st.caption(":material/warning: " + md_message(s["warning"]))
     ov = li.overlap_frame(data)
     dist = s.get("distribution", {})
+    silent = [n for n in ov.columns if n not in set((s.get("methods") or {}).values())]
+    if silent:
+        st.caption(f"{md(', '.join(silent))}: in the matrix for comparison, not counted by the consensus "
+                   "(`\"include\": [...]` in its parameters adds a method).")
     c1, c2 = st.columns(2)
     with c1:
         fig = go.Figure(go.Heatmap(z=ov.to_numpy(), x=list(ov.columns), y=list(ov.index), colorscale="Blues",

@@ -748,16 +748,17 @@ def group_table_config() -> dict:
             "short by": n("short by", "rows the group lacks to reach its target share")}
 
 
-def steps_table(c: S.Counts, mixture: dict | None = None) -> pd.DataFrame:
-    """One row per step; with a mixture, a last row for the rows of the pool it does not draw (they passed every
-    other step, so only the mixture removes them; what it would remove alone is not defined)."""
+def steps_table(c: S.Counts, recipe: dict | None = None) -> pd.DataFrame:
+    """One row per step; with a mixture, a last row: what it would remove from all rows on its own, and the rows
+    of the pool it does not draw (they passed every other step, so only the mixture removes them)."""
     t = pd.DataFrame({"step": [s.name for s in c.steps], "removes alone": [s.removes_alone for s in c.steps],
                       "removes only it": [s.removes_only for s in c.steps]})
-    if mixture is not None:
-        row = {"step": f"mixture by {mixture.get('group_by') or 'label'} (rows of the pool not drawn)",
-               "removes alone": None, "removes only it": max(c.rows_pool - c.rows_unique, 0)}
-        t = pd.concat([t, pd.DataFrame([row])], ignore_index=True).astype(
-            {"removes alone": "Int64", "removes only it": "Int64"})
+    alone = None if recipe is None else S.mixture_removes_alone(c, recipe)
+    if alone is not None:
+        m = recipe["mixture"]
+        row = {"step": f"mixture by {m.get('group_by') or '(the whole pool)'}", "removes alone": alone,
+               "removes only it": max(c.rows_pool - c.rows_unique, 0)}
+        t = pd.concat([t, pd.DataFrame([row])], ignore_index=True)
     return t
 
 

@@ -43,7 +43,7 @@ with top:
             left.plotly_chart(sv.composition_chart(counts), key="sel_composition")
         if table:
             right.caption("Rows each step removes, alone and only by it")
-            right.dataframe(sv.steps_table(counts, mixture), hide_index=True, width="stretch",
+            right.dataframe(sv.steps_table(counts, recipe), hide_index=True, width="stretch",
                             column_config=sv.steps_table_config())
         sv.fill_step_captions(counts, slots)
         sv.dsir_fit(ws, recipe)

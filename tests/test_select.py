@@ -401,6 +401,16 @@ def test_a_mixture_that_shrinks_the_pool_says_so_and_names_the_scarcest_group(sw
                 if w.startswith("The mixture's shares keep")]
 
 
+def test_what_a_mixture_removes_alone_is_the_mixture_over_every_row(sws):
+    m = {"group_by": "label", "temperature": 1000.0}
+    rec = {"filters": [{"column": "outlier_score", "op": "<=", "value": 0.5}], "mixture": m}
+    c = S.live_counts(sws, rec)
+    only_mix = S.live_counts(sws, {"mixture": m})
+    assert S.mixture_removes_alone(c, rec) == only_mix.rows_total - only_mix.rows_unique > 0
+    assert S.mixture_removes_alone(c, rec) != c.rows_pool - c.rows_unique  # the filter changes what it draws
+    assert S.mixture_removes_alone(S.live_counts(sws, {}), {}) is None
+
+
 def test_reweight_mode_keeps_every_row_and_weights_give_the_target(sws):
     w = {"alpha": 1, "beta": 1, "gamma": 1, "delta": 1}
     sel = S.select(sws, {"mixture": {"group_by": "label", "weights": w, "mode": "reweight"}})

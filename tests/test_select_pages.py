@@ -63,14 +63,16 @@ def test_select_page_shows_what_the_mixture_removes_and_warns_when_it_shrinks_th
 
     def mixture_row():
         t = next(d.value for d in at.dataframe if "step" in d.value.columns)
-        return t[t["step"].str.startswith("mixture by label")].iloc[0]
+        return t[t["step"] == "mixture by label"].iloc[0]
 
-    assert mixture_row()["removes only it"] == 0 and not at.warning
+    assert mixture_row()["removes only it"] == mixture_row()["removes alone"] == 0 and not at.warning
     at.select_slider(key="sel_w_mix_t").set_value(1000.0).run()
     assert not at.exception, at.exception
     want = S.live_counts(at_store(path), at_store(path).recipe(S.DRAFT))
     assert _metric(at, "Selected rows") == f"{want.rows_selected:,}" and want.rows_selected < 0.75 * want.rows_pool
     assert mixture_row()["removes only it"] == want.rows_pool - want.rows_unique > 0
+    # alone, on every row: the same mixture over all rows (here no other step, so the same count)
+    assert mixture_row()["removes alone"] == want.rows_total - want.rows_unique
     smallest = truth_labels(path).idxmin()
     shrink = [w.value for w in at.warning if "The mixture's shares keep" in w.value]
     assert len(shrink) == 1 and f"'{smallest}' runs out first" in shrink[0] and "set a budget" in shrink[0]

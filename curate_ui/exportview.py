@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +117,14 @@ def file_size(n: int) -> str:
     return f"{n:,} B"
 
 
+EXPORT_DIR_ENV = "CURATE_EXPORT_DIR"
+
+
 def exports_folder(ws: Workspace) -> Path:
-    return ws.path / "exports"
+    """Where the app's exports go: ``$CURATE_EXPORT_DIR/<workspace name>`` when the server sets it, else the
+    workspace's ``exports/``. Not a box on the page: the browser only names the sub-folder (checked)."""
+    root = os.environ.get(EXPORT_DIR_ENV)
+    return Path(root).expanduser().resolve() / ws.path.name if root else ws.path / "exports"
 
 
 def outcome_panel(ws: Workspace, recipe: dict) -> None:

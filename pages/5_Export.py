@@ -33,9 +33,10 @@ with_weights = c3.checkbox("Add the soft weight column", key="exp_weights",
                            help="the group's target share / its achieved share, for reweighting instead of dropping")
 
 st.subheader("Write to a folder")
-c1, c2 = st.columns([3, 2])
-base = c1.text_input("Export folder", value=str(ev.exports_folder(ws)), key="exp_base",
-                     help="the files go into a sub-folder of this folder, never outside it")
+c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
+base = ev.exports_folder(ws)  # fixed for the page: a browser must not choose where on the server files go
+c1.caption(f"Into a sub-folder of `{base}`", help=f"the app writes only inside this folder; the server sets it "
+           f"with the `{ev.EXPORT_DIR_ENV}` environment variable (default: the workspace's `exports/`)")
 name = ev.folder_name(c2)
 force = st.checkbox("Overwrite files already in that folder", key="exp_force")
 if st.button("Write files", type="primary", icon=":material/save:", key="exp_write"):

@@ -297,6 +297,8 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--with-scores", action="store_true", help="add every score / stage-output column")
     p.add_argument("--with-weights", action="store_true", help="add the soft weight column (target / achieved share)")
     p.add_argument("--force", action="store_true", help="replace files already in the folder")
+    p.add_argument("--csv-safe", action="store_true",
+                   help="CSV: put ' before cells a spreadsheet would run as formulas (= + - @ …); changes those cells")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
 
@@ -304,12 +306,16 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 def _export_cmd(a: argparse.Namespace) -> int:
     line = " ".join(shlex.quote(x) for x in ["python", "-m", "curate_core", *sys.argv[1:]])
     with open_workspace(a.workspace) as ws:
+        if a.csv_safe and a.format != "csv":
+            raise CurateError("--csv-safe is for --format csv", "drop it, or add --format csv")
         res = export(ws, load_recipe(a.recipe, ws.store), a.out, a.format, a.with_scores, a.with_weights, a.force,
-                     command_line=line)
+                     command_line=line, csv_safe=a.csv_safe)
     if a.json:
         print(json.dumps(res.manifest, default=str))
     else:
-        print("\n".join(res.lines()))
+        print("\n".join(x for x in res.lines() if not x.startswith("warning: ")))
+    for w in res.manifest.get("warnings", []):  # on stderr, also with --json: a pipe must not hide them
+        print(f"warning: {w}", file=sys.stderr)
     return 0
 
 

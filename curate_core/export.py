@@ -163,9 +163,39 @@ def write_selection(store: Store, selected: pa.Table, path: Path, fmt: str,
     return selected.num_rows
 
 
+#: a CSV cell a spreadsheet may run as a formula (OWASP "CSV injection"): one that starts with one of these and
+#: is not a plain number (-0.5 is a number, -2+3 or =cmd() are not)
+FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def csv_formula_cells(store: Store, path: Path, names: Sequence[str], safe: bool = False) -> dict[str, int]:
+    """Per column of the CSV at *path* (header *names*), how many cells a spreadsheet could take for a formula;
+    with *safe*, rewrite the file with ``'`` before each of them (the usual neutraliser; it changes the data, so
+    it is opt-in). Read back as text with a fixed dialect, so what is counted is what a spreadsheet would read."""
+    cols = {n: "VARCHAR" for n in names}
+    src = "read_csv($p, delim=',', quote='\"', escape='\"', header=true, auto_detect=false, columns=$cols)"
+
+    def risky(c: str) -> str:
+        return f"(regexp_matches({c}, '{FORMULA_START}') AND TRY_CAST({c} AS DOUBLE) IS NULL)"
+
+    with store.cursor() as cur:
+        counts = ", ".join(f"count(*) FILTER (WHERE {risky(quote_ident(n))})" for n in names)
+        row = cur.execute(f"SELECT {counts} FROM {src}", {"p": str(path), "cols": cols}).fetchall()[0]
+        found = {n: int(k) for n, k in zip(names, row) if k}
+        if safe and found:
+            q = quote_ident
+            exprs = ", ".join(f"CASE WHEN {risky(q(n))} THEN chr(39) || {q(n)} ELSE {q(n)} END AS {q(n)}"
+                              if n in found else q(n) for n in names)
+            tmp = path.with_name(path.name + ".safe")
+            cur.execute(f"COPY (SELECT {exprs} FROM {src}) TO $out (FORMAT csv, HEADER true)",
+                        {"p": str(path), "cols": cols, "out": str(tmp)})
+            os.replace(tmp, path)
+    return found
+
+
 def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet", with_scores: bool = False,
            with_weights: bool = False, force: bool = False, base: str | Path | None = None,
-           command_line: str | None = None) -> ExportResult:
+           command_line: str | None = None, csv_safe: bool = False) -> ExportResult:
     """Write the recipe's selection to the folder *out* (see the module docstring). Returns what was written."""
     store = _store(store_or_ws)
     if fmt not in FORMATS:
@@ -192,12 +222,23 @@ def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet",
         if other != data_path.name and (folder / other).exists() and force:
             (folder / other).unlink()
     tmp = folder / f".{data_path.name}.{os.getpid()}.tmp"
+    warnings = list(c.warnings)
+    formula: dict[str, int] = {}
     try:
         write(tmp)
+        if fmt == "csv":
+            formula = csv_formula_cells(store, tmp, [o for _, _, o in columns], safe=csv_safe)
         os.replace(tmp, data_path)
     finally:
         if tmp.exists():
             tmp.unlink()
+    if formula:
+        n = sum(formula.values())
+        where = ", ".join(f"{k} ({v:,})" for k, v in formula.items())
+        warnings.append(f"{n:,} CSV cell{'s' if n != 1 else ''} start{'' if n != 1 else 's'} with = + - @ or a "
+                        f"tab and would run as a formula if the file is opened in a spreadsheet: {where}; "
+                        + ("each got a leading ' (--csv-safe)." if csv_safe else
+                           "written as they are (the training data is unchanged); --csv-safe prefixes them with '."))
     recipe_text = json.dumps(r.to_json(), indent=2, sort_keys=False) + "\n"
     _write_text(folder / RECIPE_FILE, recipe_text)
     files = [{"name": data_path.name, "rows": c.rows_unique, "bytes": data_path.stat().st_size,
@@ -218,10 +259,11 @@ def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet",
         "steps": [{"step": s.name, "removes_alone": s.removes_alone, "removes_only": s.removes_only} for s in c.steps],
         "columns": [out for _, _, out in columns],
         "files": files,
-        "warnings": c.warnings,
+        "warnings": warnings,
+        **({"csv_formula_cells": formula, "csv_safe": bool(csv_safe)} if fmt == "csv" else {}),
         "packages": _packages(),
         "command": command_line or cli_command(store.path, folder / RECIPE_FILE, folder, fmt, with_scores,
-                                               with_weights),
+                                               with_weights, csv_safe=csv_safe),
     }
     _write_text(folder / MANIFEST_FILE, json.dumps(manifest, indent=2, default=str) + "\n")
     return ExportResult(folder, files, manifest, c)
@@ -234,11 +276,13 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def cli_command(workspace: Path | str, recipe: Path | str, out: Path | str, fmt: str = "parquet",
-                with_scores: bool = False, with_weights: bool = False, force: bool = False) -> str:
+                with_scores: bool = False, with_weights: bool = False, force: bool = False,
+                csv_safe: bool = False) -> str:
     """The shell command that does the same export."""
     parts = ["python", "-m", "curate_core", "export", "--workspace", str(workspace), "--recipe", str(recipe),
              "--out", str(out), "--format", fmt]
     parts += ["--with-scores"] * with_scores + ["--with-weights"] * with_weights + ["--force"] * force
+    parts += ["--csv-safe"] * (csv_safe and fmt == "csv")
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -253,10 +297,10 @@ class Download:
 
 
 def export_download(store_or_ws: Any, recipe: Any, fmt: str = "parquet", with_scores: bool = False,
-                    with_weights: bool = False) -> Download:
+                    with_weights: bool = False, csv_safe: bool = False) -> Download:
     """The same export, in memory (written to a temporary folder, read back, removed)."""
     with tempfile.TemporaryDirectory(prefix="curate-export-") as tmp:
-        res = export(store_or_ws, recipe, Path(tmp) / "export", fmt, with_scores, with_weights)
+        res = export(store_or_ws, recipe, Path(tmp) / "export", fmt, with_scores, with_weights, csv_safe=csv_safe)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
             for name in [f["name"] for f in res.files] + [MANIFEST_FILE]:

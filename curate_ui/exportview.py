@@ -101,6 +101,8 @@ def folder_name(where: Any) -> str:
 def write_result(res: E.ExportResult) -> None:
     st.success(f"Wrote {plural(res.manifest['rows'], 'row')} to `{res.out}`",
                icon=":material/check_circle:")
+    for w in res.manifest.get("warnings", []):
+        st.warning(md_message(w), icon=":material/warning:")
     files = [*res.files, {"name": E.MANIFEST_FILE, "bytes": (res.out / E.MANIFEST_FILE).stat().st_size}]
     st.dataframe(pd.DataFrame({"file": [f["name"] for f in files], "size": [file_size(f["bytes"]) for f in files],
                                "sha256": [f.get("sha256", "") for f in files]}), hide_index=True, width="stretch",

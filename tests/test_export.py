@@ -233,3 +233,55 @@ def test_columns_an_export_adds_are_reserved_at_ingest(ews):
     cols = E.data_columns(ews.store, S.parse_recipe(MIX), with_scores=False, with_weights=True)
     added = {out for src, _, out in cols if src == "selection"} - {"label"}
     assert added == {"label_original", "repeats", "weight"} - user and added <= tool_columns()
+
+
+HOSTILE = ["=HYPERLINK(\"http://x\",\"click\")", "+1 555 0100", "-2+3", "@SUM(A1:A9)", "\tTAB first", "-0.5",
+           "+7", "plain = text", "zero\u200bwidth", "rtl \u202eevil\u202c", "bell \x07 and \x1b[31m", "line\nbreak",
+           "tab\tinside", "emoji 😀", "quote \" and , comma"]
+
+
+def _hostile(tmp_path):
+    from curate_core import Workspace
+
+    ws = Workspace(tmp_path / "hw")
+    ws.ingest(pd.DataFrame({"id": [f"h{i}" for i in range(len(HOSTILE))], "text": HOSTILE,
+                            "label": ["=cmd|' /C calc'!A0" if i == 0 else "ok" for i in range(len(HOSTILE))]}))
+    return ws
+
+
+def test_csv_export_counts_formula_cells_warns_and_csv_safe_neutralises_them(tmp_path):
+    """Issue 17: CSV cells starting with = + - @ were written as they are, with no warning."""
+    with _hostile(tmp_path) as ws:
+        res = E.export(ws, {}, tmp_path / "plain", "csv")
+        m = res.manifest
+        # = + - @ and a leading tab, not numbers (-0.5, +7) nor an = inside the text
+        assert m["csv_formula_cells"] == {"text": 5, "label": 1, "label_original": 1} and m["csv_safe"] is False
+        assert any("7 CSV cells" in w and "text (5), label (1), label_original (1)" in w and "--csv-safe" in w
+                   for w in m["warnings"])
+        back = pd.read_csv(tmp_path / "plain" / "data.csv", dtype=str, keep_default_na=False)
+        assert back["text"].tolist() == HOSTILE  # the default does not touch the data
+        safe = E.export(ws, {}, tmp_path / "safe", "csv", csv_safe=True)
+        assert safe.manifest["csv_safe"] is True and "--csv-safe" in safe.manifest["command"]
+        got = pd.read_csv(tmp_path / "safe" / "data.csv", dtype=str, keep_default_na=False)
+        risky = {0, 1, 2, 3, 4}
+        assert got["text"].tolist() == [("'" + t if i in risky else t) for i, t in enumerate(HOSTILE)]
+        assert got["label"].iloc[0] == "'=cmd|' /C calc'!A0" and set(got["label"].iloc[1:]) == {"ok"}
+        # parquet and jsonl: every text byte-exact
+        E.export(ws, {}, tmp_path / "pq", "parquet")
+        assert pq.read_table(tmp_path / "pq" / "data.parquet").column("text").to_pylist() == HOSTILE
+        E.export(ws, {}, tmp_path / "js", "jsonl")
+        lines = (tmp_path / "js" / "data.jsonl").read_text(encoding="utf-8").splitlines()
+        assert [json.loads(x)["text"] for x in lines] == HOSTILE
+        assert "csv_formula_cells" not in E.export(ws, {}, tmp_path / "pq2", "parquet").manifest
+
+
+def test_cli_csv_export_warns_on_stderr_and_csv_safe_needs_csv(tmp_path):
+    _hostile(tmp_path).close()
+    run = lambda *a: subprocess.run([sys.executable, "-m", "curate_core", "export", "--workspace",  # noqa: E731
+                                     str(tmp_path / "hw"), "--recipe", str(REPO / "assets/recipes/all.json"), *a],
+                                    cwd=REPO, capture_output=True, text=True)
+    r = run("--out", str(tmp_path / "o"), "--format", "csv", "--json")
+    assert r.returncode == 0 and "warning: 6 CSV cells" in r.stderr and json.loads(r.stdout)["csv_formula_cells"]
+    r = run("--out", str(tmp_path / "o2"), "--csv-safe")
+    assert r.returncode == 2 and "error: --csv-safe is for --format csv" in r.stderr
+    assert not (tmp_path / "o2").exists()

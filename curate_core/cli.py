@@ -20,7 +20,7 @@ from typing import Callable
 from . import pipeline
 from .demo import DEMO_WORKSPACE, build_demo
 from .dsir import has_target, kl_reduction
-from .errors import CurateError, log_exception
+from .errors import CurateError, environment_error, log_exception
 from .evaluate import HELD_OUT, evaluate
 from .execution import DEVICES, EXECUTORS, ProgressEvent, make_executor
 from .export import FORMATS, export
@@ -163,6 +163,16 @@ def _ws_arg(p: argparse.ArgumentParser) -> None:
 def _info_args(p: argparse.ArgumentParser) -> None:
     _ws_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@command("check", "is a workspace sound? read every table, check the file, list stale tables and old checkpoints",
+         _info_args)
+def _check_cmd(a: argparse.Namespace) -> int:
+    from .check import check_workspace, report_lines
+
+    r = check_workspace(a.workspace)
+    print(json.dumps(r, default=str) if a.json else "\n".join(report_lines(r)))
+    return 0 if r["ok"] else 2
 
 
 @command("info", "describe a workspace: rows, columns, labels, sources, stage status", _info_args)
@@ -501,8 +511,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted (finished batches are kept; run the same command again to resume)", file=sys.stderr)
         return 130
-    except Exception as e:  # a bug: log the traceback, show one line
+    except Exception as e:  # a full disk, a damaged file …: say so; anything else is a bug: log it, one line
         ws = getattr(args, "workspace", None)
+        env = environment_error(e, ws)
+        if env is not None:
+            print(f"error: {env.message}", file=sys.stderr)
+            print(f"hint: {env.hint}", file=sys.stderr)
+            return 2
         log_dir = Path(ws) / "logs" if ws and Path(ws).is_dir() else Path(tempfile.gettempdir()) / "curate-logs"
         path = log_exception(log_dir, e)
         print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)

@@ -47,3 +47,48 @@ def log_exception(log_dir: str | Path | None, exc: BaseException) -> Path | None
         return path
     except OSError:
         return None
+
+
+#: DuckDB's words for a database file it cannot trust (truncated, overwritten, bad checksums)
+_DAMAGED = ("could not read enough bytes", "not a valid duckdb database", "corrupt", "checksum", "invalid block",
+            "failed to read database header")
+
+
+def environment_error(exc: BaseException, workspace: str | Path | None = None) -> CurateError | None:
+    """The user's or the machine's problem behind an unexpected exception, as a CurateError with what to do —
+    a full disk, a damaged database file, a read-only folder, input nested too deeply — or None for a bug.
+
+    The CLI and the app call this before reporting "this is a bug", so these exit 2 with advice instead."""
+    import errno
+
+    where = f" in {Path(workspace).expanduser()}" if workspace else ""
+    text = str(exc)
+    low = text.lower()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOSPC or "no space left on device" in low:
+        return CurateError(f"The disk is full: no space left on device while writing{where}",
+                           "free space on that disk (or point CURATE_CHECKPOINTS and the workspace's tmp/ elsewhere), "
+                           "then run the same command again: finished work is kept and nothing was half-imported")
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM) or "read-only file system" in low or "permission denied" in low:
+        return CurateError(f"Cannot write{where}: {first}",
+                           "the folder is read-only or not yours; read-only commands (info, select, export to a "
+                           "writable --out, scores, search) still work, or copy the workspace somewhere writable")
+    if any(w in low for w in _DAMAGED) and ("duckdb" in type(exc).__module__.lower() or "duckdb" in low):
+        return damaged_database(workspace, first)
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError)) and exc.filename:
+        return CurateError(f"Cannot use {exc.filename}: {exc.strerror or first}",
+                           "choose a folder that exists or can be created, and that you can write to")
+    if isinstance(exc, RecursionError):
+        return CurateError("The input nests too deeply to read (a recipe or JSON value inside thousands of levels)",
+                           "recipes are flat objects: see assets/recipes/*.json")
+    return None
+
+
+def damaged_database(workspace: str | Path | None, detail: str) -> CurateError:
+    """The database file of a workspace cannot be read as it is: say which file and how to recover."""
+    db = Path(workspace).expanduser() / "curate.duckdb" if workspace else Path("curate.duckdb")
+    return CurateError(f"The workspace database {db} is damaged ({detail})",
+                       "restore curate.duckdb from a backup, or make a new workspace and ingest the data again "
+                       "(recipe files and exports are not affected); `python -m curate_core check --workspace DIR` "
+                       "says what can still be read")

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .errors import CurateError, choices
+from .errors import CurateError, choices, damaged_database
 
 DB_FILE = "curate.duckdb"
 SCHEMA_VERSION = 2
@@ -157,7 +157,10 @@ class Store:
         try:
             self._con = duckdb.connect(str(db))
         except duckdb.IOException as e:
+            if "not a valid duckdb database" in str(e).lower():
+                raise damaged_database(self.path, "not a DuckDB database file") from None
             raise _lock_error(self.path, e) from None
+        self._check_file_size(db)
         self._con.execute("SET temp_directory = ?", [str(self.path / "tmp")])
         self._con.execute(f"SET memory_limit = '{_memory_limit(memory_limit)}'")
         self._con.execute("SET preserve_insertion_order = true")
@@ -189,6 +192,19 @@ class Store:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._con.close()
+
+    def _check_file_size(self, db: Path) -> None:
+        """A truncated database file is found here, at open, not by the first query that reads past its end: the
+        file must hold every block DuckDB's header counts (skipped while a write-ahead log is pending)."""
+        if Path(str(db) + ".wal").exists():
+            return
+        row = self._con.execute("PRAGMA database_size").fetchall()[0]
+        block_size, blocks = int(row[2]), int(row[3])
+        size = db.stat().st_size
+        if size < blocks * block_size:
+            self._con.close()
+            raise damaged_database(self.path, f"truncated: {size:,} bytes where its header counts "
+                                              f"{blocks:,} blocks of {block_size:,}")
 
     def _migrate(self) -> None:
         with self.cursor() as cur:
@@ -642,7 +658,9 @@ def _memory_limit(explicit: str | None) -> str:
 
 def _lock_error(path: Path, exc: Exception) -> CurateError:
     msg = str(exc)
-    if "lock" not in msg.lower():
+    if "could not set lock" not in msg.lower():  # not "lock" alone: "in block at location …" is damage
+        if any(w in msg.lower() for w in ("corrupt", "checksum", "could not read enough bytes")):
+            return damaged_database(path, msg.splitlines()[0])
         return CurateError(f"Could not open the workspace database in {path}: {msg.splitlines()[0]}")
     pid = re.search(r"PID (\d+)", msg)
     who = f" (process {pid.group(1)})" if pid else ""

@@ -18,7 +18,7 @@ import streamlit as st
 
 from curate_core import CurateError, Workspace
 from curate_core.demo import DEMO_WORKSPACE
-from curate_core.errors import log_exception
+from curate_core.errors import environment_error, log_exception
 
 KEY = "workspace_path"
 QUERY = "workspace"  # the URL's query parameter
@@ -101,7 +101,11 @@ def show_error(e: CurateError) -> None:
 
 
 def bug_error(ws: Workspace, e: Exception) -> CurateError:
-    """An unexpected exception (a bug) as a one-line CurateError; the traceback goes to the workspace's logs/."""
+    """An unexpected exception as a one-line CurateError: the machine's problem (a full disk, a damaged file)
+    with what to do, else a bug, whose traceback goes to the workspace's logs/."""
+    env = environment_error(e, ws.path)
+    if env is not None:
+        return env
     path = log_exception(ws.store.log_dir, e)
     return CurateError(f"Unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
                        f"this is a bug; the traceback is in {path}")

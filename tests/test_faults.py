@@ -1,0 +1,164 @@
+"""Faults a machine has and a user meets: a full disk, a damaged or truncated database, paths that cannot be
+written, input nested too deep. Each must end in exit 2 with `error:` + a hint saying what to do (never "this
+is a bug"), and leave the workspace's data as it was (a fingerprint of every table before and after)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from curate_core import Workspace, cli
+from curate_core.check import check_workspace
+from curate_core.errors import environment_error
+from curate_core.execution import Checkpoint
+
+from .conftest import REPO
+
+ALL = str(REPO / "assets" / "recipes" / "all.json")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "curate_core", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def fingerprint(path: Path) -> dict:
+    """Rows and a content digest of every table but the run log (which records a failed run on purpose)."""
+    return {k: (t["rows"], t["digest"]) for k, t in check_workspace(path)["tables"].items() if k != "runs"}
+
+
+@pytest.fixture
+def small(tmp_path) -> Path:
+    path = tmp_path / "ws"
+    with Workspace(path) as ws:
+        ws.ingest(pd.DataFrame({"text": [f"text number {i} about {'cards' if i % 2 else 'travel'}" for i in range(3000)],
+                                "label": ["a", "b", "c"] * 1000}))
+    return path
+
+
+def _damaged(path: Path, how) -> Path:
+    db = path / "curate.duckdb"
+    db.write_bytes(how(db.read_bytes()))
+    return path
+
+
+def test_a_truncated_database_is_found_at_open_and_check_says_what_is_readable(small):
+    _damaged(small, lambda b: b[: len(b) // 2])
+    for verb in (["info"], ["select", "--recipe", ALL], ["export", "--recipe", ALL, "--out", str(small / "o")]):
+        r = _cli(*verb, "--workspace", str(small))
+        assert r.returncode == 2 and "is damaged (truncated:" in r.stderr and "restore curate.duckdb" in r.stderr, verb
+        assert "this is a bug" not in r.stderr
+    r = _cli("check", "--workspace", str(small))
+    assert r.returncode == 2 and "problem: the file is truncated" in r.stdout and "damaged:" in r.stdout
+    assert not (small / "o").exists()
+
+
+@pytest.mark.parametrize("block", range(4))
+def test_a_corrupted_block_is_named_as_damage_and_check_finds_it(small, block):
+    size = (small / "curate.duckdb").stat().st_size
+    off = 3 * 4096 + 262144 * block + 64
+    if off + 2048 > size:
+        pytest.skip("the file has fewer blocks")  # never for this workspace: 3,000 rows fill 5 blocks
+    rng = random.Random(block)
+    _damaged(small, lambda b: b[:off] + bytes(rng.randrange(256) for _ in range(2048)) + b[off + 2048:])
+    r = _cli("check", "--workspace", str(small), "--json")
+    report = json.loads(r.stdout)
+    assert r.returncode == 2 and not report["ok"] and any("Corrupt database file" in p for p in report["problems"])
+    r = _cli("select", "--workspace", str(small), "--recipe", ALL)
+    assert r.returncode in (0, 2) and "this is a bug" not in r.stderr  # a block select never reads may be fine
+    if r.returncode == 2:
+        assert "is damaged" in r.stderr and "check --workspace" in r.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database at all" * 100])
+def test_a_file_that_is_not_a_database(small, content):
+    (small / "curate.duckdb").write_bytes(content)
+    r = _cli("info", "--workspace", str(small))
+    assert r.returncode == 2 and "is damaged (not a DuckDB database file)" in r.stderr and "hint:" in r.stderr
+
+
+def test_check_on_a_sound_workspace_lists_stale_tables_and_orphaned_checkpoints(small):
+    orphan = small / "checkpoints" / "embed" / "0123456789abcdef0123"
+    orphan.mkdir(parents=True)
+    (orphan / "part-000.parquet").write_bytes(b"x" * 1000)
+    r = check_workspace(small)
+    assert r["ok"] and r["tables"]["samples"]["rows"] == 3000 and r["schema_version"] >= 1
+    assert r["orphaned_checkpoints"] == {"folders": ["checkpoints/embed/0123456789abcdef0123"], "bytes": 1000}
+    assert any("safe to delete" in n for n in r["notes"])
+    assert _cli("check", "--workspace", str(small)).returncode == 0
+
+
+def test_a_full_disk_during_run_exits_2_and_the_workspace_still_reads(small, monkeypatch, capsys):
+    before = fingerprint(small)
+    write, calls = Checkpoint.write, []
+
+    def full(self, name, table):  # the disk fills up after the first part
+        calls.append(name)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device", str(small / "checkpoints" / name))
+        return write(self, name, table)
+
+    monkeypatch.setattr(Checkpoint, "write", full)
+    rc = cli.main(["run", "--workspace", str(small), "--stages", "embed", "--embedder", "tfidf",
+                   "--param", "embed.shard_size=500"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "error: The disk is full" in err and "run the same command again" in err
+    assert "this is a bug" not in err
+    monkeypatch.setattr(Checkpoint, "write", write)
+    after = fingerprint(small)  # nothing half-imported: the same data, at most an empty cache table more
+    assert {k: after[k] for k in before} == before and all(after[k][0] == 0 for k in after if k not in before)
+    assert cli.main(["info", "--workspace", str(small)]) == 0
+    assert cli.main(["run", "--workspace", str(small), "--stages", "embed", "--embedder", "tfidf",
+                     "--param", "embed.shard_size=500"]) == 0  # with space again, the same command finishes
+
+
+def test_a_full_disk_during_export_leaves_no_partial_file(small, monkeypatch, capsys):
+    from curate_core.store import Store
+
+    def full(self, sql, path, fmt, params=None, tables=None):
+        Path(path).write_bytes(b"half a file")
+        raise duckdb.IOException(f'IO Error: Could not write file "{path}": No space left on device')
+
+    monkeypatch.setattr(Store, "copy", full)
+    out = small.parent / "out"
+    rc = cli.main(["export", "--workspace", str(small), "--recipe", ALL, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "error: The disk is full" in err
+    assert not any(out.iterdir()) if out.exists() else True  # no data file, no temporary file, no manifest
+
+
+def test_paths_that_cannot_be_written_and_input_nested_too_deep(small, tmp_path):
+    r = _cli("export", "--workspace", str(small), "--recipe", ALL, "--out", "/proc/no/such/folder")
+    assert r.returncode == 2 and "Cannot use /proc/no" in r.stderr and "this is a bug" not in r.stderr
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+    r = _cli("select", "--workspace", str(small), "--recipe", str(deep))
+    assert r.returncode == 2 and "error:" in r.stderr and "this is a bug" not in r.stderr
+    r = _cli("info", "--workspace", str(tmp_path / "deep.json"))  # a file, not a workspace folder
+    assert r.returncode == 2 and "error:" in r.stderr
+
+
+def test_environment_errors_are_told_apart_from_bugs():
+    ro = environment_error(OSError(errno.EROFS, "Read-only file system", "/ws/curate.duckdb"), "/ws")
+    assert ro is not None and ro.message.startswith("Cannot write in /ws") and "read-only commands" in ro.hint
+    assert environment_error(PermissionError(errno.EACCES, "Permission denied", "/x"), None) is not None
+    assert "disk is full" in environment_error(duckdb.IOException("IO Error: No space left on device"), "/w").message
+    assert "damaged" in environment_error(duckdb.IOException("Corrupt database file: checksum"), "/w").message
+    assert environment_error(RecursionError("maximum recursion depth exceeded"), None) is not None
+    for bug in (ValueError("no space left in the list"), KeyError("corrupt"), ZeroDivisionError()):
+        assert environment_error(bug, "/w") is None, bug  # a bug stays a bug
+
+
+def test_a_workspace_copied_whole_still_opens(small, tmp_path):
+    """The control case: copying the folder (a backup) gives a sound workspace with the same data."""
+    copy = tmp_path / "copy"
+    shutil.copytree(small, copy)
+    assert fingerprint(copy) == fingerprint(small) and check_workspace(copy)["ok"]

@@ -35,18 +35,22 @@ def choices(values, limit: int = 20) -> str:
 
 
 def log_exception(log_dir: str | Path | None, exc: BaseException) -> Path | None:
-    """Write the full traceback of *exc* under *log_dir*; return the file (None if it could not be written)."""
-    if log_dir is None:
-        return None
-    try:
-        log_dir = Path(log_dir)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        path = log_dir / f"error-{stamp}.log"
-        path.write_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), encoding="utf-8")
-        return path
-    except OSError:
-        return None
+    """Write the full traceback of *exc* under *log_dir* — or, where that cannot be written (a read-only
+    workspace, /proc), under the system's temporary folder; return the file (None if neither could be written)."""
+    import tempfile
+
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    for folder in ([log_dir] if log_dir is not None else []) + [Path(tempfile.gettempdir()) / "curate-logs"]:
+        try:
+            folder = Path(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"error-{stamp}.log"
+            path.write_text(text, encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return None
 
 
 #: DuckDB's words for a database file it cannot trust (truncated, overwritten, bad checksums)
@@ -67,9 +71,18 @@ def environment_error(exc: BaseException, workspace: str | Path | None = None) -
     first = text.splitlines()[0] if text else type(exc).__name__
     code = getattr(exc, "errno", None)
     if code == errno.ENOSPC or "no space left on device" in low:
-        return CurateError(f"The disk is full: no space left on device while writing{where}",
+        import re
+
+        named = getattr(exc, "filename", None) or (re.search(r'file "([^"]+)"', text) or [None, None])[1]
+        target = f" while writing in {Path(named).parent}" if named else (f" (workspace {workspace})" if workspace else "")
+        return CurateError(f"The disk is full: no space left on device{target}",
                            "free space on that disk (or point CURATE_CHECKPOINTS and the workspace's tmp/ elsewhere), "
                            "then run the same command again: finished work is kept and nothing was half-imported")
+    if "attached in read-only mode" in low:
+        return CurateError(f"The workspace{where} is read-only here (its folder cannot be written), and this needs "
+                           "to write to it",
+                           "reading commands work (info, select, export or scores to a writable --out, search, "
+                           "check); copy the workspace somewhere writable to change it")
     if code in (errno.EROFS, errno.EACCES, errno.EPERM) or "read-only file system" in low or "permission denied" in low:
         return CurateError(f"Cannot write{where}: {first}",
                            "the folder is read-only or not yours; read-only commands (info, select, export to a "

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -143,9 +144,13 @@ class Store:
                                   "create one with `python -m curate_core ingest FILE --workspace DIR`, or check the path")
             if self.path.exists() and not self.path.is_dir():
                 raise CurateError(f"{self.path} is a file, not a workspace directory", "choose a directory path")
-        self.path.mkdir(parents=True, exist_ok=True)
-        for sub in ("checkpoints", "logs", "tmp"):
-            (self.path / sub).mkdir(exist_ok=True)
+        #: True when the folder cannot be written (a read-only mount, another user's files): reading verbs work,
+        #: the first write says why it cannot
+        self.read_only = db.exists() and not _writable(self.path)
+        if not self.read_only:
+            self.path.mkdir(parents=True, exist_ok=True)
+            for sub in ("checkpoints", "logs", "tmp"):
+                (self.path / sub).mkdir(exist_ok=True)
         self.log_dir = self.path / "logs"
         self.checkpoint_dir = self.path / "checkpoints"
         #: where stages keep the parts of runs in progress: the workspace's folder, or any path or pyarrow
@@ -155,13 +160,14 @@ class Store:
         #: (two app sessions acting at once would otherwise both take the same numbers). Hold it while adding rows.
         self.write_lock = threading.RLock()
         try:
-            self._con = duckdb.connect(str(db))
+            self._con = duckdb.connect(str(db), read_only=self.read_only)
         except duckdb.IOException as e:
             if "not a valid duckdb database" in str(e).lower():
                 raise damaged_database(self.path, "not a DuckDB database file") from None
             raise _lock_error(self.path, e) from None
         self._check_file_size(db)
-        self._con.execute("SET temp_directory = ?", [str(self.path / "tmp")])
+        self._con.execute("SET temp_directory = ?", [str(self.path / "tmp") if not self.read_only
+                                                     else tempfile.gettempdir()])
         self._con.execute(f"SET memory_limit = '{_memory_limit(memory_limit)}'")
         self._con.execute("SET preserve_insertion_order = true")
         self._migrate()
@@ -207,6 +213,13 @@ class Store:
                                               f"{blocks:,} blocks of {block_size:,}")
 
     def _migrate(self) -> None:
+        if self.read_only:  # nothing can be created or upgraded; a workspace this version cannot read says so
+            version = int(self.get_meta("schema_version") or 0)
+            if version != SCHEMA_VERSION:
+                raise CurateError(f"This read-only workspace has schema version {version}; this curate_core "
+                                  f"reads version {SCHEMA_VERSION} and would have to upgrade it",
+                                  "open it once where its folder can be written, or copy it somewhere writable")
+            return
         with self.cursor() as cur:
             has_meta = cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta' "
                                    "AND table_schema = 'main'").fetchall()[0][0]
@@ -654,6 +667,18 @@ def _memory_limit(explicit: str | None) -> str:
     if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value.strip(), re.I):
         raise CurateError(f"Bad memory limit {value!r}", "use e.g. 512MB or 2GB")
     return value.strip()
+
+
+def _writable(path: Path) -> bool:
+    """Can this process create files in *path* (not just: do the permission bits say so — a read-only mount, or
+    root on a read-only bind, only shows when trying)?"""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".write-test-", dir=path)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(name)
+    return True
 
 
 def _lock_error(path: Path, exc: Exception) -> CurateError:

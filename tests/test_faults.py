@@ -162,3 +162,25 @@ def test_a_workspace_copied_whole_still_opens(small, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(small, copy)
     assert fingerprint(copy) == fingerprint(small) and check_workspace(copy)["ok"]
+
+
+def test_a_read_only_workspace_answers_reading_verbs_and_refuses_writes_clearly(small, tmp_path, monkeypatch, capsys):
+    """Issue 17: a workspace on a read-only filesystem refused even `info`. The folder test is patched (a
+    read-only mount needs root, see bench/faults.py for the real one); DuckDB's read-only connection is real."""
+    from curate_core import store
+
+    before = fingerprint(small)
+    monkeypatch.setattr(store, "_writable", lambda path: False)
+    assert cli.main(["info", "--workspace", str(small)]) == 0
+    assert cli.main(["select", "--workspace", str(small), "--recipe", ALL, "--json"]) == 0
+    assert cli.main(["search", "--workspace", str(small), "--query", "cards", "--k", "3"]) == 0
+    assert cli.main(["export", "--workspace", str(small), "--recipe", ALL, "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "data.parquet").exists()
+    capsys.readouterr()
+    for write in (["select", "--recipe", ALL, "--save-selection", "mine"], ["run", "--stages", "textstats"]):
+        assert cli.main([*write, "--workspace", str(small)]) == 2, write
+        err = capsys.readouterr().err
+        assert "is read-only here" in err and "reading commands work" in err and "bug" not in err, write
+    assert not list((small / "logs").glob("*"))  # nothing was written into the workspace
+    monkeypatch.undo()
+    assert fingerprint(small) == before

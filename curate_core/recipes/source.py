@@ -49,7 +49,7 @@ def joined_select(cat: dict[str, tuple[str, str]], columns: Sequence[str]) -> st
 def _wide_key(store: Store) -> str | None:
     with store.cursor() as cur:
         if store not in _ready:
-            cur.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {SEL_DB}")
+            cur.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {SEL_DB} (READ_WRITE)")  # also on a read-only workspace
             cur.execute(f"CREATE TABLE IF NOT EXISTS {SEL_DB}.info (key VARCHAR)")
             _ready.add(store)
         row = cur.execute(f"SELECT key FROM {SEL_DB}.info").fetchall()

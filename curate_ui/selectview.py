@@ -77,6 +77,8 @@ def _lenient(raw: dict) -> dict:
 
 def save_draft(ws: Workspace, recipe: dict) -> None:
     norm = _normalised(recipe)
+    if ws.store.read_only:  # the page still counts; the draft lives in this browser session only
+        return
     if _dump(norm) != st.session_state.get(SEEN):
         RecipeDraft(ws.store).replace(norm).save()
         st.session_state[SEEN] = _dump(norm)

@@ -184,3 +184,16 @@ def test_a_read_only_workspace_answers_reading_verbs_and_refuses_writes_clearly(
     assert not list((small / "logs").glob("*"))  # nothing was written into the workspace
     monkeypatch.undo()
     assert fingerprint(small) == before
+
+
+def test_the_app_on_a_read_only_workspace_reads_and_says_why_it_cannot_write(small, app_env, monkeypatch):
+    from curate_core import store
+
+    from .conftest import app_test
+
+    monkeypatch.setattr(store, "_writable", lambda path: False)
+    app_env(small)
+    for page in ("app.py", "pages/4_Select.py", "pages/2_Label_issues.py", "pages/5_Export.py"):
+        at = app_test(page).run()
+        assert not at.exception, (page, at.exception)
+        assert any("cannot be written" in i.value for i in at.info), page

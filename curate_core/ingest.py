@@ -393,14 +393,15 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
     reader = FileReader(inp.reader.sql, [src_name, *inp.reader.params], inp.reader.arrow)
 
     used = {mapping.text, mapping.label, mapping.id, mapping.source}
-    reserved = tool_columns()
+    # DuckDB's names are case-insensitive: `Cluster` or `N_CHARS` would clash with the tool's own columns
+    reserved = {c.lower() for c in (*tool_columns(), *CORE_COLUMNS)}
     extras: dict[str, str] = {}  # output name -> input column
     for col in names:
         if col in used:
             continue
-        taken = col in CORE_COLUMNS or col in reserved or col.startswith("_")
+        taken = col.lower() in reserved or col.startswith("_")
         out = f"input_{col.lstrip('_')}" if taken else col
-        while out in extras or out in CORE_COLUMNS or out in reserved:
+        while out.lower() in {e.lower() for e in extras} or out.lower() in reserved:
             out += "_"
         extras[out] = col
         expr = quote_ident(col)

@@ -197,3 +197,24 @@ def test_the_app_on_a_read_only_workspace_reads_and_says_why_it_cannot_write(sma
         at = app_test(page).run()
         assert not at.exception, (page, at.exception)
         assert any("cannot be written" in i.value for i in at.info), page
+
+
+def test_user_columns_that_differ_from_the_tools_only_in_case_are_kept_apart(tmp_path):
+    """Issue 17: `N_CHARS`, `Cluster`, `Label_Quality` made `export --with-scores` write the real scores as
+    `n_chars_1` … beside the stale user columns, while manifest.json listed `n_chars` …"""
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "ws"
+    with Workspace(path) as ws:
+        ws.ingest(pd.DataFrame({"text": [f"t {i}" for i in range(50)], "label": ["a", "b"] * 25,
+                                "N_CHARS": [-1] * 50, "Cluster": [99] * 50, "Label_Quality": [0.5] * 50}))
+        names = [c for c, _ in ws.store.sample_columns()]
+        assert {"input_N_CHARS", "input_Cluster", "input_Label_Quality"} <= set(names)
+        assert not {"N_CHARS", "Cluster", "Label_Quality"} & set(names)
+        ws.run(["textstats"])
+    out = tmp_path / "out"
+    assert cli.main(["export", "--workspace", str(path), "--recipe", ALL, "--out", str(out), "--with-scores"]) == 0
+    t = pq.read_table(out / "data.parquet")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert t.column_names == manifest["columns"] and "n_chars_1" not in t.column_names
+    assert t.column("n_chars").to_pylist()[0] == 3 and set(t.column("input_N_CHARS").to_pylist()) == {-1}

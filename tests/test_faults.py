@@ -218,3 +218,17 @@ def test_user_columns_that_differ_from_the_tools_only_in_case_are_kept_apart(tmp
     manifest = json.loads((out / "manifest.json").read_text())
     assert t.column_names == manifest["columns"] and "n_chars_1" not in t.column_names
     assert t.column("n_chars").to_pylist()[0] == 3 and set(t.column("input_N_CHARS").to_pylist()) == {-1}
+
+
+@pytest.mark.parametrize("mixture, field", [({"budget": {"rows": 10**18}, "max_repeats": None}, "mixture.budget.rows"),
+                                            ({"budget": {"tokens": 10**13}}, "mixture.budget.tokens"),
+                                            ({"cap": 10**15}, "mixture.cap"),
+                                            ({"budget": {"rows": 10}, "max_repeats": 10**9}, "mixture.max_repeats")])
+def test_huge_budgets_are_refused_by_name_not_overflowed(small, tmp_path, mixture, field):
+    """Issue 17: a budget of 1e18 rows with unlimited repeats overflowed int64 (tokens −6.4e18 in the manifest)."""
+    recipe = tmp_path / "huge.json"
+    recipe.write_text(json.dumps({"mixture": {"group_by": "label", **mixture}}))
+    before = fingerprint(small)
+    r = _cli("select", "--workspace", str(small), "--recipe", str(recipe))
+    assert r.returncode == 2 and field in r.stderr and "must be at most" in r.stderr
+    assert fingerprint(small) == before

@@ -247,7 +247,13 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
-def _int(v: Any, field_: str, lo: int | None = None, allow_none: bool = False) -> int | None:
+#: the largest budget or cap a recipe may ask for: far beyond any workspace, and small enough that rows × tokens
+#: per row stays inside int64 (a budget of 1e18 rows overflowed into negative token counts)
+MAX_COUNT = 10**12
+MAX_REPEATS = 10**6
+
+
+def _int(v: Any, field_: str, lo: int | None = None, allow_none: bool = False, hi: int | None = None) -> int | None:
     if v is None and allow_none:
         return None
     if isinstance(v, float) and v.is_integer():
@@ -256,6 +262,8 @@ def _int(v: Any, field_: str, lo: int | None = None, allow_none: bool = False) -
         raise _bad(field_, f"expected a whole number, got {json.dumps(v)}")
     if lo is not None and v < lo:
         raise _bad(field_, f"must be at least {lo}, got {v}")
+    if hi is not None and v > hi:
+        raise _bad(field_, f"must be at most {hi:,}, got {v:,}")
     return v
 
 
@@ -468,12 +476,12 @@ def _parse_mixture(m: Any) -> Mixture:
         if len(budget) != 1:
             raise _bad("mixture.budget", 'give exactly one of {"rows": N} or {"tokens": N} (or null for no budget)')
         if "rows" in budget:
-            rows = _int(budget["rows"], "mixture.budget.rows", lo=1)
+            rows = _int(budget["rows"], "mixture.budget.rows", lo=1, hi=MAX_COUNT)
         else:
-            tokens = _int(budget["tokens"], "mixture.budget.tokens", lo=1)
-    cap = _int(m.get("cap"), "mixture.cap", lo=1, allow_none=True)
+            tokens = _int(budget["tokens"], "mixture.budget.tokens", lo=1, hi=MAX_COUNT)
+    cap = _int(m.get("cap"), "mixture.cap", lo=1, allow_none=True, hi=MAX_COUNT)
     temperature = _num(m.get("temperature", 1.0), "mixture.temperature", lo=0.0, strict=True)
-    max_repeats = _int(m.get("max_repeats", 1), "mixture.max_repeats", lo=1, allow_none=True)
+    max_repeats = _int(m.get("max_repeats", 1), "mixture.max_repeats", lo=1, allow_none=True, hi=MAX_REPEATS)
     q = m.get("quality")
     qcol, strength = None, 0.0
     if q is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -144,10 +145,16 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
 
 @command("ingest", "add a file to a workspace", _ingest_args)
 def _ingest_cmd(a: argparse.Namespace) -> int:
-    with open_workspace(a.workspace, create=True) as ws:
-        s = ws.ingest(a.file, text=a.text, label=a.label, id=a.id, source=a.source, source_name=a.source_name,
-                      fmt=a.fmt, encoding=a.encoding, strict=a.strict, split=a.split)
-        total = ws.store.count()
+    new = not Path(a.workspace).expanduser().exists()
+    try:
+        with open_workspace(a.workspace, create=True) as ws:
+            s = ws.ingest(a.file, text=a.text, label=a.label, id=a.id, source=a.source, source_name=a.source_name,
+                          fmt=a.fmt, encoding=a.encoding, strict=a.strict, split=a.split)
+            total = ws.store.count()
+    except BaseException:
+        if new:  # a failed first ingest leaves no empty workspace behind (it would pose as a real one)
+            shutil.rmtree(Path(a.workspace).expanduser(), ignore_errors=True)
+        raise
     if a.json:
         print(summary_json(s))
     else:

@@ -35,6 +35,10 @@ from .errors import CurateError, choices
 from . import inputs
 from .inputs import FileReader
 from .pipeline import tool_columns
+
+#: extra (non-core) columns one file may bring: each costs memory while ingest adds and types it (a 2,000-column
+#: CSV of 100 rows once took 22 GB; 512 take about 0.4 GB)
+MAX_EXTRA_COLUMNS = 512
 from .store import CORE_COLUMNS, Store, quote_ident
 
 TEXT_NAMES = ("text", "sentence", "content", "body", "document", "review", "message", "prompt", "utterance",
@@ -393,6 +397,12 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
     reader = FileReader(inp.reader.sql, [src_name, *inp.reader.params], inp.reader.arrow)
 
     used = {mapping.text, mapping.label, mapping.id, mapping.source}
+    n_extra = len([c for c in names if c not in used])
+    if n_extra > MAX_EXTRA_COLUMNS:  # refused before anything is written: each column costs memory at ingest
+        raise CurateError(f"The file has {n_extra:,} columns besides the text, label, id and source; a workspace "
+                          f"keeps at most {MAX_EXTRA_COLUMNS:,}",
+                          "keep the columns you need, e.g. duckdb -c \"COPY (SELECT text, label, col_a, col_b FROM "
+                          "'file.csv') TO 'slim.csv'\" — or pack the rest into one JSON column")
     # DuckDB's names are case-insensitive: `Cluster` or `N_CHARS` would clash with the tool's own columns
     reserved = {c.lower() for c in (*tool_columns(), *CORE_COLUMNS)}
     extras: dict[str, str] = {}  # output name -> input column

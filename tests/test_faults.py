@@ -232,3 +232,24 @@ def test_huge_budgets_are_refused_by_name_not_overflowed(small, tmp_path, mixtur
     r = _cli("select", "--workspace", str(small), "--recipe", str(recipe))
     assert r.returncode == 2 and field in r.stderr and "must be at most" in r.stderr
     assert fingerprint(small) == before
+
+
+def test_a_very_wide_file_is_refused_before_anything_is_written_and_leaves_no_workspace(tmp_path):
+    """Issue 17: a 0.9 MB CSV of 2,000 columns × 100 rows was OOM-killed at 22 GB; a failed first ingest left an
+    empty workspace behind."""
+    from curate_core.ingest import MAX_EXTRA_COLUMNS
+
+    def wide(k: int) -> Path:
+        p = tmp_path / f"wide{k}.csv"
+        pd.DataFrame({"text": [f"t {i}" for i in range(20)], "label": ["a", "b"] * 10,
+                      **{f"c{j}": range(20) for j in range(k)}}).to_csv(p, index=False)
+        return p
+
+    r = _cli("ingest", str(wide(2000)), "--workspace", str(tmp_path / "new"))
+    assert r.returncode == 2 and f"keeps at most {MAX_EXTRA_COLUMNS:,}" in r.stderr and "2,000 columns" in r.stderr
+    assert not (tmp_path / "new").exists()
+    r = _cli("ingest", str(wide(300)), "--workspace", str(tmp_path / "ok"))
+    assert r.returncode == 0, r.stderr
+    with Workspace(tmp_path / "ok") as ws:
+        cols = dict(ws.store.sample_columns())
+        assert len([c for c in cols if c.startswith("c")]) == 300 and cols["c299"] == "BIGINT"

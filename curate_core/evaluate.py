@@ -24,7 +24,7 @@ import pandas as pd
 
 from .dynamics import ProbeConfig, feature_scale, train_probe
 from .embed import embed_texts, embeddings
-from .errors import CurateError
+from .errors import CurateError, choices
 from .select import _store, select
 
 EVAL_PROBE = ProbeConfig(model="linear", epochs=100, lr=0.03, l2=1e-3, batch_size=0, seed=0)
@@ -173,6 +173,12 @@ def eval_data(store, eval_file: str | Path | None = None, *, text: str | None = 
     labels = rows["label"].to_numpy(dtype=object)
     if eval_file is not None:
         ev = read_eval_file(store, eval_file, text, label)
+        known = {str(v) for v in labels if v is not None}
+        if not known & set(ev["label"].astype(str)):  # every prediction would be wrong: 0.0000 says nothing
+            raise CurateError(f"The eval file {Path(eval_file).name} shares no label with the workspace "
+                              f"(it has e.g. {choices(sorted(set(ev['label'].astype(str))), limit=3)}; the workspace "
+                              f"{choices(sorted(known), limit=3)})",
+                              "name the eval file's label column with --eval-label, or check it is the right file")
         x_eval, y_eval = embed_texts(store, ev["text"].tolist()), ev["label"].to_numpy(dtype=str)
         return EvalData(emb_ids, vecs, labels, np.zeros(len(labels), dtype=bool), x_eval, y_eval,
                         f"{Path(eval_file).name}")

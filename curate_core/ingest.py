@@ -436,7 +436,8 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
                 store, cur, {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()}, fits=fits)
             rows_read = inputs.insert_input(cur, reader, select, first, extra_types, id_prefix=src_name)
             if rows_read == 0:
-                raise CurateError(f"{Path(inp.path).name} has a header but no rows")
+                raise CurateError(f"{Path(inp.path).name} has a header but no rows",
+                                  "is it the file you meant? A file with data has one row per text under the header")
             p = inputs.new_rows_problems(cur, first, ids_generated=not mapping.id)
             _check_problems(p, strict, mapping)
             if progress:

@@ -253,3 +253,19 @@ def test_a_very_wide_file_is_refused_before_anything_is_written_and_leaves_no_wo
     with Workspace(tmp_path / "ok") as ws:
         cols = dict(ws.store.sample_columns())
         assert len([c for c in cols if c.startswith("c")]) == 300 and cols["c299"] == "BIGINT"
+
+
+def test_an_eval_file_that_shares_no_label_is_refused_not_scored_zero(small, tmp_path):
+    """Issue 17: `evaluate` with an eval file whose labels share none with the workspace reported 0.0000."""
+    assert cli.main(["run", "--workspace", str(small), "--stages", "embed", "--embedder", "tfidf"]) == 0
+    ev = tmp_path / "eval.csv"
+    pd.DataFrame({"text": ["text number 1 about cards", "text about travel"], "label": ["x", "y"]}).to_csv(ev, index=False)
+    r = _cli("evaluate", "--workspace", str(small), "--recipe", ALL, "--eval", str(ev))
+    assert r.returncode == 2 and "shares no label with the workspace" in r.stderr and "--eval-label" in r.stderr
+
+
+def test_a_header_only_file_says_what_to_check(tmp_path):
+    f = tmp_path / "header.csv"
+    f.write_text("text,label\n")
+    r = _cli("ingest", str(f), "--workspace", str(tmp_path / "w"))
+    assert r.returncode == 2 and "has a header but no rows" in r.stderr and "hint:" in r.stderr

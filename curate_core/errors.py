@@ -84,9 +84,9 @@ def environment_error(exc: BaseException, workspace: str | Path | None = None) -
                            "reading commands work (info, select, export or scores to a writable --out, search, "
                            "check); copy the workspace somewhere writable to change it")
     if code in (errno.EROFS, errno.EACCES, errno.EPERM) or "read-only file system" in low or "permission denied" in low:
-        return CurateError(f"Cannot write{where}: {first}",
-                           "the folder is read-only or not yours; read-only commands (info, select, export to a "
-                           "writable --out, scores, search) still work, or copy the workspace somewhere writable")
+        return CurateError(f"Not allowed{where}: {first}",
+                           "the file or folder is read-only or not yours; a workspace that cannot be written still "
+                           "answers reading commands (info, select, export to a writable --out, scores, search)")
     if any(w in low for w in _DAMAGED) and ("duckdb" in type(exc).__module__.lower() or "duckdb" in low):
         return damaged_database(workspace, first)
     if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError)) and exc.filename:

@@ -148,7 +148,7 @@ def test_paths_that_cannot_be_written_and_input_nested_too_deep(small, tmp_path)
 
 def test_environment_errors_are_told_apart_from_bugs():
     ro = environment_error(OSError(errno.EROFS, "Read-only file system", "/ws/curate.duckdb"), "/ws")
-    assert ro is not None and ro.message.startswith("Cannot write in /ws") and "read-only commands" in ro.hint
+    assert ro is not None and ro.message.startswith("Not allowed in /ws") and "reading commands" in ro.hint
     assert environment_error(PermissionError(errno.EACCES, "Permission denied", "/x"), None) is not None
     assert "disk is full" in environment_error(duckdb.IOException("IO Error: No space left on device"), "/w").message
     assert "damaged" in environment_error(duckdb.IOException("Corrupt database file: checksum"), "/w").message

@@ -413,7 +413,10 @@ def fit_once(fit: Callable[[], tuple[Any, pa.Table | None]], ck: Checkpoint) -> 
     if fitted is not None:
         ck.write(FIT_PART, fitted)
     ck.save_object(MODEL, model)
-    return model
+    # map with the model as read back, as a resumed run (and every Ray worker) does: the freshly fitted object
+    # can differ from its unpickled copy in the last bit of a float32 product (BLAS takes other paths for
+    # other memory layouts), and kill -9 during the transforms then resumed to a different projection
+    return ck.load_object(MODEL)
 
 
 #: engine name → executor factory; ``ray_engine`` adds "ray" when the pipeline imports it (Ray itself is

@@ -266,3 +266,20 @@ def test_the_scores_stage_version_names_every_score():
 
     v = pipeline.registry()["scores"].version
     assert all(f"{n}@{s.version}" in v for n, s in scores.registry().items())
+
+
+def test_a_fit_then_map_maps_with_the_model_as_read_back_from_its_checkpoint(tmp_path):
+    """bench/kill9.py found it: kill -9 during the project stage's transforms resumed to a projection 3e-8 off,
+    because the uninterrupted run mapped with the in-memory model and the resumed one with its unpickled copy."""
+    import numpy as np
+
+    from curate_core.execution import Checkpoint, fit_once
+    from curate_core.project import Projector
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    fit = lambda: (Projector("pca", cluster_dims=5).fit(x[:150], total_rows=400), None)  # noqa: E731
+    first = fit_once(fit, Checkpoint(str(tmp_path / "a")))
+    resumed = fit_once(lambda: pytest.fail("a resumed run must not fit again"), Checkpoint(str(tmp_path / "a")))
+    assert np.array_equal(first.transform(x[150:])[0], resumed.transform(x[150:])[0])

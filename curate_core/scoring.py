@@ -238,14 +238,20 @@ def score_columns(store: Store) -> list[str]:
 
 
 def export_scores(store: Store, out: str | Path) -> int:
-    """Write id + every score column to *out* (.parquet or .csv); returns rows written."""
-    cols = score_columns(store)
-    if not cols:
+    """Write id + every declared score column to *out* (.parquet or .csv); returns rows written.
+
+    The file has the columns ``scores --list`` declares, in that order, whatever this workspace computed: a
+    score that was skipped here (e.g. ``dsir`` without a target, label scores without labels) is a column of
+    NULLs, so every export of this version has one schema. Its reason is in ``info`` and the run summary."""
+    have = set(score_columns(store))
+    if not have:
         raise CurateError("No scores in this workspace yet", "run the scores stage: python -m curate_core run --workspace W")
     out = Path(out)
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise CurateError(f"Unknown output format {out.suffix!r}", "write to a .parquet or .csv file")
-    sel = ", ".join(f"s.{quote_ident(c)}" for c in cols)
+    declared = [c for n in ordered(_reg) for c in _reg[n].columns]
+    sel = ", ".join(f"s.{quote_ident(c.name)}" if c.name in have else f"CAST(NULL AS {c.type}) AS {quote_ident(c.name)}"
+                    for c in declared)
     df = store.query_df(f"SELECT d.id, {sel} FROM samples d JOIN scores s USING (row_id) ORDER BY d.row_id")
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".csv":

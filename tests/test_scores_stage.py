@@ -91,6 +91,22 @@ def test_scores_list_json_declares_what_the_scores_table_holds(tmp_path):
         assert np.isfinite(ws.store.read_table("scores")["label_quality"].to_numpy(float)).all()
 
 
+def test_the_scores_export_has_every_declared_column_also_where_a_score_was_skipped(tmp_path):
+    """A score skipped here (dsir without a target) is a column of NULLs in `scores --out`, so every export has
+    the schema `scores --list` declares (the execution-seam acceptance compares the two)."""
+    import pyarrow.parquet as pq
+
+    from curate_core.scoring import export_scores
+
+    with labeldata.workspace(tmp_path / "ws") as ws:  # no DSIR target: dsir is skipped
+        assert "dsir_log_weight" not in score_columns(ws.store)
+        export_scores(ws.store, tmp_path / "s.parquet")
+        t = pq.read_table(tmp_path / "s.parquet")
+        declared = [c.name for n in scores.ordered(scores.registry()) for c in scores.registry()[n].columns]
+        assert t.column_names == ["id", *declared]
+        assert t.column("dsir_weight").null_count == t.num_rows and t.column("label_quality").null_count < t.num_rows
+
+
 def test_a_dependency_skipped_in_this_run_is_not_read_from_the_old_table(tmp_path, monkeypatch):
     """When label_quality is skipped now, the consensus must not count its flag from the previous table."""
     from curate_core.errors import CurateError

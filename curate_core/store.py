@@ -165,7 +165,7 @@ class Store:
             if "not a valid duckdb database" in str(e).lower():
                 raise damaged_database(self.path, "not a DuckDB database file") from None
             raise _lock_error(self.path, e) from None
-        self._check_file_size(db)
+        _check_file_size(self._con, self.path, db)
         self._con.execute("SET temp_directory = ?", [str(self.path / "tmp") if not self.read_only
                                                      else tempfile.gettempdir()])
         self._con.execute(f"SET memory_limit = '{_memory_limit(memory_limit)}'")
@@ -198,19 +198,6 @@ class Store:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._con.close()
-
-    def _check_file_size(self, db: Path) -> None:
-        """A truncated database file is found here, at open, not by the first query that reads past its end: the
-        file must hold every block DuckDB's header counts (skipped while a write-ahead log is pending)."""
-        if Path(str(db) + ".wal").exists():
-            return
-        row = self._con.execute("PRAGMA database_size").fetchall()[0]
-        block_size, blocks = int(row[2]), int(row[3])
-        size = db.stat().st_size
-        if size < blocks * block_size:
-            self._con.close()
-            raise damaged_database(self.path, f"truncated: {size:,} bytes where its header counts "
-                                              f"{blocks:,} blocks of {block_size:,}")
 
     def _migrate(self) -> None:
         if self.read_only:  # nothing can be created or upgraded; a workspace this version cannot read says so
@@ -541,19 +528,6 @@ class Store:
                         [seq, batch, str(target), _user(), now()])
         return target
 
-    def batch_summary(self, batch: int) -> dict | None:
-        """What one decision batch did, for an "Undid …" message: action, rows, the new labels (relabels), the
-        reason it was recorded with; None for a batch that does not exist."""
-        with self.cursor() as cur:
-            rows = cur.execute("SELECT action, count(*), count(DISTINCT value), min(value), min(reason) FROM decisions "
-                               "WHERE batch = ? AND action <> 'undo' GROUP BY action ORDER BY count(*) DESC",
-                               [int(batch)]).fetchall()
-        if not rows:
-            return None
-        action, n, n_values, value, reason = rows[0]
-        return {"action": action, "rows": int(n), "labels": int(n_values), "label": value if n_values == 1 else None,
-                "reason": reason or ""}
-
     def current_decisions(self) -> pd.DataFrame:
         """Per row, the latest decision still in force: (row_id, action, value)."""
         with self.cursor() as cur:
@@ -667,6 +641,20 @@ def _memory_limit(explicit: str | None) -> str:
     if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value.strip(), re.I):
         raise CurateError(f"Bad memory limit {value!r}", "use e.g. 512MB or 2GB")
     return value.strip()
+
+
+def _check_file_size(con: duckdb.DuckDBPyConnection, path: Path, db: Path) -> None:
+    """A truncated database file is found at open, not by the first query that reads past its end: the file must
+    hold every block DuckDB's header counts (skipped while a write-ahead log is pending)."""
+    if Path(str(db) + ".wal").exists():
+        return
+    row = con.execute("PRAGMA database_size").fetchall()[0]
+    block_size, blocks = int(row[2]), int(row[3])
+    size = db.stat().st_size
+    if size < blocks * block_size:
+        con.close()
+        raise damaged_database(path, f"truncated: {size:,} bytes where its header counts {blocks:,} blocks of "
+                                     f"{block_size:,}")
 
 
 def _writable(path: Path) -> bool:

@@ -141,7 +141,7 @@ class Workspace:
         batch = self.store.undo()
         if batch is None:
             return "Nothing to undo."
-        s = self.store.batch_summary(batch)
+        s = _batch_summary(self.store, batch)
         if s is None:
             return f"Undid decision batch {batch}."
         rows = f"{s['rows']:,} row{'s' if s['rows'] != 1 else ''}"
@@ -199,3 +199,17 @@ def overview(store: Store) -> dict:
     sources = store.query("SELECT source, count(*) AS n FROM samples GROUP BY source ORDER BY min(row_id)").to_pylist()
     return {**{k: int(v) for k, v in head.items()}, "label_counts": label_counts(store),
             "source_counts": {r["source"]: int(r["n"]) for r in sources}}
+
+
+def _batch_summary(store: Store, batch: int) -> dict | None:
+    """What one decision batch did, for an "Undid …" message: action, rows, the new labels (relabels), the reason
+    it was recorded with; None for a batch that does not exist."""
+    with store.cursor() as cur:
+        rows = cur.execute("SELECT action, count(*), count(DISTINCT value), min(value), min(reason) FROM decisions "
+                           "WHERE batch = ? AND action <> 'undo' GROUP BY action ORDER BY count(*) DESC",
+                           [int(batch)]).fetchall()
+    if not rows:
+        return None
+    action, n, n_values, value, reason = rows[0]
+    return {"action": action, "rows": int(n), "labels": int(n_values), "label": value if n_values == 1 else None,
+            "reason": reason or ""}

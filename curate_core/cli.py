@@ -158,8 +158,10 @@ def _ingest_cmd(a: argparse.Namespace) -> int:
     if a.json:
         print(summary_json(s))
     else:
-        print("\n".join(s.lines()))
+        print("\n".join(x for x in s.lines() if not x.startswith("warning: ")))
         print(f"workspace {a.workspace} now has {total:,} rows")
+    for w in (x for x in s.lines() if x.startswith("warning: ")):  # on stderr, also with --json
+        print(w, file=sys.stderr)
     return 0
 
 

@@ -78,6 +78,8 @@ class IngestSummary:
     unlabelled: int
     extra_columns: dict[str, str] = field(default_factory=dict)
     generated_ids: bool = False
+    #: new label → the existing label it equals as a number ("0" from a float column, "0.0" typed in a CSV)
+    look_alike_labels: dict[str, str] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         out = [f"added {self.rows_added:,} rows from {self.path} ({self.format}, source `{self.source}`)"]
@@ -89,6 +91,11 @@ class IngestSummary:
             out.append("no id column: generated ids <source>-<row number>")
         if self.extra_columns:
             out.append("other columns kept: " + ", ".join(f"{k} ({v.lower()})" for k, v in self.extra_columns.items()))
+        if self.look_alike_labels:
+            pairs = ", ".join(f"{new!r} ~ {old!r}" for new, old in list(self.look_alike_labels.items())[:6])
+            out.append(f"warning: {len(self.look_alike_labels):,} new label(s) are the same number as a label already "
+                       f"in the workspace, written differently: {pairs} — they are kept apart; relabel one to the "
+                       "other if they mean the same class")
         return out
 
 
@@ -448,6 +455,7 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
                 inferred = inputs.infer_types(cur, [c for c in new_cols if extra_types[c] == "VARCHAR"], first)
                 inputs.retype(cur, inferred)
                 extra_types.update(inferred)
+            alike = _look_alike_labels(cur, first)
             added = inputs.record_ingest(cur, {
                 "path": inp.path, "sha256": inp.sha256, "format": inp.format,
                 "mapping": {**mapping.as_dict(), "source_name": src_name}, "skipped": p["n_empty"],
@@ -462,8 +470,20 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
     return IngestSummary(
         path=inp.path, format=inp.format, source=src_name, mapping=mapping.as_dict(), rows_read=rows_read,
         rows_added=added, skipped_empty_text=p["n_empty"], unlabelled=p["unlabelled"],
-        extra_columns=extra_types, generated_ids=not mapping.id,
+        extra_columns=extra_types, generated_ids=not mapping.id, look_alike_labels=alike,
     )
+
+
+def _look_alike_labels(cur, first: int) -> dict[str, str]:
+    """Labels of the rows from *first* on that are not among the earlier rows' labels but equal one of them as a
+    number (a CSV's "0.0" and a Parquet float column's 0, "1" and "01"): two classes by accident, said out loud."""
+    rows = cur.execute(
+        """WITH new AS (SELECT DISTINCT label FROM samples WHERE row_id >= ? AND label IS NOT NULL),
+                old AS (SELECT DISTINCT label FROM samples WHERE row_id < ? AND label IS NOT NULL)
+           SELECT n.label, min(o.label) FROM new n JOIN old o
+             ON TRY_CAST(n.label AS DOUBLE) = TRY_CAST(o.label AS DOUBLE) AND n.label <> o.label
+           WHERE n.label NOT IN (SELECT label FROM old) GROUP BY n.label ORDER BY n.label""", [first, first]).fetchall()
+    return {str(a): str(b) for a, b in rows}
 
 
 def _duck_type(t: str) -> str:

@@ -80,7 +80,10 @@ def ingest_flash() -> None:
     """The summary of the last ingest, shown once (outside the add-data expander, which closes when data exists)."""
     flash = st.session_state.pop("_ingest_flash", None)
     if flash:
-        st.success(md_message("\n".join(flash)), icon=":material/check_circle:")
+        said = [x for x in flash if not x.startswith("warning: ")]
+        st.success(md_message("\n".join(said)), icon=":material/check_circle:")
+        for w in (x for x in flash if x.startswith("warning: ")):
+            st.warning(md_message(w.removeprefix("warning: ")), icon=":material/warning:")
 
 
 def add_data_form(ws: Workspace) -> None:

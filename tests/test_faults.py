@@ -269,3 +269,15 @@ def test_a_header_only_file_says_what_to_check(tmp_path):
     f.write_text("text,label\n")
     r = _cli("ingest", str(f), "--workspace", str(tmp_path / "w"))
     assert r.returncode == 2 and "has a header but no rows" in r.stderr and "hint:" in r.stderr
+
+
+def test_labels_that_are_the_same_number_written_differently_are_named(tmp_path):
+    """Issue 17: CSV "0.0" and a Parquet float 0.0 silently became two labels ("0.0" and "0")."""
+    pd.DataFrame({"text": ["x", "y"], "label": ["0.0", "1.0"]}).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame({"text": ["z", "w", "v"], "label": [0.0, 1.0, 2.0]}).to_parquet(tmp_path / "b.parquet")
+    with Workspace(tmp_path / "ws") as ws:
+        assert not ws.ingest(tmp_path / "a.csv").look_alike_labels
+        s = ws.ingest(tmp_path / "b.parquet")
+        assert s.look_alike_labels == {"0": "0.0", "1": "1.0"}  # "2" is new, not a look-alike
+        assert any(line.startswith("warning: 2 new label(s) are the same number") for line in s.lines())
+        assert sorted(ws.store.rows(["label"])["label"]) == ["0", "0.0", "1", "1.0", "2"]  # nothing changed silently

@@ -80,6 +80,8 @@ class IngestSummary:
     generated_ids: bool = False
     #: new label → the existing label it equals as a number ("0" from a float column, "0.0" typed in a CSV)
     look_alike_labels: dict[str, str] = field(default_factory=dict)
+    #: the text column's type when it is not text (a list, a struct, a number): stored as its text form
+    text_type: str | None = None
 
     def lines(self) -> list[str]:
         out = [f"added {self.rows_added:,} rows from {self.path} ({self.format}, source `{self.source}`)"]
@@ -91,6 +93,10 @@ class IngestSummary:
             out.append("no id column: generated ids <source>-<row number>")
         if self.extra_columns:
             out.append("other columns kept: " + ", ".join(f"{k} ({v.lower()})" for k, v in self.extra_columns.items()))
+        if self.text_type:
+            out.append(f"warning: the text column `{self.mapping.get('text')}` holds {self.text_type.lower()} values, "
+                       "not text: each is stored as its text form (a list as [a, b]); join or "
+                       "pick the parts before ingesting if that is not what the texts should be")
         if self.look_alike_labels:
             pairs = ", ".join(f"{new!r} ~ {old!r}" for new, old in list(self.look_alike_labels.items())[:6])
             out.append(f"warning: {len(self.look_alike_labels):,} new label(s) are the same number as a label already "
@@ -471,7 +477,17 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
         path=inp.path, format=inp.format, source=src_name, mapping=mapping.as_dict(), rows_read=rows_read,
         rows_added=added, skipped_empty_text=p["n_empty"], unlabelled=p["unlabelled"],
         extra_columns=extra_types, generated_ids=not mapping.id, look_alike_labels=alike,
+        text_type=_odd_text_type(types.get(mapping.text, "")),
     )
+
+
+def _odd_text_type(t: str) -> str | None:
+    """The input type of a text column when it is not a string (so the stored text is a rendering of it)."""
+    t = t.upper()
+    if not t or t in ("VARCHAR", "TEXT", "STRING") or t.startswith("ENUM"):
+        return None
+    return ("LIST" if t.endswith("[]") or t.startswith("LIST") else "STRUCT" if t.startswith(("STRUCT", "MAP"))
+            else "JSON" if t == "JSON" else t)
 
 
 def _look_alike_labels(cur, first: int) -> dict[str, str]:

@@ -281,3 +281,16 @@ def test_labels_that_are_the_same_number_written_differently_are_named(tmp_path)
         assert s.look_alike_labels == {"0": "0.0", "1": "1.0"}  # "2" is new, not a look-alike
         assert any(line.startswith("warning: 2 new label(s) are the same number") for line in s.lines())
         assert sorted(ws.store.rows(["label"])["label"]) == ["0", "0.0", "1", "1.0", "2"]  # nothing changed silently
+
+
+def test_a_text_column_of_lists_or_numbers_is_stored_as_text_and_said(tmp_path):
+    """Issue 17: a list-typed text column was stringified without a word."""
+    (tmp_path / "l.jsonl").write_text('{"text": ["a", "b"], "label": "x"}\n{"text": ["c"], "label": "y"}\n')
+    (tmp_path / "n.jsonl").write_text('{"text": 3.0, "label": "x"}\n{"text": 4.5, "label": "y"}\n')
+    (tmp_path / "ok.jsonl").write_text('{"text": "fine", "label": "x"}\n')
+    with Workspace(tmp_path / "ws") as ws:
+        s = ws.ingest(tmp_path / "l.jsonl")
+        assert s.text_type == "LIST" and any("holds list values" in x for x in s.lines())
+        assert ws.store.rows(["text"])["text"].tolist()[0] == "[a, b]"
+        assert ws.ingest(tmp_path / "n.jsonl").text_type == "DOUBLE"
+        assert ws.ingest(tmp_path / "ok.jsonl").text_type is None

@@ -229,13 +229,30 @@ def infer_types(cur, columns: Sequence[str], first: int) -> dict[str, str]:
                   else "BOOLEAN" if bad_bool == 0 else "VARCHAR")
     return out
 
+#: more columns to retype than this: rebuild ``samples`` once instead of one ALTER each (every ALTER keeps a
+#: copy of the table until the ingest commits: 600 columns took twice the memory of the file's rows)
+RETYPE_REBUILD = 8
+
+
 def retype(cur, types: dict[str, str]) -> None:
-    for col, typ in types.items():
-        if typ != "VARCHAR":
+    """Give the (new, CSV-text) columns their inferred types."""
+    todo = {c: t for c, t in types.items() if t != "VARCHAR"}
+
+    def using(qc: str, typ: str) -> str:
+        return (f"CASE WHEN isnan(TRY_CAST({qc} AS DOUBLE)) THEN NULL ELSE TRY_CAST({qc} AS {typ}) END"
+                if typ == "DOUBLE" else f"TRY_CAST({qc} AS {typ})")
+
+    if len(todo) <= RETYPE_REBUILD:
+        for col, typ in todo.items():
             qc = quote_ident(col)
-            using = (f"CASE WHEN isnan(TRY_CAST({qc} AS DOUBLE)) THEN NULL ELSE TRY_CAST({qc} AS {typ}) END"
-                     if typ == "DOUBLE" else f"TRY_CAST({qc} AS {typ})")
-            cur.execute(f"ALTER TABLE samples ALTER {qc} TYPE {typ} USING {using}")
+            cur.execute(f"ALTER TABLE samples ALTER {qc} TYPE {typ} USING {using(qc, typ)}")
+        return
+    cols = [c for c, _ in cur.execute("SELECT column_name, data_type FROM information_schema.columns WHERE "
+                                      "table_name = 'samples' AND table_schema = 'main' ORDER BY ordinal_position"
+                                      ).fetchall()]
+    exprs = ", ".join(f"{using(quote_ident(c), todo[c])} AS {quote_ident(c)}" if c in todo else quote_ident(c)
+                      for c in cols)
+    cur.execute(f"CREATE OR REPLACE TABLE samples AS SELECT {exprs} FROM samples ORDER BY row_id")
 
 def record_ingest(cur, info: dict, first: int) -> int:
     added = int(cur.execute("SELECT count(*) FROM samples WHERE row_id >= ?", [first]).fetchall()[0][0])

@@ -294,3 +294,22 @@ def test_a_text_column_of_lists_or_numbers_is_stored_as_text_and_said(tmp_path):
         assert ws.store.rows(["text"])["text"].tolist()[0] == "[a, b]"
         assert ws.ingest(tmp_path / "n.jsonl").text_type == "DOUBLE"
         assert ws.ingest(tmp_path / "ok.jsonl").text_type is None
+
+
+def test_many_numeric_csv_columns_are_typed_in_one_rebuild_and_earlier_rows_stay(tmp_path):
+    from curate_core.inputs import RETYPE_REBUILD
+
+    k = RETYPE_REBUILD + 12
+    pd.DataFrame({"text": ["a", "b"], "label": ["x", "y"]}).to_csv(tmp_path / "first.csv", index=False)
+    pd.DataFrame({"text": ["c", "d", "e"], "label": ["x", "y", "x"],
+                  **{f"n{j}": [j, j + 1, j + 2] for j in range(k)}, "f": [0.5, 1.5, 2.5]}).to_csv(
+        tmp_path / "wide.csv", index=False)
+    with Workspace(tmp_path / "ws") as ws:
+        ws.ingest(tmp_path / "first.csv")
+        ws.ingest(tmp_path / "wide.csv")
+        types = dict(ws.store.sample_columns())
+        assert all(types[f"n{j}"] == "BIGINT" for j in range(k)) and types["f"] == "DOUBLE"
+        rows = ws.store.rows(["row_id", "text", "n0", f"n{k - 1}"])
+        assert rows["row_id"].tolist() == [0, 1, 2, 3, 4] and rows["text"].tolist() == ["a", "b", "c", "d", "e"]
+        assert rows["n0"].isna().tolist() == [True, True, False, False, False]
+        assert rows[f"n{k - 1}"].tolist()[2:] == [k - 1, k, k + 1]

@@ -35,11 +35,11 @@ from .errors import CurateError, choices
 from . import inputs
 from .inputs import FileReader
 from .pipeline import tool_columns
+from .store import CORE_COLUMNS, Store, quote_ident
 
 #: extra (non-core) columns one file may bring: each costs memory while ingest adds and types it (a 2,000-column
-#: CSV of 100 rows once took 22 GB; 512 take about 0.4 GB)
+#: CSV of 100 rows once took 22 GB; 600 columns take 0.33 GB now)
 MAX_EXTRA_COLUMNS = 512
-from .store import CORE_COLUMNS, Store, quote_ident
 
 TEXT_NAMES = ("text", "sentence", "content", "body", "document", "review", "message", "prompt", "utterance",
               "question", "tweet", "sms", "comment")

@@ -18,7 +18,7 @@ from .store import Store
 
 REASON = "review queue"
 #: queue orders: name → (title, the suspects ranking it uses)
-ORDERS = {"consensus": "families of evidence that flag it, then label quality", "aum": "AUM, lowest first",
+ORDERS = {"consensus": "methods that flag it (the consensus), then label quality", "aum": "AUM, lowest first",
           "label_quality": "label quality, lowest first", "cluster": "cluster by cluster, consensus within"}
 
 

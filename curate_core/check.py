@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 
 from .errors import CurateError
-from .store import DB_FILE, SCHEMA_VERSION, quote_ident
+from .store import DB_FILE, SCHEMA_VERSION, _lock_error, quote_ident, truncation
 
 #: tables with one row per sample once their stage has run
 PER_ROW = ("embeddings", "projection", "clusters", "scores", "textstats")
@@ -35,8 +35,7 @@ def check_workspace(path: str | Path) -> dict[str, Any]:
     except duckdb.Error as e:
         msg = str(e).splitlines()[0]
         if "could not set lock" in msg.lower():
-            raise CurateError(f"The workspace {path} is open in another process", "close the app or the other "
-                              "command that uses it, then check again") from None
+            raise _lock_error(path, e) from None
         out["problems"].append(f"the database file cannot be opened: {msg}")
         out["ok"] = False
         return out
@@ -51,12 +50,9 @@ def check_workspace(path: str | Path) -> dict[str, Any]:
 
 
 def _check_file(con: duckdb.DuckDBPyConnection, db: Path, out: dict) -> None:
-    row = con.execute("PRAGMA database_size").fetchall()[0]
-    block_size, blocks = int(row[2]), int(row[3])
-    out["blocks"], out["block_size"] = blocks, block_size
-    if not Path(str(db) + ".wal").exists() and out["file_bytes"] < blocks * block_size:
-        out["problems"].append(f"the file is truncated: {out['file_bytes']:,} bytes where its header counts "
-                               f"{blocks:,} blocks of {block_size:,}")
+    why = truncation(con, db)
+    if why is not None:
+        out["problems"].append(f"the file is {why}")
     try:
         version = int(con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()[0][0])
         out["schema_version"] = version

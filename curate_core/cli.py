@@ -155,14 +155,22 @@ def _ingest_cmd(a: argparse.Namespace) -> int:
         if new:  # a failed first ingest leaves no empty workspace behind (it would pose as a real one)
             shutil.rmtree(Path(a.workspace).expanduser(), ignore_errors=True)
         raise
-    if a.json:
-        print(summary_json(s))
-    else:
-        print("\n".join(x for x in s.lines() if not x.startswith("warning: ")))
-        print(f"workspace {a.workspace} now has {total:,} rows")
-    for w in (x for x in s.lines() if x.startswith("warning: ")):  # on stderr, also with --json
-        print(w, file=sys.stderr)
+    print(summary_json(s) if a.json else
+          "\n".join([*_said(s.lines()), f"workspace {a.workspace} now has {total:,} rows"]))
+    _warn(s.lines())
     return 0
+
+
+def _said(lines: list[str]) -> list[str]:
+    """A report's lines for stdout: all but its ``warning: …`` lines (see :func:`_warn`)."""
+    return [x for x in lines if not x.startswith("warning: ")]
+
+
+def _warn(lines: list[str]) -> None:
+    """A report's ``warning: …`` lines, on stderr — also with --json, where a pipe must not hide them."""
+    for x in lines:
+        if x.startswith("warning: "):
+            print(x, file=sys.stderr)
 
 
 def _ws_arg(p: argparse.ArgumentParser) -> None:
@@ -329,12 +337,8 @@ def _export_cmd(a: argparse.Namespace) -> int:
             raise CurateError("--csv-safe is for --format csv", "drop it, or add --format csv")
         res = export(ws, load_recipe(a.recipe, ws.store), a.out, a.format, a.with_scores, a.with_weights, a.force,
                      command_line=line, csv_safe=a.csv_safe)
-    if a.json:
-        print(json.dumps(res.manifest, default=str))
-    else:
-        print("\n".join(x for x in res.lines() if not x.startswith("warning: ")))
-    for w in res.manifest.get("warnings", []):  # on stderr, also with --json: a pipe must not hide them
-        print(f"warning: {w}", file=sys.stderr)
+    print(json.dumps(res.manifest, default=str) if a.json else "\n".join(_said(res.lines())))
+    _warn(res.lines())
     return 0
 
 

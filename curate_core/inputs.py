@@ -119,12 +119,10 @@ def input_fits(cur, reader: FileReader, checks: dict[str, str]) -> set[str]:
     if not checks:
         return set()
     src = _bind(cur, reader)
-    items, row = list(checks.items()), []
-    for lo in range(0, len(items), TYPE_CHECK_COLUMNS):  # a few columns a scan (see infer_types)
-        counts = [f"count(*) FILTER (WHERE {quote_ident(c)} IS NOT NULL AND {uncastable(quote_ident(c), t)})"
-                  for c, t in items[lo: lo + TYPE_CHECK_COLUMNS]]
-        row += cur.execute(f"SELECT {', '.join(counts)} FROM {src}", reader.params).fetchall()[0]
-    return {c for (c, _), n in zip(items, row) if n == 0}
+    counts = [f"count(*) FILTER (WHERE {quote_ident(c)} IS NOT NULL AND {uncastable(quote_ident(c), t)})"
+              for c, t in checks.items()]
+    row = _aggregates(cur, counts, src, reader.params)
+    return {c for c, n in zip(checks, row) if n == 0}
 
 def insert_input(cur, reader: FileReader, select: Sequence[tuple[str, str]], first: int,
                  extra_types: dict[str, str], id_prefix: str) -> int:
@@ -205,23 +203,30 @@ def drop_empty(cur, first: int) -> None:
                  FROM samples WHERE row_id >= ?) r
            WHERE samples.row_id = r.old""", [first, first])
 
-TYPE_CHECK_COLUMNS = 16  # columns whose types one query infers
+AGGREGATES_PER_QUERY = 64  # filtered counts one type-checking query computes
+
+
+def _aggregates(cur, exprs: Sequence[str], source: str, params: Sequence[Any]) -> list:
+    """The values of the aggregate *exprs* over ``FROM source``, a few per query: one query over 2,000 columns
+    (8,000 filtered aggregates) took 22 GB and the machine."""
+    out: list = []
+    for lo in range(0, len(exprs), AGGREGATES_PER_QUERY):
+        out += cur.execute(f"SELECT {', '.join(exprs[lo: lo + AGGREGATES_PER_QUERY])} FROM {source}",
+                           list(params)).fetchall()[0]
+    return out
 
 
 def infer_types(cur, columns: Sequence[str], first: int) -> dict[str, str]:
     """For text columns: the narrowest type every non-null value (of rows from *first* on) casts to."""
     if not columns:
         return {}
-    row: list = []
-    # a few columns a query: one query over 2,000 columns (8,000 filtered aggregates) took 22 GB and the machine
-    for lo in range(0, len(columns), TYPE_CHECK_COLUMNS):
-        checks = []
-        for c in columns[lo: lo + TYPE_CHECK_COLUMNS]:
-            qc = quote_ident(c)
-            for t in ("BIGINT", "DOUBLE", "BOOLEAN"):
-                checks.append(f"count(*) FILTER (WHERE {qc} IS NOT NULL AND {uncastable(qc, t)})")
-            checks.append(f"count({qc})")
-        row += cur.execute(f"SELECT {', '.join(checks)} FROM samples WHERE row_id >= ?", [first]).fetchall()[0]
+    checks = []
+    for c in columns:
+        qc = quote_ident(c)
+        for t in ("BIGINT", "DOUBLE", "BOOLEAN"):
+            checks.append(f"count(*) FILTER (WHERE {qc} IS NOT NULL AND {uncastable(qc, t)})")
+        checks.append(f"count({qc})")
+    row = _aggregates(cur, checks, "samples WHERE row_id >= ?", [first])
     out = {}
     for i, c in enumerate(columns):
         bad_int, bad_float, bad_bool, nonnull = row[4 * i: 4 * i + 4]

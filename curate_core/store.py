@@ -643,18 +643,25 @@ def _memory_limit(explicit: str | None) -> str:
     return value.strip()
 
 
-def _check_file_size(con: duckdb.DuckDBPyConnection, path: Path, db: Path) -> None:
-    """A truncated database file is found at open, not by the first query that reads past its end: the file must
-    hold every block DuckDB's header counts (skipped while a write-ahead log is pending)."""
+def truncation(con: duckdb.DuckDBPyConnection, db: Path) -> str | None:
+    """Why the database file *db* is truncated — it holds fewer bytes than the blocks its header counts — or None
+    (also while a write-ahead log is pending). Cheap: the file's size against one pragma."""
     if Path(str(db) + ".wal").exists():
-        return
+        return None
     row = con.execute("PRAGMA database_size").fetchall()[0]
     block_size, blocks = int(row[2]), int(row[3])
     size = db.stat().st_size
     if size < blocks * block_size:
+        return f"truncated: {size:,} bytes where its header counts {blocks:,} blocks of {block_size:,}"
+    return None
+
+
+def _check_file_size(con: duckdb.DuckDBPyConnection, path: Path, db: Path) -> None:
+    """A truncated database file is found at open, not by the first query that reads past its end."""
+    why = truncation(con, db)
+    if why is not None:
         con.close()
-        raise damaged_database(path, f"truncated: {size:,} bytes where its header counts {blocks:,} blocks of "
-                                     f"{block_size:,}")
+        raise damaged_database(path, why)
 
 
 def _writable(path: Path) -> bool:

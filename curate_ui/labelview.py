@@ -217,6 +217,11 @@ def _units(data: li.LabelData) -> str:
     return "families" if data.summaries.get("consensus", {}).get("count") == "families" else "methods"
 
 
+def _votes(data: li.LabelData) -> int:
+    """How many votes the consensus has (its largest value), at least 1."""
+    return max(len(data.summaries.get("consensus", {}).get("distribution", {})) - 1, 1)
+
+
 def consensus_panel(ws: Workspace, data: li.LabelData) -> None:
     s = data.summaries.get("consensus")
     if not s:
@@ -251,7 +256,7 @@ def consensus_panel(ws: Workspace, data: li.LabelData) -> None:
         st.plotly_chart(fig, key="li_overlap")
     with c2:
         ks = sorted(dist, key=int)
-        unit = "families" if s.get("count") == "families" else "methods"
+        unit = _units(data)
         fig = go.Figure(go.Bar(x=[f"{k} of {len(ks) - 1}" for k in ks], y=[dist[k] for k in ks],
                                marker_color="#54A24B", text=[f"{dist[k]:,}" for k in ks], textposition="outside",
                                cliponaxis=False, hovertemplate=f"%{{x}} {unit}: %{{y:,}} rows<extra></extra>"))
@@ -259,8 +264,8 @@ def consensus_panel(ws: Workspace, data: li.LabelData) -> None:
                           xaxis_title=f"{unit} flagging the row", yaxis_title="rows")
         st.plotly_chart(fig, key="li_consensus")
     # its own k, next to its button: 2 by default, as clean.json (one method alone is often a hard example)
-    n = max(len(dist) - 1, 1)
-    unit, units = ("family", "families") if s.get("count") == "families" else ("method", "methods")
+    n, units = _votes(data), _units(data)
+    unit = {"families": "family", "methods": "method"}[units]
     a, b = st.columns([1, 3], vertical_alignment="bottom")
     k = int(a.number_input("Drop rows flagged by ≥", 1, n, value=min(2, n), step=1, key="li_cons_k",
                            help=f"of the {plural(n, unit, units)}; 2 is what assets/recipes/clean.json uses"))
@@ -274,7 +279,7 @@ def consensus_panel(ws: Workspace, data: li.LabelData) -> None:
 def suspects_panel(ws: Workspace, data: li.LabelData, decisions: pd.DataFrame, cutoff: float | None,
                    selection: np.ndarray | None) -> None:
     st.subheader("Suspects")
-    n_methods = max(len(data.summaries.get("consensus", {}).get("distribution", {})) - 1, 1)
+    n_methods = _votes(data)
     c = st.columns([2, 2, 1.3, 1.5, 1.2])
     labels = c[0].multiselect("Given label", data.classes, key="li_labels", placeholder="all labels")
     clusters: list[int] = []

@@ -9,8 +9,10 @@ and 2-D on a stratified sample of ≤ 50k rows, transform of the rest, HDBSCAN);
 (2-D and 5-D fits on all raw 384-d vectors) + HDBSCAN, only up to --baseline-max rows (it gets slow).
 
 --demo WS: the BANKING77 demo workspace (built with `python -m curate_core demo --workspace WS` if missing):
-prints the number of clusters, noise share, median cluster purity and the adjusted Rand index of clusters
-vs the true intents (`true_label`) and vs the (10 % noisy) labels.
+prints the number of clusters, noise share, median cluster purity, the adjusted Rand index of clusters
+vs the true intents (`true_label`) and vs the (10 % noisy) labels, and the map's trustworthiness.
+Every size prints the map's trustworthiness (sklearn, 15 neighbours, on 5,000 seeded rows: how many of a
+row's neighbours on the map are also its neighbours in the embedding) and the clusters' ARI vs the topics.
 """
 
 from __future__ import annotations
@@ -68,6 +70,20 @@ def make_workspace(n: int, root: Path) -> Path:
     return ws_path
 
 
+def trustworthiness(store, n: int = 5000, seed: int = 0) -> float:
+    """sklearn's trustworthiness of the 2-D map against the embeddings (15 neighbours) on *n* seeded rows:
+    the share of each row's map neighbours that are also near it in the embedding (1 = all)."""
+    from sklearn.manifold import trustworthiness as tw
+
+    from curate_core.embed import embeddings
+
+    ids, x = embeddings(store)
+    xy = store.read_table("projection", ["row_id", "x", "y"])
+    pick = np.sort(np.random.default_rng(seed).choice(len(ids), size=min(n, len(ids)), replace=False))
+    xy = xy.set_index("row_id").loc[ids[pick]]
+    return float(tw(x[pick], xy[["x", "y"]].to_numpy(), n_neighbors=15))
+
+
 def one_ours(ws_path: Path) -> dict:
     from curate_core import Workspace
 
@@ -76,7 +92,8 @@ def one_ours(ws_path: Path) -> dict:
         res = ws.run(["project", "cluster"])
         total = time.perf_counter() - t0
         by = {r["stage"]: r.get("summary", {}) for r in res}
-    return {"seconds": total, "project": by["project"], "cluster": by["cluster"]}
+        trust = trustworthiness(ws.store)
+    return {"seconds": total, "project": by["project"], "cluster": by["cluster"], "trustworthiness": trust}
 
 
 def one_baseline(ws_path: Path) -> dict:
@@ -132,6 +149,8 @@ def demo(ws: Path) -> None:
           f"(noise as one cluster); {adjusted_rand_score(rows['true_label'][nz], rows['cluster'][nz]):.3f} "
           f"(clustered rows only)")
     print(f"demo adjusted Rand index vs noisy labels: {adjusted_rand_score(rows['label'], rows['cluster']):.3f}")
+    with Workspace(ws) as w:
+        print(f"demo map trustworthiness (15 neighbours, 5,000 rows): {trustworthiness(w.store):.4f}")
 
 
 def main() -> None:
@@ -157,7 +176,8 @@ def main() -> None:
             steps = ", ".join(f"{k} {v:.0f} s" for k, v in (p.get("fit_steps") or {}).items())
             detail = (f"[project {p['seconds']:.0f} s: fit {p['fit_rows']:,} rows in {p['fit_seconds']} s ({steps}), "
                       f"transform {p['transformed_rows']:,} rows in {p.get('transform_seconds')} s; "
-                      f"cluster {c['seconds']:.0f} s: {c['clusters']} clusters, ARI vs topics {c['adjusted_rand']}]")
+                      f"cluster {c['seconds']:.0f} s: {c['clusters']} clusters, ARI vs topics {c['adjusted_rand']}; "
+                      f"trustworthiness {o['trustworthiness']:.4f} on 5,000 rows]")
             if n <= a.baseline_max:
                 b = sub("baseline", ws)
                 print(f"project+cluster N={n:,}: ours {o['seconds']:.1f} s, baseline {b['seconds']:.1f} s, "

@@ -25,6 +25,8 @@ def page(title: str, icon: str = ":material/dataset:") -> Workspace | None:
     if path:  # which workspace this is, on every page (the full path on hover)
         st.caption(f":material/folder_open: Workspace **{md(name or path)}**", help=f"`{path}`")
     ws = state.current_workspace()
+    if ws is not None:
+        runner.run_on_open(ws)
     if ws is not None and ws.store.read_only:
         st.info("This workspace's folder cannot be written (a read-only disk or another user's files): every page "
                 "reads and counts, exports go to the export folder, but decisions, saved selections and runs need a "

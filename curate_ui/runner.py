@@ -15,6 +15,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from curate_core import CurateError, Workspace
+from curate_core.demo import RUN_ON_OPEN
 from curate_core.execution import Executor, make_executor
 from curate_core.pipeline import ProgressEvent, RunCancelled, format_seconds
 
@@ -132,6 +133,15 @@ def start_run(ws: Workspace, stages: list[str] | None = None, params: dict | Non
 
     _launch(ws, run, "run", body)
     return run
+
+
+def run_on_open(ws: Workspace) -> BackgroundRun | None:
+    """Start the pipeline of a workspace marked to finish in the app (``curate demo --quick``: the data and its
+    vectors are in, the rest runs here in the background while the pages open), once."""
+    if ws.store.read_only or ws.store.get_meta(RUN_ON_OPEN) != "1":
+        return None
+    ws.store.set_meta(RUN_ON_OPEN, "0")
+    return start_run(ws)
 
 
 def describe(run: BackgroundRun) -> str:

@@ -38,8 +38,8 @@ def _rand_int(state):
     return state[0] ^ state[1] ^ state[2]
 
 
-@numba.njit("f4(f4[::1],f4[::1])", fastmath=True, cache=True)
-def _sq_dist(x, y):
+@numba.njit(fastmath=True, cache=True)
+def _sq_dist(x, y):  # no fixed signature: a model read from Ray's object store holds read-only arrays
     result = numba.float32(0.0)
     for i in range(x.shape[0]):
         diff = x[i] - y[i]

@@ -271,6 +271,19 @@ def test_umap_projection_separates_topics_and_transform_is_consistent(tmp_path):
     ws.close()
 
 
+def test_the_map_does_not_depend_on_the_transform_batch_size(tmp_path):
+    """A placed row's coordinates come from that row alone, so batches of 30 or 70 give the same map (and so
+    would any executor's, or a run resumed mid-way)."""
+    maps = []
+    for batch in (30, 70):
+        ws = built(tmp_path, 300, {"project": {"method": "umap", "sample_size": 200, "batch_size": batch,
+                                               "epochs": 30}}, name=f"b{batch}")
+        maps.append((ws.store.read_table("projection"), ws.store.read_table("projection5")))
+        ws.close()
+    for a, b in zip(*maps):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
 def test_exact_neighbours_match_sklearn():
     from sklearn.neighbors import NearestNeighbors
 

@@ -8,6 +8,7 @@ case); the cluster is started once for the module and stopped in a ``finally``. 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -102,6 +103,20 @@ def test_the_pipeline_on_a_two_node_cluster_equals_local(tmp_path, cluster):
         assert (tmp_path / "out-L" / "data.parquet").read_bytes() == (tmp_path / "out-R" / "data.parquet").read_bytes()
         nodes = {r["NodeID"] for r in __import__("ray").nodes() if r["Alive"]}
         assert len(nodes) == 2
+
+
+def test_a_umap_map_whose_rows_are_placed_on_ray_workers_equals_local(tmp_path, cluster):
+    """Rows outside the fit sample are placed on the workers (numba threads there): same coordinates as local."""
+    data = _data(tmp_path / "d.csv")
+    params = {"embed": PARAMS["embed"], "project": {"sample_size": 150, "batch_size": 40, "epochs": 30}}
+    with Workspace(tmp_path / "L") as a, Workspace(tmp_path / "R") as b:
+        for w in (a, b):
+            w.ingest(data)
+        a.run(["embed", "project"], params=params)
+        b.run(["embed", "project"], params=params, engine="ray", engine_options={"address": cluster})
+        assert json.loads(a.store.latest_runs()["project"]["summary"])["method"] == "umap"
+        for t in ("projection", "projection5"):
+            pd.testing.assert_frame_equal(a.store.read_table(t), b.store.read_table(t), check_exact=True, obj=t)
 
 
 def test_minilm_embeddings_on_ray_equal_local(tmp_path, cluster):

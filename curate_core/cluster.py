@@ -73,15 +73,56 @@ def fit_hdbscan(u_fit: np.ndarray, min_cluster_size: int, min_samples: int | Non
 
 
 def predict_hdbscan(model: Any, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(cluster, strength) of rows outside the fit sample (all noise without a model)."""
-    if model is None:
-        return np.full(len(u), NOISE, dtype=np.int32), np.zeros(len(u), dtype=np.float64)
-    import hdbscan
+    """(cluster, strength) of rows outside the fit sample (all noise without a model): hdbscan's
+    ``approximate_predict``, computed for all rows at once.
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore")
-        lab, strength = hdbscan.approximate_predict(model, u)
-    return np.asarray(lab, dtype=np.int32), np.asarray(strength, dtype=np.float64)
+    Why not call it: it walks the condensed tree in a Python loop per row and finds each row's neighbour in the
+    tree by a linear scan (4 s per 50k rows; a minute at 1M). The steps are the same, as array operations: the
+    nearest fit row by mutual reachability among the ``2 × min_samples`` raw neighbours, the lambda at which the
+    row joins it, then up the cluster tree while the parent cluster was still alive at that lambda; strength =
+    lambda / the cluster's largest lambda. A test holds the result equal to hdbscan's own.
+    """
+    n = len(u)
+    if model is None:
+        return np.full(n, NOISE, dtype=np.int32), np.zeros(n, dtype=np.float64)
+    pd_ = model.prediction_data_
+    ctree = pd_.cluster_tree
+    if ctree.shape[0] == 0 or n == 0:
+        return np.full(n, NOISE, dtype=np.int32), np.zeros(n, dtype=np.float64)
+    m = model.min_samples or model.min_cluster_size
+    dist, ind = pd_.tree.query(np.asarray(u), k=2 * m)
+    mr = np.maximum(np.maximum(pd_.core_distances[ind], dist[:, [m]]), dist)
+    best = mr.argmin(axis=1)
+    rows = np.arange(n)
+    nearest, reach = ind[rows, best], mr[rows, best]
+    with np.errstate(divide="ignore"):
+        lam = np.where(reach > 0.0, 1.0 / reach, np.finfo(np.double).max)
+    raw = model.condensed_tree_._raw_tree
+    points = raw[raw["child_size"] == 1]  # a fit row's own line: the cluster it falls out of, and when
+    parent_of = np.empty(len(pd_.raw_data), dtype=np.int64)
+    fell_at = np.empty(len(pd_.raw_data), dtype=np.float64)
+    parent_of[points["child"]], fell_at[points["child"]] = points["parent"], points["lambda_val"]
+    cluster = parent_of[nearest]
+    # clusters as a dense lookup: cluster id → its parent and the lambda at which it split off
+    top = int(max(ctree["child"].max(), ctree["parent"].max())) + 1
+    up, born = np.full(top, -1, dtype=np.int64), np.full(top, -np.inf)
+    up[ctree["child"]], born[ctree["child"]] = ctree["parent"], ctree["lambda_val"]
+    root = ctree["parent"].min()
+    climbing = np.flatnonzero(fell_at[nearest] > lam)
+    while climbing.size:
+        c = cluster[climbing]
+        go = (c > root) & (up[c] >= 0) & (born[c] >= lam[climbing])
+        climbing = climbing[go]
+        cluster[climbing] = up[cluster[climbing]]
+    label_of = np.full(top, NOISE, dtype=np.int32)
+    max_lambda = np.zeros(top)
+    for c, label in pd_.cluster_map.items():
+        label_of[c], max_lambda[c] = label, pd_.max_lambdas[c]
+    label = label_of[cluster]
+    ml = max_lambda[cluster]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        strength = np.where(label < 0, 0.0, np.where(ml > 0.0, np.minimum(ml, lam) / ml, 1.0))
+    return label, strength
 
 
 def hdbscan_labels(u: np.ndarray, fit_idx: np.ndarray, min_cluster_size: int, min_samples: int | None,

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 from curate_core import CurateError, Workspace, cluster, project
-from curate_core.cluster import (auto_min_cluster_size, ctfidf, ctfidf_weights, hdbscan_labels, keyword_sample,
-                                 label_stats)
+from curate_core.cluster import (auto_min_cluster_size, ctfidf, ctfidf_weights, fit_hdbscan, hdbscan_labels,
+                                 keyword_sample, label_stats, predict_hdbscan)
 from curate_core.project import Projector, stratified_sample
 from tests.conftest import REPO, write_csv
 
@@ -171,6 +171,24 @@ def test_hdbscan_fit_on_sample_and_approximate_predict():
     rest = np.setdiff1d(np.arange(len(u)), fit)
     assert adjusted_rand_score(y[rest], part[rest]) > 0.95  # predicted rows land in the right clusters
     assert set(np.unique(part)) <= set(np.unique(part[fit])) | {-1}
+
+
+@pytest.mark.parametrize("spread, min_samples", [(0.3, 5), (1.6, 10), (1.6, None)])
+def test_cluster_prediction_equals_hdbscans_approximate_predict(spread, min_samples):
+    """Our all-rows-at-once prediction gives hdbscan's labels and strengths exactly: tight blobs, and blobs that
+    overlap into a nested tree with noise between them."""
+    import hdbscan
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(12, 5)) * 4
+    y = rng.integers(0, 12, 6000)
+    u = (centres[y] + rng.normal(size=(6000, 5)) * spread).astype(np.float32)
+    model, _, _ = fit_hdbscan(u[:3000], 30, min_samples, predict=True)
+    ref_label, ref_strength = hdbscan.approximate_predict(model, u[3000:])
+    label, strength = predict_hdbscan(model, u[3000:])
+    assert 0 < (ref_label < 0).sum() or spread < 1  # the overlapping case has noise to get right
+    np.testing.assert_array_equal(label, ref_label)
+    np.testing.assert_array_equal(strength, ref_strength)
 
 
 def test_auto_min_cluster_size_scales():

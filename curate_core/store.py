@@ -139,11 +139,11 @@ class Store:
         self.path = Path(path).expanduser().resolve()
         db = self.path / DB_FILE
         if not db.exists():
+            if (err := file_not_folder(self.path)) is not None:  # before "no workspace": it says what is wrong
+                raise err
             if not create:
                 raise CurateError(f"No workspace at {self.path}",
                                   "create one with `python -m curate_core ingest FILE --workspace DIR`, or check the path")
-            if self.path.exists() and not self.path.is_dir():
-                raise CurateError(f"{self.path} is a file, not a workspace directory", "choose a directory path")
         #: True when the folder cannot be written (a read-only mount, another user's files): reading verbs work,
         #: the first write says why it cannot
         self.read_only = db.exists() and not _writable(self.path)
@@ -166,11 +166,15 @@ class Store:
                 raise damaged_database(self.path, "not a DuckDB database file") from None
             raise _lock_error(self.path, e) from None
         _check_file_size(self._con, self.path, db)
-        self._con.execute("SET temp_directory = ?", [str(self.path / "tmp") if not self.read_only
-                                                     else tempfile.gettempdir()])
-        self._con.execute(f"SET memory_limit = '{_memory_limit(memory_limit)}'")
-        self._con.execute("SET preserve_insertion_order = true")
-        self._migrate()
+        try:
+            self._con.execute("SET temp_directory = ?", [str(self.path / "tmp") if not self.read_only
+                                                         else tempfile.gettempdir()])
+            self._con.execute(f"SET memory_limit = '{_memory_limit(memory_limit)}'")
+            self._con.execute("SET preserve_insertion_order = true")
+            self._migrate()
+        except BaseException:  # a refused open (a newer schema, a bad memory limit) keeps no lock on the file
+            self._con.close()
+            raise
 
     # ----------------------------------------------------------------------------------- lifecycle
     @contextlib.contextmanager
@@ -599,7 +603,10 @@ def _registered(cur, name: str, obj: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        cur.unregister(name)
+        # in a transaction a failed statement has aborted, unregister fails too ("Current transaction is aborted")
+        # and its error would replace the real one (a read-only folder, a full disk) with one that reads as a bug
+        with contextlib.suppress(duckdb.TransactionException):
+            cur.unregister(name)
 
 
 @contextlib.contextmanager
@@ -662,6 +669,15 @@ def _check_file_size(con: duckdb.DuckDBPyConnection, path: Path, db: Path) -> No
     if why is not None:
         con.close()
         raise damaged_database(path, why)
+
+
+def file_not_folder(path: Path) -> CurateError | None:
+    """The error for a workspace path that is a file (the database file itself, say), or None."""
+    if not path.exists() or path.is_dir():
+        return None
+    hint = (f"give the folder that holds it: {path.parent}" if path.name == DB_FILE else
+            "a workspace is a folder (holding curate.duckdb): give that folder, or a new folder to create one")
+    return CurateError(f"{path} is a file, not a workspace directory", hint)
 
 
 def _writable(path: Path) -> bool:

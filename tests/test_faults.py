@@ -50,76 +50,6 @@ def _damaged(path: Path, how) -> Path:
     return path
 
 
-def test_a_truncated_database_is_found_at_open_and_check_says_what_is_readable(small):
-    _damaged(small, lambda b: b[: len(b) // 2])
-    for verb in (["info"], ["select", "--recipe", ALL], ["export", "--recipe", ALL, "--out", str(small / "o")]):
-        r = _cli(*verb, "--workspace", str(small))
-        assert r.returncode == 2 and "is damaged (truncated:" in r.stderr and "restore curate.duckdb" in r.stderr, verb
-        assert "this is a bug" not in r.stderr
-    r = _cli("check", "--workspace", str(small))
-    assert r.returncode == 2 and "problem: the file is truncated" in r.stdout and "damaged:" in r.stdout
-    assert not (small / "o").exists()
-
-
-@pytest.mark.parametrize("block", range(4))
-def test_a_corrupted_block_is_named_as_damage_and_check_finds_it(small, block):
-    size = (small / "curate.duckdb").stat().st_size
-    off = 3 * 4096 + 262144 * block + 64
-    if off + 2048 > size:
-        pytest.skip("the file has fewer blocks")  # never for this workspace: 3,000 rows fill 5 blocks
-    rng = random.Random(block)
-    _damaged(small, lambda b: b[:off] + bytes(rng.randrange(256) for _ in range(2048)) + b[off + 2048:])
-    r = _cli("check", "--workspace", str(small), "--json")
-    report = json.loads(r.stdout)
-    assert r.returncode == 2 and not report["ok"] and any("Corrupt database file" in p for p in report["problems"])
-    r = _cli("select", "--workspace", str(small), "--recipe", ALL)
-    assert r.returncode in (0, 2) and "this is a bug" not in r.stderr  # a block select never reads may be fine
-    if r.returncode == 2:
-        assert "is damaged" in r.stderr and "check --workspace" in r.stderr
-
-
-@pytest.mark.parametrize("content", [b"", b"not a database at all" * 100])
-def test_a_file_that_is_not_a_database(small, content):
-    (small / "curate.duckdb").write_bytes(content)
-    r = _cli("info", "--workspace", str(small))
-    assert r.returncode == 2 and "is damaged (not a DuckDB database file)" in r.stderr and "hint:" in r.stderr
-
-
-def test_check_on_a_sound_workspace_lists_stale_tables_and_orphaned_checkpoints(small):
-    orphan = small / "checkpoints" / "embed" / "0123456789abcdef0123"
-    orphan.mkdir(parents=True)
-    (orphan / "part-000.parquet").write_bytes(b"x" * 1000)
-    r = check_workspace(small)
-    assert r["ok"] and r["tables"]["samples"]["rows"] == 3000 and r["schema_version"] >= 1
-    assert r["orphaned_checkpoints"] == {"folders": ["checkpoints/embed/0123456789abcdef0123"], "bytes": 1000}
-    assert any("safe to delete" in n for n in r["notes"])
-    assert _cli("check", "--workspace", str(small)).returncode == 0
-
-
-def test_a_full_disk_during_run_exits_2_and_the_workspace_still_reads(small, monkeypatch, capsys):
-    before = fingerprint(small)
-    write, calls = Checkpoint.write, []
-
-    def full(self, name, table):  # the disk fills up after the first part
-        calls.append(name)
-        if len(calls) > 1:
-            raise OSError(errno.ENOSPC, "No space left on device", str(small / "checkpoints" / name))
-        return write(self, name, table)
-
-    monkeypatch.setattr(Checkpoint, "write", full)
-    rc = cli.main(["run", "--workspace", str(small), "--stages", "embed", "--embedder", "tfidf",
-                   "--param", "embed.shard_size=500"])
-    err = capsys.readouterr().err
-    assert rc == 2 and "error: The disk is full" in err and "run the same command again" in err
-    assert "this is a bug" not in err
-    monkeypatch.setattr(Checkpoint, "write", write)
-    after = fingerprint(small)  # nothing half-imported: the same data, at most an empty cache table more
-    assert {k: after[k] for k in before} == before and all(after[k][0] == 0 for k in after if k not in before)
-    assert cli.main(["info", "--workspace", str(small)]) == 0
-    assert cli.main(["run", "--workspace", str(small), "--stages", "embed", "--embedder", "tfidf",
-                     "--param", "embed.shard_size=500"]) == 0  # with space again, the same command finishes
-
-
 def test_a_full_disk_during_export_leaves_no_partial_file(small, monkeypatch, capsys):
     from curate_core.store import Store
 
@@ -144,59 +74,6 @@ def test_paths_that_cannot_be_written_and_input_nested_too_deep(small, tmp_path)
     assert r.returncode == 2 and "error:" in r.stderr and "this is a bug" not in r.stderr
     r = _cli("info", "--workspace", str(tmp_path / "deep.json"))  # a file, not a workspace folder
     assert r.returncode == 2 and "error:" in r.stderr
-
-
-def test_environment_errors_are_told_apart_from_bugs():
-    ro = environment_error(OSError(errno.EROFS, "Read-only file system", "/ws/curate.duckdb"), "/ws")
-    assert ro is not None and ro.message.startswith("Not allowed in /ws") and "reading commands" in ro.hint
-    assert environment_error(PermissionError(errno.EACCES, "Permission denied", "/x"), None) is not None
-    assert "disk is full" in environment_error(duckdb.IOException("IO Error: No space left on device"), "/w").message
-    assert "damaged" in environment_error(duckdb.IOException("Corrupt database file: checksum"), "/w").message
-    assert environment_error(RecursionError("maximum recursion depth exceeded"), None) is not None
-    for bug in (ValueError("no space left in the list"), KeyError("corrupt"), ZeroDivisionError()):
-        assert environment_error(bug, "/w") is None, bug  # a bug stays a bug
-
-
-def test_a_workspace_copied_whole_still_opens(small, tmp_path):
-    """The control case: copying the folder (a backup) gives a sound workspace with the same data."""
-    copy = tmp_path / "copy"
-    shutil.copytree(small, copy)
-    assert fingerprint(copy) == fingerprint(small) and check_workspace(copy)["ok"]
-
-
-def test_a_read_only_workspace_answers_reading_verbs_and_refuses_writes_clearly(small, tmp_path, monkeypatch, capsys):
-    """Issue 17: a workspace on a read-only filesystem refused even `info`. The folder test is patched (a
-    read-only mount needs root, see bench/faults.py for the real one); DuckDB's read-only connection is real."""
-    from curate_core import store
-
-    before = fingerprint(small)
-    monkeypatch.setattr(store, "_writable", lambda path: False)
-    assert cli.main(["info", "--workspace", str(small)]) == 0
-    assert cli.main(["select", "--workspace", str(small), "--recipe", ALL, "--json"]) == 0
-    assert cli.main(["search", "--workspace", str(small), "--query", "cards", "--k", "3"]) == 0
-    assert cli.main(["export", "--workspace", str(small), "--recipe", ALL, "--out", str(tmp_path / "o")]) == 0
-    assert (tmp_path / "o" / "data.parquet").exists()
-    capsys.readouterr()
-    for write in (["select", "--recipe", ALL, "--save-selection", "mine"], ["run", "--stages", "textstats"]):
-        assert cli.main([*write, "--workspace", str(small)]) == 2, write
-        err = capsys.readouterr().err
-        assert "is read-only here" in err and "reading commands work" in err and "bug" not in err, write
-    assert not list((small / "logs").glob("*"))  # nothing was written into the workspace
-    monkeypatch.undo()
-    assert fingerprint(small) == before
-
-
-def test_the_app_on_a_read_only_workspace_reads_and_says_why_it_cannot_write(small, app_env, monkeypatch):
-    from curate_core import store
-
-    from .conftest import app_test
-
-    monkeypatch.setattr(store, "_writable", lambda path: False)
-    app_env(small)
-    for page in ("app.py", "pages/4_Select.py", "pages/2_Label_issues.py", "pages/5_Export.py"):
-        at = app_test(page).run()
-        assert not at.exception, (page, at.exception)
-        assert any("cannot be written" in i.value for i in at.info), page
 
 
 def test_user_columns_that_differ_from_the_tools_only_in_case_are_kept_apart(tmp_path):

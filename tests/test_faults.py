@@ -50,32 +50,6 @@ def _damaged(path: Path, how) -> Path:
     return path
 
 
-def test_a_full_disk_during_export_leaves_no_partial_file(small, monkeypatch, capsys):
-    from curate_core.store import Store
-
-    def full(self, sql, path, fmt, params=None, tables=None):
-        Path(path).write_bytes(b"half a file")
-        raise duckdb.IOException(f'IO Error: Could not write file "{path}": No space left on device')
-
-    monkeypatch.setattr(Store, "copy", full)
-    out = small.parent / "out"
-    rc = cli.main(["export", "--workspace", str(small), "--recipe", ALL, "--out", str(out)])
-    err = capsys.readouterr().err
-    assert rc == 2 and "error: The disk is full" in err
-    assert not any(out.iterdir()) if out.exists() else True  # no data file, no temporary file, no manifest
-
-
-def test_paths_that_cannot_be_written_and_input_nested_too_deep(small, tmp_path):
-    r = _cli("export", "--workspace", str(small), "--recipe", ALL, "--out", "/proc/no/such/folder")
-    assert r.returncode == 2 and "Cannot use /proc/no" in r.stderr and "this is a bug" not in r.stderr
-    deep = tmp_path / "deep.json"
-    deep.write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
-    r = _cli("select", "--workspace", str(small), "--recipe", str(deep))
-    assert r.returncode == 2 and "error:" in r.stderr and "this is a bug" not in r.stderr
-    r = _cli("info", "--workspace", str(tmp_path / "deep.json"))  # a file, not a workspace folder
-    assert r.returncode == 2 and "error:" in r.stderr
-
-
 def test_user_columns_that_differ_from_the_tools_only_in_case_are_kept_apart(tmp_path):
     """Issue 17: `N_CHARS`, `Cluster`, `Label_Quality` made `export --with-scores` write the real scores as
     `n_chars_1` … beside the stale user columns, while manifest.json listed `n_chars` …"""

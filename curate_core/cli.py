@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 from . import pipeline
 from .demo import DEMO_WORKSPACE, build_demo
@@ -436,7 +436,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
          _evaluate_args)
 def _evaluate_cmd(a: argparse.Namespace) -> int:
     if not 0 < a.held_out < 1:
-        raise CurateError(f"--held-out must be between 0 and 1; got {a.held_out}")
+        raise CurateError(f"--held-out must be between 0 and 1; got {a.held_out}",
+                          "the share of labelled rows kept apart for scoring, e.g. --held-out 0.2")
     with open_workspace(a.workspace) as ws:
         out = evaluate(ws, load_recipe(a.recipe, ws.store), a.eval_file, text=a.eval_text, label=a.eval_label,
                        held_out=a.held_out, seed=a.seed)
@@ -469,7 +470,7 @@ def _mixture_args(p: argparse.ArgumentParser) -> None:
          _mixture_args)
 def _mixture_cmd(a: argparse.Namespace) -> int:
     if a.save is not None and not a.save.strip():
-        raise CurateError("--save needs a recipe name")
+        raise CurateError("--save needs a recipe name", "e.g. --save searched (then --recipe searched)")
     progress = None if a.json else TqdmProgress()
     with open_workspace(a.workspace) as ws:
         recipe = load_recipe(a.recipe, ws.store)
@@ -492,9 +493,17 @@ def _mixture_cmd(a: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------- main
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line ends like every other refusal: ``error: …`` first, a hint, exit 2
+    (argparse's own put two lines of usage before "prog: error: …")."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.exit(2, f"error: {message}\nhint: `{self.prog} --help` lists what it takes\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     prog = "curate" if Path(sys.argv[0]).name == "curate" else "python -m curate_core"  # the same program, either way
-    parser = argparse.ArgumentParser(prog=prog, description="Look at a text dataset and curate it.")
+    parser = _Parser(prog=prog, description="Look at a text dataset and curate it.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_, add_args, fn) in _COMMANDS.items():
         sp = sub.add_parser(name, help=help_.replace("%", "%%"), description=help_)  # argparse %-formats help, not description

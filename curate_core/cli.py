@@ -50,15 +50,6 @@ def open_workspace(path: str, create: bool = False):
     return Workspace(path, create=create)
 
 
-def _is_pipeline_run(pid: int) -> bool:
-    """Is process *pid* a `python -m curate_core run` (Linux /proc; False where that cannot be told)?"""
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"curate_core" in args and b"run" in args
-
-
 def open_workspace_after_runs(path: str, poll: float = 1.0):
     """Open a workspace for `run`; if another `curate_core run` process holds it, wait until that run ends
     (it finishes on its own: e.g. a run whose shell was killed but whose Python process was not), then open.
@@ -69,7 +60,7 @@ def open_workspace_after_runs(path: str, poll: float = 1.0):
             return open_workspace(path)
         except CurateError as e:
             pid = getattr(e, "pid", None)
-            if not pid or not _is_pipeline_run(pid):
+            if not pid or getattr(e, "holder", None) != "run":  # a `curate run` process (see store.holder)
                 raise
             if not announced:
                 print(f"waiting: another pipeline run (process {pid}) is using {path}; "

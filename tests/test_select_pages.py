@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pyarrow.parquet as pq
 
@@ -79,12 +78,6 @@ def test_select_page_shows_what_the_mixture_removes_and_warns_when_it_shrinks_th
     # a budget is a deliberate size: no shrink warning
     at.radio(key="sel_w_mix_bk").set_value("rows").run()
     assert not [w for w in at.warning if "The mixture's shares keep" in w.value]
-
-
-def test_select_page_reports_a_bad_draft_without_a_traceback(tmp_path, app_env):
-    at, _ = _open_page(tmp_path, app_env, "pages/4_Select.py",
-                       json.loads((Path(__file__).resolve().parent.parent / "assets/recipes/clean.json").read_text()), n=50, scores=False)
-    assert any("`scores` stage" in e.value for e in at.error)
 
 
 def test_export_page_writes_files(tmp_path, app_env):

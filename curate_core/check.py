@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 
 from .errors import CurateError
-from .store import DB_FILE, SCHEMA_VERSION, _lock_error, quote_ident, truncation
+from .store import DB_FILE, SCHEMA_VERSION, _lock_error, file_not_folder, quote_ident, truncation
 
 #: tables with one row per sample once their stage has run
 PER_ROW = ("embeddings", "projection", "clusters", "scores", "textstats")
@@ -27,7 +27,8 @@ def check_workspace(path: str | Path) -> dict[str, Any]:
     path = Path(path).expanduser().resolve()
     db = path / DB_FILE
     if not db.exists():
-        raise CurateError(f"No workspace at {path}", "give the folder that holds curate.duckdb")
+        raise file_not_folder(path) or CurateError(f"No workspace at {path}",
+                                                   "give the folder that holds curate.duckdb")
     out: dict[str, Any] = {"workspace": str(path), "file_bytes": db.stat().st_size, "problems": [], "notes": [],
                            "tables": {}}
     try:
@@ -63,18 +64,30 @@ def _check_file(con: duckdb.DuckDBPyConnection, db: Path, out: dict) -> None:
         out["problems"].append(f"the schema version cannot be read: {str(e).splitlines()[0]}")
 
 
-def _check_tables(con: duckdb.DuckDBPyConnection, out: dict) -> None:
+def table_digests(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
+    """Per table: ``{"rows", "ok", "digest"}``, or ``{"ok": False, "error"}`` for a table that cannot be read in
+    full. The digest changes when any value does: a fingerprint (the tests compare workspaces with it)."""
     names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-                                       "AND table_type = 'BASE TABLE' ORDER BY table_name").fetchall()]
+                                       "AND table_type = 'BASE TABLE' AND table_catalog = current_database() "
+                                       "ORDER BY table_name").fetchall()]
+    tables: dict[str, dict[str, Any]] = {}
     for name in names:
         t = quote_ident(name)
-        try:  # hashing every column reads every block of the table, checksums included
-            got = con.execute(f"SELECT count(*), sum(hash(COLUMNS(*))) FROM {t}").fetchall()[0]
-            out["tables"][name] = {"rows": int(got[0]), "ok": True, "digest": hashlib.sha256(
-                repr(got[1:]).encode()).hexdigest()[:16]}  # changes when any value does: a fingerprint
+        try:  # hashing every column reads every block of the table, checksums included; the hash of each whole
+            # row as well, so two rows trading values (labels swapped, vectors under the wrong row_id) show too
+            got = con.execute(f"SELECT count(*), sum(hash(COLUMNS(*))), sum(hash(_curate_row)) "
+                              f"FROM {t} AS _curate_row").fetchall()[0]
+            tables[name] = {"rows": int(got[0]), "ok": True,
+                            "digest": hashlib.sha256(repr(got[1:]).encode()).hexdigest()[:16]}
         except duckdb.Error as e:
-            out["tables"][name] = {"ok": False, "error": str(e).splitlines()[0]}
-            out["problems"].append(f"table {name} cannot be read in full: {str(e).splitlines()[0]}")
+            tables[name] = {"ok": False, "error": str(e).splitlines()[0]}
+    return tables
+
+
+def _check_tables(con: duckdb.DuckDBPyConnection, out: dict) -> None:
+    out["tables"] = table_digests(con)
+    out["problems"] += [f"table {name} cannot be read in full: {t['error']}" for name, t in out["tables"].items()
+                        if not t["ok"]]
     n = out["tables"].get("samples", {}).get("rows")
     for name in PER_ROW:
         got = out["tables"].get(name, {}).get("rows")

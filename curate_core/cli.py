@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 from . import pipeline
 from .demo import DEMO_WORKSPACE, build_demo
@@ -50,15 +50,6 @@ def open_workspace(path: str, create: bool = False):
     return Workspace(path, create=create)
 
 
-def _is_pipeline_run(pid: int) -> bool:
-    """Is process *pid* a `python -m curate_core run` (Linux /proc; False where that cannot be told)?"""
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"curate_core" in args and b"run" in args
-
-
 def open_workspace_after_runs(path: str, poll: float = 1.0):
     """Open a workspace for `run`; if another `curate_core run` process holds it, wait until that run ends
     (it finishes on its own: e.g. a run whose shell was killed but whose Python process was not), then open.
@@ -69,7 +60,7 @@ def open_workspace_after_runs(path: str, poll: float = 1.0):
             return open_workspace(path)
         except CurateError as e:
             pid = getattr(e, "pid", None)
-            if not pid or not _is_pipeline_run(pid):
+            if not pid or getattr(e, "holder", None) != "run":  # a `curate run` process (see store.holder)
                 raise
             if not announced:
                 print(f"waiting: another pipeline run (process {pid}) is using {path}; "
@@ -443,7 +434,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
          _evaluate_args)
 def _evaluate_cmd(a: argparse.Namespace) -> int:
     if not 0 < a.held_out < 1:
-        raise CurateError(f"--held-out must be between 0 and 1; got {a.held_out}")
+        raise CurateError(f"--held-out must be between 0 and 1; got {a.held_out}",
+                          "the share of labelled rows kept apart for scoring, e.g. --held-out 0.2")
     with open_workspace(a.workspace) as ws:
         out = evaluate(ws, load_recipe(a.recipe, ws.store), a.eval_file, text=a.eval_text, label=a.eval_label,
                        held_out=a.held_out, seed=a.seed)
@@ -476,7 +468,7 @@ def _mixture_args(p: argparse.ArgumentParser) -> None:
          _mixture_args)
 def _mixture_cmd(a: argparse.Namespace) -> int:
     if a.save is not None and not a.save.strip():
-        raise CurateError("--save needs a recipe name")
+        raise CurateError("--save needs a recipe name", "e.g. --save searched (then --recipe searched)")
     progress = None if a.json else TqdmProgress()
     with open_workspace(a.workspace) as ws:
         recipe = load_recipe(a.recipe, ws.store)
@@ -499,9 +491,17 @@ def _mixture_cmd(a: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------- main
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line ends like every other refusal: ``error: …`` first, a hint, exit 2
+    (argparse's own put two lines of usage before "prog: error: …")."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.exit(2, f"error: {message}\nhint: `{self.prog} --help` lists what it takes\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     prog = "curate" if Path(sys.argv[0]).name == "curate" else "python -m curate_core"  # the same program, either way
-    parser = argparse.ArgumentParser(prog=prog, description="Look at a text dataset and curate it.")
+    parser = _Parser(prog=prog, description="Look at a text dataset and curate it.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_, add_args, fn) in _COMMANDS.items():
         sp = sub.add_parser(name, help=help_.replace("%", "%%"), description=help_)  # argparse %-formats help, not description

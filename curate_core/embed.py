@@ -250,10 +250,22 @@ OPTIONS = (
 )
 
 
+def check_params(params: dict) -> None:
+    """The embed stage's sizes, refused before any stage starts and whatever the embedder: TF-IDF ignored
+    ``batch_size=0``, recomputed with it (exit 0) and kept it as the sticky parameter for the next model."""
+    for key, hint in (("batch_size", "e.g. --param embed.batch_size=64"),
+                      ("shard_size", "e.g. --param embed.shard_size=1024 (texts per checkpoint part)"),
+                      ("max_windows", "1 embeds the first window of each text only (truncation)")):
+        v = params.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise CurateError(f"embed.{key} must be a whole number of at least 1; got {v!r}", hint)
+
+
 @stage("embed", version="1", title="Embeddings",
        outputs=(Table("embeddings", features=False), Table("embed_cache", features=False)),
        defaults={"embedder": "minilm", "model": None, "batch_size": 64, "shard_size": 1024, "dim": None,
-                 "column": None, "seed": 0, "max_windows": 8}, options=OPTIONS, apply_options=_params_from_options)
+                 "column": None, "seed": 0, "max_windows": 8}, options=OPTIONS, apply_options=_params_from_options,
+       check=check_params)
 def run_embed(ctx: StageContext) -> dict:
     store, params = ctx.store, ctx.params
     emb = make_embedder(params, corpus_key=ctx.run_key)

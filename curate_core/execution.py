@@ -151,6 +151,18 @@ def filesystem(root: str | Path | tuple[pafs.FileSystem, str]) -> tuple[pafs.Fil
     return fs, path.rstrip("/")
 
 
+def _debug_pause() -> None:
+    """Testing aids after each part is written, off unless set: ``CURATE_DEBUG_BATCH_DELAY`` (seconds: kill -9 at
+    random moments of a slowed run) and ``CURATE_DEBUG_BATCH_GATE`` (a file: wait while it exists, so a test holds
+    a run in the middle of a stage for as long as it needs, with no timing in the test)."""
+    delay = float(os.environ.get("CURATE_DEBUG_BATCH_DELAY", "0") or 0)
+    if delay:
+        time.sleep(delay)
+    gate = os.environ.get("CURATE_DEBUG_BATCH_GATE")
+    while gate and os.path.exists(gate):
+        time.sleep(0.05)
+
+
 class Checkpoint:
     """The files of one run in progress: input snapshots, output parts, small objects (a fitted model) and a
     ``_COMPLETE`` marker. Every write is atomic (a temporary name, then a rename): a file is whole or absent."""
@@ -197,9 +209,7 @@ class Checkpoint:
     def write(self, name: str, table: pa.Table) -> None:
         self._atomic(name, lambda f: pq.write_table(table, f))
         if not name.startswith(self.INPUTS):
-            delay = float(os.environ.get("CURATE_DEBUG_BATCH_DELAY", "0") or 0)  # testing aid: reliable kill -9 tests
-            if delay:
-                time.sleep(delay)
+            _debug_pause()
 
     def read(self, name: str) -> pa.Table:
         return pq.read_table(self._p(name), filesystem=self.fs)

@@ -202,7 +202,9 @@ def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet",
         raise CurateError(f"Unknown export format {fmt!r}", f"use one of {choices(FORMATS)}")
     folder = out_dir(out, base)
     r = check_recipe(store, load_recipe(recipe, store))
-    targets = [folder / FORMATS[fmt], folder / RECIPE_FILE, folder / MANIFEST_FILE]
+    # any format's data file counts: a new manifest beside an older export's data.csv would pass that off as this
+    # export's (--force removes it, below)
+    targets = [folder / name for name in FORMATS.values()] + [folder / RECIPE_FILE, folder / MANIFEST_FILE]
     existing = [p.name for p in targets if p.exists() or p.is_symlink()]
     if existing and not force:
         raise CurateError(f"{folder} already holds {choices(existing)}",

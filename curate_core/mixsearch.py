@@ -224,7 +224,8 @@ def suggest(store_or_ws: Any, recipe: Any, group_by: str, *, eval_file: str | Pa
         raise CurateError(f"--trials must be at least {MIN_TRIALS}; got {trials}",
                           "a regression over fewer trials cannot be cross-validated; 24–48 is a good start")
     if not 0 < held_out < 1:
-        raise CurateError(f"--held-out must be between 0 and 1; got {held_out}")
+        raise CurateError(f"--held-out must be between 0 and 1; got {held_out}",
+                          "the share of labelled rows kept apart for scoring, e.g. --held-out 0.2")
     if eval_file is not None and eval_selection is not None:
         raise CurateError("Give --eval or --eval-selection, not both")
     natural_mix = replace(base.mixture or Mixture(), group_by=group_by, weights=None, temperature=1.0,

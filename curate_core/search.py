@@ -232,7 +232,7 @@ def search(store: Store, query: str | None = None, mode: str = "keyword", like: 
     """Search the workspace: see the module docstring. *k* limits the rows shown (and, for semantic and
     "like" searches, the rows matched)."""
     if int(k) < 1:
-        raise CurateError(f"--k must be at least 1; got {k}")
+        raise CurateError(f"--k must be at least 1; got {k}", "how many rows to show, e.g. --k 50")
     if like is not None:
         mode = "semantic"
         scored, count = semantic(store, like=like, k=k, where=where)

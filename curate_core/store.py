@@ -41,6 +41,9 @@ import pyarrow as pa
 from .errors import CurateError, choices, damaged_database
 
 DB_FILE = "curate.duckdb"
+#: who has the workspace open ({"pid", "kind", "what"}), written by processes that say so (the app): the lock
+#: error of another process reads it when DuckDB names the same pid
+HOLDER_FILE = "holder.json"
 SCHEMA_VERSION = 2
 
 #: columns every samples row has; everything else in `samples` came from the user's file.
@@ -135,15 +138,17 @@ class Store:
     """Owner of one workspace database. Open it once per process; use a cursor per operation."""
 
     def __init__(self, path: str | Path, create: bool = True, memory_limit: str | None = None,
-                 checkpoints: Any = None) -> None:
+                 checkpoints: Any = None, holder: tuple[str, str] | None = None) -> None:
+        """*holder* says who opens it, as (kind, words), e.g. ``("app", "the Curate app")``: written to
+        :data:`HOLDER_FILE`, so another process that finds the workspace locked can say who has it."""
         self.path = Path(path).expanduser().resolve()
         db = self.path / DB_FILE
         if not db.exists():
+            if (err := file_not_folder(self.path)) is not None:  # before "no workspace": it says what is wrong
+                raise err
             if not create:
                 raise CurateError(f"No workspace at {self.path}",
                                   "create one with `python -m curate_core ingest FILE --workspace DIR`, or check the path")
-            if self.path.exists() and not self.path.is_dir():
-                raise CurateError(f"{self.path} is a file, not a workspace directory", "choose a directory path")
         #: True when the folder cannot be written (a read-only mount, another user's files): reading verbs work,
         #: the first write says why it cannot
         self.read_only = db.exists() and not _writable(self.path)
@@ -166,11 +171,19 @@ class Store:
                 raise damaged_database(self.path, "not a DuckDB database file") from None
             raise _lock_error(self.path, e) from None
         _check_file_size(self._con, self.path, db)
-        self._con.execute("SET temp_directory = ?", [str(self.path / "tmp") if not self.read_only
-                                                     else tempfile.gettempdir()])
-        self._con.execute(f"SET memory_limit = '{_memory_limit(memory_limit)}'")
-        self._con.execute("SET preserve_insertion_order = true")
-        self._migrate()
+        try:
+            self._con.execute("SET temp_directory = ?", [str(self.path / "tmp") if not self.read_only
+                                                         else tempfile.gettempdir()])
+            self._con.execute(f"SET memory_limit = '{_memory_limit(memory_limit)}'")
+            self._con.execute("SET preserve_insertion_order = true")
+            self._migrate()
+        except BaseException:  # a refused open (a newer schema, a bad memory limit) keeps no lock on the file
+            self._con.close()
+            raise
+        if holder and not self.read_only:
+            with contextlib.suppress(OSError):  # a courtesy to other processes: never a reason to fail the open
+                (self.path / HOLDER_FILE).write_text(json.dumps({"pid": os.getpid(), "kind": holder[0],
+                                                                 "what": holder[1]}))
 
     # ----------------------------------------------------------------------------------- lifecycle
     @contextlib.contextmanager
@@ -599,7 +612,10 @@ def _registered(cur, name: str, obj: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        cur.unregister(name)
+        # in a transaction a failed statement has aborted, unregister fails too ("Current transaction is aborted")
+        # and its error would replace the real one (a read-only folder, a full disk) with one that reads as a bug
+        with contextlib.suppress(duckdb.TransactionException):
+            cur.unregister(name)
 
 
 @contextlib.contextmanager
@@ -664,6 +680,15 @@ def _check_file_size(con: duckdb.DuckDBPyConnection, path: Path, db: Path) -> No
         raise damaged_database(path, why)
 
 
+def file_not_folder(path: Path) -> CurateError | None:
+    """The error for a workspace path that is a file (the database file itself, say), or None."""
+    if not path.exists() or path.is_dir():
+        return None
+    hint = (f"give the folder that holds it: {path.parent}" if path.name == DB_FILE else
+            "a workspace is a folder (holding curate.duckdb): give that folder, or a new folder to create one")
+    return CurateError(f"{path} is a file, not a workspace directory", hint)
+
+
 def _writable(path: Path) -> bool:
     """Can this process create files in *path* (not just: do the permission bits say so — a read-only mount, or
     root on a read-only bind, only shows when trying)?"""
@@ -683,11 +708,40 @@ def _lock_error(path: Path, exc: Exception) -> CurateError:
             return damaged_database(path, msg.splitlines()[0])
         return CurateError(f"Could not open the workspace database in {path}: {msg.splitlines()[0]}")
     pid = re.search(r"PID (\d+)", msg)
-    who = f" (process {pid.group(1)})" if pid else ""
+    kind, what = holder(path, int(pid.group(1))) if pid else (None, None)
+    who = f" ({what + ', ' if what else ''}process {pid.group(1)})" if pid else ""
+    hint = {"run": "wait until that run has finished (its terminal shows the progress and an ETA), then try again",
+            "app": "do it in the app (its Overview runs the pipeline, the Export page exports), or stop the app "
+                   "(Ctrl-C where it runs) and try again"}.get(
+        kind or "", "close the app or the other command that uses this workspace, then try again")
     err = CurateError(f"The workspace {path} is open in another process{who}; DuckDB allows one writer at a time",
-                      "close the app or the other command that uses this workspace, then try again")
+                      hint)
     err.pid = int(pid.group(1)) if pid else None  # type: ignore[attr-defined]  # lets `run` wait for another run
+    err.holder = kind  # type: ignore[attr-defined]  # "run", "app", "cli" or None: pages say it in their words
     return err
+
+
+def holder(path: Path, pid: int) -> tuple[str | None, str | None]:
+    """Who process *pid*, which holds the workspace at *path*, is: (kind, words) — ``("run", "a `curate run`")``,
+    ``("app", "the Curate app")``, ``("cli", "a `curate info`")`` — or (None, None).
+
+    From the workspace's :data:`HOLDER_FILE` when it names that pid, else from the process's command line
+    (Linux /proc; nothing where that cannot be read)."""
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        said = json.loads((path / HOLDER_FILE).read_text())
+        if int(said["pid"]) == pid:
+            return str(said["kind"]), str(said["what"])
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None, None
+    for i, a in enumerate(args):
+        if a == "curate_core" or os.path.basename(a) == "curate":  # python -m curate_core …, the console script
+            cmd = next((x for x in args[i + 1:] if x and not x.startswith("-")), "")
+            return ("run" if cmd == "run" else "cli"), f"a `curate {cmd}`"
+        if os.path.basename(a) == "streamlit":  # streamlit run app.py, python -m streamlit run app.py
+            return "app", "the Curate app"
+    return None, None
 
 
 def now() -> dt.datetime:

@@ -25,11 +25,13 @@ class Workspace:
     >>> ws.info()["rows"]
     """
 
-    def __init__(self, path: str | Path, create: bool = True, checkpoints: Any = None) -> None:
+    def __init__(self, path: str | Path, create: bool = True, checkpoints: Any = None,
+                 holder: tuple[str, str] | None = None) -> None:
         """*checkpoints*: where runs in progress keep their parts (default ``<path>/checkpoints``): a path, a
-        pyarrow filesystem URI, or a ``(pyarrow FileSystem, path)`` pair."""
+        pyarrow filesystem URI, or a ``(pyarrow FileSystem, path)`` pair. *holder*: (kind, words) of who opens it,
+        for the error another process gets while it is open (see :func:`curate_core.store.holder`)."""
         pipeline.registry()  # stage modules register their output tables (the Store's whitelist)
-        self.store = Store(path, create=create, checkpoints=checkpoints)
+        self.store = Store(path, create=create, checkpoints=checkpoints, holder=holder)
         self.path = self.store.path
 
     # ---------------------------------------------------------------------------------- lifecycle

@@ -43,7 +43,7 @@ def choose_recipe(ws: Workspace) -> tuple[dict | None, str]:
         up = st.file_uploader("Recipe (.json)", type=["json"], key="exp_upload")
         if up is None:
             return None, ""
-        doc = S.parse_recipe(up.getvalue().decode("utf-8", errors="replace")).to_json()
+        doc = S.parse_recipe(up.getvalue()).to_json()  # the bytes: a BOM is fine, other encodings are refused
         return doc, str(keep_upload(ws, up.name, up.getvalue()))
     except CurateError as e:
         state.show_error(e)

@@ -28,6 +28,9 @@ from .text import md, md_message, plural
 
 W = "sel_w_"  # editor widget keys
 SEEN = "sel_seen_draft"
+#: what this page drew from the stored draft before anyone changed anything (FIRST until it has drawn it): the
+#: draft is written only when the page's recipe differs from it, so opening the page never rewrites a draft
+BASE, FIRST = "sel_base_draft", "(first drawing)"
 TEMPERATURES = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0, 1000.0]
 MAX_SLIDERS = 30  # more groups than this: a table of weights instead of sliders
 NONE = "(none)"
@@ -47,17 +50,22 @@ def _normalised(doc: dict) -> dict:
 
 def load_draft(ws: Workspace) -> dict:
     """The draft recipe, normalised; resets the editor when someone else changed it since this page saw it."""
-    raw = ws.store.recipe(S.DRAFT)
-    raw = S.new_recipe() if raw is None else raw
+    stored = ws.store.recipe(S.DRAFT)
+    raw = S.new_recipe() if stored is None else stored
     seen = st.session_state.get(SEEN)
-    if seen is not None and seen != _dump(raw):
-        reset_editor()
+    if seen != _dump(raw):
+        if seen is not None:
+            reset_editor()
+        # a stored draft is replaced only by a change made here (a draft this version cannot read, weights of
+        # groups that are gone: opening the page rewrote them); with no draft yet, the first drawing is saved
+        st.session_state[BASE] = FIRST if stored is not None else None
     st.session_state[SEEN] = _dump(raw)
     try:
         return S.parse_recipe(raw).to_json()
     except CurateError as e:
         state.show_error(e)
-        st.caption("The draft recipe has a problem (above); fix it here or replace it under *Recipe tools*.")
+        st.caption("The draft recipe has a problem (above). The editor shows what of it could be read; the draft "
+                   "is replaced once you change something here (or load another recipe under *Recipe tools*).")
         return _lenient(raw)
 
 
@@ -76,12 +84,16 @@ def _lenient(raw: dict) -> dict:
 
 
 def save_draft(ws: Workspace, recipe: dict) -> None:
+    """Write the page's recipe as the draft if the person changed something since the page drew it."""
     norm = _normalised(recipe)
     if ws.store.read_only:  # the page still counts; the draft lives in this browser session only
         return
-    if _dump(norm) != st.session_state.get(SEEN):
+    if st.session_state.get(BASE) == FIRST:  # drawn from the stored draft, nobody changed anything yet
+        st.session_state[BASE] = _dump(norm)
+        return
+    if _dump(norm) != st.session_state.get(BASE):
         RecipeDraft(ws.store).replace(norm).save()
-        st.session_state[SEEN] = _dump(norm)
+        st.session_state[BASE] = st.session_state[SEEN] = _dump(norm)
 
 
 def replace_draft(ws: Workspace, recipe: dict) -> None:
@@ -443,7 +455,17 @@ def _weights_editor(ws: Workspace, group_by: str, m: dict, temperature: float) -
     if len(names) > S.MAX_GROUPS:
         st.warning(f"`{group_by}` has more than {S.MAX_GROUPS:,} distinct values: choose another column to group by.")
         return None
-    old = m["weights"] if m["group_by"] == group_by and m["weights"] and set(m["weights"]) <= set(names) else None
+    old = m["weights"] if m["group_by"] == group_by and m["weights"] else None
+    if old is not None and not set(old) <= set(names):
+        gone = [g for g in old if g not in sizes]
+        st.warning(f"The draft's weights name {len(gone)} group(s) that `{md(group_by)}` does not have: "
+                   + ", ".join(f"`{md(g, 30)}`" for g in gone[:10]) + ". The sliders start from the temperature; "
+                   "moving one replaces the draft's weights.", icon=":material/warning:")
+        old = None
+    given = old  # the draft's own weights: kept exactly while the sliders stay where they started
+    if old is not None and (max(old.values()) > 100 or any(w != int(w) for w in old.values())):
+        top = max(old.values()) or 1.0  # weights are relative: onto the sliders' 0–100 (1e308 broke the slider)
+        old = {g: round(100 * (w / top)) for g, w in old.items()}
     custom = st.toggle("Set a weight per group", key=_init(W + f"mix_custom_{group_by}", old is not None),
                        help="off: the temperature sets the shares from the group sizes")
     if not custom:
@@ -463,6 +485,8 @@ def _weights_editor(ws: Workspace, group_by: str, m: dict, temperature: float) -
         for i, g in enumerate(names):
             weights[g] = float(cols[i % 3].slider(md(g, 40), 0, 100, step=1,
                                                   key=_init(_key("w", group_by, g), int(old.get(g, 0)))))
+    if given is not None and weights == {g: float(old.get(g, 0)) for g in names}:
+        weights = {g: float(given.get(g, 0.0)) for g in names}  # untouched: 0.3 / 0.7 stay, not 30 / 70 rounded
     tot = sum(weights.values())
     if tot <= 0:
         st.warning("All weights are 0: give at least one group a weight.")
@@ -498,8 +522,13 @@ def suggest_weights(ws: Workspace, recipe: dict) -> None:
                                help="mixtures drawn and trained on: natural, uniform and random ones (RegMix used "
                                     "hundreds; 24–48 fit a few groups)")
     if W + "ms_budget" not in st.session_state:  # start from the recipe's row budget, else half the pool
-        st.session_state[W + "ms_budget"] = int((m.get("budget") or {}).get("rows")
-                                                or max(1, S.live_counts(ws, recipe).rows_pool // 2))
+        rows = (m.get("budget") or {}).get("rows")
+        if not rows:
+            try:
+                rows = max(1, S.live_counts(ws, recipe).rows_pool // 2)
+            except CurateError:  # a recipe the counts refuse (they say why, above): no pool to halve
+                rows = 1000
+        st.session_state[W + "ms_budget"] = int(rows)
     budget = c[1].number_input("Rows per trial", min_value=1, step=100, key=W + "ms_budget",
                                help="each trial draws this many rows with the recipe's own sampler")
     names = [n for n in ws.store.selection_names() if not n.startswith("_")]

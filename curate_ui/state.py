@@ -68,13 +68,17 @@ def open_workspace(path: str, create: bool = False) -> Workspace:
     """The process-wide Workspace for *path* (opened once; a cursor per operation inside)."""
     path = str(Path(path).expanduser().resolve())
     reg = _registry()
-    if path not in reg:
-        reg[path] = Workspace(path, create=create)
+    if path not in reg:  # the holder file lets a CLI command that finds it locked say that the app has it
+        reg[path] = Workspace(path, create=create, holder=("app", "the Curate app"))
     return reg[path]
 
 
 def current_workspace() -> Workspace | None:
-    """The open workspace, or None (with the reason shown) when there is none or it cannot be opened."""
+    """The open workspace, or None (with the reason shown) when there is none or it cannot be opened.
+
+    A workspace that another process holds (a `curate run` in a terminal, say) stops the page after saying who
+    has it and offering to try again: nothing on the page could be read meanwhile, and "no workspace is open"
+    would be wrong."""
     path = workspace_path()
     if not path:
         return None
@@ -82,7 +86,22 @@ def current_workspace() -> Workspace | None:
         return open_workspace(path, create=False)
     except CurateError as e:
         show_error(e)
+        if getattr(e, "pid", None) is not None:
+            in_use(e)
         return None
+
+
+def in_use(e: CurateError) -> None:
+    """What a page says, and offers, while another process holds its workspace; then the page stops."""
+    if getattr(e, "holder", None) == "run":
+        st.info("A pipeline run started from a terminal is writing to this workspace. The pages open it again "
+                "when that run has finished (its terminal shows the progress); its results are then here.",
+                icon=":material/hourglass_top:")
+    else:
+        st.info("Another program has this workspace open, and DuckDB lets one program at a time use it. The pages "
+                "open it again once that program has closed it.", icon=":material/lock:")
+    st.button("Try again", key="ws_in_use_retry", icon=":material/refresh:")  # a click reruns the page
+    st.stop()
 
 
 def close_all() -> None:

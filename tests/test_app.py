@@ -71,32 +71,6 @@ def test_overview_add_data_and_run(app_env, tmp_path, small_csv):
     assert any(m.value == "**Next steps**" for m in at.markdown)  # the Overview points to the pages to open next
 
 
-def test_locked_workspace_shows_error(app_env, tmp_path, small_csv):
-    import subprocess
-    import sys
-    import time
-
-    from .conftest import REPO
-
-    wpath = tmp_path / "w"
-    with Workspace(wpath) as w:
-        w.ingest(small_csv)
-    holder = subprocess.Popen([sys.executable, "-c",
-                               f"from curate_core import Workspace; w = Workspace({str(wpath)!r}); "
-                               "print('ready', flush=True); import time; time.sleep(60)"],
-                              cwd=REPO, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "ready"
-        app_env(wpath)
-        at = app_test("app.py").run()
-        assert not at.exception
-        assert any("open in another process" in e.value for e in at.error)
-    finally:
-        holder.kill()
-        holder.wait()
-        time.sleep(0.1)
-
-
 def test_dataset_values_are_escaped_for_markdown():
     from curate_ui.text import md, md_message, plural, short
 

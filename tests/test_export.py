@@ -15,7 +15,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from curate_core import CurateError
 from curate_core import export as E
 from curate_core import select as S
 
@@ -116,56 +115,6 @@ def test_other_formats(ews, tmp_path, fmt):
     assert sha(path) == sha(again.out / f"data.{fmt}")
 
 
-def test_no_overwrite_without_force(ews, tmp_path):
-    E.export(ews, {}, tmp_path / "o")
-    before = sha(tmp_path / "o" / "data.parquet")
-    with pytest.raises(CurateError, match="already holds"):
-        E.export(ews, {"filters": [{"column": "lang", "op": "in", "value": ["de"]}]}, tmp_path / "o")
-    assert sha(tmp_path / "o" / "data.parquet") == before
-    E.export(ews, {"filters": [{"column": "lang", "op": "in", "value": ["de"]}]}, tmp_path / "o", force=True)
-    assert sha(tmp_path / "o" / "data.parquet") != before
-    assert not [p for p in (tmp_path / "o").iterdir() if p.name.startswith(".")]  # no temp files left
-
-
-@pytest.mark.parametrize("bad", [
-    {"filters": [{"score": "no_such_score", "op": ">", "value": 1}]},
-    {"filters": [{"column": "outlier_score", "op": "<", "value": "x"}]},
-    {"mixture": {"group_by": "label", "weights": {"alpha": 0}}},
-    {"mixture": {"group_by": "label", "budget": {"rows": -1}}},
-    {"mixture": {"group_by": "label", "weights": {"no_group": 1}}},
-])
-def test_bad_recipe_writes_nothing(ews, tmp_path, bad):
-    with pytest.raises(CurateError, match="Recipe field"):
-        E.export(ews, bad, tmp_path / "out" / "deeper")
-    assert not (tmp_path / "out").exists()
-
-
-def test_export_folder_is_confined_to_the_base(tmp_path):
-    base = tmp_path / "exports"
-    base.mkdir()
-    assert E.out_dir("run-1", base) == (base / "run-1").resolve()
-    assert E.out_dir("2024/run-1", base) == (base / "2024" / "run-1").resolve()
-    outside = tmp_path / "elsewhere"
-    outside.mkdir()
-    (base / "link").symlink_to(outside)
-    for bad in ["../x", "a/../../x", "/etc", str(outside), "~/x", "", ".", "a/./b", "a//b", ".hidden", "a b", "link/x"]:
-        with pytest.raises(CurateError):
-            E.out_dir(bad, base)
-    f = tmp_path / "file"
-    f.write_text("x")
-    with pytest.raises(CurateError, match="not a folder"):
-        E.out_dir(f)
-
-
-def test_export_with_base_refuses_traversal_before_writing(ews, tmp_path):
-    base = tmp_path / "exports"
-    with pytest.raises(CurateError):
-        E.export(ews, {}, "../escape", base=base)
-    assert not (tmp_path / "escape").exists()
-    res = E.export(ews, {}, "ok", base=base)
-    assert res.out == (base / "ok").resolve() and (res.out / "manifest.json").exists()
-
-
 def test_export_download_in_memory(ews):
     d = E.export_download(ews, {"filters": []}, fmt="csv")
     z = zipfile.ZipFile(BytesIO(d.zip))
@@ -212,17 +161,6 @@ def test_force_with_another_format_leaves_one_data_file(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["data.parquet", "manifest.json", "recipe.json"]
 
 
-def test_a_symlink_back_to_the_export_folder_is_refused(tmp_path):
-    from curate_core import CurateError
-    from curate_core import export as E
-
-    base = tmp_path / "exports"
-    base.mkdir()
-    (base / "loop").symlink_to(base)
-    with pytest.raises(CurateError, match="outside"):
-        E.out_dir("loop", base)
-
-
 def test_columns_an_export_adds_are_reserved_at_ingest(ews):
     """Re-ingesting an export must not let its label_original / repeats / weight pose as the tool's own:
     every column an export adds is in the names ingest reserves (columns.EXPORT_ADDED)."""
@@ -233,55 +171,3 @@ def test_columns_an_export_adds_are_reserved_at_ingest(ews):
     cols = E.data_columns(ews.store, S.parse_recipe(MIX), with_scores=False, with_weights=True)
     added = {out for src, _, out in cols if src == "selection"} - {"label"}
     assert added == {"label_original", "repeats", "weight"} - user and added <= tool_columns()
-
-
-HOSTILE = ["=HYPERLINK(\"http://x\",\"click\")", "+1 555 0100", "-2+3", "@SUM(A1:A9)", "\tTAB first", "-0.5",
-           "+7", "plain = text", "zero\u200bwidth", "rtl \u202eevil\u202c", "bell \x07 and \x1b[31m", "line\nbreak",
-           "tab\tinside", "emoji 😀", "quote \" and , comma"]
-
-
-def _hostile(tmp_path):
-    from curate_core import Workspace
-
-    ws = Workspace(tmp_path / "hw")
-    ws.ingest(pd.DataFrame({"id": [f"h{i}" for i in range(len(HOSTILE))], "text": HOSTILE,
-                            "label": ["=cmd|' /C calc'!A0" if i == 0 else "ok" for i in range(len(HOSTILE))]}))
-    return ws
-
-
-def test_csv_export_counts_formula_cells_warns_and_csv_safe_neutralises_them(tmp_path):
-    """Issue 17: CSV cells starting with = + - @ were written as they are, with no warning."""
-    with _hostile(tmp_path) as ws:
-        res = E.export(ws, {}, tmp_path / "plain", "csv")
-        m = res.manifest
-        # = + - @ and a leading tab, not numbers (-0.5, +7) nor an = inside the text
-        assert m["csv_formula_cells"] == {"text": 5, "label": 1, "label_original": 1} and m["csv_safe"] is False
-        assert any("7 CSV cells" in w and "text (5), label (1), label_original (1)" in w and "--csv-safe" in w
-                   for w in m["warnings"])
-        back = pd.read_csv(tmp_path / "plain" / "data.csv", dtype=str, keep_default_na=False)
-        assert back["text"].tolist() == HOSTILE  # the default does not touch the data
-        safe = E.export(ws, {}, tmp_path / "safe", "csv", csv_safe=True)
-        assert safe.manifest["csv_safe"] is True and "--csv-safe" in safe.manifest["command"]
-        got = pd.read_csv(tmp_path / "safe" / "data.csv", dtype=str, keep_default_na=False)
-        risky = {0, 1, 2, 3, 4}
-        assert got["text"].tolist() == [("'" + t if i in risky else t) for i, t in enumerate(HOSTILE)]
-        assert got["label"].iloc[0] == "'=cmd|' /C calc'!A0" and set(got["label"].iloc[1:]) == {"ok"}
-        # parquet and jsonl: every text byte-exact
-        E.export(ws, {}, tmp_path / "pq", "parquet")
-        assert pq.read_table(tmp_path / "pq" / "data.parquet").column("text").to_pylist() == HOSTILE
-        E.export(ws, {}, tmp_path / "js", "jsonl")
-        lines = (tmp_path / "js" / "data.jsonl").read_text(encoding="utf-8").splitlines()
-        assert [json.loads(x)["text"] for x in lines] == HOSTILE
-        assert "csv_formula_cells" not in E.export(ws, {}, tmp_path / "pq2", "parquet").manifest
-
-
-def test_cli_csv_export_warns_on_stderr_and_csv_safe_needs_csv(tmp_path):
-    _hostile(tmp_path).close()
-    run = lambda *a: subprocess.run([sys.executable, "-m", "curate_core", "export", "--workspace",  # noqa: E731
-                                     str(tmp_path / "hw"), "--recipe", str(REPO / "assets/recipes/all.json"), *a],
-                                    cwd=REPO, capture_output=True, text=True)
-    r = run("--out", str(tmp_path / "o"), "--format", "csv", "--json")
-    assert r.returncode == 0 and "warning: 6 CSV cells" in r.stderr and json.loads(r.stdout)["csv_formula_cells"]
-    r = run("--out", str(tmp_path / "o2"), "--csv-safe")
-    assert r.returncode == 2 and "error: --csv-safe is for --format csv" in r.stderr
-    assert not (tmp_path / "o2").exists()

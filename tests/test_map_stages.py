@@ -321,27 +321,3 @@ def test_exact_neighbours_match_sklearn():
     i2, d2 = ExactNeighbours(data[:3]).query(queries[:2], 5)  # k larger than the data: all rows, sorted
     assert i2.shape == (2, 3) and (np.diff(d2, axis=1) >= 0).all()
 
-
-def test_cli_run_waits_for_another_pipeline_run(tmp_path):
-    """A run that finds the workspace held by another `curate_core run` process waits for it (e.g. a run whose
-    shell was killed while its Python process went on); any other holder is an error at once."""
-    w = tmp_path / "w"
-    with Workspace(w) as ws:
-        ws.ingest(write_csv(tmp_path / "a.csv", topic_frame(20)))
-    hold = ("import sys, time; from curate_core import Workspace; w = Workspace(sys.argv[1]); "
-            "print('ready', flush=True); time.sleep(float(sys.argv[2])); w.close()")
-    for extra, waits in ((["curate_core", "run"], True), ([], False)):
-        holder = subprocess.Popen([sys.executable, "-c", hold, str(w), "3", *extra], cwd=REPO, stdout=subprocess.PIPE,
-                                  text=True)
-        try:
-            assert holder.stdout.readline().strip() == "ready"
-            t0 = time.monotonic()
-            r = subprocess.run([sys.executable, "-m", "curate_core", "run", "--workspace", str(w), "--stages",
-                                "embed", "--embedder", "tfidf"], cwd=REPO, capture_output=True, text=True, timeout=120)
-        finally:
-            holder.wait()
-        if waits:
-            assert r.returncode == 0, r.stderr
-            assert "waiting: another pipeline run" in r.stderr and time.monotonic() - t0 > 1.5
-        else:
-            assert r.returncode == 2 and "open in another process" in r.stderr

@@ -1,17 +1,12 @@
-"""Store: schema version, the lock message, the decisions log, selections and recipes."""
+"""Store: schema version, the decisions log, selections and recipes (the lock message and concurrent writers:
+tests/reliability/test_concurrency.py)."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
 from curate_core import CurateError, Workspace
 from curate_core.store import SCHEMA_VERSION, Store, quote_ident
-
-from .conftest import REPO
 
 
 def test_schema_version_recorded_and_newer_refused(tmp_path):
@@ -25,28 +20,6 @@ def test_schema_version_recorded_and_newer_refused(tmp_path):
 def test_open_missing_without_create(tmp_path):
     with pytest.raises(CurateError, match="No workspace"):
         Workspace(tmp_path / "nothing", create=False)
-
-
-def test_second_process_gets_lock_message(tmp_path, small_csv):
-    """While this process holds the workspace, the CLI in another process says so (exit 2, no traceback)."""
-    with Workspace(tmp_path / "w") as ws:
-        ws.ingest(small_csv)
-        r = subprocess.run([sys.executable, "-m", "curate_core", "info", "--workspace", str(tmp_path / "w")],
-                           capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert r.returncode == 2
-    assert "error: The workspace" in r.stderr and "open in another process" in r.stderr
-    assert "hint:" in r.stderr and "Traceback" not in r.stderr
-    # and from Python in the other process: a CurateError, not a duckdb exception
-    code = textwrap.dedent(f"""
-        from curate_core import Workspace, CurateError
-        try:
-            Workspace({str(tmp_path / 'w')!r})
-        except CurateError as e:
-            print("CURATE", e.message)
-    """)
-    with Workspace(tmp_path / "w"):
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert "CURATE The workspace" in r.stdout, r.stderr
 
 
 def test_quote_ident_is_injection_safe(ws):
@@ -133,39 +106,3 @@ def test_memory_limit_validated(tmp_path, monkeypatch):
     with pytest.raises(CurateError, match="memory limit"):
         Store(tmp_path / "w")
 
-
-def test_concurrent_writers_in_one_process_get_distinct_numbers(ws, small_csv, tmp_path):
-    """Two app sessions acting at once: decisions and ingests must not share batch numbers or row ids."""
-    import threading
-
-    ws.ingest(small_csv)
-    errors: list[BaseException] = []
-
-    def decide(i: int) -> None:
-        try:
-            for _ in range(5):
-                ws.decide([i], "keep")
-        except BaseException as e:  # noqa: BLE001
-            errors.append(e)
-
-    threads = [threading.Thread(target=decide, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    log = ws.store.decision_log(1000)
-    assert log["seq"].is_unique and log["batch"].nunique() == 20
-
-    import pandas as pd
-
-    def ingest(k: int) -> None:
-        ws.ingest(pd.DataFrame({"text": [f"t{k}-{j}" for j in range(50)]}), source_name=f"s{k}")
-
-    threads = [threading.Thread(target=ingest, args=(k,)) for k in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    ids = ws.store.query_df("SELECT row_id FROM samples ORDER BY row_id")["row_id"]
-    assert ids.tolist() == list(range(40 + 150))

@@ -19,13 +19,19 @@ def group_shares(sizes: dict[str, float], temperature: float = 1.0, weights: dic
     size^(1/T) normalised — T = 1 keeps the natural proportions, T → ∞ gives every non-empty group the same."""
     if weights is not None:
         w = {g: float(weights.get(g, 0.0)) for g in sizes}
+        top = max(w.values(), default=0.0)
+        # relative to the largest first: weights near the float limit (1e308 each) summed to inf, and every
+        # share became NaN — a mixture that silently selected nothing
+        w = {g: v / top for g, v in w.items()} if top > 0 else w
         tot = sum(w.values())
         return {g: (v / tot if tot > 0 else 0.0) for g, v in w.items()}
-    logs = {g: math.log(s) / temperature for g, s in sizes.items() if s > 0}
+    logs = {g: math.log(s) for g, s in sizes.items() if s > 0}
     if not logs:
         return {g: 0.0 for g in sizes}
     top = max(logs.values())
-    ex = {g: math.exp(v - top) for g, v in logs.items()}
+    # (log size − log largest) / T, never log size / T: a tiny temperature (1e-308) made every term inf and
+    # every share NaN; this way the largest groups get exp(0) = 1 and the rest tend to 0, as T → 0 should
+    ex = {g: math.exp((v - top) / temperature) for g, v in logs.items()}
     tot = sum(ex.values())
     return {g: ex.get(g, 0.0) / tot for g in sizes}
 

@@ -238,8 +238,12 @@ class Recipe:
         return list(dict.fromkeys(c for c in cols if c not in ("row_id",)))
 
 
+#: what a refused recipe field points to when it has nothing more specific to say
+FIELDS_HINT = "the README's section \"Recipes\" describes every field; assets/recipes/*.json are examples"
+
+
 def _bad(field_: str, what: str, hint: str = "") -> CurateError:
-    return CurateError(f"Recipe field `{field_}`: {what}", hint)
+    return CurateError(f"Recipe field `{field_}`: {what}", hint or FIELDS_HINT)
 
 
 def is_number(v: Any) -> bool:
@@ -305,16 +309,28 @@ def _names(v: Any, field_: str) -> tuple[str, ...]:
 def parse_recipe(doc: Any) -> Recipe:
     """Check a recipe's structure (types, ranges, known keys) and return it normalised.
 
-    *doc* is a dict, a JSON string, or a :class:`Recipe`. Checks that need the workspace (columns, groups,
-    selection names) are in :func:`check_recipe`. Errors name the field, e.g. ``mixture.budget.rows``.
+    *doc* is a dict, JSON text (a str, or the bytes of a file), or a :class:`Recipe`. Checks that need the
+    workspace (columns, groups, selection names) are in :func:`check_recipe`. Errors name the field, e.g.
+    ``mixture.budget.rows``.
     """
     if isinstance(doc, Recipe):
         return doc
-    if isinstance(doc, (str, bytes)):
-        try:
+    try:
+        return _parse_recipe(doc)
+    except RecursionError:  # json.loads (or a check) meeting a value nested thousands of levels deep
+        raise CurateError("The recipe nests too deeply to read (a value inside thousands of levels)",
+                          "recipes are flat objects: see assets/recipes/clean.json for the shape") from None
+
+
+def _parse_recipe(doc: Any) -> Recipe:
+    if isinstance(doc, (str, bytes, bytearray)):
+        try:  # bytes (an uploaded file): json finds UTF-8/16/32 and skips a byte-order mark, as the CLI does
             doc = json.loads(doc)
         except json.JSONDecodeError as e:
             raise CurateError(f"The recipe is not valid JSON: {e}", "check the file with a JSON validator") from None
+        except UnicodeDecodeError as e:
+            raise CurateError(f"The recipe is not UTF-8 text ({e.reason} at byte {e.start})",
+                              "save the recipe file as UTF-8 (recipes are JSON)") from None
     if not isinstance(doc, dict):  # a JSON array or a bare value is not a recipe at all
         shown = json.dumps(doc)
         raise CurateError(f"A recipe is a JSON object ({{\"filters\": …, \"mixture\": …}}); got "
@@ -511,10 +527,11 @@ def load_recipe(src: Any, store: Store | None = None) -> Recipe:
         p = Path(src).expanduser()
         if p.is_file():
             try:
-                text = p.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not an error
-            except (OSError, UnicodeDecodeError) as e:
-                raise CurateError(f"Could not read the recipe {p}: {e}") from None
-            return parse_recipe(text)
+                data = p.read_bytes()  # parse_recipe decodes: a byte-order mark is fine, a wrong encoding said
+            except OSError as e:
+                raise CurateError(f"Could not read the recipe {p}: {e.strerror or e}",
+                                  "check that the file can be read") from None
+            return parse_recipe(data)
         if store is not None and isinstance(src, str):
             saved = store.recipe(src)
             if saved is not None:

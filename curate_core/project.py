@@ -32,10 +32,9 @@ Outputs: ``projection(row_id, x, y)`` and ``projection5(row_id, vec FLOAT[k], in
 
 from __future__ import annotations
 
-import os
+import importlib.util
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -51,13 +50,6 @@ from .store import Store, column_ref, join_sql, parquet_relation
 
 METHODS = ("umap", "pca")
 MIN_UMAP_ROWS = 20
-
-
-def _numba_cache() -> None:
-    """Point numba's on-disk cache at a writable user folder (site-packages may be read-only)."""
-    if "NUMBA_CACHE_DIR" not in os.environ:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        os.environ["NUMBA_CACHE_DIR"] = str(base / "curate" / "numba")
 
 
 # ------------------------------------------------------------------------------------------- sampling
@@ -189,10 +181,7 @@ class Projector:
         if self.method == "umap" and X.shape[0] < MIN_UMAP_ROWS:
             self.used, self.note = "pca", f"PCA instead of UMAP: {X.shape[0]} rows (UMAP needs {MIN_UMAP_ROWS}+)"
         if self.used == "umap":
-            try:
-                _numba_cache()
-                import umap  # noqa: F401
-            except ImportError:
+            if importlib.util.find_spec("umap") is None:  # found, not imported: importing it costs seconds
                 self.used, self.note = "pca", "PCA instead of UMAP: umap-learn is not installed"
         if self.used == "pca":
             self._fit_pca(Z)

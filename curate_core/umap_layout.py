@@ -13,14 +13,29 @@ same neighbours and seed), with three differences that are the reason this file 
 * **Compiled once per machine.** Every numba function here is cached on disk; umap-learn's epoch and graph
   functions compile again in every process (about 5 s per CLI run).
 
-Spectral initialisation and the curve fit of ``a``, ``b`` come from umap-learn itself (plain scipy, no compile).
+The spectral start and the curve fit of ``a``, ``b`` are umap-learn's steps too, written here with scipy so that a
+run imports umap-learn only for a graph in several pieces (whose layout it does best) or pynndescent's search.
 """
 
 from __future__ import annotations
 
-import numba
-import numpy as np
-import scipy.sparse
+import os
+from pathlib import Path
+
+
+def _user_numba_cache() -> None:
+    """Compiled kernels go to a writable user cache folder (site-packages may be read-only), set before numba is
+    imported, which reads it once: so they are compiled once per machine, not once per run."""
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        os.environ["NUMBA_CACHE_DIR"] = str(base / "curate" / "numba")
+
+
+_user_numba_cache()
+
+import numba  # noqa: E402 - after the cache folder is chosen
+import numpy as np  # noqa: E402
+import scipy.sparse  # noqa: E402
 
 SMOOTH_K_TOLERANCE = 1e-5
 MIN_K_DIST_SCALE = 1e-3
@@ -167,10 +182,14 @@ def epochs_per_sample(weights: np.ndarray, n_epochs: int, strongest: np.ndarray 
 
 
 def ab_params(min_dist: float, spread: float = 1.0) -> tuple[float, float]:
-    """``a``, ``b`` of the low-dimensional similarity 1 / (1 + a d^2b) for *min_dist* (umap-learn's curve fit)."""
-    from umap.umap_ import find_ab_params
+    """``a``, ``b`` of the low-dimensional similarity 1 / (1 + a d^2b): the least-squares fit of that curve to
+    "1 up to *min_dist*, then exp(−(d − min_dist) / spread)" on [0, 3·spread] (the paper's choice, umap-learn's
+    numbers)."""
+    from scipy.optimize import curve_fit
 
-    a, b = find_ab_params(spread, min_dist)
+    x = np.linspace(0, spread * 3, 300)
+    y = np.where(x < min_dist, 1.0, np.exp(-(x - min_dist) / spread))
+    (a, b), _ = curve_fit(lambda d, a, b: 1.0 / (1.0 + a * d ** (2 * b)), x, y)
     return float(a), float(b)
 
 
@@ -223,9 +242,30 @@ def _pruned(graph: scipy.sparse.coo_matrix, n_epochs: int) -> scipy.sparse.coo_m
 
 
 def _spectral(g: scipy.sparse.coo_matrix, data: np.ndarray, n_components: int, rs: np.random.RandomState) -> np.ndarray:
-    from umap.spectral import spectral_layout
+    """The eigenvectors of the normalised graph Laplacian with the smallest eigenvalues after the trivial one,
+    found as umap-learn's ``spectral_layout`` finds them (same solver, start vector and draws from *rs*: the same
+    layout). A graph in several pieces goes to umap-learn itself, which lays the pieces out apart from each
+    other; importing it costs ~1 s, and ~25 s of compiling on a new machine, which a connected graph is spared."""
+    import scipy.sparse.csgraph
+    import scipy.sparse.linalg
 
-    start = spectral_layout(data, g, n_components, rs, metric="euclidean", metric_kwds={})
+    n = g.shape[0]
+    if scipy.sparse.csgraph.connected_components(g)[0] > 1:
+        from umap.spectral import spectral_layout
+
+        start = spectral_layout(data, g, n_components, rs, metric="euclidean", metric_kwds={})
+    else:
+        k = n_components + 1
+        sqrt_deg = np.sqrt(np.asarray(g.sum(axis=0)).squeeze())
+        d = scipy.sparse.spdiags(1.0 / sqrt_deg, 0, n, n)
+        laplacian = scipy.sparse.identity(n, dtype=np.float64) - d * g * d
+        rs.normal(size=(n, k))  # umap-learn draws a start block here (used by its other solver): same stream
+        try:
+            values, vectors = scipy.sparse.linalg.eigsh(laplacian, k, which="SM", ncv=max(2 * k + 1, int(np.sqrt(n))),
+                                                        tol=1e-4, v0=np.ones(n), maxiter=n * 5)
+            start = vectors[:, np.argsort(values)[1:k]]
+        except scipy.sparse.linalg.ArpackError:  # no eigengap to find: a random start, as umap-learn falls back to
+            start = rs.uniform(low=-10.0, high=10.0, size=(n, n_components))
     start = (start * (10.0 / np.abs(start).max())).astype(np.float32)
     return start + rs.normal(scale=0.0001, size=start.shape).astype(np.float32)
 

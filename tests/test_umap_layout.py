@@ -52,6 +52,31 @@ def test_memberships_and_the_fuzzy_graph_equal_umap_learns(data):
     assert mine.nnz == ref.nnz
 
 
+@pytest.mark.parametrize("min_dist", [0.0, 0.1, 0.5])
+def test_the_curve_parameters_are_umap_learns(min_dist):
+    assert ul.ab_params(min_dist) == pytest.approx(umap_.find_ab_params(1.0, min_dist), rel=1e-9)
+
+
+@pytest.mark.parametrize("pieces", [1, 3])
+def test_the_spectral_start_is_umap_learns(pieces):
+    """Connected: our own eigen-solve, the same numbers as umap-learn's; in pieces: umap-learn's own layout."""
+    import scipy.sparse.csgraph
+    from umap.spectral import spectral_layout
+
+    rng = np.random.default_rng(4)
+    X = np.vstack([rng.normal(size=(400, 6)) + 40 * p for p in range(pieces)]).astype(np.float32)
+    idx, dist = ExactNeighbours(X).query(X, 15)
+    g = ul._pruned(ul.fuzzy_graph(idx, dist), 100)
+    assert scipy.sparse.csgraph.connected_components(g)[0] == pieces
+    rs_ours, rs_ref = np.random.RandomState(7), np.random.RandomState(7)
+    ours = ul._spectral(g, X, 5, rs_ours)
+    ref = spectral_layout(X, g, 5, rs_ref, metric="euclidean", metric_kwds={})
+    ref = (ref * (10.0 / np.abs(ref).max())).astype(np.float32)
+    ref = ref + rs_ref.normal(scale=0.0001, size=ref.shape).astype(np.float32)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+    assert rs_ours.randint(1 << 30) == rs_ref.randint(1 << 30)  # the same draws taken: the SGD seed follows
+
+
 def test_a_fitted_layout_is_as_faithful_as_umap_learns(data):
     """Same neighbours, same number of epochs: the map keeps the same share of neighbourhoods (the SGD is
     umap-learn's, in single-precision powers) and separates the same blobs."""
@@ -61,7 +86,6 @@ def test_a_fitted_layout_is_as_faithful_as_umap_learns(data):
         ref = umap_.UMAP(n_neighbors=15, min_dist=0.1, n_epochs=100, random_state=0,
                          precomputed_knn=(idx.copy(), dist.copy(), None)).fit(X).embedding_
     mine, a, b = ul.fit_layout(ul.fuzzy_graph(idx, dist), X, 2, 0.1, 100, seed=0)
-    assert (a, b) == pytest.approx(umap_.find_ab_params(1.0, 0.1))
     t_ref, t_mine = trustworthiness(X, ref, n_neighbors=15), trustworthiness(X, mine, n_neighbors=15)
     assert t_mine > 0.9 and abs(t_mine - t_ref) < 0.01, (t_mine, t_ref)
 

@@ -43,6 +43,30 @@ def test_a_truncated_database_is_found_at_open_and_check_says_what_is_readable(b
     assert (built / "curate.duckdb").read_bytes() == damaged  # nothing tried to "repair" it
 
 
+def test_free_blocks_trimmed_off_the_end_are_not_damage(built):
+    """DuckDB cuts free blocks off the end of its file and still counts them: after a big table is dropped, the
+    file holds fewer bytes than its blocks — healthy, and it opened as "damaged (truncated)" before."""
+    db = built / "curate.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE _big AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(300000)")
+    con.execute("CHECKPOINT")
+    con.execute("DROP TABLE _big")
+    con.execute("CHECKPOINT")
+    con.close()
+    con = duckdb.connect(str(db))
+    _, _, block, total, used, *_ = con.execute("PRAGMA database_size").fetchall()[0]
+    con.close()
+    assert db.stat().st_size < total * block and total > used  # the state that was read as damage
+    before = fingerprint(built)
+    for verb in (["info"], ["check"], ["select", "--recipe", ALL]):
+        r = cli(*verb, "--workspace", built)
+        assert r.rc == 0 and "damaged" not in r.err + r.out, (verb, r.err)
+    assert fingerprint(built) == before
+    _damaged(built, lambda b: b[: len(b) - 2 * block])  # cut into the blocks in use: damage again
+    r = cli("info", "--workspace", built)
+    assert r.rc == 2 and "is damaged (truncated:" in r.err
+
+
 @pytest.mark.parametrize("block", range(4))
 def test_a_corrupted_block_is_named_as_damage_and_check_finds_it(built, block):
     size = (built / "curate.duckdb").stat().st_size

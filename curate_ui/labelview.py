@@ -11,9 +11,8 @@ import streamlit as st
 
 from curate_core import CurateError, Workspace
 from curate_core import labelissues as li
-from curate_core.pipeline import plan
 
-from . import charts, layout, runner, state
+from . import cache, charts, layout, runner, state
 from .text import md, md_message, plural
 
 TABLE_ROWS = 500  # rows the suspects table shows (filters narrow the rest)
@@ -23,7 +22,7 @@ FLASH = "_li_flash"
 
 
 def _data_key(ws: Workspace) -> str:
-    runs = ws.store.latest_runs()
+    runs = cache.latest_runs(ws)
     parts = [f"{s}:{runs[s]['run_key']}:{runs[s]['finished']}" for s in ("scores", "cluster") if s in runs]
     return "|".join(parts)
 
@@ -143,7 +142,7 @@ def aum_panel(ws: Workspace, data: li.LabelData) -> float | None:
     st.plotly_chart(fig, key="li_aum_hist")
     c1, c2 = st.columns(2)
     busy = (r := runner.get_run(ws)) is not None and r.running
-    params = dict(plan(ws.store).params["scores"].get("params") or {})
+    params = dict(cache.stage_params(ws, "scores").get("params") or {})
     manual = params.get("aum", {}).get("cutoff") is not None
     if c1.button("Apply this cutoff", width="stretch", disabled=busy or abs(cutoff - stored) < step / 2, key="li_aum_apply",
                  help="reruns the scores stage with this cutoff: aum_flag and the consensus follow"):

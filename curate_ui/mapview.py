@@ -21,7 +21,7 @@ from curate_core.cluster import cluster_info, cluster_means
 from curate_core.project import map_points, stratified_sample
 from curate_core.store import NUMERIC_TYPES
 
-from . import state
+from . import cache, state
 from .charts import plot_text
 from .text import md, plural
 
@@ -41,13 +41,13 @@ PALETTE = [*px_colors.qualitative.Alphabet, *px_colors.qualitative.Dark24, *px_c
 
 def data_version(ws: Workspace) -> str:
     """Changes whenever any stage finishes a run: the cache key for everything the page reads."""
-    runs = ws.store.latest_runs()
+    runs = cache.latest_runs(ws)
     return json.dumps({k: str(v.get("run_key")) + str(v.get("status")) for k, v in sorted(runs.items())})
 
 
 def projection_method(ws: Workspace) -> str:
     """"UMAP" or "PCA" (fallback), from the summary of the latest project run — for axis titles."""
-    summary = (ws.store.latest_runs().get("project") or {}).get("summary")
+    summary = (cache.latest_runs(ws).get("project") or {}).get("summary")
     try:
         s = json.loads(summary) if isinstance(summary, str) else (summary or {})
     except ValueError:

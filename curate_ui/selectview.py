@@ -23,7 +23,7 @@ from curate_core.pipeline import format_seconds
 from curate_core.dedup import DEFAULT_EPS
 from curate_core.recipes.draft import RecipeDraft
 
-from . import charts, runner, state
+from . import cache, charts, runner, state
 from .text import md, md_message, plural
 
 W = "sel_w_"  # editor widget keys
@@ -485,7 +485,7 @@ def suggest_weights(ws: Workspace, recipe: dict) -> None:
     group_by = m["group_by"]
     box = st.container(border=True)
     box.markdown(f"**Suggest weights** · let the data choose the shares of `{md(group_by, 40)}`")
-    if "embed" not in ws.store.latest_runs():
+    if "embed" not in cache.latest_runs(ws):
         box.caption("The search trains the outcome probe on the embeddings: run the embed stage first (Overview).")
         return
     job = runner.get_job(ws, SEARCH)

@@ -1,0 +1,94 @@
+"""The pages' caches (curate_ui/cache.py, the Map's points, the Label issues scores) follow the workspace: a
+decision, an undo, a saved selection, an ingest or a new run is seen on the next read, never a stale copy."""
+
+from __future__ import annotations
+
+import pytest
+
+from curate_core import Workspace
+from curate_ui import cache, state
+
+from .conftest import app_test, write_csv
+from .test_map_stages import FAST
+
+
+@pytest.fixture
+def open_ws(app_env, tmp_path, small_csv):
+    """The app's own Workspace (state.open_workspace) on 40 labelled rows, with textstats run."""
+    with Workspace(tmp_path / "w") as w:
+        w.ingest(small_csv)
+        w.run(["textstats"])
+    app_env(tmp_path / "w")
+    return state.open_workspace(str(tmp_path / "w"))
+
+
+def test_store_runs_state_changes_with_every_run_transition(ws, small_csv):
+    ws.ingest(small_csv)
+    before = ws.store.state("runs")
+    ws.store.start_run("k1", "textstats", "1", {}, "in")
+    started = ws.store.state("runs")
+    ws.store.finish_run("k1", "done", {"n": 1})
+    finished = ws.store.state("runs")
+    assert len({before, started, finished}) == 3
+    ws.store.start_run("k2", "embed", "1", {}, "in")
+    running = ws.store.state("runs")
+    with ws.store.cursor() as cur:  # what a new run does to a run another process left 'running'
+        cur.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+    assert ws.store.state("runs") != running
+    assert ws.store.state("runs") == ws.store.state("runs")  # no change, no new token
+
+
+def test_info_follows_decisions_undo_selections_and_ingest(open_ws, tmp_path):
+    ws = open_ws
+    info = cache.info(ws)
+    assert info["rows"] == 40 and info["decisions"] == 0 and info["selections"] == {}
+    assert cache.info(ws) == info  # unchanged workspace: the same answer
+    ws.decide([0, 1, 2], "exclude")
+    assert cache.info(ws)["decisions"] == 3
+    ws.undo()
+    assert cache.info(ws)["decisions"] == 0
+    ws.save_selection("pick", [4, 5])
+    assert cache.info(ws)["selections"] == {"pick": 2}
+    more = write_csv(tmp_path / "more.csv", [{"id": f"n{i}", "text": f"new text {i}", "label": "travel"}
+                                              for i in range(5)])
+    ws.ingest(more)
+    info = cache.info(ws)
+    assert info["rows"] == 45 and info["label_counts"]["travel"] > 0
+    assert info["stages"]["textstats"] != "done"  # the data changed: its run no longer matches
+
+
+def test_status_latest_runs_and_params_follow_runs(open_ws):
+    ws = open_ws
+    assert cache.status(ws)["textstats"] == "done" and cache.status(ws)["embed"] == "missing"
+    assert set(cache.latest_runs(ws)) == {"textstats"}
+    assert cache.stage_params(ws, "embed")["embedder"] != "tfidf"
+    ws.run(["embed"], params={"embed": FAST["embed"]})
+    assert cache.status(ws)["embed"] == "done"
+    assert set(cache.latest_runs(ws)) == {"textstats", "embed"}
+    assert cache.stage_params(ws, "embed")["embedder"] == "tfidf"  # sticky: the next run keeps it
+    params = cache.stage_params(ws, "embed")
+    params["embedder"] = "changed by the caller"  # a copy: the cached one stays as it was
+    assert cache.stage_params(ws, "embed")["embedder"] == "tfidf"
+
+
+def test_overview_counts_change_between_reruns_of_one_session(open_ws):
+    """The Overview reads its counts through the cache: a decision made elsewhere (another page, the CLI's
+    process is locked out, so: this process) shows on the next rerun of the same session."""
+    at = app_test("app.py").run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Decisions"] == "0"
+    open_ws.decide([3, 7], "exclude")
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Decisions"] == "2"
+    open_ws.undo()
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Decisions"] == "0"
+
+
+def test_stage_gate_opens_once_the_stage_has_run(open_ws):
+    at = app_test("pages/1_Map.py").run()
+    assert any("needs the" in i.value for i in at.info)
+    open_ws.run(["embed", "project", "cluster"], params=FAST)
+    at.run()
+    assert not at.exception and not any("needs the" in i.value for i in at.info)
+    assert at.get("plotly_chart")

@@ -3,6 +3,7 @@ decision, an undo, a saved selection, an ingest or a new run is seen on the next
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from curate_core import Workspace
@@ -92,3 +93,51 @@ def test_stage_gate_opens_once_the_stage_has_run(open_ws):
     at.run()
     assert not at.exception and not any("needs the" in i.value for i in at.info)
     assert at.get("plotly_chart")
+
+
+# ------------------------------------------------------------------------------------------------ the Map
+@pytest.fixture
+def map_ws(app_env, tmp_path):
+    from .test_map_stages import topic_frame
+
+    with Workspace(tmp_path / "m") as w:
+        w.ingest(write_csv(tmp_path / "m.csv", topic_frame(60)))
+        w.run(["textstats", "embed", "project", "cluster"], params=FAST)
+    app_env(tmp_path / "m")
+    return state.open_workspace(str(tmp_path / "m"))
+
+
+def test_map_reads_texts_for_the_drawn_points_only(map_ws, monkeypatch):
+    from curate_core import mapdata
+    from curate_core.project import map_points
+
+    asked: list[int] = []
+    real = mapdata.short_texts
+    monkeypatch.setattr(mapdata, "short_texts",
+                        lambda store, ids, chars: asked.append(len(ids)) or real(store, ids, chars))
+    df, total = mapdata.load_points(map_ws.store, ["cluster", "label"], max_points=25, text_chars=12)
+    assert total == 60 and len(df) == 25 and asked == [25]
+    full = map_points(map_ws.store, ["cluster", "label"], text_chars=12).set_index("row_id")
+    assert df["text"].tolist() == full.loc[df["row_id"], "text"].tolist()  # each drawn row's own text
+    assert df["label"].tolist() == full.loc[df["row_id"], "label"].tolist()
+    small, total = mapdata.load_points(map_ws.store, ["cluster"], max_points=100, text_chars=12)
+    pd.testing.assert_frame_equal(small[["row_id", "x", "y", "text", "cluster"]],
+                                  map_points(map_ws.store, ["cluster"], text_chars=12)[["row_id", "x", "y", "text",
+                                                                                         "cluster"]])
+
+
+def test_map_points_follow_a_new_cluster_run_and_are_not_shared_for_writing(map_ws):
+    from curate_ui import mapview
+
+    path = str(map_ws.path)
+    v1 = mapview.data_version(map_ws)
+    first = mapview.load_points(path, v1, "cluster")
+    before = first.points["cluster"].tolist()
+    first.points["x"] = 0.0  # a caller's change stays in its copy
+    assert (mapview.load_points(path, v1, "cluster").points["x"] != 0.0).any()
+    map_ws.run(["cluster"], params={"cluster": {"min_cluster_size": 25}})
+    v2 = mapview.data_version(map_ws)
+    assert v2 != v1
+    now = mapview.load_points(path, v2, "cluster").points
+    want = map_ws.store.rows(["row_id", "cluster"]).set_index("row_id")["cluster"]
+    assert now["cluster"].tolist() == want.loc[now["row_id"]].tolist() != before

@@ -141,3 +141,46 @@ def test_map_points_follow_a_new_cluster_run_and_are_not_shared_for_writing(map_
     now = mapview.load_points(path, v2, "cluster").points
     want = map_ws.store.rows(["row_id", "cluster"]).set_index("row_id")["cluster"]
     assert now["cluster"].tolist() == want.loc[now["row_id"]].tolist() != before
+
+
+# ------------------------------------------------------------------------------------------- Label issues
+def test_label_scores_follow_a_scores_run_and_are_not_shared_for_writing(app_env, tmp_path):
+    from curate_ui import labelview
+
+    from . import labeldata
+
+    labeldata.workspace(tmp_path / "l").close()
+    app_env(tmp_path / "l")
+    ws = state.open_workspace(str(tmp_path / "l"))
+    data = labelview.load(ws)
+    flags = int(data.frame["aum_flag"].sum())
+    data.frame["aum_flag"] = True  # a caller's change stays in its copy
+    assert int(labelview.load(ws).frame["aum_flag"].sum()) == flags
+    points = labelview._datamap(str(ws.path), labelview._data_key(ws))
+    assert len(points["row_id"]) == len(points["hover"]) == len(data.frame)
+    low = float(data.frame["aum"].min()) - 1.0  # a cutoff below every row: nothing flagged
+    params = cache.stage_params(ws, "scores").get("params") or {}
+    ws.run(["scores"], params={"scores": {"params": {**params, "aum": {"cutoff": low}}}})
+    assert int(labelview.load(ws).frame["aum_flag"].sum()) == 0 != flags
+    assert labelview._datamap(str(ws.path), labelview._data_key(ws)) is not points
+
+
+def test_vline_and_vrect_are_what_plotly_draws():
+    import plotly.graph_objects as go
+
+    from curate_ui import charts
+
+    ref = go.Figure(go.Bar(x=[1, 2], y=[3, 4]))
+    ref.add_vrect(x0=0.5, x1=1.5, fillcolor="green", opacity=0.08, line_width=0)
+    ref.add_vline(x=1.2, line_dash="dash", line_color="firebrick", annotation_text="threshold")
+    ref.add_vline(x=1.1, line_dash="dot", line_color="gray", annotation_text="stored", annotation_position="top left",
+                  annotation_font_color="gray")
+    ref.add_vline(x=1.3, line_color="#E45756")
+    lines = [charts.vline(1.2, color="firebrick", dash="dash", text="threshold"),
+             charts.vline(1.1, color="gray", dash="dot", text="stored", position="top left", font_color="gray"),
+             charts.vline(1.3, color="#E45756")]
+    ours = go.Figure(go.Bar(x=[1, 2], y=[3, 4]), layout=dict(
+        shapes=[charts.vrect(0.5, 1.5, "green", 0.08), *[s for s, _ in lines]],
+        annotations=[a for _, a in lines if a is not None]))
+    assert ours.to_dict()["layout"]["shapes"] == ref.to_dict()["layout"]["shapes"]
+    assert ours.to_dict()["layout"]["annotations"] == ref.to_dict()["layout"]["annotations"]

@@ -26,11 +26,11 @@ def count_bars(counts: dict[str, int], what: str, unit: str, top: int = 40) -> g
     names = [plot_text(k, 60) for k, _ in items][::-1]
     values = [v for _, v in items][::-1]
     left_out = len(counts) - len(items)
-    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", hovertemplate="%{y}: %{x:,} " + unit + "<extra></extra>"))
-    fig.update_layout(height=max(260, 18 * len(items) + 80), margin=dict(l=10, r=10, t=10, b=40),
-                      xaxis_title=unit + (f" (the {left_out:,} smallest not drawn)" if left_out else ""),
-                      yaxis_title=what, yaxis=dict(automargin=True))
-    return fig
+    return go.Figure(
+        data=[go.Bar(x=values, y=names, orientation="h", hovertemplate="%{y}: %{x:,} " + unit + "<extra></extra>")],
+        layout=dict(height=max(260, 18 * len(items) + 80), margin=dict(l=10, r=10, t=10, b=40),
+                    xaxis={"title": {"text": unit + (f" (the {left_out:,} smallest not drawn)" if left_out else "")}},
+                    yaxis={"title": {"text": what}, "automargin": True}))
 
 
 def vrect(x0: float, x1: float, fillcolor: str, opacity: float) -> dict:

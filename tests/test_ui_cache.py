@@ -184,3 +184,25 @@ def test_vline_and_vrect_are_what_plotly_draws():
         annotations=[a for _, a in lines if a is not None]))
     assert ours.to_dict()["layout"]["shapes"] == ref.to_dict()["layout"]["shapes"]
     assert ours.to_dict()["layout"]["annotations"] == ref.to_dict()["layout"]["annotations"]
+
+
+# ---------------------------------------------------------------------------------- Duplicates & outliers
+def test_duplicates_page_follows_a_new_scores_run(app_env, tmp_path):
+    """Its columns, histograms and counts are cached per scores run: a run with other parameters (URLs kept in
+    the normalised text) shows its own repeats on the next rerun of the same session."""
+    from . import dupdata
+
+    dupdata.workspace(tmp_path / "d").close()
+    app_env(tmp_path / "d")
+    ws = state.open_workspace(str(tmp_path / "d"))
+    at = app_test("pages/3_Duplicates_and_outliers.py").run()
+    assert not at.exception, at.exception
+    repeats = next(m.value for m in at.metric if m.label == "Repeats (rank > 0)")
+    assert repeats == "4"
+    params = cache.stage_params(ws, "scores").get("params") or {}
+    ws.run(["scores"], params={"scores": {"params": {**params, "dup_rank": {"urls": False}}}})
+    want = int((ws.store.rows(["dup_rank"])["dup_rank"] > 0).sum())
+    assert want != 4
+    at.run()
+    assert not at.exception, at.exception
+    assert next(m.value for m in at.metric if m.label == "Repeats (rank > 0)") == str(want)

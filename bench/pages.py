@@ -314,9 +314,14 @@ def select_rerun_1m(path: Path | None, rows: int, repeats: int) -> None:
     from curate_core.store import output_tables, register_output_table
 
     bs = _bench_select()
-    tmp = path or Path(tempfile.mkdtemp(prefix="curate-pages-1m-"))
-    fresh = not (tmp / "curate.duckdb").exists()
-    ws = bs.build(tmp, rows) if fresh else Workspace(tmp)
+    keep = path or Path(tempfile.mkdtemp(prefix="curate-pages-1m-")) / "ws"
+    if not (keep / "curate.duckdb").exists():
+        bs.build(keep, rows).close()
+    # the page writes the draft recipe: it runs on a copy, so a kept workspace stays as built
+    tmp = Path(tempfile.mkdtemp(prefix="curate-pages-1m-run-")) / "ws"
+    tmp.mkdir()
+    shutil.copy2(keep / "curate.duckdb", tmp / "curate.duckdb")
+    ws = Workspace(tmp)
     if "clusters" not in output_tables():
         register_output_table("clusters", "cluster")
     ws.store.save_recipe(DRAFT, bs.recipe(0))
@@ -328,8 +333,8 @@ def select_rerun_1m(path: Path | None, rows: int, repeats: int) -> None:
         t0 = time.perf_counter()
         at.run()
         first = time.perf_counter() - t0
-        if at.exception:
-            raise RuntimeError(at.exception[0].message)
+        if at.exception or at.error:
+            raise RuntimeError((at.exception or at.error)[0].value)
         slider = next(s for s in at.slider if s.label == "Keep label_quality in")
         lo, hi = slider.value
         t0 = time.perf_counter()
@@ -354,8 +359,9 @@ def select_rerun_1m(path: Path | None, rows: int, repeats: int) -> None:
         from curate_ui import state
 
         state.close_all()
+        shutil.rmtree(tmp.parent, ignore_errors=True)
         if path is None:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(keep.parent, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------- main

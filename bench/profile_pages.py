@@ -49,6 +49,46 @@ def report(prof: cProfile.Profile, top: int) -> str:
     return s.getvalue()
 
 
+def profile_page(name: str, a: argparse.Namespace, hook: types.ModuleType) -> None:
+    """First run (cold caches) and *a.reruns* reruns of one page, each under its own profiler."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from curate_ui import state
+    from curate_core.store import output_tables, register_output_table
+    if "clusters" not in output_tables():
+        register_output_table("clusters", "cluster")
+
+    path = str(REPO / FILES[name])
+    st.cache_data.clear()
+    state.close_all()
+    st.cache_resource.clear()
+    # the wrapper sits beside app.py, so the pages' links to other pages resolve as in the app
+    wrapper = REPO / f".profile_wrapper_{os.getpid()}.py"
+    wrapper.write_text(WRAPPER.format(hook=HOOK, path=path), encoding="utf-8")
+    try:
+        at = AppTest.from_file(str(wrapper), default_timeout=600)
+        for i in range(1 + a.reruns):
+            if i and a.move:
+                slider = next((s for s in at.slider if s.label == a.move), None)
+                if slider is None:
+                    raise SystemExit(f"no slider {a.move!r} on {name}: {[s.label for s in at.slider]}")
+                lo, hi = slider.value
+                slider.set_value((min(lo + (hi - lo) / 100, hi), hi))
+            hook.profiler = cProfile.Profile()
+            t0 = time.perf_counter()
+            at.run()
+            took = time.perf_counter() - t0
+            what = "first run" if i == 0 else f"rerun {i}"
+            print(f"\n==== {name}: {what} {took * 1000:.0f} ms (AppTest)"
+                  + (f"  EXCEPTION {at.exception[0].message}" if at.exception else ""))
+            print(report(hook.profiler, a.top))
+            if a.out:
+                hook.profiler.dump_stats(str(a.out / f"{FILES[name].replace('/', '_')}-{i}.prof"))
+    finally:
+        wrapper.unlink()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workspace", type=Path, required=True)
@@ -60,44 +100,21 @@ def main() -> None:
                                                    "step up (a slider move instead of a plain rerun)")
     a = ap.parse_args()
     os.environ["CURATE_WORKSPACE"] = str(a.workspace.resolve())
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
-
     from curate_ui import state
+    from curate_core.store import output_tables, register_output_table
+    if "clusters" not in output_tables():
+        register_output_table("clusters", "cluster")
 
     hook = types.ModuleType(HOOK)
     sys.modules[HOOK] = hook
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)
     print(f"load: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    for name in a.page or list(FILES):
-        path = str(REPO / FILES[name])
-        st.cache_data.clear()
-        state.close_all()
-        st.cache_resource.clear()
-        # the wrapper sits beside app.py, so the pages' links to other pages resolve as in the app
-        wrapper = REPO / f".profile_wrapper_{os.getpid()}.py"
-        wrapper.write_text(WRAPPER.format(hook=HOOK, path=path), encoding="utf-8")
-        try:
-            at = AppTest.from_file(str(wrapper), default_timeout=600)
-            for i in range(1 + a.reruns):
-                if i and a.move:
-                    slider = next(s for s in at.slider if s.label == a.move)
-                    lo, hi = slider.value
-                    slider.set_value((min(lo + (hi - lo) / 100, hi), hi))
-                hook.profiler = cProfile.Profile()
-                t0 = time.perf_counter()
-                at.run()
-                took = time.perf_counter() - t0
-                what = "first run" if i == 0 else f"rerun {i}"
-                print(f"\n==== {name}: {what} {took * 1000:.0f} ms (AppTest)"
-                      + (f"  EXCEPTION {at.exception[0].message}" if at.exception else ""))
-                print(report(hook.profiler, a.top))
-                if a.out:
-                    hook.profiler.dump_stats(str(a.out / f"{FILES[name].replace('/', '_')}-{i}.prof"))
-        finally:
-            wrapper.unlink()
-    state.close_all()
+    try:
+        for name in a.page or list(FILES):
+            profile_page(name, a, hook)
+    finally:
+        state.close_all()  # close the workspace cleanly even when a page failed
 
 
 if __name__ == "__main__":

@@ -5,17 +5,21 @@ On the demo workspace (built with ``python -m curate_core demo --workspace DIR``
 a copy of its database, so the draft recipe it writes never touches the original), ``streamlit run app.py``
 serves the app as tests/browser.py does and Debian's chromium (Playwright, never ``playwright install``) opens:
 
-- a tour, twice: the Overview by its URL in a new tab (opening the app), then each other page (Map, Label issues,
+- a tour: the Overview by its URL in a new tab (opening the app), then each other page (Map, Label issues,
   Review queue, Duplicates & outliers, Select, Export) by its sidebar link, as a person clicks through. The first
   tour is *cold* (every page's first visit after the server started: nothing cached, its modules not imported),
-  the second *warm*; the Overview's cold figure is opening the app on a fresh server (JS bundle and all);
+  then ``--tours`` *warm* ones (medians printed); the Overview's figure is opening the app in a new tab (JS
+  bundle and all). Each figure comes with the server's part: from the action to the page's last
+  ``script_finished`` (Python's clock), the rest being the browser drawing;
 - each page's URL opened in a new tab on the warm server (a bookmark or a reload: a new session, and the
   browser parses Streamlit's and Plotly's JavaScript again);
 - the Select page's filter slider: ArrowRight / ArrowLeft on a ``label_quality`` range slider, and the time from
   the key press to the "Selected rows" metric showing another number (the slider's own debounce included).
 
-"Rendered and settled" means all of: every script run the browser asked for has sent ``script_finished`` (read
-from the websocket's protobuf frames), the page's main element is in the DOM (its chart / table / metric: see
+"Rendered and settled" means all of: no script run is going, the server went idle after the browser's last rerun
+request, and a run finished since the action (read from the websocket's protobuf frames: ``rerun_script``,
+``session_status_changed``, ``script_finished``),
+the page's main element is in the DOM (its chart / table / metric: see
 PAGES), no element is stale (``data-stale``), Streamlit's status widget is gone, and the DOM has not changed for
 QUIET_MS. The time reported is the last DOM change before that quiet spell, from the navigation start, the click
 or the key press, all on the page's own clock (``performance.now()``), so polling adds nothing to it.
@@ -24,10 +28,10 @@ Then, at 1M rows with synthetic scores (the workspace bench/select.py builds: 10
 labels; its 5-filter + mixture recipe as the draft), the Select page's full script run after a slider move, with
 Streamlit's AppTest (the page's Python: core counts + drawing; no browser), median of N.
 
-    python bench/pages.py [--workspace DIR] [--tabs 1] [--slider 15] [--rows-1m 1000000] [--select-workspace DIR]
-                          [--skip-1m] [--skip-browser] [--shots DIR]
+    python bench/pages.py [--workspace DIR] [--tours 3] [--tabs 1] [--slider 15] [--rows-1m 1000000]
+                          [--select-workspace DIR] [--skip-1m] [--skip-browser] [--shots DIR]
 
-Prints ``page NAME: first render X s (cold), Y s (warm); in a new tab Z s``, ``select slider -> count: X ms
+Prints ``page NAME: first render X s (cold), Y s (warm) [server x s, y s]; in a new tab Z s``, ``select slider -> count: X ms
 (median of N)`` and ``select rerun at 1M rows: X ms (median of N)`` lines, with the machine's load before and
 after (this machine is shared: compare runs at similar load). Goals (issue 18): first render <= 2 s on a warm
 server, slider -> count <= 500 ms, 1M Select rerun <= 200 ms.
@@ -41,6 +45,7 @@ import sys
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository, not bench/
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import importlib.util  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
@@ -49,7 +54,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import Any, Callable, Iterator  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 QUIET_MS = 400  # no DOM change for this long (after the last script run finished): the page is settled
@@ -120,6 +125,52 @@ STATE_JS = """(main) => ({
 })"""
 
 
+#: loaded by the server through PYTHONPATH (a sitecustomize of its own): logs each script run's wall time, so the
+#: bench can say how much of a wait was the page's Python and how much the browser drawing it
+SITECUSTOMIZE = """
+import os, time
+_log = os.environ.get("CURATE_BENCH_RUNLOG")
+if _log:
+    from streamlit.runtime.scriptrunner import script_runner as _sr
+    _init = _sr.ScriptRunner.__init__
+
+    def _timed_init(self, *args, **kwargs):
+        _init(self, *args, **kwargs)
+        started = []
+
+        def on_event(sender, event=None, **_):
+            name = getattr(event, "name", str(event))
+            if name == "SCRIPT_STARTED":
+                started[:] = [time.perf_counter()]
+            elif name.startswith("SCRIPT_STOPPED") and started:
+                with open(_log, "a") as f:
+                    f.write(f"{time.time():.3f} {time.perf_counter() - started.pop():.4f} {name}\\n")
+
+        self.on_event.connect(on_event, weak=False)
+
+    _sr.ScriptRunner.__init__ = _timed_init
+"""
+
+
+class RunLog:
+    """The server's script runs (wall seconds each), from the log SITECUSTOMIZE writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seen = 0
+
+    def mark(self) -> None:
+        """Forget the runs so far: :meth:`since` counts from here."""
+        self.seen = len(self._lines())
+
+    def since(self) -> float:
+        """Wall seconds of the script runs since :meth:`mark` (their sum)."""
+        return sum(float(line.split()[1]) for line in self._lines()[self.seen:])
+
+    def _lines(self) -> list[str]:
+        return self.path.read_text().splitlines() if self.path.exists() else []
+
+
 def load() -> str:
     a, b, c = os.getloadavg()
     return f"{a:.2f} {b:.2f} {c:.2f} (1/5/15 min), cpus {os.cpu_count()}"
@@ -127,11 +178,21 @@ def load() -> str:
 
 # ------------------------------------------------------------------------------------------- browser
 class Runs:
-    """Counts, from the websocket's frames, the script runs the browser asked for and those that finished."""
+    """The session's script runs, from the websocket's protobuf frames: whether a run is going (the server's
+    ``session_status_changed``), whether the server has gone idle since the browser last asked for a rerun
+    (rapid requests are merged into fewer runs, so requests and runs cannot be matched one to one), and how many
+    runs finished (``script_finished``)."""
 
     def __init__(self) -> None:
-        self.asked = 0
+        self.running = False
         self.finished = 0
+        self._events = 0  # frames seen, in the order Playwright reports them
+        self._asked = 0  # the frame number of the last rerun_script sent
+        self._stopped = 0  # the frame number of the last "script is not running"
+
+    @property
+    def idle(self) -> bool:
+        return not self.running and self._stopped > self._asked
 
     def attach(self, page: Any) -> None:
         from streamlit.proto.BackMsg_pb2 import BackMsg
@@ -142,14 +203,21 @@ class Runs:
                 msg = BackMsg()
                 msg.ParseFromString(bytes(payload))
                 if msg.WhichOneof("type") == "rerun_script":
-                    self.asked += 1
+                    self._events += 1
+                    self._asked = self._events
 
         def received(payload: Any) -> None:
             if isinstance(payload, (bytes, bytearray)):
                 msg = ForwardMsg()
                 msg.ParseFromString(bytes(payload))
-                if msg.WhichOneof("type") == "script_finished":
+                kind = msg.WhichOneof("type")
+                if kind == "script_finished":
                     self.finished += 1
+                elif kind == "session_status_changed":
+                    self._events += 1
+                    self.running = msg.session_status_changed.script_is_running
+                    if not self.running:
+                        self._stopped = self._events
 
         def on_ws(ws: Any) -> None:
             if "_stcore/stream" in ws.url:
@@ -168,11 +236,12 @@ def wait_settled(page: Any, runs: Runs, main: str, since: int, timeout: float = 
         s = page.evaluate(STATE_JS, main)
         if s["exception"]:
             raise RuntimeError("the page shows a Python exception")
-        done = runs.asked > 0 and runs.finished >= runs.asked and runs.finished > since
+        done = runs.idle and runs.finished > since
         if done and s["main"] and s["last"] is not None and not s["stale"] and not s["running"] and s["now"] - s["last"] >= QUIET_MS:
             return s
         if time.monotonic() > deadline:
-            raise TimeoutError(f"not settled after {timeout:.0f} s: {s}, runs {runs.asked}/{runs.finished}")
+            raise TimeoutError(f"not settled after {timeout:.0f} s: {s}, running {runs.running}, "
+                               f"idle {runs.idle}, finished {runs.finished}")
         page.wait_for_timeout(50)
 
 
@@ -192,9 +261,12 @@ def visit(ctx: Any, url: str, p: Page, shots: Path | None, tag: str) -> float:
         page.close()
 
 
-def tour(ctx: Any, url: str, shots: Path | None, tag: str) -> dict[str, float]:
-    """Open the Overview in a new tab, then click each other page's sidebar link in turn (what a person does):
-    seconds from the navigation start (the Overview) or the click (every other page) to settled."""
+def tour(ctx: Any, url: str, shots: Path | None, tag: str, log: RunLog) -> dict[str, tuple[float, float]]:
+    """Open the Overview in a new tab, then click each other page's sidebar link in turn (what a person does).
+
+    Per page: (seconds from the navigation start (the Overview) or the click (every other page) to settled,
+    seconds the server spent running the page's script for it); the rest of the wait is the browser: loading,
+    drawing the charts and tables."""
     page = ctx.new_page()
     runs = Runs()
     runs.attach(page)
@@ -202,12 +274,13 @@ def tour(ctx: Any, url: str, shots: Path | None, tag: str) -> dict[str, float]:
     try:
         for p in PAGES:
             since = runs.finished
+            log.mark()
             if not p.path:
                 page.goto(url, wait_until="commit")
             else:
                 page.get_by_test_id("stSidebarUserContent").get_by_role("link", name=p.name, exact=True).click()
             s = wait_settled(page, runs, p.main, since=since)
-            out[p.name] = (s["last"] - (s["clickAt"] if p.path else 0.0)) / 1000.0
+            out[p.name] = ((s["last"] - (s["clickAt"] if p.path else 0.0)) / 1000.0, log.since())
             if shots is not None:
                 page.screenshot(path=str(shots / f"{tag}-{p.path or 'Overview'}.png"), full_page=True)
         return out
@@ -215,8 +288,10 @@ def tour(ctx: Any, url: str, shots: Path | None, tag: str) -> dict[str, float]:
         page.close()
 
 
-def slider_round_trips(ctx: Any, url: str, n: int, shots: Path | None) -> list[float]:
-    """Milliseconds from a key press on the label_quality slider to the "Selected rows" metric changing."""
+def slider_round_trips(ctx: Any, url: str, n: int, shots: Path | None,
+                       log: RunLog) -> tuple[list[float], list[float]]:
+    """Milliseconds from a key press on the label_quality slider to the "Selected rows" metric changing, and
+    the milliseconds the server ran the page's script for each step."""
     select = next(p for p in PAGES if p.name == "Select")
     page = ctx.new_page()
     runs = Runs()
@@ -241,11 +316,12 @@ def slider_round_trips(ctx: Any, url: str, n: int, shots: Path | None) -> list[f
         value = ("() => { const m = [...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
                  ".find(m => m.innerText.includes('Selected rows'));"
                  " return m ? m.querySelector('[data-testid=\"stMetricValue\"]').innerText : null; }")
-        out = []
+        out, server = [], []
         for i in range(n):
             page.evaluate(f"() => {{ window.__watch = {value}; window.__watchWas = window.__watch();"
                           " window.__changedAt = null; }")
             before = runs.finished
+            log.mark()
             thumb.focus()
             page.keyboard.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
             deadline = time.monotonic() + TIMEOUT_S
@@ -258,40 +334,82 @@ def slider_round_trips(ctx: Any, url: str, n: int, shots: Path | None) -> list[f
                     raise TimeoutError("the count did not change after a slider step")
                 page.wait_for_timeout(20)
             wait_settled(page, runs, select.main, since=before)
+            server.append(1000 * log.since())
         if shots is not None:
             page.screenshot(path=str(shots / "slider-Select.png"), full_page=True)
-        return out
+        return out, server
     finally:
         page.close()
 
 
-def browser_bench(ws: Path, tabs_per_page: int, slider: int, shots: Path | None) -> None:
-    from playwright.sync_api import sync_playwright
-
-    from tests.browser import CHROMIUM, FLAGS, streamlit_app
+def browser_bench(ws: Path, tours: int, tabs_per_page: int, slider: int, shots: Path | None) -> None:
+    from tests.browser import CHROMIUM, streamlit_app
 
     if not Path(CHROMIUM).exists():
         sys.exit(f"{CHROMIUM} is missing: apt-get install -y chromium (never `playwright install`)")
-    log = Path(tempfile.mkdtemp(prefix="curate-pages-")) / "server.log"
-    with streamlit_app(ws, log=log) as url, sync_playwright() as pw:
+    tmp = Path(tempfile.mkdtemp(prefix="curate-pages-"))
+    (tmp / "site").mkdir()
+    (tmp / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    runlog = RunLog(tmp / "runs.log")
+    server_env = {"PYTHONPATH": os.pathsep.join(p for p in (str(tmp / "site"), os.environ.get("PYTHONPATH")) if p),
+                  "CURATE_BENCH_RUNLOG": str(runlog.path)}
+    try:
+        with _environ(server_env):  # only the server process loads the run-log hook
+            server = streamlit_app(ws, log=tmp / "server.log")
+            url = server.__enter__()
+        try:
+            _browser_bench(url, runlog, tours, tabs_per_page, slider, shots)
+        finally:
+            server.__exit__(None, None, None)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block (a child process started in it inherits them)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _browser_bench(url: str, runlog: RunLog, tours: int, tabs_per_page: int, slider: int,
+                   shots: Path | None) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, FLAGS
+
+    with sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(tempfile.mkdtemp(prefix="chromium-"), executable_path=CHROMIUM,
                                                     headless=True, args=FLAGS,
                                                     viewport={"width": 1400, "height": 1100})
         ctx.add_init_script(INIT_JS)
         try:
-            cold = tour(ctx, url, shots, "cold")
-            warm = tour(ctx, url, shots, "warm")
+            cold = tour(ctx, url, shots, "cold", runlog)
+            warm = [tour(ctx, url, shots if i == 0 else None, "warm", runlog) for i in range(tours)]
             tabs = {p.name: [visit(ctx, url, p, shots, f"tab{i + 1}") for i in range(tabs_per_page)]
                     for p in PAGES} if tabs_per_page else {}
+            print("(cold: first visit after the server started; warm: median of later tours; [server: seconds the "
+                  "page's script ran for it, cold, warm]; Overview = opening the app in a new tab)", flush=True)
             for p in PAGES:
+                w = statistics.median(t[p.name][0] for t in warm)
+                ws_ = statistics.median(t[p.name][1] for t in warm)
                 tab = (f"; in a new tab {statistics.median(tabs[p.name]):.2f} s (median of {len(tabs[p.name])})"
                        if tabs else "")
-                print(f"page {p.name}: first render {cold[p.name]:.2f} s (cold), {warm[p.name]:.2f} s (warm){tab}",
-                      flush=True)
+                print(f"page {p.name}: first render {cold[p.name][0]:.2f} s (cold), {w:.2f} s (warm) "
+                      f"[server {cold[p.name][1]:.2f} s, {ws_:.2f} s]{tab}", flush=True)
             if slider:
-                rt = slider_round_trips(ctx, url, slider, shots)
+                rt, server = slider_round_trips(ctx, url, slider, shots, runlog)
                 print(f"select slider -> count: {statistics.median(rt):.0f} ms (median of {len(rt)}; "
-                      f"min {min(rt):.0f}, max {max(rt):.0f})", flush=True)
+                      f"min {min(rt):.0f}, max {max(rt):.0f}) [server {statistics.median(server):.0f} ms]",
+                      flush=True)
         finally:
             ctx.close()
 
@@ -396,6 +514,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workspace", type=Path, default=REPO / "workspaces" / "demo",
                     help="the demo workspace (built here when missing; the bench works on a copy)")
+    ap.add_argument("--tours", type=int, default=3, help="warm tours (the medians are printed)")
     ap.add_argument("--tabs", type=int, default=1, help="full loads of each page in a new tab (warm server)")
     ap.add_argument("--slider", type=int, default=15, help="slider steps timed on the Select page")
     ap.add_argument("--rows-1m", type=int, default=1_000_000, help="rows of the synthetic Select workspace")
@@ -411,7 +530,7 @@ def main() -> None:
     if not a.skip_browser:
         ws = demo_copy(a.workspace.resolve())
         try:
-            timed("browser", lambda: browser_bench(ws, a.tabs, a.slider, a.shots))
+            timed("browser", lambda: browser_bench(ws, a.tours, a.tabs, a.slider, a.shots))
         finally:
             shutil.rmtree(ws.parent, ignore_errors=True)
         print(f"load: {load()}", flush=True)

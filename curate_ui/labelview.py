@@ -4,6 +4,7 @@ curate_core.labelissues; this module only draws."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -52,10 +53,11 @@ def load(ws: Workspace) -> li.LabelData:
     """The label scores of the open workspace (cached per workspace and scores run).
 
     Cached as a resource, not copied per rerun (a pickled copy of every labelled row's scores cost more than the
-    page at 1M rows); the frame handed out is a shallow copy-on-write copy, so changing it never changes the
-    cached one."""
+    page at 1M rows); what is handed out is a copy — the frame a shallow copy-on-write one — so changing it never
+    changes the cached one."""
     data = _load(str(ws.path), _data_key(ws))
-    return dataclasses.replace(data, frame=data.frame.copy(deep=False))
+    return dataclasses.replace(data, frame=data.frame.copy(deep=False), summaries=copy.deepcopy(data.summaries),
+                               classes=list(data.classes))
 
 
 def flash() -> None:

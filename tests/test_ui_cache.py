@@ -155,7 +155,11 @@ def test_label_scores_follow_a_scores_run_and_are_not_shared_for_writing(app_env
     data = labelview.load(ws)
     flags = int(data.frame["aum_flag"].sum())
     data.frame["aum_flag"] = True  # a caller's change stays in its copy
-    assert int(labelview.load(ws).frame["aum_flag"].sum()) == flags
+    data.summaries["aum"]["cutoff"] = 123.0
+    data.classes.append("made up")
+    again = labelview.load(ws)
+    assert int(again.frame["aum_flag"].sum()) == flags
+    assert again.summaries["aum"]["cutoff"] != 123.0 and "made up" not in again.classes
     points = labelview._datamap(str(ws.path), labelview._data_key(ws))
     assert len(points["row_id"]) == len(points["hover"]) == len(data.frame)
     low = float(data.frame["aum"].min()) - 1.0  # a cutoff below every row: nothing flagged

@@ -1,11 +1,13 @@
 """Where each page's Python time goes: cProfile inside the Streamlit script run (AppTest), first run and rerun.
 
 The page runs in AppTest's script thread, where a profiler started here would see nothing; so the script AppTest
-runs is a small wrapper (written beside app.py for the run) that enables this process's profiler around ``exec`` of the real page file. Every
-``st.cache_*`` is cleared before the first run (a cold server); the rerun is the same session again (a warm one,
-no widget changed). Prints the wall time of each run and the functions with the most cumulative time.
+runs is a small wrapper (written beside app.py for the run) that enables this process's profiler around ``exec``
+of the real page file. Every ``st.cache_*`` is cleared before the first run (a cold server); the reruns are the
+same session again (warm, no widget changed, or ``--move`` a range slider). Prints the wall time of each run and
+the functions with the most cumulative time (cProfile's overhead inflates code made of many small calls, such as
+Plotly's validators: confirm with a sampling profiler, e.g. ``py-spy record -f raw``, before trusting a ranking).
 
-    python bench/profile_pages.py --workspace DIR [--page Map ...] [--top 25] [--reruns 1] [--out DIR]
+    python bench/profile_pages.py --workspace DIR [--page Map ...] [--top 25] [--reruns 1] [--move LABEL] [--out DIR]
 
 ``--out DIR`` keeps one .prof file per page and run (snakeviz / pstats read them).
 """
@@ -36,7 +38,8 @@ import sys
 _p = sys.modules[{hook!r}].profiler
 _p.enable()
 try:
-    exec(compile(open({path!r}, encoding="utf-8").read(), {path!r}, "exec"), {{"__name__": "__main__", "__file__": {path!r}}})
+    exec(compile(open({path!r}, encoding="utf-8").read(), {path!r}, "exec"),
+         {{"__name__": "__main__", "__file__": {path!r}}})
 finally:
     _p.disable()
 """

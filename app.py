@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from curate_core import CurateError, Workspace
-from curate_ui import charts, layout, runner, state, widgets
+from curate_ui import cache, charts, layout, runner, state, widgets
 from curate_ui.text import plural
 
 ws = layout.page("Overview", ":material/dashboard:")
@@ -25,7 +25,7 @@ if ws is None:
             "flipped labels) is built by `python -m curate_core demo`.", icon=":material/folder_open:")
     st.stop()
 
-info = ws.info()
+info = cache.info(ws)  # cached until rows, runs, decisions or selections change
 
 # ----------------------------------------------------------------------------------------- add data
 widgets.ingest_flash()

@@ -432,10 +432,14 @@ class Store:
 
     def state(self, what: str) -> str:
         """A short hash that changes when *what* changes: ``decisions`` (every decision and undo),
-        ``selections`` (names, sizes, times) or ``tables`` (a feature table replaced, rows or columns added —
-        what cached per-row data depends on; one catalog query, cheap enough for every slider move)."""
+        ``selections`` (names, sizes, times), ``tables`` (a feature table replaced, rows or columns added —
+        what cached per-row data depends on; one catalog query, cheap enough for every slider move) or ``runs``
+        (a stage run started, finished or was marked interrupted: stage status, run keys, summaries)."""
         with self.cursor() as cur:
-            if what == "decisions":
+            if what == "runs":
+                rows = cur.execute("SELECT count(*), max(started), max(finished), "
+                                   "sum(hash(run_key || ':' || coalesce(status, ''))) FROM runs").fetchall()
+            elif what == "decisions":
                 rows = cur.execute("SELECT count(*), coalesce(max(seq), 0) FROM decisions").fetchall()[0]
             elif what == "selections":
                 rows = cur.execute("SELECT name, count(*), sum(row_id), max(created) FROM selections "

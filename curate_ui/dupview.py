@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -35,9 +36,18 @@ def _text_first(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------- cached reads
-@st.cache_data(show_spinner="Reading scores …", max_entries=16)
-def _columns(path: str, run_key: str, columns: tuple[str, ...]) -> pd.DataFrame:
+# Everything below is keyed by the scores run (its run key): a new run changes every key. What a slider moves
+# (eps, a threshold, a range) is part of the key of the few results that depend on it, so a rerun that changes
+# one slider recomputes that slider's numbers only.
+@st.cache_resource(show_spinner="Reading scores …", max_entries=16)
+def _columns_shared(path: str, run_key: str, columns: tuple[str, ...]) -> pd.DataFrame:
     return core.load_columns(state.open_workspace(path).store, columns)
+
+
+def _columns(path: str, run_key: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    """row_id plus *columns* for every row: one shared read per scores run (no pickled copy per rerun: at 1M
+    rows that copy cost more than the page), handed out as a shallow copy-on-write copy."""
+    return _columns_shared(path, run_key, columns).copy(deep=False)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -55,6 +65,48 @@ def _removed_curve(path: str, run_key: str) -> pd.DataFrame:
     """Rows removed at eps 0 … 0.3: the same for every slider position, so computed once per scores run."""
     sim = _columns(path, run_key, ("semdedup_sim",))["semdedup_sim"].to_numpy()
     return core.dedup.removed_curve(sim, [i / 200 for i in range(61)])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _histogram(path: str, run_key: str, columns: tuple[str, ...], column: str, integer: bool = False) -> pd.DataFrame:
+    """The bars of *column*'s histogram (the same for every slider position)."""
+    return core.histogram(_columns(path, run_key, columns)[column].to_numpy(dtype=float, na_value=np.nan),
+                          integer=integer)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _outside(path: str, run_key: str, columns: tuple[str, ...], column: str, lo: float | None, hi: float | None,
+             nulls: str) -> int:
+    """Rows a range on *column* drops (core.outside), per range."""
+    return core.outside(_columns(path, run_key, columns)[column].to_numpy(dtype=float, na_value=np.nan), lo, hi,
+                        nulls)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _semdedup_view(path: str, run_key: str, eps: float) -> dict:
+    return core.semdedup_view(_columns(path, run_key, tuple(core.SEMDEDUP_COLUMNS)), eps)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _semdedup_pairs(path: str, run_key: str, eps: float, closest: bool) -> pd.DataFrame:
+    return core.semdedup_pairs(state.open_workspace(path).store, _columns(path, run_key, tuple(core.SEMDEDUP_COLUMNS)),
+                               eps, limit=50, closest_first=closest)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _top_rows(path: str, run_key: str, column: str, above: float, n: int) -> pd.DataFrame:
+    return core.top_rows(state.open_workspace(path).store, _columns(path, run_key, (column,)), column, above=above,
+                         n=n)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _distinct(path: str, run_key: str, columns: tuple[str, ...], column: str) -> int:
+    return int(_columns(path, run_key, columns)[column].nunique(dropna=True))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _value_counts(path: str, run_key: str, columns: tuple[str, ...], column: str) -> pd.Series:
+    return _columns(path, run_key, columns)[column].value_counts()
 
 
 def columns(ws: Workspace, run_key: str, cols: list[str]) -> pd.DataFrame:
@@ -95,39 +147,41 @@ def _unavailable(ws: Workspace, cols: list[str], what: str) -> bool:
 def bars(hist: pd.DataFrame, x_title: str, lo: float | None = None, hi: float | None = None,
          line: float | None = None, line_name: str = "") -> go.Figure:
     """A histogram from pre-binned counts, with the kept range shaded and an optional marker line."""
-    centers = (hist["left"] + hist["right"]) / 2
-    fig = go.Figure(go.Bar(x=centers, y=hist["count"], width=(hist["right"] - hist["left"]) * 0.95,
-                           customdata=hist[["left", "right"]].to_numpy(),
-                           hovertemplate="%{customdata[0]:.3g} – %{customdata[1]:.3g}: %{y:,} rows<extra></extra>"))
+    left, right = hist["left"].to_numpy(dtype=float), hist["right"].to_numpy(dtype=float)
+    shapes, notes = [], []
     if lo is not None and hi is not None:
-        fig.add_vrect(x0=lo, x1=hi, fillcolor="green", opacity=0.08, line_width=0)
+        shapes.append(charts.vrect(lo, hi, "green", 0.08))
     if line is not None:
-        fig.add_vline(x=line, line_dash="dash", line_color="firebrick", annotation_text=line_name)
-    fig.update_layout(height=220, margin=dict(l=10, r=10, t=20, b=40), xaxis_title=x_title, yaxis_title="rows",
-                      bargap=0.02, showlegend=False)
-    return fig
+        shape, note = charts.vline(line, color="firebrick", dash="dash", text=line_name)
+        shapes.append(shape)
+        notes.append(note)
+    return go.Figure(data=[go.Bar(x=(left + right) / 2, y=hist["count"].to_numpy(), width=(right - left) * 0.95,
+                                  customdata=np.column_stack([left, right]),
+                                  hovertemplate="%{customdata[0]:.3g} – %{customdata[1]:.3g}: %{y:,} rows"
+                                                "<extra></extra>")],
+                     layout=dict(height=220, margin=dict(l=10, r=10, t=20, b=40), xaxis={"title": {"text": x_title}},
+                                 yaxis={"title": {"text": "rows"}}, bargap=0.02, showlegend=False, shapes=shapes,
+                                 annotations=notes))
 
 
 def _kept_bars(cells: pd.DataFrame, top: int = 40) -> go.Figure:
     shown = cells.head(top)
     names = [f"cell {c} ({s:,} rows)" for c, s in zip(shown["cell"], shown["size"])][::-1]
-    fig = go.Figure(go.Bar(x=shown["kept_frac"][::-1], y=names, orientation="h",
-                           customdata=shown[["kept", "size"]].to_numpy()[::-1],
-                           hovertemplate="%{y}: keeps %{customdata[0]:,} of %{customdata[1]:,} "
-                                         "(%{x:.0%})<extra></extra>"))
-    fig.update_layout(height=max(240, 16 * len(shown) + 80), margin=dict(l=10, r=10, t=10, b=40),
-                      xaxis=dict(title="share of the cell kept", range=[0, 1], tickformat=".0%"),
-                      yaxis=dict(automargin=True))
-    return fig
+    return go.Figure(data=[go.Bar(x=shown["kept_frac"].to_numpy()[::-1], y=names, orientation="h",
+                                  customdata=shown[["kept", "size"]].to_numpy()[::-1],
+                                  hovertemplate="%{y}: keeps %{customdata[0]:,} of %{customdata[1]:,} "
+                                                "(%{x:.0%})<extra></extra>")],
+                     layout=dict(height=max(240, 16 * len(shown) + 80), margin=dict(l=10, r=10, t=10, b=40),
+                                 xaxis=dict(title={"text": "share of the cell kept"}, range=[0, 1], tickformat=".0%"),
+                                 yaxis=dict(automargin=True)))
 
 
 def _curve(curve: pd.DataFrame, eps: float) -> go.Figure:
-    fig = go.Figure(go.Scatter(x=curve["eps"], y=curve["removed"], mode="lines",
-                               hovertemplate="eps %{x:.3f}: %{y:,} rows removed<extra></extra>"))
-    fig.add_vline(x=eps, line_dash="dash", line_color="firebrick")
-    fig.update_layout(height=220, margin=dict(l=10, r=10, t=20, b=40), xaxis_title="eps",
-                      yaxis_title="rows removed")
-    return fig
+    shape, _ = charts.vline(eps, color="firebrick", dash="dash")
+    return go.Figure(data=[go.Scatter(x=curve["eps"].to_numpy(), y=curve["removed"].to_numpy(), mode="lines",
+                                      hovertemplate="eps %{x:.3f}: %{y:,} rows removed<extra></extra>")],
+                     layout=dict(height=220, margin=dict(l=10, r=10, t=20, b=40), xaxis={"title": {"text": "eps"}},
+                                 yaxis={"title": {"text": "rows removed"}}, shapes=[shape]))
 
 
 # ---------------------------------------------------------------------------------------------- sections
@@ -154,10 +208,11 @@ def exact_section(ws: Workspace, run_key: str, choices: Choices) -> None:
     left, right = st.columns([2, 3])
     with left:
         sizes = _group_sizes(str(ws.path), run_key)
-        fig = go.Figure(go.Bar(x=sizes["size"].astype(str), y=sizes["groups"],
-                               hovertemplate="size %{x}: %{y:,} groups<extra></extra>"))
-        fig.update_layout(height=260, margin=dict(l=10, r=10, t=20, b=40), xaxis_title="group size (rows)",
-                          yaxis_title="groups", xaxis_type="category")
+        fig = go.Figure(data=[go.Bar(x=[str(v) for v in sizes["size"]], y=sizes["groups"].to_numpy(),
+                                     hovertemplate="size %{x}: %{y:,} groups<extra></extra>")],
+                        layout=dict(height=260, margin=dict(l=10, r=10, t=20, b=40),
+                                    xaxis={"title": {"text": "group size (rows)"}, "type": "category"},
+                                    yaxis={"title": {"text": "groups"}}))
         st.plotly_chart(fig, key="dup_sizes")
     with right:
         # plain text in a selectbox (shown as typed): shortened, not HTML-escaped
@@ -176,7 +231,6 @@ def exact_section(ws: Workspace, run_key: str, choices: Choices) -> None:
 def semdedup_section(ws: Workspace, run_key: str, choices: Choices) -> None:
     if _unavailable(ws, list(core.SEMDEDUP_COLUMNS), "SemDeDup"):
         return
-    frame = columns(ws, run_key, list(core.SEMDEDUP_COLUMNS))
     default = choices.eps if choices.eps is not None else DEFAULT_EPS
     eps = st.slider("eps: remove a row when its cosine similarity to an earlier row of its cell is above 1 − eps",
                     min_value=0.0, max_value=0.3, value=float(min(max(default, 0.0), 0.3)), step=0.005,
@@ -185,7 +239,7 @@ def semdedup_section(ws: Workspace, run_key: str, choices: Choices) -> None:
                          "paper's web-scale eps of 0.05 and up also removes paraphrases (on BANKING77 pairs at "
                          "cosine 0.92–0.95 are rewordings of one intent), which on a labelled set is training "
                          "signal, not waste: raise it on purpose, reading the pairs below.")
-    view = core.semdedup_view(frame, eps)
+    view = _semdedup_view(str(ws.path), run_key, float(eps))
     c = st.columns(3)
     c[0].metric("Rows removed", f"{view['removed']:,}", help=f"semdedup_sim > {1 - eps:.3f}")
     c[1].metric("Share removed", f"{view['share']:.1%}")
@@ -212,7 +266,7 @@ def semdedup_section(ws: Workspace, run_key: str, choices: Choices) -> None:
     st.markdown("**Pairs at this eps** (removed row next to the earlier row it duplicates)")
     closest = st.radio("Order", ["closest to the threshold first", "most similar first"], horizontal=True,
                        key="dup_pair_order", label_visibility="collapsed") == "closest to the threshold first"
-    pairs = core.semdedup_pairs(ws.store, frame, eps, limit=50, closest_first=closest)
+    pairs = _semdedup_pairs(str(ws.path), run_key, float(eps), closest)
     if pairs.empty:
         st.caption("No pairs at this eps.")
     else:
@@ -227,8 +281,8 @@ def semdedup_section(ws: Workspace, run_key: str, choices: Choices) -> None:
 def outlier_section(ws: Workspace, run_key: str, choices: Choices) -> None:
     if _unavailable(ws, ["outlier_score"], "Outliers"):
         return
-    frame = columns(ws, run_key, ["outlier_score"])
-    v = frame["outlier_score"]
+    path, cols = str(ws.path), ("outlier_score",)
+    v = _columns(path, run_key, cols)["outlier_score"]
     summary = ws.store.get_summary("score:outlier_score") or {}
     tukey = summary.get("cutoff")
     hi = float(v.max()) if v.notna().any() else 1.0
@@ -237,16 +291,17 @@ def outlier_section(ws: Workspace, run_key: str, choices: Choices) -> None:
     t = st.slider("Keep rows whose outlier score is at most", min_value=0.0, max_value=round(hi + 0.0005, 3),
                   value=min(max(start, 0.0), round(hi + 0.0005, 3)), step=0.001, format="%.3f", key="dup_outlier")
     new = {"column": "outlier_score", "op": "<=", "value": t}
-    n_out = core.outside(v.to_numpy(), None, t, core.kept_nulls(current, new))
+    n_out = _outside(path, run_key, cols, "outlier_score", None, t, core.kept_nulls(current, new))
     c = st.columns(3)
     c[0].metric("Rows above the threshold", f"{n_out:,}")
     c[1].metric("Tukey cutoff (Q3 + 1.5·IQR)", f"{tukey:.3f}" if tukey is not None else "–")
     c[2].metric("Flagged by the cutoff", f"{summary.get('flagged', 0):,}")
     use = st.toggle("Drop rows above the threshold in the recipe", value=current is not None, key="dup_use_outlier")
     choices.set_filter("outlier_score", new if use else None)
-    st.plotly_chart(bars(core.histogram(v.to_numpy()), "outlier score (mean cosine distance to 10 nearest rows)",
-                         line=t, line_name="threshold"), key="dup_outlier_hist")
-    top = core.top_rows(ws.store, frame, "outlier_score", above=t, n=20)
+    st.plotly_chart(bars(_histogram(path, run_key, cols, "outlier_score"),
+                         "outlier score (mean cosine distance to 10 nearest rows)", line=t, line_name="threshold"),
+                    key="dup_outlier_hist")
+    top = _top_rows(path, run_key, "outlier_score", t, 20)
     if not top.empty:
         st.markdown("**Most isolated rows above the threshold**")
         st.dataframe(_text_first(top), hide_index=True, width="stretch", column_config=_ROW_CONFIG,
@@ -254,8 +309,7 @@ def outlier_section(ws: Workspace, run_key: str, choices: Choices) -> None:
     if not core.missing_columns(ws.store, ["label_outlier_score"]):
         with st.expander("Rows far from the other rows of their own label (`label_outlier_score`)",
                          icon=":material/call_split:"):
-            lab = columns(ws, run_key, ["label_outlier_score"])
-            st.dataframe(_text_first(core.top_rows(ws.store, lab, "label_outlier_score", above=-1.0, n=30)),
+            st.dataframe(_text_first(_top_rows(path, run_key, "label_outlier_score", -1.0, 30)),
                          hide_index=True, width="stretch", column_config=_ROW_CONFIG, key="dup_label_outliers")
             st.caption("Odd members of their class, or mislabelled ones: compare with the Label issues page.")
 
@@ -266,26 +320,28 @@ def heuristics_section(ws: Workspace, run_key: str, choices: Choices) -> None:
     if not hs:
         _unavailable(ws, [h.column for h in core.HEURISTICS], "Text quality")
         return
-    frame = columns(ws, run_key, [h.column for h in hs] + ([] if "lang" in missing else ["lang"]))
+    cols = tuple([h.column for h in hs] + ([] if "lang" in missing else ["lang"]))
+    frame = _columns(str(ws.path), run_key, cols)
     st.caption("Move a range to keep only the rows inside it; the count of rows outside updates live. "
                "A range that spans all the data adds no filter.")
-    constant = [h for h in hs if frame[h.column].nunique(dropna=True) <= 1]
+    constant = [h for h in hs if _distinct(str(ws.path), run_key, cols, h.column) <= 1]
     varying = [h for h in hs if h not in constant]
     for i in range(0, len(varying), 2):
         for col, h in zip(st.columns(2), varying[i: i + 2]):
             with col:
-                _range_filter(frame[h.column], h, choices)
+                _range_filter(frame[h.column], h, choices, (str(ws.path), run_key, cols))
     for h in constant:
         choices.set_filter(h.column, None)
     if constant:
         st.caption("Nothing to filter (every row has the same value): "
                    + ", ".join(f"`{h.column}` = {frame[h.column].iloc[0]:g}" for h in constant))
     if "lang" in frame:
-        _lang_filter(frame["lang"], choices)
+        _lang_filter(frame["lang"], choices, _value_counts(str(ws.path), run_key, cols, "lang"))
 
 
-def _range_filter(values: pd.Series, h: core.Heuristic, choices: Choices) -> None:
-    v = values.to_numpy(dtype=float)
+def _range_filter(values: pd.Series, h: core.Heuristic, choices: Choices,
+                  cached: tuple[str, str, tuple[str, ...]]) -> None:
+    """A range slider on one text statistic; *cached* = (path, run key, columns) of the frame *values* is from."""
     lo, hi = float(values.min()), float(values.max())
     if h.integer:
         lo, hi, step, fmt = int(lo), int(hi), 1, "%d"
@@ -309,13 +365,13 @@ def _range_filter(values: pd.Series, h: core.Heuristic, choices: Choices) -> Non
                      key=f"dup_range_{h.column}")
     f = core.range_filter(h.column, a, b, lo, hi)
     choices.set_filter(h.column, f)
-    n_out = core.outside(v, a, b, core.kept_nulls(current, f)) if f else 0
-    st.plotly_chart(bars(core.histogram(v, integer=h.integer), h.column, a, b), key=f"dup_hist_{h.column}")
+    n_out = _outside(*cached, h.column, a, b, core.kept_nulls(current, f)) if f else 0
+    st.plotly_chart(bars(_histogram(*cached, h.column, h.integer), h.column, a, b), key=f"dup_hist_{h.column}")
     st.caption(f"`{h.column}`: **{n_out:,}** {'row' if n_out == 1 else 'rows'} outside the range")
 
 
-def _lang_filter(values: pd.Series, choices: Choices) -> None:
-    counts = values.value_counts()
+def _lang_filter(values: pd.Series, choices: Choices, counts: pd.Series) -> None:
+    """The language filter; *counts* = ``values.value_counts()`` (cached)."""
     langs = counts.index.tolist()
     current = choices.filters.get("lang")
     start = [x for x in (current["value"] if current and current["op"] == "in" else []) if x in langs]

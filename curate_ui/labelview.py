@@ -4,6 +4,9 @@ curate_core.labelissues; this module only draws."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -11,9 +14,8 @@ import streamlit as st
 
 from curate_core import CurateError, Workspace
 from curate_core import labelissues as li
-from curate_core.pipeline import plan
 
-from . import charts, layout, runner, state
+from . import cache, charts, layout, runner, state
 from .text import md, md_message, plural
 
 TABLE_ROWS = 500  # rows the suspects table shows (filters narrow the rest)
@@ -23,12 +25,12 @@ FLASH = "_li_flash"
 
 
 def _data_key(ws: Workspace) -> str:
-    runs = ws.store.latest_runs()
+    runs = cache.latest_runs(ws)
     parts = [f"{s}:{runs[s]['run_key']}:{runs[s]['finished']}" for s in ("scores", "cluster") if s in runs]
     return "|".join(parts)
 
 
-@st.cache_data(show_spinner="Loading the label scores …", max_entries=4)
+@st.cache_resource(show_spinner="Loading the label scores …", max_entries=4)
 def _load(path: str, key: str) -> li.LabelData:
     return li.load(state.open_workspace(path).store)
 
@@ -48,8 +50,14 @@ def require_data(ws: Workspace, what: str, needs: str) -> li.LabelData:
 
 
 def load(ws: Workspace) -> li.LabelData:
-    """The label scores of the open workspace (cached per workspace and scores run)."""
-    return _load(str(ws.path), _data_key(ws))
+    """The label scores of the open workspace (cached per workspace and scores run).
+
+    Cached as a resource, not copied per rerun (a pickled copy of every labelled row's scores cost more than the
+    page at 1M rows); what is handed out is a copy — the frame a shallow copy-on-write one — so changing it never
+    changes the cached one."""
+    data = _load(str(ws.path), _data_key(ws))
+    return dataclasses.replace(data, frame=data.frame.copy(deep=False), summaries=copy.deepcopy(data.summaries),
+                               classes=list(data.classes))
 
 
 def flash() -> None:
@@ -122,28 +130,29 @@ def aum_panel(ws: Workspace, data: li.LabelData) -> float | None:
         st.caption(f"{stats['below']:,} of {stats['rows']:,} rows below {cutoff:.3f}{pct}. The stored cutoff "
                    f"{stored:.3f} flags {plural(int(s['flagged']), 'row')}.")
     x, counts = li.histogram(aum, lo, hi)
-    fig = go.Figure(go.Bar(x=x, y=counts, name="labelled rows", marker_color="#4C78A8",
-                           hovertemplate="AUM %{x:.2f}: %{y:,} rows<extra></extra>"))
+    traces = [go.Bar(x=x, y=counts, name="labelled rows", marker_color="#4C78A8", opacity=0.75,
+                     hovertemplate="AUM %{x:.2f}: %{y:,} rows<extra></extra>")]
     if thr.size:
         tx, tc = li.histogram(thr, lo, hi)
-        fig.add_trace(go.Bar(x=tx, y=tc, name="threshold samples", marker_color="#F58518", yaxis="y2",
+        traces.append(go.Bar(x=tx, y=tc, name="threshold samples", marker_color="#F58518", yaxis="y2", opacity=0.75,
                              hovertemplate="AUM %{x:.2f}: %{y:,} threshold samples<extra></extra>"))
     # each line's label on its outer side, so two close lines never write over each other; one label when equal
     same = abs(cutoff - stored) <= 1e-9
     slider_left = cutoff < stored
-    fig.add_vline(x=stored, line_dash="dot", line_color="gray", annotation_text="" if same else "stored cutoff",
-                  annotation_position="top right" if slider_left else "top left", annotation_font_color="gray")
-    fig.add_vline(x=cutoff, line_color="#E45756", annotation_text="cutoff (stored)" if same else "slider",
-                  annotation_position="top left" if slider_left else "top right", annotation_font_color="#E45756")
-    fig.update_layout(barmode="overlay", height=340, margin=dict(l=10, r=10, t=50, b=40), xaxis_title="AUM",
-                      yaxis_title="rows", bargap=0,
-                      legend=dict(orientation="h", x=0, y=1.06, yanchor="bottom"),
-                      yaxis2=dict(title="threshold samples", overlaying="y", side="right", showgrid=False, tickmode="auto", rangemode="tozero"))
-    fig.update_traces(opacity=0.75)
+    lines = [charts.vline(stored, color="gray", dash="dot", text="" if same else "stored cutoff",
+                          position="top right" if slider_left else "top left", font_color="gray"),
+             charts.vline(cutoff, color="#E45756", text="cutoff (stored)" if same else "slider",
+                          position="top left" if slider_left else "top right", font_color="#E45756")]
+    fig = go.Figure(data=traces, layout=dict(
+        barmode="overlay", height=340, margin=dict(l=10, r=10, t=50, b=40), xaxis={"title": {"text": "AUM"}},
+        yaxis={"title": {"text": "rows"}}, bargap=0, legend=dict(orientation="h", x=0, y=1.06, yanchor="bottom"),
+        yaxis2=dict(title={"text": "threshold samples"}, overlaying="y", side="right", showgrid=False,
+                    tickmode="auto", rangemode="tozero"),
+        shapes=[shape for shape, _ in lines], annotations=[note for _, note in lines]))
     st.plotly_chart(fig, key="li_aum_hist")
     c1, c2 = st.columns(2)
     busy = (r := runner.get_run(ws)) is not None and r.running
-    params = dict(plan(ws.store).params["scores"].get("params") or {})
+    params = dict(cache.stage_params(ws, "scores").get("params") or {})
     manual = params.get("aum", {}).get("cutoff") is not None
     if c1.button("Apply this cutoff", width="stretch", disabled=busy or abs(cutoff - stored) < step / 2, key="li_aum_apply",
                  help="reruns the scores stage with this cutoff: aum_flag and the consensus follow"):
@@ -170,24 +179,24 @@ def datamap_panel(ws: Workspace, data: li.LabelData) -> np.ndarray | None:
     if "confidence" not in df:
         st.info("No data map: the probe has no training dynamics.")
         return None
-    shown = li.sample_for_plot(df, MAP_POINTS, keep=df["consensus"].to_numpy() > 0)
-    hover = [f"{charts.plot_text(i, 40)}<br>given: {charts.plot_text(a, 40)}<br>suggested: {charts.plot_text(b, 40)}"
-             for i, a, b in zip(shown["id"], shown["label"], shown["suggested_label"])]
-    fig = go.Figure(go.Scattergl(
-        x=shown["variability"], y=shown["confidence"], mode="markers", customdata=shown["row_id"], text=hover,
-        marker=dict(size=5, color=shown["correctness"], colorscale="Viridis", cmin=0, cmax=1, opacity=0.7,
-                    colorbar=dict(title="correctness")),
-        hovertemplate="%{text}<br>variability %{x:.3f}, confidence %{y:.3f}<extra></extra>"))
-    fig.update_layout(height=360, margin=dict(l=10, r=10, t=10, b=40), xaxis_title="variability (std over epochs)",
-                      yaxis_title="confidence (mean p of given label)", dragmode="lasso")
+    dm = _datamap(str(ws.path), _data_key(ws))
+    fig = go.Figure(data=[go.Scattergl(
+        x=dm["x"], y=dm["y"], mode="markers", customdata=dm["row_id"], text=dm["hover"],
+        marker=dict(size=5, color=dm["color"], colorscale="Viridis", cmin=0, cmax=1, opacity=0.7,
+                    colorbar=dict(title={"text": "correctness"})),
+        hovertemplate="%{text}<br>variability %{x:.3f}, confidence %{y:.3f}<extra></extra>")],
+        layout=dict(height=360, margin=dict(l=10, r=10, t=10, b=40),
+                    xaxis={"title": {"text": "variability (std over epochs)"}},
+                    yaxis={"title": {"text": "confidence (mean p of given label)"}}, dragmode="lasso"))
     event = st.plotly_chart(fig, key="li_map", on_select="rerun", selection_mode=("lasso", "box"))
-    note = "" if len(shown) == len(df) else f" Showing {len(shown):,} of {len(df):,} rows (every flagged row)."
+    shown = len(dm["row_id"])
+    note = "" if shown == len(df) else f" Showing {shown:,} of {len(df):,} rows (every flagged row)."
     st.caption("Top: easy to learn; right: ambiguous; bottom left: hard to learn — often mislabelled." + note)
     points = (event or {}).get("selection", {}).get("points", []) if event else []
     lasso = None
     if points:
         idx = [p.get("point_index", p.get("point_number")) for p in points]
-        lasso = shown["row_id"].to_numpy()[np.asarray([i for i in idx if i is not None], dtype=int)]
+        lasso = dm["row_id"][np.asarray([i for i in idx if i is not None], dtype=int)]
     saved = ws.selections()
     c1, c2 = st.columns([2, 1])
     if lasso is not None and lasso.size:
@@ -209,6 +218,24 @@ def datamap_panel(ws: Workspace, data: li.LabelData) -> np.ndarray | None:
         c1.caption(f"“{md(pick)}”: {plural(saved.get(pick, 0), 'row')}")
         return ws.selection(pick)
     return None
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _datamap(path: str, key: str) -> dict[str, np.ndarray]:
+    """The data map's points (every flagged row, the rest sampled up to MAP_POINTS) as arrays, with their
+    escaped hover texts: the same for every rerun of one scores run, so built once (read-only: shared)."""
+    df = _load(path, key).frame
+    shown = li.sample_for_plot(df, MAP_POINTS, keep=df["consensus"].to_numpy() > 0)
+    hover = [f"{charts.plot_text(i, 40)}<br>given: {charts.plot_text(a, 40)}<br>suggested: {charts.plot_text(b, 40)}"
+             for i, a, b in zip(shown["id"].to_numpy(dtype=object), shown["label"].to_numpy(dtype=object),
+                                shown["suggested_label"].to_numpy(dtype=object))]
+    out = {"x": shown["variability"].to_numpy(dtype=np.float32, na_value=np.nan),
+           "y": shown["confidence"].to_numpy(dtype=np.float32, na_value=np.nan),
+           "color": shown["correctness"].to_numpy(dtype=np.float32, na_value=np.nan),
+           "row_id": shown["row_id"].to_numpy(dtype=np.int64), "hover": np.array(hover, dtype=object)}
+    for a in out.values():
+        a.flags.writeable = False
+    return out
 
 
 # ----------------------------------------------------------------------------------------- consensus
@@ -248,20 +275,23 @@ def consensus_panel(ws: Workspace, data: li.LabelData) -> None:
                    "(`\"include\": [...]` in its parameters adds a method).")
     c1, c2 = st.columns(2)
     with c1:
-        fig = go.Figure(go.Heatmap(z=ov.to_numpy(), x=list(ov.columns), y=list(ov.index), colorscale="Blues",
-                                   text=ov.to_numpy(), texttemplate="%{text:,}", showscale=False,
-                                   hovertemplate="%{y} ∩ %{x}: %{z:,} rows<extra></extra>"))
-        fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10), title="rows flagged by both (diagonal: by each)")
-        fig.update_yaxes(autorange="reversed")
+        fig = go.Figure(data=[go.Heatmap(z=ov.to_numpy(), x=list(ov.columns), y=list(ov.index), colorscale="Blues",
+                                         text=ov.to_numpy(), texttemplate="%{text:,}", showscale=False,
+                                         hovertemplate="%{y} ∩ %{x}: %{z:,} rows<extra></extra>")],
+                        layout=dict(height=280, margin=dict(l=10, r=10, t=30, b=10),
+                                    title={"text": "rows flagged by both (diagonal: by each)"},
+                                    yaxis={"autorange": "reversed"}))
         st.plotly_chart(fig, key="li_overlap")
     with c2:
         ks = sorted(dist, key=int)
         unit = _units(data)
-        fig = go.Figure(go.Bar(x=[f"{k} of {len(ks) - 1}" for k in ks], y=[dist[k] for k in ks],
-                               marker_color="#54A24B", text=[f"{dist[k]:,}" for k in ks], textposition="outside",
-                               cliponaxis=False, hovertemplate=f"%{{x}} {unit}: %{{y:,}} rows<extra></extra>"))
-        fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=40), title=f"rows by number of {unit} flagging",
-                          xaxis_title=f"{unit} flagging the row", yaxis_title="rows")
+        fig = go.Figure(data=[go.Bar(x=[f"{k} of {len(ks) - 1}" for k in ks], y=[dist[k] for k in ks],
+                                     marker_color="#54A24B", text=[f"{dist[k]:,}" for k in ks], textposition="outside",
+                                     cliponaxis=False, hovertemplate=f"%{{x}} {unit}: %{{y:,}} rows<extra></extra>")],
+                        layout=dict(height=280, margin=dict(l=10, r=10, t=30, b=40),
+                                    title={"text": f"rows by number of {unit} flagging"},
+                                    xaxis={"title": {"text": f"{unit} flagging the row"}},
+                                    yaxis={"title": {"text": "rows"}}))
         st.plotly_chart(fig, key="li_consensus")
     # its own k, next to its button: 2 by default, as clean.json (one method alone is often a hard example)
     n, units = _votes(data), _units(data)

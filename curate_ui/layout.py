@@ -10,7 +10,7 @@ from streamlit.errors import StreamlitPageNotFoundError
 
 from curate_core import CurateError, Workspace
 
-from . import runner, state
+from . import cache, runner, state
 from .text import md
 
 
@@ -93,7 +93,7 @@ def _switch(path: str, create: bool) -> None:
 
 def stage_gate(ws: Workspace, stages: list[str], what: str) -> bool:
     """True if every stage in *stages* is done; otherwise explain, offer to run them, and return False."""
-    status = ws.status()
+    status = cache.status(ws)
     missing = [s for s in stages if status.get(s) != "done"]
     if not missing:
         return True

@@ -23,7 +23,7 @@ from curate_core.pipeline import format_seconds
 from curate_core.dedup import DEFAULT_EPS
 from curate_core.recipes.draft import RecipeDraft
 
-from . import charts, runner, state
+from . import cache, charts, runner, state
 from .text import md, md_message, plural
 
 W = "sel_w_"  # editor widget keys
@@ -130,8 +130,10 @@ def _groups(path: str, key: str, column: str) -> dict[str, int]:
     return S.group_sizes(state.open_workspace(path).store, column)
 
 
-def profile(ws: Workspace, column: str) -> S.Profile:
-    return _profile(str(ws.path), ws.store.state("tables"), column)
+def profile(ws: Workspace, column: str, tables: str | None = None) -> S.Profile:
+    """A column's profile (histogram, range, values), cached until a table changes; *tables* is
+    ``ws.store.state("tables")`` when the caller has read it already (one query per rerun, not one per panel)."""
+    return _profile(str(ws.path), tables or ws.store.state("tables"), column)
 
 
 def groups(ws: Workspace, column: str) -> dict[str, int]:
@@ -172,9 +174,10 @@ def filter_editor(ws: Workspace, draft: dict) -> tuple[list[dict], dict[int, Any
     filters: list[dict] = []
     slots: dict[int, Any] = {}
     grid = st.columns(2)
+    tables = ws.store.state("tables") if cols else None
     for i, col in enumerate(cols):
         with grid[i % 2].container(border=True):
-            f, slot = _panel(ws, col, kinds[col], by_col.get(col))
+            f, slot = _panel(ws, col, kinds[col], by_col.get(col), tables)
             if f is not None:
                 slots[len(filters)] = slot
                 filters.append(f)
@@ -194,9 +197,9 @@ def filter_editor(ws: Workspace, draft: dict) -> tuple[list[dict], dict[int, Any
     return filters, slots
 
 
-def _panel(ws: Workspace, col: str, kind: str, f: dict | None) -> tuple[dict | None, Any]:
+def _panel(ws: Workspace, col: str, kind: str, f: dict | None, tables: str | None = None) -> tuple[dict | None, Any]:
     st.markdown(f"**{col}**")
-    p = state.guarded(ws, profile, ws, col)
+    p = state.guarded(ws, profile, ws, col, tables)
     if p is None:
         return f, st.empty()
     out: dict | None = None
@@ -301,15 +304,17 @@ def _text_panel(col: str, p: S.Profile, f: dict | None) -> dict | None:
 
 
 def histogram(p: S.Profile, keep: tuple[float, float] | None = None) -> go.Figure:
+    """The column's histogram, the kept range shaded (built in one call: it is redrawn on every slider move)."""
     mids = [(a + b) / 2 for a, b in zip(p.edges[:-1], p.edges[1:])]
     width = p.edges[1] - p.edges[0] if len(p.edges) > 1 else 1
-    fig = go.Figure(go.Bar(x=mids, y=p.counts, width=[width] * len(mids), marker_color="#4c78a8",
-                           hovertemplate=f"{charts.plot_text(p.column)} ≈ %{{x:.3g}}: %{{y:,}} rows<extra></extra>"))
-    if keep is not None and (keep[0] > p.lo or keep[1] < p.hi):
-        fig.add_vrect(x0=keep[0], x1=keep[1], fillcolor="#54a24b", opacity=0.15, line_width=0)
-    fig.update_layout(height=150, margin=dict(l=10, r=10, t=5, b=30), bargap=0.05, showlegend=False,
-                      xaxis_title=charts.plot_text(p.column, 60), yaxis_title="rows")
-    return fig
+    shapes = ([charts.vrect(keep[0], keep[1], "#54a24b", 0.15)]
+              if keep is not None and (keep[0] > p.lo or keep[1] < p.hi) else [])
+    return go.Figure(
+        data=[go.Bar(x=mids, y=p.counts, width=[width] * len(mids), marker_color="#4c78a8",
+                     hovertemplate=f"{charts.plot_text(p.column)} ≈ %{{x:.3g}}: %{{y:,}} rows<extra></extra>")],
+        layout=dict(height=150, margin=dict(l=10, r=10, t=5, b=30), bargap=0.05, showlegend=False,
+                    xaxis={"title": {"text": charts.plot_text(p.column, 60)}}, yaxis={"title": {"text": "rows"}},
+                    shapes=shapes))
 
 
 # ------------------------------------------------------------------------- decisions, dedup, sets
@@ -509,7 +514,7 @@ def suggest_weights(ws: Workspace, recipe: dict) -> None:
     group_by = m["group_by"]
     box = st.container(border=True)
     box.markdown(f"**Suggest weights** · let the data choose the shares of `{md(group_by, 40)}`")
-    if "embed" not in ws.store.latest_runs():
+    if "embed" not in cache.latest_runs(ws):
         box.caption("The search trains the outcome probe on the embeddings: run the embed stage first (Overview).")
         return
     job = runner.get_job(ws, SEARCH)
@@ -733,7 +738,7 @@ def composition_chart(c: S.Counts, top: int = 12) -> go.Figure:
     """Stacked 100 % bars: the share of each group among all rows, rows that pass, and the selection."""
     g = c.groups.sort_values("rows_before", ascending=False)
     head, rest = g.head(top), g.iloc[top:]
-    series = [(r["group"], r["rows_before"], r["rows_pool"], r["rows_selected"]) for _, r in head.iterrows()]
+    series = list(zip(head["group"], head["rows_before"], head["rows_pool"], head["rows_selected"]))
     if len(rest):
         series.append((f"{len(rest):,} other groups", rest["rows_before"].sum(), rest["rows_pool"].sum(),
                        rest["rows_selected"].sum()))
@@ -741,22 +746,21 @@ def composition_chart(c: S.Counts, top: int = 12) -> go.Figure:
     bars = [f"all rows<br>{c.rows_total:,}", f"pass the filters<br>{c.rows_pool:,}",
             f"selected<br>{estimate_marks(c)[0]}{c.rows_selected:,}"]
     palette = charts.PALETTE
-    fig = go.Figure()
+    traces = []
     for i, (name, *vals) in enumerate(series):
         other = len(rest) and i == len(series) - 1
-        fig.add_bar(y=bars, x=[100 * v / t for v, t in zip(vals, totals)], orientation="h",
-                    name=charts.plot_text(name, 30), customdata=[[int(v)] for v in vals],
-                    marker_color="#c7c7c7" if other else palette[i % len(palette)],
-                    hovertemplate=charts.plot_text(name, 60) + ": %{x:.1f}% (%{customdata[0]:,} rows)<extra></extra>")
+        traces.append(go.Bar(
+            y=bars, x=[100 * v / t for v, t in zip(vals, totals)], orientation="h", name=charts.plot_text(name, 30),
+            customdata=[[int(v)] for v in vals], marker_color="#c7c7c7" if other else palette[i % len(palette)],
+            hovertemplate=charts.plot_text(name, 60) + ": %{x:.1f}% (%{customdata[0]:,} rows)<extra></extra>"))
     # the legend sits right of the bars (one entry a line), never over the axis title
     # the top margin leaves the plot toolbar its own strip, above the legend
-    fig.update_layout(barmode="stack", height=max(220, 22 * len(series) + 100), margin=dict(l=10, r=10, t=34, b=40),
-                      xaxis=dict(title=f"share of rows (%), by {charts.plot_text(c.group_by or '', 40)}",
-                                 range=[0, 100]),
-                      yaxis=dict(autorange="reversed"),
-                      legend=dict(orientation="v", x=1.02, y=1, yanchor="top", traceorder="normal",
-                                  title=charts.plot_text(c.group_by or "", 30)))
-    return fig
+    return go.Figure(data=traces, layout=dict(
+        barmode="stack", height=max(220, 22 * len(series) + 100), margin=dict(l=10, r=10, t=34, b=40),
+        xaxis=dict(title={"text": f"share of rows (%), by {charts.plot_text(c.group_by or '', 40)}"}, range=[0, 100]),
+        yaxis=dict(autorange="reversed"),
+        legend=dict(orientation="v", x=1.02, y=1, yanchor="top", traceorder="normal",
+                    title={"text": charts.plot_text(c.group_by or "", 30)})))
 
 
 def group_table(c: S.Counts) -> pd.DataFrame:

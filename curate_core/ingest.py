@@ -245,7 +245,7 @@ def open_input(store: Store, src: Any, fmt: str | None = None, encoding: str | N
     else:
         reader = inputs.parquet_reader(read_path)
     try:
-        columns = inputs.describe(store, reader)
+        reader, columns = inputs.describe(store, reader)
     except CurateError:
         raise
     except Exception as e:  # DuckDB parse errors: show the first line of DuckDB's explanation
@@ -286,7 +286,7 @@ def _open_frame(store: Store, df: pd.DataFrame, name: str = "dataframe") -> Inpu
                 df[c] = df[c].map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
     sha = hashlib.sha256(pd.util.hash_pandas_object(df.astype(str), index=False).values.tobytes()).hexdigest()
     reader = inputs.object_reader(df)
-    return Input(reader, "dataframe", inputs.describe(store, reader), name, f"<{name}>", sha)
+    return Input(reader, "dataframe", inputs.describe(store, reader)[1], name, f"<{name}>", sha)
 
 
 def _open_hf(store: Store, path: Path, split: str | None) -> Input:
@@ -315,7 +315,7 @@ def _open_hf(store: Store, path: Path, split: str | None) -> Input:
     files = [Path(f["filename"]) for f in ds.cache_files] if ds.cache_files else []
     sha = _hash_paths(files) if files else hashlib.sha256(str(table.schema).encode()).hexdigest()
     reader = inputs.object_reader(table)
-    return Input(reader, "hf", inputs.describe(store, reader), path.name, str(path), sha)
+    return Input(reader, "hf", inputs.describe(store, reader)[1], path.name, str(path), sha)
 
 
 # ----------------------------------------------------------------------------------------- mapping
@@ -407,7 +407,6 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
     select.append((as_text(mapping.id) if mapping.id else "CAST(NULL AS VARCHAR)", "id"))
     # the one `?` of the source expression comes before the table function's own parameters
     select.append((f"coalesce({as_text(mapping.source)}, ?)" if mapping.source else "CAST(? AS VARCHAR)", "source"))
-    reader = FileReader(inp.reader.sql, [src_name, *inp.reader.params], inp.reader.arrow)
 
     used = {mapping.text, mapping.label, mapping.id, mapping.source}
     n_extra = len([c for c in names if c not in used])
@@ -435,42 +434,51 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
 
     if progress:
         progress("ingest: reading", 1, 3)
+    source = inp.reader  # its long-line twin (CSV) once a record turns out longer than it reads in parallel
+
     def fits(typed: dict[str, str]) -> set[str]:  # CSV text going into columns an earlier file typed
         text = {extras[o]: t for o, t in typed.items() if csv_like and types.get(extras[o]) == "VARCHAR"}
-        ok = inputs.input_fits(cur, inp.reader, text)
+        ok = inputs.input_fits(cur, source, text)
         return {o for o in typed if extras[o] in ok}
 
-    try:
-        with store.write_lock, store.transaction() as cur:
-            first = inputs.next_row_id(cur)
-            existing = dict(store.sample_columns(cur))
-            new_cols = [o for o in extras if o not in existing]
-            extra_types = inputs.prepare_columns(
-                store, cur, {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()}, fits=fits)
-            rows_read = inputs.insert_input(cur, reader, select, first, extra_types, id_prefix=src_name)
-            if rows_read == 0:
-                raise CurateError(f"{Path(inp.path).name} has a header but no rows",
-                                  "is it the file you meant? A file with data has one row per text under the header")
-            p = inputs.new_rows_problems(cur, first, ids_generated=not mapping.id)
-            _check_problems(p, strict, mapping)
-            if progress:
-                progress("ingest: checking", 2, 3)
-            if p["n_empty"]:
-                inputs.drop_empty(cur, first)
-            if csv_like:  # CSV cells are text: give new columns the narrowest type all their values fit
-                inferred = inputs.infer_types(cur, [c for c in new_cols if extra_types[c] == "VARCHAR"], first)
-                inputs.retype(cur, inferred)
-                extra_types.update(inferred)
-            alike = _look_alike_labels(cur, first)
-            added = inputs.record_ingest(cur, {
-                "path": inp.path, "sha256": inp.sha256, "format": inp.format,
-                "mapping": {**mapping.as_dict(), "source_name": src_name}, "skipped": p["n_empty"],
-            }, first)
-    except CurateError:
-        raise
-    except Exception as e:
-        raise CurateError(f"Could not read {Path(inp.path).name} as {inp.format}: {_first_line(e)}",
-                          "check the file (quoting, one JSON object per line …) or pass --format") from None
+    while True:
+        reader = source.with_leading(src_name)
+        try:
+            with store.write_lock, store.transaction() as cur:
+                first = inputs.next_row_id(cur)
+                existing = dict(store.sample_columns(cur))
+                new_cols = [o for o in extras if o not in existing]
+                extra_types = inputs.prepare_columns(
+                    store, cur, {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()}, fits=fits)
+                rows_read = inputs.insert_input(cur, reader, select, first, extra_types, id_prefix=src_name)
+                if rows_read == 0:
+                    raise CurateError(f"{Path(inp.path).name} has a header but no rows",
+                                      "is it the file you meant? A file with data has one row per text under the "
+                                      "header")
+                p = inputs.new_rows_problems(cur, first, ids_generated=not mapping.id)
+                _check_problems(p, strict, mapping)
+                if progress:
+                    progress("ingest: checking", 2, 3)
+                if p["n_empty"]:
+                    inputs.drop_empty(cur, first)
+                if csv_like:  # CSV cells are text: give new columns the narrowest type all their values fit
+                    inferred = inputs.infer_types(cur, [c for c in new_cols if extra_types[c] == "VARCHAR"], first)
+                    inputs.retype(cur, inferred)
+                    extra_types.update(inferred)
+                alike = _look_alike_labels(cur, first)
+                added = inputs.record_ingest(cur, {
+                    "path": inp.path, "sha256": inp.sha256, "format": inp.format,
+                    "mapping": {**mapping.as_dict(), "source_name": src_name}, "skipped": p["n_empty"],
+                }, first)
+            break
+        except CurateError:
+            raise
+        except Exception as e:
+            if source.long_lines is not None and inputs.line_too_long(e):  # rolled back: read it all again
+                source = source.long_lines
+                continue
+            raise CurateError(f"Could not read {Path(inp.path).name} as {inp.format}: {_first_line(e)}",
+                              "check the file (quoting, one JSON object per line …) or pass --format") from None
     if progress:
         progress("ingest: done", 3, 3)
     return IngestSummary(

@@ -24,6 +24,14 @@ class FileReader:
     sql: str  # e.g. "read_csv(?, all_varchar=true, ...)"
     params: list[Any]
     arrow: Any = None  # a registered Python object (pandas/arrow) instead of a file
+    #: the same input read with a higher line limit, for when this reader meets a record longer than its own
+    long_lines: "FileReader | None" = None
+
+    def with_leading(self, *values: Any) -> "FileReader":
+        """This reader (and its long-line twin) with *values* before its own parameters (for a query whose own
+        ``?`` come before the table function's)."""
+        return FileReader(self.sql, [*values, *self.params], self.arrow,
+                          self.long_lines.with_leading(*values) if self.long_lines is not None else None)
 
 
 def _bind(cur, reader: FileReader) -> str:
@@ -33,12 +41,37 @@ def _bind(cur, reader: FileReader) -> str:
 
 
 # ------------------------------------------------------------------------------- reading files
-def csv_reader(path: Path, delim: str) -> FileReader:
+#: CSV records up to this size are read by all of DuckDB's threads. DuckDB reads a file on one thread once its
+#: max_line_size passes ~16 MiB (measured, DuckDB 2.0): at 256 MiB for every file, the whole ingest — parsing,
+#: token counts and compression — ran on one core
+CSV_LINE_PARALLEL = 8 << 20
+#: the longest CSV record ingest accepts; a file with a record above CSV_LINE_PARALLEL is read again with it
+CSV_LINE_MAX = 256 << 20
+
+
+def csv_reader(path: Path, delim: str, max_line: int = CSV_LINE_PARALLEL) -> FileReader:
+    """A CSV/TSV reader (every column as text) whose ``long_lines`` twin takes records up to CSV_LINE_MAX."""
     return FileReader(
         "read_csv(?, all_varchar = true, header = true, delim = ?, quote = '\"', escape = '\"', "
-        "max_line_size = 268435456)",
-        [str(path), delim],
+        "max_line_size = ?)",
+        [str(path), delim, max_line],
+        long_lines=csv_reader(path, delim, CSV_LINE_MAX) if max_line < CSV_LINE_MAX else None,
     )
+
+
+def line_too_long(e: BaseException) -> bool:
+    """Whether DuckDB refused a CSV record as longer than the reader's max_line_size."""
+    return "Maximum line size of" in str(e)
+
+
+def retrying(reader: FileReader, read: Callable[[FileReader], Any]) -> Any:
+    """``read(reader)``, once more with ``reader.long_lines`` if the input holds a record too long for it."""
+    try:
+        return read(reader)
+    except Exception as e:
+        if reader.long_lines is None or not line_too_long(e):
+            raise
+    return read(reader.long_lines)
 
 def jsonl_reader(path: Path, array: bool = False) -> FileReader:
     fmt = "array" if array else "newline_delimited"
@@ -51,17 +84,24 @@ def parquet_reader(path: Path) -> FileReader:
 def object_reader(obj: Any) -> FileReader:
     return FileReader("_curate_src", [], arrow=obj)
 
-def describe(store: Store, reader: FileReader) -> list[tuple[str, str]]:
-    """(column, DuckDB type) of an input, without reading it all."""
-    with store.cursor() as cur:
-        src = _bind(cur, reader)
-        rows = cur.execute(f"DESCRIBE SELECT * FROM {src}", reader.params).fetchall()
-    return [(r[0], r[1]) for r in rows]
+def describe(store: Store, reader: FileReader) -> tuple[FileReader, list[tuple[str, str]]]:
+    """(column, DuckDB type) of an input, without reading it all, and the reader that could read its start
+    (the long-line twin when a record there is too long for *reader*)."""
+    def run(r: FileReader) -> tuple[FileReader, list[tuple[str, str]]]:
+        with store.cursor() as cur:
+            src = _bind(cur, r)
+            rows = cur.execute(f"DESCRIBE SELECT * FROM {src}", r.params).fetchall()
+        return r, [(row[0], row[1]) for row in rows]
+
+    return retrying(reader, run)
 
 def preview(store: Store, reader: FileReader, n: int = 20) -> pd.DataFrame:
-    with store.cursor() as cur:
-        src = _bind(cur, reader)
-        return cur.execute(f"SELECT * FROM {src} LIMIT {int(n)}", reader.params).df()
+    def run(r: FileReader) -> pd.DataFrame:
+        with store.cursor() as cur:
+            src = _bind(cur, r)
+            return cur.execute(f"SELECT * FROM {src} LIMIT {int(n)}", r.params).df()
+
+    return retrying(reader, run)
 
 # ------------------------------------------------------------------------------------ ingest
 #: a text is empty when it is NULL or has no non-whitespace character (a regex scan stops at the first one)
@@ -272,7 +312,11 @@ def record_ingest(cur, info: dict, first: int) -> int:
 
 def read_input(store: Store, reader: FileReader, columns: Sequence[str]) -> pd.DataFrame:
     """Some columns of an input file as text (for eval files, which are read, not ingested)."""
-    with store.cursor() as cur:
-        src = _bind(cur, reader)
-        cols = ", ".join(f"CAST({quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" for c in columns)
-        return cur.execute(f"SELECT {cols} FROM {src}", reader.params).df()
+    cols = ", ".join(f"CAST({quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" for c in columns)
+
+    def run(r: FileReader) -> pd.DataFrame:
+        with store.cursor() as cur:
+            src = _bind(cur, r)
+            return cur.execute(f"SELECT {cols} FROM {src}", r.params).df()
+
+    return retrying(reader, run)

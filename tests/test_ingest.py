@@ -129,6 +129,20 @@ def test_ten_megabyte_text_accepted(ws, tmp_path):
     assert ws.store.query_df("SELECT max(length(text)) AS n FROM samples")["n"][0] == len(big)
 
 
+def test_a_record_too_long_for_the_parallel_reader_is_read_again_whole(ws, tmp_path):
+    """A record above the parallel line limit, past the rows DuckDB sniffs: the ingest reads the file again with
+    the high limit (one thread) and keeps every row in order; nothing of the first attempt stays."""
+    from curate_core.inputs import CSV_LINE_PARALLEL
+
+    big = "w " * (CSV_LINE_PARALLEL // 2 + 1000)
+    rows = [{"text": f"t{i}", "label": "a"} for i in range(30_000)] + [{"text": big, "label": "b"}, {"text": "end", "label": "c"}]
+    s = ws.ingest(write_csv(tmp_path / "late.csv", rows))
+    assert s.rows_added == 30_002 and ws.store.count() == 30_002
+    got = ws.store.query_df("SELECT row_id, length(text) AS n, label FROM samples ORDER BY row_id")
+    assert got["row_id"].tolist() == list(range(30_002))
+    assert got["n"].iloc[-2] == len(big) and got["label"].tolist()[-3:] == ["a", "b", "c"]
+
+
 def test_encoding_option_decodes(ws, tmp_path):
     p = tmp_path / "latin.csv"
     p.write_bytes("text,label\ncafé au lait,drink\nrésumé,doc\n".encode("latin-1"))

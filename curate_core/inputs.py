@@ -7,7 +7,6 @@ identifiers quoted by :func:`~curate_core.store.quote_ident` and values as ``?``
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -41,10 +40,12 @@ def _bind(cur, reader: FileReader) -> str:
 
 
 # ------------------------------------------------------------------------------- reading files
-#: CSV records up to this size are read by all of DuckDB's threads. DuckDB reads a file on one thread once its
-#: max_line_size passes ~16 MiB (measured, DuckDB 2.0): at 256 MiB for every file, the whole ingest — parsing,
-#: token counts and compression — ran on one core
-CSV_LINE_PARALLEL = 8 << 20
+#: CSV records up to this size are read by all of DuckDB's threads: DuckDB's own default, so the rows fall into
+#: the same row groups as a bare ``read_csv``'s. DuckDB reads a file on one thread once its max_line_size passes
+#: ~16 MiB (measured, DuckDB 2.0): at 256 MiB for every file, the whole ingest — parsing, token counts,
+#: compression — ran on one core. (8 MiB read in parallel too, but cut a 1M-row file into partial row groups
+#: that the next checkpoint merged again: +0.3–0.6 s at close.)
+CSV_LINE_PARALLEL = 2 << 20
 #: the longest CSV record ingest accepts; a file with a record above CSV_LINE_PARALLEL is read again with it
 CSV_LINE_MAX = 256 << 20
 
@@ -104,13 +105,21 @@ def preview(store: Store, reader: FileReader, n: int = 20) -> pd.DataFrame:
     return retrying(reader, run)
 
 # ------------------------------------------------------------------------------------ ingest
-#: a text is empty when it is NULL or has no non-whitespace character (a regex scan stops at the first one)
-_EMPTY_TEXT = "(text IS NULL OR NOT regexp_matches(text, '\\S'))"
-#: words separated by spaces, tabs and line breaks; the cheap split is exact unless whitespace is irregular
-_TOKENS = ("CASE WHEN contains(text, '  ') OR contains(text, chr(10)) OR contains(text, chr(9)) "
-           "OR contains(text, chr(13)) OR starts_with(text, ' ') OR ends_with(text, ' ') "
-           "THEN len(list_filter(string_split(replace(replace(replace(text, chr(10), ' '), chr(9), ' '), "
-           "chr(13), ' '), ' '), lambda w: w <> '')) ELSE len(string_split(text, ' ')) END")
+#: ``n_tokens`` of a row :func:`insert_input` found empty — a text with no non-whitespace character: such rows are
+#: all dropped (or refused) before the ingest commits, so the marker is never stored, and the checks find them
+#: without reading the texts again (a NULL text gets a NULL count)
+EMPTY_MARK = -1
+#: the rows added from ``row_id >= ?`` on whose text is empty
+_EMPTY_ROW = f"(n_tokens IS NULL OR n_tokens = {EMPTY_MARK})"
+#: words separated by spaces, tabs and line breaks, from the text and its split at spaces (``_w``, computed once).
+#: The split's length is exact unless the text has a tab, a line break or an empty piece (a leading, trailing or
+#: double space); those rows and the ones with a form feed (the only whitespace of the emptiness test that does
+#: not separate words) take the slow path, which also marks empty texts
+_TOKENS = ("CASE WHEN contains(text, chr(10)) OR contains(text, chr(9)) OR contains(text, chr(13)) "
+           "OR contains(text, chr(12)) OR list_contains(_w, '') "
+           f"THEN (CASE WHEN NOT regexp_matches(text, '\\S') THEN {EMPTY_MARK} "
+           "ELSE len(list_filter(string_split(replace(replace(replace(text, chr(10), ' '), chr(9), ' '), "
+           "chr(13), ' '), ' '), lambda w: w <> '')) END) ELSE len(_w) END")
 
 def next_row_id(cur) -> int:
     return int(cur.execute("SELECT coalesce(max(row_id), -1) + 1 FROM samples").fetchall()[0][0])
@@ -168,34 +177,39 @@ def insert_input(cur, reader: FileReader, select: Sequence[tuple[str, str]], fir
                  extra_types: dict[str, str], id_prefix: str) -> int:
     """Append every row of an input to ``samples``; returns rows read.
 
-    Two statements: the file is read, mapped and token-counted into a temporary table in parallel (file
-    order kept: DuckDB preserves insertion order, so a fresh table's rowids count the file rows, from an
-    offset inside a transaction), then appended with ``row_id = first + file row − 1``. A ``row_number() OVER
-    ()`` in one statement gives the same rows but is a pipeline breaker: the ingest is ~20 % slower on 2 cores. Generated ids (when
-    the input has none) are ``<id_prefix>-<file row, zero padded to 6>`` (the file's source name, even when
-    a column gives each row its source: ids must not depend on data). Empty texts are inserted too;
-    :meth:`drop_empty` removes them after the checks, so their file rows can be reported.
+    One parallel pass reads, maps, counts tokens and compresses the rows straight into ``samples`` with
+    ``row_id`` NULL; DuckDB keeps insertion order, so the rows one transaction appends get consecutive rowids in
+    file order, and one UPDATE numbers them ``row_id = first + file row − 1``. (A temporary staging table cost a
+    third of the ingest's CPU, and ``row_number() OVER ()`` runs the read, the token counts and the compression
+    on one thread.) Rows without an id — every row when the input has no id column — get ``<id_prefix>-<file
+    row, zero padded to 6>`` (the file's source name, even when a column gives each row its source: ids must not
+    depend on data). Empty texts are inserted too, with ``n_tokens`` = EMPTY_MARK; :func:`drop_empty` removes
+    them after the checks, so their file rows can be reported.
     """
     src = _bind(cur, reader)
     cols = ", ".join(f"{expr} AS {quote_ident(alias)}" for expr, alias in select)
-    extras = [c for c in extra_types]
     casts = [_cast(quote_ident(c), t) for c, t in extra_types.items()]
-    names = ", ".join(quote_ident(n) for n in ["row_id", "id", "text", "label", "source", "n_tokens", *extras])
-    stage = f"_ingest_{os.getpid()}"
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE {stage} AS SELECT *, {_TOKENS} AS _n_tokens "
-                f"FROM (SELECT {cols} FROM {src})", list(reader.params))
-    # rows a transaction adds get rowids from a large offset: the file row is rowid − the smallest
-    lo, hi, n = cur.execute(f"SELECT min(rowid), max(rowid), count(*) FROM {stage}").fetchall()[0]
-    ordinal = f"rowid - {int(lo)} + 1" if n and hi - lo + 1 == n else "row_number() OVER (ORDER BY rowid)"
+    names = ", ".join(quote_ident(n) for n in ["row_id", "id", "text", "label", "source", "n_tokens", *extra_types])
     inserted = cur.execute(
         f"""INSERT INTO samples ({names})
-            SELECT ? + _ord - 1, coalesce(id, printf('%s-%06d', ?, _ord)), text, label, source,
-                   _n_tokens{''.join(', ' + c for c in casts)}
-            FROM (SELECT *, {ordinal} AS _ord FROM {stage})""",
-        [first, id_prefix],
-    ).fetchall()
-    cur.execute(f"DROP TABLE {stage}")  # after an error, the transaction's rollback drops it
-    return int(inserted[0][0])  # an INSERT returns the number of rows it added
+            SELECT NULL, id, text, label, source, {_TOKENS}{''.join(', ' + c for c in casts)}
+            FROM (SELECT *, string_split(text, ' ') AS _w FROM (SELECT {cols} FROM {src}))""",
+        list(reader.params)).fetchall()
+    n = int(inserted[0][0])  # an INSERT returns the number of rows it added
+    if n == 0:
+        return 0
+    # rows a transaction adds get rowids from a large offset: the file row is rowid − the smallest
+    lo, hi = cur.execute("SELECT min(rowid), max(rowid) FROM samples WHERE row_id IS NULL").fetchall()[0]
+    if hi - lo + 1 == n:
+        cur.execute("UPDATE samples SET row_id = ? + rowid - ? WHERE row_id IS NULL", [first, lo])
+    else:  # never seen; numbered by rowid all the same
+        cur.execute("""UPDATE samples SET row_id = r.new
+                       FROM (SELECT rowid AS _r, ? + row_number() OVER (ORDER BY rowid) - 1 AS new
+                             FROM samples WHERE row_id IS NULL) r
+                       WHERE samples.rowid = r._r""", [first])
+    cur.execute("UPDATE samples SET id = printf('%s-%06d', ?, row_id - ? + 1) WHERE row_id >= ? AND id IS NULL",
+                [id_prefix, first, first])
+    return n
 
 def new_rows_problems(cur, first: int, ids_generated: bool = False, sample: int = 5) -> dict:
     """Counts and examples of what the ingest policy checks, over the rows added from *first* on.
@@ -206,16 +220,16 @@ def new_rows_problems(cur, first: int, ids_generated: bool = False, sample: int 
     q = lambda sql, *p: cur.execute(sql, [first, *p]).fetchall()  # noqa: E731
     distinct = "0" if ids_generated else "count(id) - count(DISTINCT id)"
     n_empty, n_null_id, n_dup_rows, n_unlabelled = q(f"""
-        SELECT count(*) FILTER (WHERE {_EMPTY_TEXT}),
+        SELECT count(*) FILTER (WHERE {_EMPTY_ROW}),
                count(*) FILTER (WHERE id IS NULL OR id = ''),
                {distinct},
-               count(*) FILTER (WHERE label IS NULL AND NOT {_EMPTY_TEXT})
+               count(*) FILTER (WHERE label IS NULL AND NOT {_EMPTY_ROW})
         FROM samples WHERE row_id >= ?""")[0]
     out = {"n_empty": int(n_empty), "empty_text_rows": [], "null_id_rows": [], "dup_ids": [], "n_dup_ids": 0,
            "clashing_ids": [], "n_clashing_ids": 0, "unlabelled": int(n_unlabelled)}
     if n_empty:
         out["empty_text_rows"] = [r[0] for r in q(
-            f"SELECT row_id - ? + 1 FROM samples WHERE row_id >= ? AND {_EMPTY_TEXT} ORDER BY row_id LIMIT 1000",
+            f"SELECT row_id - ? + 1 FROM samples WHERE row_id >= ? AND {_EMPTY_ROW} ORDER BY row_id LIMIT 1000",
             first)]
     if n_null_id:
         out["null_id_rows"] = [r[0] for r in q(
@@ -236,7 +250,7 @@ def new_rows_problems(cur, first: int, ids_generated: bool = False, sample: int 
 
 def drop_empty(cur, first: int) -> None:
     """Remove the empty-text rows added from *first* on and renumber the rest densely (file order kept)."""
-    cur.execute(f"DELETE FROM samples WHERE row_id >= ? AND {_EMPTY_TEXT}", [first])
+    cur.execute(f"DELETE FROM samples WHERE row_id >= ? AND {_EMPTY_ROW}", [first])
     cur.execute(
         """UPDATE samples SET row_id = r.new
            FROM (SELECT row_id AS old, ? + row_number() OVER (ORDER BY row_id) - 1 AS new

@@ -328,3 +328,20 @@ def test_row_ids_follow_the_input_with_many_labels(ws):
     got = ws.store.query_df("SELECT id, label FROM samples ORDER BY row_id")
     assert (got["id"].to_numpy() == np.array([f"r{i:07d}" for i in range(n)])).all()
     assert (got["label"].to_numpy() == np.array(labels)).all()
+
+
+def test_token_counts_match_a_plain_split_on_irregular_whitespace(ws, tmp_path):
+    """n_tokens = words between spaces, tabs and line breaks, whatever the spacing; texts of whitespace only
+    (a form feed included) are empty and skipped."""
+    import re
+
+    texts = ["a b c", " a b", "a  b", "a b ", "a\tb", "a\nb  c", "a\r\nb", "x", "日本 語 テキスト", "a\u00a0b",
+             "a\fb", "\f x", "  ", "\f", "\f \f", "end"]
+    p = tmp_path / "w.jsonl"
+    p.write_text("".join(json.dumps({"text": t, "label": "l"}) + "\n" for t in texts), encoding="utf-8")
+    s = ws.ingest(p)
+    kept = [t for t in texts if re.search(r"[^\t\n\f\r ]", t)]
+    assert s.skipped_empty_text == len(texts) - len(kept) == 3
+    got = ws.samples(["text", "n_tokens"])
+    assert got["text"].tolist() == kept
+    assert got["n_tokens"].tolist() == [len([w for w in re.split(r"[ \t\n\r]+", t) if w]) for t in kept]

@@ -5,7 +5,8 @@ What ingest guarantees:
 * **All or nothing.** The input is staged into a temporary table and validated inside one transaction; any
   problem raises a :class:`CurateError` and the workspace stays exactly as it was.
 * **Streaming.** DuckDB's own readers scan CSV/TSV/JSONL/Parquet in bounded memory (spilling to
-  ``<workspace>/tmp``); UTF-8 checking and hashing read the file in 1 MiB chunks.
+  ``<workspace>/tmp``), on every thread; UTF-8 checking and hashing read the file in 4 MiB chunks, in a thread
+  beside DuckDB's read, and what they find comes before anything else the ingest would say.
 * **Column mapping.** ``text`` / ``label`` / ``id`` / ``source`` are found by name when obvious
   (:data:`TEXT_NAMES` …) or given explicitly; all other columns are kept as columns of ``samples``
   (CSV columns get the narrowest type every value fits: integer, float, boolean or text; float NaN is a
@@ -25,6 +26,8 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import threading
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -114,7 +117,34 @@ class Input:
     columns: list[tuple[str, str]]
     name: str  # default source name
     path: str
-    sha256: str
+    #: the content hash, and for text files the encoding check (still running when opened ``background=True``)
+    digest: Future
+
+    @property
+    def sha256(self) -> str:
+        """The content hash; raises the encoding check's CurateError (waits for the check when it still runs)."""
+        return self.digest.result()
+
+
+def _done(value: str) -> Future:
+    fut: Future = Future()
+    fut.set_result(value)
+    return fut
+
+
+def _in_background(fn: Callable[..., str], *args: Any) -> Future:
+    """Run *fn* in a thread of its own: hashing and decoding a file overlap DuckDB reading it (DuckDB lets go
+    of the GIL while a query runs), instead of coming before it."""
+    fut: Future = Future()
+
+    def run() -> None:
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - handed to whoever waits for the result
+            fut.set_exception(e)
+
+    threading.Thread(target=run, name="curate-file-check", daemon=True).start()
+    return fut
 
 
 # ----------------------------------------------------------------------------------------- opening
@@ -213,8 +243,13 @@ def _hash_paths(paths: list[Path]) -> str:
 
 
 def open_input(store: Store, src: Any, fmt: str | None = None, encoding: str | None = None,
-               split: str | None = None) -> Input:
-    """Open a path (CSV, TSV, JSONL, JSON, Parquet, saved HF dataset) or a pandas DataFrame for reading."""
+               split: str | None = None, background: bool = False) -> Input:
+    """Open a path (CSV, TSV, JSONL, JSON, Parquet, saved HF dataset) or a pandas DataFrame for reading.
+
+    The file is hashed and its encoding checked before this returns — or, with *background*, in a thread
+    while the caller reads it (``Input.sha256`` waits for it and raises what it found). A file that must be
+    transcoded first is always checked before.
+    """
     if isinstance(src, pd.DataFrame):
         return _open_frame(store, src)
     if not isinstance(src, (str, Path)):
@@ -230,14 +265,12 @@ def open_input(store: Store, src: Any, fmt: str | None = None, encoding: str | N
     if path.stat().st_size == 0:
         raise CurateError(f"{path.name} is empty (0 bytes)", "check that the export finished writing the file")
     read_path = path
-    if fmt in TEXT_FORMATS:
-        if encoding and _codec(encoding) != "utf-8":
-            read_path = store.path / "tmp" / f"transcoded-{path.stem}.{fmt}"
-            sha = check_utf8(path, encoding, out=read_path)
-        else:
-            sha = check_utf8(path, encoding)
+    if fmt in TEXT_FORMATS and encoding and _codec(encoding) != "utf-8":
+        read_path = store.path / "tmp" / f"transcoded-{path.stem}.{fmt}"
+        digest = _done(check_utf8(path, encoding, out=read_path))
     else:
-        sha = _hash_paths([path])
+        check, args = (check_utf8, (path, encoding)) if fmt in TEXT_FORMATS else (_hash_paths, ([path],))
+        digest = _in_background(check, *args) if background else _done(check(*args))
     if fmt in ("csv", "tsv"):
         reader = inputs.csv_reader(read_path, "," if fmt == "csv" else "\t")
     elif fmt in ("jsonl", "json"):
@@ -249,9 +282,11 @@ def open_input(store: Store, src: Any, fmt: str | None = None, encoding: str | N
     except CurateError:
         raise
     except Exception as e:  # DuckDB parse errors: show the first line of DuckDB's explanation
+        if isinstance(digest.exception(), CurateError):  # the encoding check explains it better
+            raise digest.exception() from None
         raise CurateError(f"Could not read {path.name} as {fmt}: {_first_line(e)}",
                           "check the file format (or pass --format)") from None
-    return Input(reader, fmt, columns, path.stem, str(path), sha)
+    return Input(reader, fmt, columns, path.stem, str(path), digest)
 
 
 def _codec(encoding: str) -> str:
@@ -286,7 +321,7 @@ def _open_frame(store: Store, df: pd.DataFrame, name: str = "dataframe") -> Inpu
                 df[c] = df[c].map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
     sha = hashlib.sha256(pd.util.hash_pandas_object(df.astype(str), index=False).values.tobytes()).hexdigest()
     reader = inputs.object_reader(df)
-    return Input(reader, "dataframe", inputs.describe(store, reader)[1], name, f"<{name}>", sha)
+    return Input(reader, "dataframe", inputs.describe(store, reader)[1], name, f"<{name}>", _done(sha))
 
 
 def _open_hf(store: Store, path: Path, split: str | None) -> Input:
@@ -315,7 +350,7 @@ def _open_hf(store: Store, path: Path, split: str | None) -> Input:
     files = [Path(f["filename"]) for f in ds.cache_files] if ds.cache_files else []
     sha = _hash_paths(files) if files else hashlib.sha256(str(table.schema).encode()).hexdigest()
     reader = inputs.object_reader(table)
-    return Input(reader, "hf", inputs.describe(store, reader)[1], path.name, str(path), sha)
+    return Input(reader, "hf", inputs.describe(store, reader)[1], path.name, str(path), _done(sha))
 
 
 # ----------------------------------------------------------------------------------------- mapping
@@ -376,11 +411,24 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
     """Add one file (or DataFrame / HF dataset) to the workspace; see the module doc for the policy."""
     if progress:
         progress("ingest: reading", 0, 3)
-    inp = open_input(store, src, fmt, encoding, split)
+    inp = open_input(store, src, fmt, encoding, split, background=True)
+    try:
+        roles = {"text": text, "label": label, "id": id, "source": source}
+        return _add(store, inp, roles, source_name, strict, progress)
+    except Exception as e:
+        found = inp.digest.exception()  # what the file check found comes first (not UTF-8, with its line)
+        if found is not None and found is not e:
+            raise found from None
+        raise
+
+
+def _add(store: Store, inp: Input, roles: dict[str, str | None], source_name: str | None, strict: bool,
+         progress: Callable[[str, int, int], None] | None) -> IngestSummary:
+    """The ingest of an opened input, in one transaction (*roles*: the columns the caller named)."""
     names = [c for c, _ in inp.columns]
     if not names:
         raise CurateError(f"{Path(inp.path).name} has no columns")
-    mapping = detect_mapping(names, text, label, id, source)
+    mapping = detect_mapping(names, **roles)
     src_name = source_name or inp.name
     types = dict(inp.columns)
 
@@ -434,15 +482,15 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
 
     if progress:
         progress("ingest: reading", 1, 3)
-    source = inp.reader  # its long-line twin (CSV) once a record turns out longer than it reads in parallel
+    reading = inp.reader  # its long-line twin (CSV) once a record turns out longer than it reads in parallel
 
     def fits(typed: dict[str, str]) -> set[str]:  # CSV text going into columns an earlier file typed
         text = {extras[o]: t for o, t in typed.items() if csv_like and types.get(extras[o]) == "VARCHAR"}
-        ok = inputs.input_fits(cur, source, text)
+        ok = inputs.input_fits(cur, reading, text)
         return {o for o in typed if extras[o] in ok}
 
     while True:
-        reader = source.with_leading(src_name)
+        reader = reading.with_leading(src_name)
         try:
             with store.write_lock, store.transaction() as cur:
                 first = inputs.next_row_id(cur)
@@ -474,8 +522,8 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
         except CurateError:
             raise
         except Exception as e:
-            if source.long_lines is not None and inputs.line_too_long(e):  # rolled back: read it all again
-                source = source.long_lines
+            if reading.long_lines is not None and inputs.line_too_long(e):  # rolled back: read it all again
+                reading = reading.long_lines
                 continue
             raise CurateError(f"Could not read {Path(inp.path).name} as {inp.format}: {_first_line(e)}",
                               "check the file (quoting, one JSON object per line …) or pass --format") from None

@@ -216,6 +216,23 @@ def test_non_utf8_refused_with_line_number(seeded, tmp_path):
     assert "--encoding" in e.hint
 
 
+def test_non_utf8_deep_in_a_big_file_is_named_by_its_line(seeded, tmp_path):
+    """The encoding check runs beside DuckDB's read: a bad byte that DuckDB meets first is still reported as the
+    check words it (file, byte, line, --encoding), and nothing is added."""
+    lines = [b"id,text,label"] + [b"r%d,hello world %d,x" % (i, i) for i in range(200_000)]
+    lines[150_001] = b"q1,caf\xe9 au lait,y"
+    p = tmp_path / "deep.csv"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    e = refuse(seeded, p, "not valid utf-8: undecodable byte 0xe9 on line 150002")
+    assert "--encoding" in e.hint
+
+
+def test_non_utf8_is_said_before_a_mapping_problem(seeded, tmp_path):
+    p = tmp_path / "both.csv"
+    p.write_bytes(b"foo,bar\ncaf\xe9,x\n")
+    refuse(seeded, p, "not valid utf-8: undecodable byte 0xe9 on line 2")
+
+
 def test_bad_json_lines(seeded, tmp_path):
     p = tmp_path / "bad.jsonl"
     p.write_text('{"text": "ok"}\n{"text": broken\n')

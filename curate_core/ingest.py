@@ -40,9 +40,11 @@ from .inputs import FileReader
 from .pipeline import tool_columns
 from .store import CORE_COLUMNS, Store, quote_ident
 
-#: extra (non-core) columns one file may bring: each costs memory while ingest adds and types it (a 2,000-column
-#: CSV of 100 rows once took 22 GB; 600 columns take 0.33 GB now)
-MAX_EXTRA_COLUMNS = 512
+#: memory DuckDB needs per extra (non-core) column of a file while it reads and appends it — its buffers per
+#: column and thread: 20,000 columns of 100 rows ran out of the default 2 GB limit, 10,000 columns × 1,000 rows
+#: fit (1.3 GB peak). A file with more columns than the memory limit allows is refused by name before anything
+#: is written. (Ingest is linear in columns: 2,000 columns × 100 rows take 0.3 GB and ~1 s.)
+COLUMN_MEMORY = 200 << 10
 
 TEXT_NAMES = ("text", "sentence", "content", "body", "document", "review", "message", "prompt", "utterance",
               "question", "tweet", "sms", "comment")
@@ -458,22 +460,26 @@ def _add(store: Store, inp: Input, roles: dict[str, str | None], source_name: st
 
     used = {mapping.text, mapping.label, mapping.id, mapping.source}
     n_extra = len([c for c in names if c not in used])
-    if n_extra > MAX_EXTRA_COLUMNS:  # refused before anything is written: each column costs memory at ingest
-        raise CurateError(f"The file has {n_extra:,} columns besides the text, label, id and source; a workspace "
-                          f"keeps at most {MAX_EXTRA_COLUMNS:,}",
-                          "keep the columns you need, e.g. duckdb -c \"COPY (SELECT text, label, col_a, col_b FROM "
-                          "'file.csv') TO 'slim.csv'\" — or pack the rest into one JSON column")
+    limit_text, limit = inputs.memory_limit(store)
+    if n_extra > limit // COLUMN_MEMORY:  # refused before anything is written
+        raise CurateError(f"The file has {n_extra:,} columns besides the text, label, id and source; within DuckDB's "
+                          f"memory limit of {limit_text} one file can bring at most {limit // COLUMN_MEMORY:,}",
+                          "raise the limit (CURATE_MEMORY_LIMIT=8GB), or keep the columns you need, e.g. duckdb -c "
+                          "\"COPY (SELECT text, label, col_a, col_b FROM 'file.csv') TO 'slim.csv'\" — or pack the "
+                          "rest into one JSON column")
     # DuckDB's names are case-insensitive: `Cluster` or `N_CHARS` would clash with the tool's own columns
     reserved = {c.lower() for c in (*tool_columns(), *CORE_COLUMNS)}
     extras: dict[str, str] = {}  # output name -> input column
+    lowered: set[str] = set()  # the output names so far, lower case (a set per column was quadratic)
     for col in names:
         if col in used:
             continue
         taken = col.lower() in reserved or col.startswith("_")
         out = f"input_{col.lstrip('_')}" if taken else col
-        while out.lower() in {e.lower() for e in extras} or out.lower() in reserved:
+        while out.lower() in lowered or out.lower() in reserved:
             out += "_"
         extras[out] = col
+        lowered.add(out.lower())
         expr = quote_ident(col)
         if types.get(col) == "JSON":
             expr = f"CAST({expr} AS VARCHAR)"
@@ -525,6 +531,10 @@ def _add(store: Store, inp: Input, roles: dict[str, str | None], source_name: st
             if reading.long_lines is not None and inputs.line_too_long(e):  # rolled back: read it all again
                 reading = reading.long_lines
                 continue
+            if "Out of Memory" in str(e):
+                raise CurateError(f"DuckDB ran out of its memory limit ({limit_text}) reading {Path(inp.path).name} "
+                                  f"({len(names):,} columns); nothing was added",
+                                  "raise the limit (CURATE_MEMORY_LIMIT=8GB) or ingest fewer columns") from None
             raise CurateError(f"Could not read {Path(inp.path).name} as {inp.format}: {_first_line(e)}",
                               "check the file (quoting, one JSON object per line …) or pass --format") from None
     if progress:

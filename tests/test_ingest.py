@@ -362,3 +362,19 @@ def test_token_counts_match_a_plain_split_on_irregular_whitespace(ws, tmp_path):
     got = ws.samples(["text", "n_tokens"])
     assert got["text"].tolist() == kept
     assert got["n_tokens"].tolist() == [len([w for w in re.split(r"[ \t\n\r]+", t) if w]) for t in kept]
+
+
+def test_many_new_columns_and_a_column_turning_to_text_are_one_rebuild(ws, tmp_path):
+    """More than RETYPE_REBUILD changes take the rebuild path: new columns appended (NULL for earlier rows), an
+    earlier BIGINT column whose new values are words becomes text with its old values kept, row order kept."""
+    from curate_core.inputs import RETYPE_REBUILD
+
+    ws.ingest(write_csv(tmp_path / "a.csv", [{"text": "x", "n": 1}, {"text": "y", "n": 2}]))
+    k = RETYPE_REBUILD + 3
+    ws.ingest(write_csv(tmp_path / "b.csv", [{"text": "z", "n": "many", **{f"m{j}": j for j in range(k)}},
+                                             {"text": "w", "n": "few", **{f"m{j}": 0.5 for j in range(k)}}]))
+    cols = dict(ws.store.sample_columns())
+    assert cols["n"] == "VARCHAR" and all(cols[f"m{j}"] == "DOUBLE" for j in range(k))
+    got = ws.store.rows(["row_id", "text", "n", "m0", f"m{k - 1}"])
+    assert got["text"].tolist() == ["x", "y", "z", "w"] and got["n"].tolist() == ["1", "2", "many", "few"]
+    assert got["m0"].isna().tolist() == [True, True, False, False] and got[f"m{k - 1}"].tolist()[2:] == [k - 1, 0.5]

@@ -231,9 +231,11 @@ def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet",
             (folder / other).unlink()
     tmp = folder / f".{data_path.name}.{os.getpid()}.tmp"
     formula: dict[str, int] = {}
-    with ThreadPoolExecutor(1, thread_name_prefix="curate-export-counts") as pool:
-        # the manifest's counts (one scan of the narrow columns) run beside the COPY, on a cursor of their own
+    with ThreadPoolExecutor(1, thread_name_prefix="curate-export-manifest") as pool:
+        # what the manifest needs of the workspace — the counts (one scan of the narrow columns) and the
+        # fingerprint — is read beside the COPY, on cursors of its own
         counting: Future | None = pool.submit(live_counts, store, r, cached=None) if r.mixture is None else None
+        fingerprint = pool.submit(workspace_fingerprint, store)
         try:
             write(tmp)
             if fmt == "csv":
@@ -259,7 +261,7 @@ def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet",
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "workspace": {"path": str(store.path), "fingerprint": workspace_fingerprint(store)},
+        "workspace": {"path": str(store.path), "fingerprint": fingerprint.result()},
         "recipe": RECIPE_FILE,
         "format": fmt,
         "rows": c.rows_unique,

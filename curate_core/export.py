@@ -15,6 +15,7 @@ created, so a bad recipe writes nothing.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
@@ -24,6 +25,7 @@ import re
 import shlex
 import tempfile
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -32,7 +34,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 
 from .errors import CurateError, choices
-from .select import Counts, Recipe, _store, check_recipe, export_query, load_recipe, select
+from .select import Counts, Recipe, _store, check_recipe, export_sql, live_counts, load_recipe, select
 from .store import CORE_COLUMNS, Store, column_ref, join_sql, quote_ident
 from .version import VERSION
 
@@ -96,6 +98,13 @@ def _sha256(path: Path) -> str:
 
 
 def _packages() -> dict[str, str]:
+    return dict(_package_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> tuple[tuple[str, str], ...]:
+    """Versions of the packages an export depends on, read once a process (each read parses the package's
+    metadata file: ~10 ms an export)."""
     out = {"python": platform.python_version()}
     for pkg in ("duckdb", "pyarrow", "pandas", "numpy"):
         try:
@@ -103,7 +112,7 @@ def _packages() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     out["curate_core"] = VERSION
-    return out
+    return tuple(out.items())
 
 
 def workspace_fingerprint(store: Store) -> dict:
@@ -212,11 +221,10 @@ def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet",
     columns = data_columns(store, r, with_scores, with_weights)
     # computed before the folder exists: a recipe that fails here (e.g. an unknown mixture group) writes nothing
     if r.mixture is None:  # one COPY of the selection query, no row ids through Python
-        sql, params, c = export_query(store, r, columns)
+        sql, params = export_sql(store, r, columns)
         write = lambda path: store.copy(sql, path, fmt, params)  # noqa: E731
     else:  # sampling: materialise the selection (with repeats and weights), then join it
         sel = select(store, r)
-        c = sel.counts
         write = lambda path: write_selection(store, sel.table, path, fmt, columns)  # noqa: E731
     folder.mkdir(parents=True, exist_ok=True)
     data_path = folder / FORMATS[fmt]
@@ -224,16 +232,22 @@ def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet",
         if other != data_path.name and (folder / other).exists() and force:
             (folder / other).unlink()
     tmp = folder / f".{data_path.name}.{os.getpid()}.tmp"
-    warnings = list(c.warnings)
     formula: dict[str, int] = {}
-    try:
-        write(tmp)
-        if fmt == "csv":
-            formula = csv_formula_cells(store, tmp, [o for _, _, o in columns], safe=csv_safe)
-        os.replace(tmp, data_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with ThreadPoolExecutor(1, thread_name_prefix="curate-export-manifest") as pool:
+        # what the manifest needs of the workspace — the counts (one scan of the narrow columns) and the
+        # fingerprint — is read beside the COPY, on cursors of its own
+        counting: Future | None = pool.submit(live_counts, store, r, cached=None) if r.mixture is None else None
+        fingerprint = pool.submit(workspace_fingerprint, store)
+        try:
+            write(tmp)
+            if fmt == "csv":
+                formula = csv_formula_cells(store, tmp, [o for _, _, o in columns], safe=csv_safe)
+            c = counting.result() if counting is not None else sel.counts
+            os.replace(tmp, data_path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    warnings = list(c.warnings)
     if formula:
         n = sum(formula.values())
         where = ", ".join(f"{k} ({v:,})" for k, v in formula.items())
@@ -249,7 +263,7 @@ def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet",
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "workspace": {"path": str(store.path), "fingerprint": workspace_fingerprint(store)},
+        "workspace": {"path": str(store.path), "fingerprint": fingerprint.result()},
         "recipe": RECIPE_FILE,
         "format": fmt,
         "rows": c.rows_unique,

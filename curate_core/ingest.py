@@ -5,7 +5,8 @@ What ingest guarantees:
 * **All or nothing.** The input is staged into a temporary table and validated inside one transaction; any
   problem raises a :class:`CurateError` and the workspace stays exactly as it was.
 * **Streaming.** DuckDB's own readers scan CSV/TSV/JSONL/Parquet in bounded memory (spilling to
-  ``<workspace>/tmp``); UTF-8 checking and hashing read the file in 1 MiB chunks.
+  ``<workspace>/tmp``), on every thread; UTF-8 checking and hashing read the file in 4 MiB chunks, in a thread
+  beside DuckDB's read, and what they find comes before anything else the ingest would say.
 * **Column mapping.** ``text`` / ``label`` / ``id`` / ``source`` are found by name when obvious
   (:data:`TEXT_NAMES` …) or given explicitly; all other columns are kept as columns of ``samples``
   (CSV columns get the narrowest type every value fits: integer, float, boolean or text; float NaN is a
@@ -25,6 +26,8 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import threading
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -37,9 +40,11 @@ from .inputs import FileReader
 from .pipeline import tool_columns
 from .store import CORE_COLUMNS, Store, quote_ident
 
-#: extra (non-core) columns one file may bring: each costs memory while ingest adds and types it (a 2,000-column
-#: CSV of 100 rows once took 22 GB; 600 columns take 0.33 GB now)
-MAX_EXTRA_COLUMNS = 512
+#: memory DuckDB needs per extra (non-core) column of a file while it reads and appends it — its buffers per
+#: column and thread: 20,000 columns of 100 rows ran out of the default 2 GB limit, 10,000 columns × 1,000 rows
+#: fit (1.3 GB peak). A file with more columns than the memory limit allows is refused by name before anything
+#: is written. (Ingest is linear in columns: 2,000 columns × 100 rows take 0.3 GB and ~1 s.)
+COLUMN_MEMORY = 200 << 10
 
 TEXT_NAMES = ("text", "sentence", "content", "body", "document", "review", "message", "prompt", "utterance",
               "question", "tweet", "sms", "comment")
@@ -114,7 +119,34 @@ class Input:
     columns: list[tuple[str, str]]
     name: str  # default source name
     path: str
-    sha256: str
+    #: the content hash, and for text files the encoding check (still running when opened ``background=True``)
+    digest: Future
+
+    @property
+    def sha256(self) -> str:
+        """The content hash; raises the encoding check's CurateError (waits for the check when it still runs)."""
+        return self.digest.result()
+
+
+def _done(value: str) -> Future:
+    fut: Future = Future()
+    fut.set_result(value)
+    return fut
+
+
+def _in_background(fn: Callable[..., str], *args: Any) -> Future:
+    """Run *fn* in a thread of its own: hashing and decoding a file overlap DuckDB reading it (DuckDB lets go
+    of the GIL while a query runs), instead of coming before it."""
+    fut: Future = Future()
+
+    def run() -> None:
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - handed to whoever waits for the result
+            fut.set_exception(e)
+
+    threading.Thread(target=run, name="curate-file-check", daemon=True).start()
+    return fut
 
 
 # ----------------------------------------------------------------------------------------- opening
@@ -213,8 +245,13 @@ def _hash_paths(paths: list[Path]) -> str:
 
 
 def open_input(store: Store, src: Any, fmt: str | None = None, encoding: str | None = None,
-               split: str | None = None) -> Input:
-    """Open a path (CSV, TSV, JSONL, JSON, Parquet, saved HF dataset) or a pandas DataFrame for reading."""
+               split: str | None = None, background: bool = False) -> Input:
+    """Open a path (CSV, TSV, JSONL, JSON, Parquet, saved HF dataset) or a pandas DataFrame for reading.
+
+    The file is hashed and its encoding checked before this returns — or, with *background*, in a thread
+    while the caller reads it (``Input.sha256`` waits for it and raises what it found). A file that must be
+    transcoded first is always checked before.
+    """
     if isinstance(src, pd.DataFrame):
         return _open_frame(store, src)
     if not isinstance(src, (str, Path)):
@@ -230,14 +267,12 @@ def open_input(store: Store, src: Any, fmt: str | None = None, encoding: str | N
     if path.stat().st_size == 0:
         raise CurateError(f"{path.name} is empty (0 bytes)", "check that the export finished writing the file")
     read_path = path
-    if fmt in TEXT_FORMATS:
-        if encoding and _codec(encoding) != "utf-8":
-            read_path = store.path / "tmp" / f"transcoded-{path.stem}.{fmt}"
-            sha = check_utf8(path, encoding, out=read_path)
-        else:
-            sha = check_utf8(path, encoding)
+    if fmt in TEXT_FORMATS and encoding and _codec(encoding) != "utf-8":
+        read_path = store.path / "tmp" / f"transcoded-{path.stem}.{fmt}"
+        digest = _done(check_utf8(path, encoding, out=read_path))
     else:
-        sha = _hash_paths([path])
+        check, args = (check_utf8, (path, encoding)) if fmt in TEXT_FORMATS else (_hash_paths, ([path],))
+        digest = _in_background(check, *args) if background else _done(check(*args))
     if fmt in ("csv", "tsv"):
         reader = inputs.csv_reader(read_path, "," if fmt == "csv" else "\t")
     elif fmt in ("jsonl", "json"):
@@ -245,13 +280,15 @@ def open_input(store: Store, src: Any, fmt: str | None = None, encoding: str | N
     else:
         reader = inputs.parquet_reader(read_path)
     try:
-        columns = inputs.describe(store, reader)
+        reader, columns = inputs.describe(store, reader)
     except CurateError:
         raise
     except Exception as e:  # DuckDB parse errors: show the first line of DuckDB's explanation
+        if isinstance(digest.exception(), CurateError):  # the encoding check explains it better
+            raise digest.exception() from None
         raise CurateError(f"Could not read {path.name} as {fmt}: {_first_line(e)}",
                           "check the file format (or pass --format)") from None
-    return Input(reader, fmt, columns, path.stem, str(path), sha)
+    return Input(reader, fmt, columns, path.stem, str(path), digest)
 
 
 def _codec(encoding: str) -> str:
@@ -286,7 +323,7 @@ def _open_frame(store: Store, df: pd.DataFrame, name: str = "dataframe") -> Inpu
                 df[c] = df[c].map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
     sha = hashlib.sha256(pd.util.hash_pandas_object(df.astype(str), index=False).values.tobytes()).hexdigest()
     reader = inputs.object_reader(df)
-    return Input(reader, "dataframe", inputs.describe(store, reader), name, f"<{name}>", sha)
+    return Input(reader, "dataframe", inputs.describe(store, reader)[1], name, f"<{name}>", _done(sha))
 
 
 def _open_hf(store: Store, path: Path, split: str | None) -> Input:
@@ -315,7 +352,7 @@ def _open_hf(store: Store, path: Path, split: str | None) -> Input:
     files = [Path(f["filename"]) for f in ds.cache_files] if ds.cache_files else []
     sha = _hash_paths(files) if files else hashlib.sha256(str(table.schema).encode()).hexdigest()
     reader = inputs.object_reader(table)
-    return Input(reader, "hf", inputs.describe(store, reader), path.name, str(path), sha)
+    return Input(reader, "hf", inputs.describe(store, reader)[1], path.name, str(path), _done(sha))
 
 
 # ----------------------------------------------------------------------------------------- mapping
@@ -376,11 +413,24 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
     """Add one file (or DataFrame / HF dataset) to the workspace; see the module doc for the policy."""
     if progress:
         progress("ingest: reading", 0, 3)
-    inp = open_input(store, src, fmt, encoding, split)
+    inp = open_input(store, src, fmt, encoding, split, background=True)
+    try:
+        roles = {"text": text, "label": label, "id": id, "source": source}
+        return _add(store, inp, roles, source_name, strict, progress)
+    except Exception as e:
+        found = inp.digest.exception()  # what the file check found comes first (not UTF-8, with its line)
+        if found is not None and found is not e:
+            raise found from None
+        raise
+
+
+def _add(store: Store, inp: Input, roles: dict[str, str | None], source_name: str | None, strict: bool,
+         progress: Callable[[str, int, int], None] | None) -> IngestSummary:
+    """The ingest of an opened input, in one transaction (*roles*: the columns the caller named)."""
     names = [c for c, _ in inp.columns]
     if not names:
         raise CurateError(f"{Path(inp.path).name} has no columns")
-    mapping = detect_mapping(names, text, label, id, source)
+    mapping = detect_mapping(names, **roles)
     src_name = source_name or inp.name
     types = dict(inp.columns)
 
@@ -407,26 +457,29 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
     select.append((as_text(mapping.id) if mapping.id else "CAST(NULL AS VARCHAR)", "id"))
     # the one `?` of the source expression comes before the table function's own parameters
     select.append((f"coalesce({as_text(mapping.source)}, ?)" if mapping.source else "CAST(? AS VARCHAR)", "source"))
-    reader = FileReader(inp.reader.sql, [src_name, *inp.reader.params], inp.reader.arrow)
 
     used = {mapping.text, mapping.label, mapping.id, mapping.source}
     n_extra = len([c for c in names if c not in used])
-    if n_extra > MAX_EXTRA_COLUMNS:  # refused before anything is written: each column costs memory at ingest
-        raise CurateError(f"The file has {n_extra:,} columns besides the text, label, id and source; a workspace "
-                          f"keeps at most {MAX_EXTRA_COLUMNS:,}",
-                          "keep the columns you need, e.g. duckdb -c \"COPY (SELECT text, label, col_a, col_b FROM "
-                          "'file.csv') TO 'slim.csv'\" — or pack the rest into one JSON column")
+    limit_text, limit = inputs.memory_limit(store)
+    if n_extra > limit // COLUMN_MEMORY:  # refused before anything is written
+        raise CurateError(f"The file has {n_extra:,} columns besides the text, label, id and source; within DuckDB's "
+                          f"memory limit of {limit_text} one file can bring at most {limit // COLUMN_MEMORY:,}",
+                          "raise the limit (CURATE_MEMORY_LIMIT=8GB), or keep the columns you need, e.g. duckdb -c "
+                          "\"COPY (SELECT text, label, col_a, col_b FROM 'file.csv') TO 'slim.csv'\" — or pack the "
+                          "rest into one JSON column")
     # DuckDB's names are case-insensitive: `Cluster` or `N_CHARS` would clash with the tool's own columns
     reserved = {c.lower() for c in (*tool_columns(), *CORE_COLUMNS)}
     extras: dict[str, str] = {}  # output name -> input column
+    lowered: set[str] = set()  # the output names so far, lower case (a set per column was quadratic)
     for col in names:
         if col in used:
             continue
         taken = col.lower() in reserved or col.startswith("_")
         out = f"input_{col.lstrip('_')}" if taken else col
-        while out.lower() in {e.lower() for e in extras} or out.lower() in reserved:
+        while out.lower() in lowered or out.lower() in reserved:
             out += "_"
         extras[out] = col
+        lowered.add(out.lower())
         expr = quote_ident(col)
         if types.get(col) == "JSON":
             expr = f"CAST({expr} AS VARCHAR)"
@@ -435,42 +488,55 @@ def ingest(store: Store, src: Any, *, text: str | None = None, label: str | None
 
     if progress:
         progress("ingest: reading", 1, 3)
+    reading = inp.reader  # its long-line twin (CSV) once a record turns out longer than it reads in parallel
+
     def fits(typed: dict[str, str]) -> set[str]:  # CSV text going into columns an earlier file typed
         text = {extras[o]: t for o, t in typed.items() if csv_like and types.get(extras[o]) == "VARCHAR"}
-        ok = inputs.input_fits(cur, inp.reader, text)
+        ok = inputs.input_fits(cur, reading, text)
         return {o for o in typed if extras[o] in ok}
 
-    try:
-        with store.write_lock, store.transaction() as cur:
-            first = inputs.next_row_id(cur)
-            existing = dict(store.sample_columns(cur))
-            new_cols = [o for o in extras if o not in existing]
-            extra_types = inputs.prepare_columns(
-                store, cur, {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()}, fits=fits)
-            rows_read = inputs.insert_input(cur, reader, select, first, extra_types, id_prefix=src_name)
-            if rows_read == 0:
-                raise CurateError(f"{Path(inp.path).name} has a header but no rows",
-                                  "is it the file you meant? A file with data has one row per text under the header")
-            p = inputs.new_rows_problems(cur, first, ids_generated=not mapping.id)
-            _check_problems(p, strict, mapping)
-            if progress:
-                progress("ingest: checking", 2, 3)
-            if p["n_empty"]:
-                inputs.drop_empty(cur, first)
-            if csv_like:  # CSV cells are text: give new columns the narrowest type all their values fit
-                inferred = inputs.infer_types(cur, [c for c in new_cols if extra_types[c] == "VARCHAR"], first)
-                inputs.retype(cur, inferred)
-                extra_types.update(inferred)
-            alike = _look_alike_labels(cur, first)
-            added = inputs.record_ingest(cur, {
-                "path": inp.path, "sha256": inp.sha256, "format": inp.format,
-                "mapping": {**mapping.as_dict(), "source_name": src_name}, "skipped": p["n_empty"],
-            }, first)
-    except CurateError:
-        raise
-    except Exception as e:
-        raise CurateError(f"Could not read {Path(inp.path).name} as {inp.format}: {_first_line(e)}",
-                          "check the file (quoting, one JSON object per line …) or pass --format") from None
+    while True:
+        reader = reading.with_leading(src_name)
+        try:
+            with store.write_lock, store.transaction() as cur:
+                first = inputs.next_row_id(cur)
+                existing = dict(store.sample_columns(cur))
+                new_cols = [o for o in extras if o not in existing]
+                extra_types = inputs.prepare_columns(
+                    store, cur, {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()}, fits=fits)
+                rows_read = inputs.insert_input(cur, reader, select, first, extra_types, id_prefix=src_name)
+                if rows_read == 0:
+                    raise CurateError(f"{Path(inp.path).name} has a header but no rows",
+                                      "is it the file you meant? A file with data has one row per text under the "
+                                      "header")
+                p = inputs.new_rows_problems(cur, first, ids_generated=not mapping.id)
+                _check_problems(p, strict, mapping)
+                if progress:
+                    progress("ingest: checking", 2, 3)
+                if p["n_empty"]:
+                    inputs.drop_empty(cur, first)
+                if csv_like:  # CSV cells are text: give new columns the narrowest type all their values fit
+                    inferred = inputs.infer_types(cur, [c for c in new_cols if extra_types[c] == "VARCHAR"], first)
+                    inputs.retype(cur, inferred)
+                    extra_types.update(inferred)
+                alike = _look_alike_labels(cur, first)
+                added = inputs.record_ingest(cur, {
+                    "path": inp.path, "sha256": inp.sha256, "format": inp.format,
+                    "mapping": {**mapping.as_dict(), "source_name": src_name}, "skipped": p["n_empty"],
+                }, first)
+            break
+        except CurateError:
+            raise
+        except Exception as e:
+            if reading.long_lines is not None and inputs.line_too_long(e):  # rolled back: read it all again
+                reading = reading.long_lines
+                continue
+            if "Out of Memory" in str(e):
+                raise CurateError(f"DuckDB ran out of its memory limit ({limit_text}) reading {Path(inp.path).name} "
+                                  f"({len(names):,} columns); nothing was added",
+                                  "raise the limit (CURATE_MEMORY_LIMIT=8GB) or ingest fewer columns") from None
+            raise CurateError(f"Could not read {Path(inp.path).name} as {inp.format}: {_first_line(e)}",
+                              "check the file (quoting, one JSON object per line …) or pass --format") from None
     if progress:
         progress("ingest: done", 3, 3)
     return IngestSummary(

@@ -105,6 +105,31 @@ def test_data_manifest_and_recipe_contents(ews, tmp_path):
     assert both.manifest["tokens"] == int(zdata["n_tokens"].sum())
 
 
+def test_filtered_export_is_the_same_bytes_with_or_without_the_wide_table(ews, tmp_path):
+    """A recipe on scores is evaluated over the wide table when live counts built it (the app, bench/select.py) and
+    over samples joined with scores when not (a one-off CLI export); the texts are joined afterwards either way.
+    Both give the rows select() gives, in row_id order, with the same bytes; a recipe on samples columns alone
+    (one scan of samples) too."""
+    from curate_core.recipes.source import SEL_DB
+
+    rec = {"filters": [{"column": "outlier_score", "op": "<=", "value": 0.8},
+                       {"column": "label_quality", "op": ">=", "value": 0.1, "nulls": "drop"},
+                       {"column": "label", "op": "in", "value": ["alpha", "beta", "gamma"]}]}
+    cold = E.export(ews, rec, tmp_path / "cold", with_scores=True)
+    S.live_counts(ews, rec, cached=True)  # builds the wide table
+    with ews.store.cursor() as cur:
+        assert cur.execute(f"SELECT count(*) FROM {SEL_DB}.wide").fetchall()[0][0] == 300
+    warm = E.export(ews, rec, tmp_path / "warm", with_scores=True)
+    assert sha(cold.out / "data.parquet") == sha(warm.out / "data.parquet")
+    data = pq.read_table(warm.out / "data.parquet").to_pandas()
+    assert data["id"].tolist() == S.select(ews, rec).table.column("id").to_pylist()
+    assert len(data) == warm.manifest["rows"] > 0 and (data["label"] == data["label_original"]).all()
+    only_samples = {"filters": [{"column": "n_tokens", "op": ">=", "value": 3}]}
+    a = E.export(ews, only_samples, tmp_path / "s1")
+    assert pq.read_table(a.out / "data.parquet").column("id").to_pylist() == \
+        S.select(ews, only_samples).table.column("id").to_pylist()
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_other_formats(ews, tmp_path, fmt):
     res = E.export(ews, {"filters": [{"column": "lang", "op": "in", "value": ["en"]}]}, tmp_path / fmt, fmt=fmt)

@@ -129,6 +129,20 @@ def test_ten_megabyte_text_accepted(ws, tmp_path):
     assert ws.store.query_df("SELECT max(length(text)) AS n FROM samples")["n"][0] == len(big)
 
 
+def test_a_record_too_long_for_the_parallel_reader_is_read_again_whole(ws, tmp_path):
+    """A record above the parallel line limit, past the rows DuckDB sniffs: the ingest reads the file again with
+    the high limit (one thread) and keeps every row in order; nothing of the first attempt stays."""
+    from curate_core.inputs import CSV_LINE_PARALLEL
+
+    big = "w " * (CSV_LINE_PARALLEL // 2 + 1000)
+    rows = [{"text": f"t{i}", "label": "a"} for i in range(30_000)] + [{"text": big, "label": "b"}, {"text": "end", "label": "c"}]
+    s = ws.ingest(write_csv(tmp_path / "late.csv", rows))
+    assert s.rows_added == 30_002 and ws.store.count() == 30_002
+    got = ws.store.query_df("SELECT row_id, length(text) AS n, label FROM samples ORDER BY row_id")
+    assert got["row_id"].tolist() == list(range(30_002))
+    assert got["n"].iloc[-2] == len(big) and got["label"].tolist()[-3:] == ["a", "b", "c"]
+
+
 def test_encoding_option_decodes(ws, tmp_path):
     p = tmp_path / "latin.csv"
     p.write_bytes("text,label\ncafé au lait,drink\nrésumé,doc\n".encode("latin-1"))
@@ -200,6 +214,23 @@ def test_non_utf8_refused_with_line_number(seeded, tmp_path):
     p.write_bytes(b"text,label\nhello,a\nfine,b\ncaf\xe9,c\n")
     e = refuse(seeded, p, "line 4")
     assert "--encoding" in e.hint
+
+
+def test_non_utf8_deep_in_a_big_file_is_named_by_its_line(seeded, tmp_path):
+    """The encoding check runs beside DuckDB's read: a bad byte that DuckDB meets first is still reported as the
+    check words it (file, byte, line, --encoding), and nothing is added."""
+    lines = [b"id,text,label"] + [b"r%d,hello world %d,x" % (i, i) for i in range(200_000)]
+    lines[150_001] = b"q1,caf\xe9 au lait,y"
+    p = tmp_path / "deep.csv"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    e = refuse(seeded, p, "not valid utf-8: undecodable byte 0xe9 on line 150002")
+    assert "--encoding" in e.hint
+
+
+def test_non_utf8_is_said_before_a_mapping_problem(seeded, tmp_path):
+    p = tmp_path / "both.csv"
+    p.write_bytes(b"foo,bar\ncaf\xe9,x\n")
+    refuse(seeded, p, "not valid utf-8: undecodable byte 0xe9 on line 2")
 
 
 def test_bad_json_lines(seeded, tmp_path):
@@ -314,3 +345,36 @@ def test_row_ids_follow_the_input_with_many_labels(ws):
     got = ws.store.query_df("SELECT id, label FROM samples ORDER BY row_id")
     assert (got["id"].to_numpy() == np.array([f"r{i:07d}" for i in range(n)])).all()
     assert (got["label"].to_numpy() == np.array(labels)).all()
+
+
+def test_token_counts_match_a_plain_split_on_irregular_whitespace(ws, tmp_path):
+    """n_tokens = words between spaces, tabs and line breaks, whatever the spacing; texts of whitespace only
+    (a form feed included) are empty and skipped."""
+    import re
+
+    texts = ["a b c", " a b", "a  b", "a b ", "a\tb", "a\nb  c", "a\r\nb", "x", "日本 語 テキスト", "a\u00a0b",
+             "a\fb", "\f x", "  ", "\f", "\f \f", "end"]
+    p = tmp_path / "w.jsonl"
+    p.write_text("".join(json.dumps({"text": t, "label": "l"}) + "\n" for t in texts), encoding="utf-8")
+    s = ws.ingest(p)
+    kept = [t for t in texts if re.search(r"[^\t\n\f\r ]", t)]
+    assert s.skipped_empty_text == len(texts) - len(kept) == 3
+    got = ws.samples(["text", "n_tokens"])
+    assert got["text"].tolist() == kept
+    assert got["n_tokens"].tolist() == [len([w for w in re.split(r"[ \t\n\r]+", t) if w]) for t in kept]
+
+
+def test_many_new_columns_and_a_column_turning_to_text_are_one_rebuild(ws, tmp_path):
+    """More than RETYPE_REBUILD changes take the rebuild path: new columns appended (NULL for earlier rows), an
+    earlier BIGINT column whose new values are words becomes text with its old values kept, row order kept."""
+    from curate_core.inputs import RETYPE_REBUILD
+
+    ws.ingest(write_csv(tmp_path / "a.csv", [{"text": "x", "n": 1}, {"text": "y", "n": 2}]))
+    k = RETYPE_REBUILD + 3
+    ws.ingest(write_csv(tmp_path / "b.csv", [{"text": "z", "n": "many", **{f"m{j}": j for j in range(k)}},
+                                             {"text": "w", "n": "few", **{f"m{j}": 0.5 for j in range(k)}}]))
+    cols = dict(ws.store.sample_columns())
+    assert cols["n"] == "VARCHAR" and all(cols[f"m{j}"] == "DOUBLE" for j in range(k))
+    got = ws.store.rows(["row_id", "text", "n", "m0", f"m{k - 1}"])
+    assert got["text"].tolist() == ["x", "y", "z", "w"] and got["n"].tolist() == ["1", "2", "many", "few"]
+    assert got["m0"].isna().tolist() == [True, True, False, False] and got[f"m{k - 1}"].tolist()[2:] == [k - 1, 0.5]

@@ -199,6 +199,8 @@ class RecipeQuery:
         extra += [f"s.{quote_ident(c)} AS {alias}" for c, alias in self.extra.items()]
         join = " LEFT JOIN decisions_in_force d USING (row_id)" if dec else ""
         # _graw: the group's own value (counting groups by it avoids a string cast per row); _g: its name
+        #: whether the final label can differ from ``samples.label`` (relabel decisions or the auto-relabel rule)
+        self.relabels = label != "s.label"
         self.base = (f"SELECT s.row_id, s.id, {label} AS _label, s.label AS _label0, {graw} AS _graw, "
                      f"{group} AS _g, coalesce(s.n_tokens, 0) AS _tok, CAST({mask} AS BIGINT) AS _m"
                      + "".join(f", {e}" for e in extra) + f" FROM {src} s{join}")

@@ -16,6 +16,8 @@ from ..errors import CurateError, choices
 from ..store import Store, column_ref, join_sql
 
 SEL_DB = "curate_sel"
+#: catalog columns the wide table leaves out (the long ones): a query that needs them joins ``samples`` for them
+NOT_WIDE = ("text",)
 _locks: dict[str, threading.Lock] = {}
 _ready: "weakref.WeakSet[Store]" = weakref.WeakSet()  # stores whose connection has the database attached
 
@@ -32,7 +34,7 @@ def source(store: Store, columns: Sequence[str], cached: bool | None = None,
     missing = [c for c in columns if c not in cat]
     if missing:  # the recipe check comes first; this is a guard, not the user-facing message
         raise CurateError(f"Unknown column(s) {choices(missing)}", f"available: {choices(sorted(cat))}")
-    if "text" not in columns and cached is not False:
+    if not set(NOT_WIDE) & set(columns) and cached is not False:
         key = store.state("tables")
         if cached or _wide_key(store) == key:
             _build_wide(store, cat, key)
@@ -62,6 +64,6 @@ def _build_wide(store: Store, cat: dict[str, tuple[str, str]], key: str) -> None
             return
         with store.cursor() as cur:
             cur.execute(f"CREATE OR REPLACE TABLE {SEL_DB}.wide AS "
-                        + joined_select(cat, [c for c in cat if c != "text"]) + " ORDER BY samples.row_id")
+                        + joined_select(cat, [c for c in cat if c not in NOT_WIDE]) + " ORDER BY samples.row_id")
             cur.execute(f"DELETE FROM {SEL_DB}.info")
             cur.execute(f"INSERT INTO {SEL_DB}.info VALUES (?)", [key])

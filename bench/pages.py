@@ -31,7 +31,8 @@ Streamlit's AppTest (the page's Python: core counts + drawing; no browser), medi
     python bench/pages.py [--workspace DIR] [--tours 3] [--tabs 1] [--slider 15] [--rows-1m 1000000]
                           [--select-workspace DIR] [--skip-1m] [--skip-browser] [--shots DIR]
 
-Prints ``page NAME: first render X s (cold), Y s (warm) [server x s, y s]; in a new tab Z s``,
+Prints ``page NAME: first render X s (cold), Y s (warm) [server x s, y s]; in a new tab Z s``, a ``new tab:``
+line comparing the Overview's new-tab load with a bare Streamlit page's (BARE_SCRIPT, served beside the app),
 ``select slider -> count: X ms (median of N)`` and ``select rerun at 1M rows: X ms (median of N)`` lines, with the
 machine's load before and after (this machine is shared: compare runs at similar load). Goals (issue 18): first
 render <= 2 s on a warm server, slider -> count <= 500 ms, 1M Select rerun <= 200 ms.
@@ -100,6 +101,24 @@ PAGES = [
     Page("Select", "Select", f"{_metric('Selected rows')} && {_text('Filter on')}"),
     Page("Export", "Export", f"{_metric('Rows to export')} && {_text('Prepare the download')}"),
 ]
+
+#: the baseline for opening a page in a new tab: a bare Streamlit script drawing the element kinds the Overview
+#: draws (a metric, a Plotly chart, two tables) from a few rows, served with the same config in the same run —
+#: what any Streamlit page costs this browser (its JavaScript, the websocket, Plotly's bundle), not this app
+BARE_SCRIPT = """
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+st.set_page_config(page_title="bare", layout="wide")
+st.title("A bare Streamlit page")
+st.metric("Rows", 10003)
+df = pd.DataFrame({"label": [f"label {i}" for i in range(77)], "n": range(77)})
+st.plotly_chart(px.bar(df, x="label", y="n"))
+st.dataframe(df)
+st.dataframe(df)
+"""
+BARE = Page("bare Streamlit page", "", f"{_metric('Rows')} && {_plots(1)} && {_grids(2)}")
 
 #: recorded in the page: the last DOM change (MutationObserver), key presses, and a watched element's text
 INIT_JS = """
@@ -361,9 +380,13 @@ def browser_bench(ws: Path, tours: int, tabs_per_page: int, slider: int, shots: 
         with _environ(server_env):  # only the server process loads the run-log hook
             server = streamlit_app(ws, log=tmp / "server.log")
             url = server.__enter__()
+        (tmp / "bare.py").write_text(BARE_SCRIPT)
+        bare = streamlit_app(ws, log=tmp / "bare.log", script=tmp / "bare.py")
         try:
-            _browser_bench(url, runlog, tours, tabs_per_page, slider, shots)
+            bare_url = bare.__enter__()
+            _browser_bench(url, runlog, tours, tabs_per_page, slider, shots, bare_url)
         finally:
+            bare.__exit__(None, None, None)
             server.__exit__(None, None, None)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -385,7 +408,7 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 
 
 def _browser_bench(url: str, runlog: RunLog, tours: int, tabs_per_page: int, slider: int,
-                   shots: Path | None) -> None:
+                   shots: Path | None, bare_url: str) -> None:
     from playwright.sync_api import sync_playwright
 
     from tests.browser import CHROMIUM, FLAGS
@@ -409,6 +432,13 @@ def _browser_bench(url: str, runlog: RunLog, tours: int, tabs_per_page: int, sli
                        if tabs else "")
                 print(f"page {p.name}: first render {cold[p.name][0]:.2f} s (cold), {w:.2f} s (warm) "
                       f"[server {cold[p.name][1]:.2f} s, {ws_:.2f} s]{tab}", flush=True)
+            if tabs:  # the same new-tab load of a bare page, alternated with the Overview's so noise hits both
+                pairs = [(visit(ctx, url, PAGES[0], None, "pair"), visit(ctx, bare_url, BARE, None, "bare"))
+                         for _ in range(max(3, tabs_per_page))]
+                ours, base = statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs)
+                print(f"new tab: ours {ours:.2f} s (the Overview), baseline {base:.2f} s (a bare Streamlit page: "
+                      f"a metric, a Plotly chart, two tables), ratio {ours / base:.2f} (median of {len(pairs)} "
+                      "alternated loads)", flush=True)
             if slider:
                 rt, server = slider_round_trips(ctx, url, slider, shots, runlog)
                 print(f"select slider -> count: {statistics.median(rt):.0f} ms (median of {len(rt)}; "

@@ -33,13 +33,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_app(workspace: Path, log: Path | None = None) -> Iterator[str]:
-    """Serve app.py on the given workspace; yields the base URL once /_stcore/health answers."""
+def streamlit_app(workspace: Path, log: Path | None = None, script: str | Path = "app.py") -> Iterator[str]:
+    """Serve app.py (or another *script*, with the repository's Streamlit config) on the given workspace; yields
+    the base URL once /_stcore/health answers."""
     import urllib.request
 
     port = free_port()
     out = open(log, "w") if log else subprocess.DEVNULL
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
                                "--server.port", str(port), "--browser.gatherUsageStats", "false"], cwd=REPO,
                               env={**os.environ, "CURATE_WORKSPACE": str(workspace)}, stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"

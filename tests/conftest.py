@@ -29,6 +29,16 @@ def ws(tmp_path: Path):
     w.close()
 
 
+@pytest.fixture
+def ews(tmp_path: Path):
+    """A 300-row synthetic workspace with made-up scores (tests/select_fixtures.py) for the export tests."""
+    from .select_fixtures import build
+
+    w = build(tmp_path / "ws", n=300)
+    yield w
+    w.close()
+
+
 def write_csv(path: Path, rows: list[dict] | pd.DataFrame) -> Path:
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
     df.to_csv(path, index=False)

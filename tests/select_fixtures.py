@@ -6,6 +6,7 @@ Score columns come from other stages in real use; here they are made up (seeded)
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +66,8 @@ def truth(ws: Workspace) -> pd.DataFrame:
     """Every row with its score columns, in row_id order (the pandas reference the tests compare against)."""
     cols = [c for c in ws.store.catalog() if c != "text"]
     return ws.store.rows(cols)
+
+
+def sha(p: Path) -> str:
+    """The sha256 of a file's bytes (exports must be byte-identical)."""
+    return hashlib.sha256(p.read_bytes()).hexdigest()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -18,24 +17,13 @@ import pytest
 from curate_core import export as E
 from curate_core import select as S
 
-from .select_fixtures import build, truth
+from .select_fixtures import build, sha, truth
 
 REPO = Path(__file__).resolve().parent.parent
 MIX = {"seed": 2, "filters": [{"column": "outlier_score", "op": "<=", "value": 0.9}],
        "dedup": {"exact": True},
        "mixture": {"group_by": "label", "budget": {"rows": 150}, "temperature": 3.0, "max_repeats": 2,
                    "quality": {"column": "label_quality", "strength": 1.0}}}
-
-
-@pytest.fixture
-def ews(tmp_path):
-    ws = build(tmp_path / "ws", n=300)
-    yield ws
-    ws.close()
-
-
-def sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
 def test_export_twice_is_byte_identical_also_from_a_fresh_process(ews, tmp_path):

@@ -6,7 +6,6 @@ it was."""
 from __future__ import annotations
 
 import duckdb
-import hashlib
 import json
 import subprocess
 import sys
@@ -21,19 +20,8 @@ from curate_core import cli as curate_cli
 from curate_core import export as E
 
 from ..conftest import app_test
-from ..select_fixtures import build
+from ..select_fixtures import sha
 from .helpers import ALL, REPO, app_errors, assert_refused, cli, fingerprint
-
-
-@pytest.fixture
-def ews(tmp_path):
-    ws = build(tmp_path / "ws", n=300)
-    yield ws
-    ws.close()
-
-
-def sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
 # --------------------------------------------------------------------------------- files already there

@@ -83,6 +83,7 @@ class MiniLM:
 
     name = "minilm"
     from_data = False
+    torch_model = True  # on a CPU its vectors depend on torch's thread count: see embed.EncodeTexts
     GPU_BATCH = 4  # a GPU wants bigger batches: batch_size × this
 
     def __init__(self, model: str | None = None, batch_size: int = 64, device: str = "cpu",

@@ -22,9 +22,11 @@ loads a model) gets it called once per worker, before its first batch, and not a
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import os
 import pickle
+import queue
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -374,17 +376,52 @@ class LocalExecutor:
 
     def map_batches(self, fn: BatchFn, batches: Sequence[Batch], ck: Checkpoint, tracker: Tracker) -> list[str]:
         tracker.start()
-        ready = False
+        todo = []
         for b in batches:
             if ck.has(b.part):
                 tracker.add(b.rows, resumed=True)
-                continue
-            if not ready:  # a model loads only when there is work for it
-                getattr(fn, "setup", lambda: None)()
-                ready = True
-            ck.write(b.part, fn(ck.read(b.input)))
-            tracker.add(b.rows)
+            else:
+                todo.append(b)
+        workers = min(len(todo), os.cpu_count() or 1) if getattr(fn, "per_core", False) else 1
+        if workers > 1:
+            self._per_core(fn, todo, ck, tracker, workers)
+        elif todo:  # a model loads only when there is work for it
+            getattr(fn, "setup", lambda: None)()
+            for b in todo:
+                ck.write(b.part, fn(ck.read(b.input)))
+                tracker.add(b.rows)
         return [b.part for b in batches]
+
+    @staticmethod
+    def _per_core(fn: BatchFn, todo: Sequence[Batch], ck: Checkpoint, tracker: Tracker, workers: int) -> None:
+        """A ``per_core`` batch function (one thread per call, e.g. a model on the CPU): one copy per core, each
+        with its own model (a pickled copy loads its own in ``setup``), batches handed out in order; parts are
+        written and counted here, in this thread. Ctrl-C or a failure lets the running batches finish and starts
+        no more."""
+        copies = [fn] + [pickle.loads(pickle.dumps(fn)) for _ in range(workers - 1)]
+        for c in copies:  # loaded one after the other: model loading is not made for threads
+            getattr(c, "setup", lambda: None)()
+        free = queue.SimpleQueue()
+        for c in copies:
+            free.put(c)
+
+        def run(b: Batch) -> pa.Table:
+            c = free.get()
+            try:
+                return c(ck.read(b.input))
+            finally:
+                free.put(c)
+
+        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="curate-batch") as pool:
+            futures = {pool.submit(run, b): b for b in todo}
+            try:
+                for f in concurrent.futures.as_completed(futures):
+                    b = futures[f]
+                    ck.write(b.part, f.result())
+                    tracker.add(b.rows)
+            finally:
+                for f in futures:
+                    f.cancel()
 
     def fit_sample_then_map(self, fit: Callable[[], tuple[Any, pa.Table | None]],
                             apply: Callable[[Any, pa.Table], pa.Table], batches: Sequence[Batch], ck: Checkpoint,

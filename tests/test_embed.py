@@ -355,3 +355,81 @@ def test_the_overview_says_how_many_texts_exceed_the_window(tiny_model, ws, tmp_
     assert not at.exception, at.exception
     note = next(c.value for c in at.caption if "longer than the embedding model" in c.value)
     assert note.startswith(":material/notes: 1 text is longer") and "(64 tokens)" in note and "up to 8" in note
+
+
+# ------------------------------------------------------------------------------- engine-independent vectors
+class _ThreadSpy:
+    """An embedder like MiniLM on the CPU that records torch's thread count while it encodes."""
+
+    name, from_data, torch_model, device = "spy", False, True, "cpu"
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def encode(self, texts):
+        import torch
+
+        self.seen.append(torch.get_num_threads())
+        return np.ones((len(texts), 4), np.float32)
+
+
+def test_a_cpu_model_encodes_on_one_torch_thread_whatever_its_worker_was_given():
+    """MiniLM's float32 sums depend on torch's thread count (1 vs 2 threads moved 16 of 2,000 BANKING77 vectors
+    by 1.5e-7 here, and a Ray actor of 1 CPU then disagreed with the local engine): every batch is encoded on one
+    thread, and the caller's own setting is left as it was."""
+    import torch
+
+    spy, before = _ThreadSpy(), torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fn = embed.EncodeTexts(spy)
+        assert fn.per_core
+        fn(pa.table({"text_hash": ["a", "b"], "text": ["x", "y"]}))
+        assert spy.seen == [1]
+        assert torch.get_num_threads() == 2
+        spy.device = "cuda"  # on a GPU the CPU threads do not change the numbers: nothing is forced
+        assert not embed.EncodeTexts(spy).per_core
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Barrier:
+    """A per_core batch function whose calls wait for each other: it only finishes if two copies run at once."""
+
+    per_core = True
+    setups = 0
+
+    def __init__(self, barrier) -> None:
+        self.barrier = barrier
+
+    def __reduce__(self):  # the executor's copies share the test's barrier (a threading object does not pickle)
+        return (_Barrier._shared, ())
+
+    @staticmethod
+    def _shared():
+        return _Barrier(_Barrier.current)
+
+    def setup(self) -> None:
+        _Barrier.setups += 1
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        self.barrier.wait(timeout=20)
+        return pa.table({"x": pa.array(batch.column("x").to_numpy() * 2)})
+
+
+def test_the_local_engine_runs_a_per_core_batch_function_one_copy_per_core(tmp_path, monkeypatch):
+    import threading
+
+    from curate_core.execution import Checkpoint, LocalExecutor, Tracker, snapshot_table
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    _Barrier.current, _Barrier.setups = threading.Barrier(2), 0
+    ck = Checkpoint(tmp_path / "ck")
+    batches = snapshot_table(ck, pa.table({"x": np.arange(40)}), 10, key=None)
+    seen: list[int] = []
+    parts = LocalExecutor(device="cpu").map_batches(_Barrier(_Barrier.current), batches, ck,
+                                                    Tracker(lambda done, *a, **k: seen.append(done), 40))
+    assert _Barrier.setups == 2  # each copy loaded its own model
+    got = np.concatenate([ck.read(p).column("x").to_numpy() for p in parts])
+    assert got.tolist() == (np.arange(40) * 2).tolist()  # parts named by position, whatever order they finished in
+    assert seen[-1] == 40

@@ -350,7 +350,8 @@ def torch_gpus() -> int:
 
 
 class LocalExecutor:
-    """Everything in this process, one batch or task after the other (today's behaviour).
+    """Everything in this process, one batch or task after the other — except a ``per_core`` batch function (a
+    model on the CPU computing on one thread), which runs one copy per core at once.
 
     *device* (``auto``, ``cpu``, ``cuda``) is where model stages compute (``run --device``): ``auto`` takes CUDA
     when there is a GPU; ``cuda`` without one is refused here, before any stage starts. *gpus* counts the GPUs

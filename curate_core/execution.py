@@ -349,6 +349,19 @@ def torch_gpus() -> int:
     return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
 
 
+#: the most copies of a ``per_core`` batch function the local engine runs at once (each holds its own model:
+#: MiniLM ~90 MB and ~1 s to load)
+MAX_COPIES = 8
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's share, not the whole machine)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class LocalExecutor:
     """Everything in this process, one batch or task after the other — except a ``per_core`` batch function (a
     model on the CPU computing on one thread), which runs one copy per core at once.
@@ -383,7 +396,7 @@ class LocalExecutor:
                 tracker.add(b.rows, resumed=True)
             else:
                 todo.append(b)
-        workers = min(len(todo), os.cpu_count() or 1) if getattr(fn, "per_core", False) else 1
+        workers = min(len(todo), cores(), MAX_COPIES) if getattr(fn, "per_core", False) else 1
         if workers > 1:
             self._per_core(fn, todo, ck, tracker, workers)
         elif todo:  # a model loads only when there is work for it

@@ -420,9 +420,10 @@ class _Barrier:
 def test_the_local_engine_runs_a_per_core_batch_function_one_copy_per_core(tmp_path, monkeypatch):
     import threading
 
+    from curate_core import execution
     from curate_core.execution import Checkpoint, LocalExecutor, Tracker, snapshot_table
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(execution, "cores", lambda: 2)
     _Barrier.current, _Barrier.setups = threading.Barrier(2), 0
     ck = Checkpoint(tmp_path / "ck")
     batches = snapshot_table(ck, pa.table({"x": np.arange(40)}), 10, key=None)

@@ -11,7 +11,7 @@ the top-k keys of a group are a weighted sample of k rows without replacement. E
 the workspace (:class:`~curate_core.recipes.compile.RecipeQuery`), so the same recipe on the same workspace
 gives the same rows anywhere.
 
-Public API: :func:`live_counts`, :func:`select` (→ :class:`Selection`), :func:`export_query` / :func:`export_sql`,
+Public API: :func:`live_counts`, :func:`select` (→ :class:`Selection`), :func:`export_sql`,
 :func:`column_profile`, :func:`group_sizes`, :func:`filterable_columns` — and, re-exported from
 :mod:`curate_core.recipes`, :func:`parse_recipe`, :func:`load_recipe`, :func:`check_recipe`, :func:`allocate`,
 :func:`group_shares`, :func:`recipe_diff`.
@@ -115,12 +115,6 @@ def mixture_removes_alone(c: Counts, recipe: Any) -> int | None:
     g["rows_pool"], g["tokens_pool"] = g["rows_before"], g["tokens_before"]
     alone, _, _ = mixture_counts(r.mixture, g)
     return int(c.rows_total - np.minimum(alone["rows_selected"], alone["rows_before"]).sum())
-
-
-def export_query(store: Store, recipe: Any, columns: Iterable[tuple[str, str, str]]) -> tuple[str, dict, Counts]:
-    """:func:`export_sql` and the recipe's counts."""
-    sql, params = export_sql(store, recipe, columns)
-    return sql, params, live_counts(store, recipe, cached=None)
 
 
 def export_sql(store: Store, recipe: Any, columns: Iterable[tuple[str, str, str]]) -> tuple[str, dict]:

@@ -272,10 +272,8 @@ class Store:
 
     def sample_columns(self, cur=None) -> list[tuple[str, str]]:
         """(name, type) of every column of ``samples``, core columns first."""
-        with _cursor(self, cur) as c:  # duckdb_columns(): ~5x faster than information_schema (per slider move)
-            return [(a, b) for a, b in c.execute(
-                "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'samples' "
-                "AND schema_name = 'main' AND database_name = current_database() ORDER BY column_index").fetchall()]
+        with _cursor(self, cur) as c:
+            return samples_columns(c)
 
     def data_fingerprint(self) -> str:
         """Changes whenever rows are added: the hash of every ingest batch (file hash, mapping, rows)."""
@@ -608,6 +606,14 @@ def _cursor(store: Store, cur=None) -> Iterator[duckdb.DuckDBPyConnection]:
     else:
         with store.cursor() as c:
             yield c
+
+
+def samples_columns(cur: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(name, type) of every column of ``samples`` in table order, read on *cur* (inside its transaction)."""
+    # duckdb_columns(): ~5x faster than information_schema (read per slider move)
+    return [(a, b) for a, b in cur.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'samples' "
+        "AND schema_name = 'main' AND database_name = current_database() ORDER BY column_index").fetchall()]
 
 
 @contextlib.contextmanager

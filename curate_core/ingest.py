@@ -491,34 +491,32 @@ def _add(store: Store, inp: Input, roles: dict[str, str | None], source_name: st
     reading = inp.reader  # its long-line twin (CSV) once a record turns out longer than it reads in parallel
 
     def fits(typed: dict[str, str]) -> set[str]:  # CSV text going into columns an earlier file typed
-        text = {extras[o]: t for o, t in typed.items() if csv_like and types.get(extras[o]) == "VARCHAR"}
-        ok = inputs.input_fits(cur, reading, text)
-        return {o for o in typed if extras[o] in ok}
+        text = {o: t for o, t in typed.items() if csv_like and types.get(extras[o]) == "VARCHAR"}
+        return inputs.staged_fits(cur, text)
 
     while True:
         reader = reading.with_leading(src_name)
         try:
             with store.write_lock, store.transaction() as cur:
                 first = inputs.next_row_id(cur)
-                existing = dict(store.sample_columns(cur))
-                new_cols = [o for o in extras if o not in existing]
-                extra_types = inputs.prepare_columns(
-                    store, cur, {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()}, fits=fits)
-                rows_read = inputs.insert_input(cur, reader, select, first, extra_types, id_prefix=src_name)
+                rows_read = inputs.stage_input(cur, reader, select)
                 if rows_read == 0:
                     raise CurateError(f"{Path(inp.path).name} has a header but no rows",
                                       "is it the file you meant? A file with data has one row per text under the "
                                       "header")
+                wanted = {o: _duck_type(types.get(c, "VARCHAR")) for o, c in extras.items()}
+                if csv_like:  # CSV cells are text: give new columns the narrowest type all their values fit
+                    existing = dict(store.sample_columns(cur))
+                    wanted.update(inputs.infer_types(
+                        cur, [o for o, t in wanted.items() if o not in existing and t == "VARCHAR"]))
+                extra_types = inputs.prepare_columns(store, cur, wanted, fits=fits)
+                inputs.insert_staged(cur, first, extra_types, id_prefix=src_name)
                 p = inputs.new_rows_problems(cur, first, ids_generated=not mapping.id)
                 _check_problems(p, strict, mapping)
                 if progress:
                     progress("ingest: checking", 2, 3)
                 if p["n_empty"]:
                     inputs.drop_empty(cur, first)
-                if csv_like:  # CSV cells are text: give new columns the narrowest type all their values fit
-                    inferred = inputs.infer_types(cur, [c for c in new_cols if extra_types[c] == "VARCHAR"], first)
-                    inputs.retype(cur, inferred)
-                    extra_types.update(inferred)
                 alike = _look_alike_labels(cur, first)
                 added = inputs.record_ingest(cur, {
                     "path": inp.path, "sha256": inp.sha256, "format": inp.format,

@@ -118,7 +118,7 @@ def preview(store: Store, reader: FileReader, n: int = 20) -> pd.DataFrame:
     return retrying(reader, run)
 
 # ------------------------------------------------------------------------------------ ingest
-#: ``n_tokens`` of a row :func:`insert_input` found empty — a text with no non-whitespace character: such rows are
+#: ``n_tokens`` of a row :func:`insert_staged` found empty — a text with no non-whitespace character: such rows are
 #: all dropped (or refused) before the ingest commits, so the marker is never stored, and the checks find them
 #: without reading the texts again (a NULL text gets a NULL count)
 EMPTY_MARK = -1
@@ -134,8 +134,15 @@ _TOKENS = ("CASE WHEN contains(text, chr(10)) OR contains(text, chr(9)) OR conta
            "ELSE len(list_filter(string_split(replace(replace(replace(text, chr(10), ' '), chr(9), ' '), "
            "chr(13), ' '), ' '), lambda w: w <> '')) END) ELSE len(_w) END")
 
+_STAGE = "_curate_ingest"  # the temporary table stage_input reads a file into
+
 def next_row_id(cur) -> int:
     return int(cur.execute("SELECT coalesce(max(row_id), -1) + 1 FROM samples").fetchall()[0][0])
+
+#: more columns to add or retype than this: rebuild ``samples`` once instead of one ALTER each (every ALTER keeps a
+#: copy of the table until the ingest commits: 600 columns took twice the memory of the file's rows)
+RETYPE_REBUILD = 8
+
 
 def prepare_columns(store: Store, cur, wanted: dict[str, str],
                     fits: Callable[[dict[str, str]], set[str]] | None = None) -> dict[str, str]:
@@ -161,7 +168,7 @@ def prepare_columns(store: Store, cur, wanted: dict[str, str],
                 to_text.append(col)
             out[col] = "VARCHAR"
     if len(add) + len(to_text) > RETYPE_REBUILD:
-        rebuild_samples(cur, {c: f"CAST({quote_ident(c)} AS VARCHAR)" for c in to_text}, add)
+        rebuild_samples(cur, to_text, add)
         return out
     for col in to_text:
         cur.execute(f"ALTER TABLE samples ALTER {quote_ident(col)} TYPE VARCHAR")
@@ -170,19 +177,24 @@ def prepare_columns(store: Store, cur, wanted: dict[str, str],
     return out
 
 
-def rebuild_samples(cur, change: dict[str, str], add: dict[str, str] | None = None) -> None:
-    """Rewrite ``samples`` in one statement: each column of *change* becomes its SQL expression (over the old
-    column), and the columns of *add* (name → type) are appended, NULL for every row. Linear in rows × columns,
-    where an ALTER per column is quadratic in columns.
+def rebuild_samples(cur, to_text: Sequence[str], add: dict[str, str] | None = None) -> None:
+    """Rewrite ``samples`` in one pass: the columns *to_text* become VARCHAR and the columns of *add*
+    (name → type) are appended, NULL for every row. Linear in rows × columns, where an ALTER per column is
+    quadratic in columns.
 
     The rows keep their physical order (insertion order is preserved), which ingest keeps in row_id order; no
     reader depends on it (they all order by row_id). An ``ORDER BY row_id`` here sorted whole rows: 10,000
     columns × 100 rows took 9.6 s instead of 1.5 s.
     """
-    cols = [c for c, _ in samples_columns(cur)]
-    exprs = [f"{change[c]} AS {quote_ident(c)}" if c in change else quote_ident(c) for c in cols]
-    exprs += [f"CAST(NULL AS {t}) AS {quote_ident(c)}" for c, t in (add or {}).items()]
-    cur.execute(f"CREATE OR REPLACE TABLE samples AS SELECT {', '.join(exprs)} FROM samples")
+    old = samples_columns(cur)
+    types = {c: "VARCHAR" if c in to_text else t for c, t in old}
+    types.update(add or {})
+    exprs = [f"CAST({quote_ident(c)} AS VARCHAR)" if c in to_text else quote_ident(c) for c, _ in old]
+    exprs += [f"CAST(NULL AS {t})" for t in (add or {}).values()]
+    cur.execute("CREATE TABLE _samples_rebuilt (" + ", ".join(f"{quote_ident(c)} {t}" for c, t in types.items()) + ")")
+    cur.execute(f"INSERT INTO _samples_rebuilt SELECT {', '.join(exprs)} FROM samples")
+    cur.execute("DROP TABLE samples")
+    cur.execute("ALTER TABLE _samples_rebuilt RENAME TO samples")
 
 def _cast(expr: str, typ: str) -> str:
     """A cast that turns float NaN into NULL (a missing value, not a number bigger than every other)."""
@@ -197,54 +209,52 @@ def uncastable(qc: str, typ: str) -> str:
         return f"NOT regexp_full_match(trim({qc}), '[+-]?[0-9]{{1,18}}')"
     return f"TRY_CAST({qc} AS {typ}) IS NULL"
 
-def input_fits(cur, reader: FileReader, checks: dict[str, str]) -> set[str]:
-    """The input's text columns (of *checks*: column → type) whose non-empty values all cast to their type,
-    in one scan of the input (integers checked by pattern)."""
+def staged_fits(cur, checks: dict[str, str]) -> set[str]:
+    """The staged text columns (of *checks*: column → type) whose non-empty values all cast to their type, in
+    one scan of the staged rows (integers checked by pattern)."""
     if not checks:
         return set()
-    src = _bind(cur, reader)
     counts = [f"count(*) FILTER (WHERE {quote_ident(c)} IS NOT NULL AND {uncastable(quote_ident(c), t)})"
               for c, t in checks.items()]
-    row = _aggregates(cur, counts, src, reader.params)
+    row = _aggregates(cur, counts, _STAGE, [])
     return {c for c, n in zip(checks, row) if n == 0}
 
-def insert_input(cur, reader: FileReader, select: Sequence[tuple[str, str]], first: int,
-                 extra_types: dict[str, str], id_prefix: str) -> int:
-    """Append every row of an input to ``samples``; returns rows read.
+def stage_input(cur, reader: FileReader, select: Sequence[tuple[str, str]]) -> int:
+    """Read every row of an input, mapped by *select* ((SQL expression, name) pairs), into a temporary table
+    :func:`insert_staged` appends to ``samples``; returns the rows read.
 
-    One parallel pass reads, maps, counts tokens and compresses the rows straight into ``samples`` with
-    ``row_id`` NULL; DuckDB keeps insertion order, so the rows one transaction appends get consecutive rowids in
-    file order, and one UPDATE numbers them ``row_id = first + file row − 1``. (A temporary staging table held
-    every row in memory and was scanned again: ~0.3 of ~2.6 CPU-s at 1M rows; ``row_number() OVER ()`` runs the
-    read, the token counts and the compression on one thread.) Rows without an id — every row when the input has no id column — get ``<id_prefix>-<file
-    row, zero padded to 6>`` (the file's source name, even when a column gives each row its source: ids must not
-    depend on data). Empty texts are inserted too, with ``n_tokens`` = EMPTY_MARK; :func:`drop_empty` removes
-    them after the checks, so their file rows can be reported.
+    The file is read in parallel and kept in file order (DuckDB preserves insertion order, so the table's rowids
+    count the file rows). Staged, the CSV columns' types are inferred and checked in memory before ``samples``
+    changes, and the rows are numbered while they are appended: an UPDATE of ``row_id`` after the append made the
+    commit and the next checkpoint rewrite the column (+0.4 s of 1.8 s at 1M rows), and ``row_number() OVER ()``
+    runs the read, the token counts and the compression on one thread.
     """
-    src = _bind(cur, reader)
     cols = ", ".join(f"{expr} AS {quote_ident(alias)}" for expr, alias in select)
+    src = _bind(cur, reader)
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE {_STAGE} AS SELECT {cols} FROM {src}", list(reader.params))
+    return int(cur.execute(f"SELECT count(*) FROM {_STAGE}").fetchall()[0][0])
+
+def insert_staged(cur, first: int, extra_types: dict[str, str], id_prefix: str) -> None:
+    """Append the staged rows to ``samples`` as ``row_id = first + file row − 1``, with token counts and the
+    extra columns cast to *extra_types*, then drop the staging table.
+
+    Rows without an id — every row when the input has no id column — get ``<id_prefix>-<file row, zero padded
+    to 6>`` (the file's source name, even when a column gives each row its source: ids must not depend on data).
+    Empty texts are inserted too, with ``n_tokens`` = EMPTY_MARK; :func:`drop_empty` removes them after the
+    checks, so their file rows can be reported.
+    """
     casts = [_cast(quote_ident(c), t) for c, t in extra_types.items()]
     names = ", ".join(quote_ident(n) for n in ["row_id", "id", "text", "label", "source", "n_tokens", *extra_types])
-    inserted = cur.execute(
+    # inside a transaction a fresh table's rowids start from a large offset: the file row is rowid − the smallest
+    lo, hi, n = cur.execute(f"SELECT min(rowid), max(rowid), count(*) FROM {_STAGE}").fetchall()[0]
+    ordinal = f"rowid - {int(lo)} + 1" if n and hi - lo + 1 == n else "row_number() OVER (ORDER BY rowid)"  # never seen
+    cur.execute(
         f"""INSERT INTO samples ({names})
-            SELECT NULL, id, text, label, source, {_TOKENS}{''.join(', ' + c for c in casts)}
-            FROM (SELECT *, string_split(text, ' ') AS _w FROM (SELECT {cols} FROM {src}))""",
-        list(reader.params)).fetchall()
-    n = int(inserted[0][0])  # an INSERT returns the number of rows it added
-    if n == 0:
-        return 0
-    # rows a transaction adds get rowids from a large offset: the file row is rowid − the smallest
-    lo, hi = cur.execute("SELECT min(rowid), max(rowid) FROM samples WHERE row_id IS NULL").fetchall()[0]
-    if hi - lo + 1 == n:
-        cur.execute("UPDATE samples SET row_id = ? + rowid - ? WHERE row_id IS NULL", [first, lo])
-    else:  # never seen; numbered by rowid all the same
-        cur.execute("""UPDATE samples SET row_id = r.new
-                       FROM (SELECT rowid AS _r, ? + row_number() OVER (ORDER BY rowid) - 1 AS new
-                             FROM samples WHERE row_id IS NULL) r
-                       WHERE samples.rowid = r._r""", [first])
-    cur.execute("UPDATE samples SET id = printf('%s-%06d', ?, row_id - ? + 1) WHERE row_id >= ? AND id IS NULL",
-                [id_prefix, first, first])
-    return n
+            SELECT ? + _ord - 1, coalesce(id, printf('%s-%06d', ?, _ord)), text, label, source,
+                   {_TOKENS}{''.join(', ' + c for c in casts)}
+            FROM (SELECT *, {ordinal} AS _ord, string_split(text, ' ') AS _w FROM {_STAGE})""",
+        [first, id_prefix])
+    cur.execute(f"DROP TABLE {_STAGE}")  # after an error, the transaction's rollback drops it
 
 def new_rows_problems(cur, first: int, ids_generated: bool = False, sample: int = 5) -> dict:
     """Counts and examples of what the ingest policy checks, over the rows added from *first* on.
@@ -305,8 +315,8 @@ def _aggregates(cur, exprs: Sequence[str], source: str, params: Sequence[Any]) -
     return out
 
 
-def infer_types(cur, columns: Sequence[str], first: int) -> dict[str, str]:
-    """For text columns: the narrowest type every non-null value (of rows from *first* on) casts to.
+def infer_types(cur, columns: Sequence[str]) -> dict[str, str]:
+    """For staged text columns: the narrowest type every non-null value casts to.
 
     Columns that fit one query of filtered counts are counted so: DuckDB runs each cast once per distinct value
     of a dictionary-compressed column (1M rows of a 4-digit number column: 0.06 s). More columns are unpivoted
@@ -322,14 +332,13 @@ def infer_types(cur, columns: Sequence[str], first: int) -> dict[str, str]:
             qc = quote_ident(c)
             checks += [f"count(*) FILTER (WHERE {qc} IS NOT NULL AND {uncastable(qc, t)})"
                        for t in ("BIGINT", "DOUBLE", "BOOLEAN")] + [f"count({qc})"]
-        row = _aggregates(cur, checks, "samples WHERE row_id >= ?", [first])
+        row = _aggregates(cur, checks, _STAGE, [])
         found = {c: row[4 * i: 4 * i + 4] for i, c in enumerate(columns)}
     else:
         cols = ", ".join(quote_ident(c) for c in columns)
         fails = ", ".join(f"count(*) FILTER (WHERE {uncastable('v', t)})" for t in ("BIGINT", "DOUBLE", "BOOLEAN"))
-        rows = cur.execute(f"""SELECT name, {fails}, count(*) FROM (UNPIVOT (SELECT {cols} FROM samples
-                               WHERE row_id >= ?) ON COLUMNS(*) INTO NAME name VALUE v) GROUP BY name""",
-                           [first]).fetchall()
+        rows = cur.execute(f"""SELECT name, {fails}, count(*) FROM (UNPIVOT (SELECT {cols} FROM {_STAGE})
+                               ON COLUMNS(*) INTO NAME name VALUE v) GROUP BY name""").fetchall()
         found = {r[0]: r[1:] for r in rows}  # UNPIVOT leaves NULLs out: a column of NULLs has no row
     out = {}
     for c in columns:
@@ -338,25 +347,6 @@ def infer_types(cur, columns: Sequence[str], first: int) -> dict[str, str]:
                   else "BOOLEAN" if bad_bool == 0 else "VARCHAR")
     return out
 
-#: more columns to add or retype than this: rebuild ``samples`` once instead of one ALTER each (every ALTER keeps a
-#: copy of the table until the ingest commits: 600 columns took twice the memory of the file's rows)
-RETYPE_REBUILD = 8
-
-
-def retype(cur, types: dict[str, str]) -> None:
-    """Give the (new, CSV-text) columns their inferred types."""
-    todo = {c: t for c, t in types.items() if t != "VARCHAR"}
-
-    def using(qc: str, typ: str) -> str:
-        return (f"CASE WHEN isnan(TRY_CAST({qc} AS DOUBLE)) THEN NULL ELSE TRY_CAST({qc} AS {typ}) END"
-                if typ == "DOUBLE" else f"TRY_CAST({qc} AS {typ})")
-
-    if len(todo) <= RETYPE_REBUILD:
-        for col, typ in todo.items():
-            qc = quote_ident(col)
-            cur.execute(f"ALTER TABLE samples ALTER {qc} TYPE {typ} USING {using(qc, typ)}")
-        return
-    rebuild_samples(cur, {c: using(quote_ident(c), t) for c, t in todo.items()})
 
 def record_ingest(cur, info: dict, first: int) -> int:
     added = int(cur.execute("SELECT count(*) FROM samples WHERE row_id >= ?", [first]).fetchall()[0][0])

@@ -150,6 +150,9 @@ def main() -> None:
               "busiest thread: about the wall time on an idle machine)")
         print(f"ingest_peak_rss: ours {max(r[2] for r in ours) / 1024:,.0f} MB, "
               f"baseline {max(r[2] for r in base) / 1024:,.0f} MB")
+        size = lambda p: sum(f.stat().st_size for f in p.rglob("*.duckdb")) if p.is_dir() else p.stat().st_size  # noqa
+        print(f"ingest_disk: ours {size(tmp / 'ws0') / 1e6:,.0f} MB (texts stored uncompressed), "
+              f"baseline {size(tmp / 'base0.duckdb') / 1e6:,.0f} MB (default compression), csv {data.stat().st_size / 1e6:,.0f} MB")
         if a.wide:
             wide = tmp / "wide.csv"
             wide_file(wide, a.wide, 100)

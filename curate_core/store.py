@@ -98,10 +98,14 @@ def column_ref(cat: dict[str, tuple[str, str]], column: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- schema
+#: the texts are stored as they are: FSST compression took ~0.3 s of a 1M-row ingest's 1.8 s (most of its gap to a
+#: bare ``read_csv``) and slowed every scan of the texts (1M tweets: ILIKE 0.17 vs 0.11 s, COPY 0.43 vs 0.37 s) to
+#: save ~48 bytes a text: the demo's workspace is 47 MB, its texts 0.8 MB stored either way (bench/ingest.py)
+TEXT_TYPE = "VARCHAR USING COMPRESSION uncompressed"
 _SCHEMA_V1 = [
     "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
-    """CREATE TABLE samples (row_id BIGINT, id VARCHAR, text VARCHAR, label VARCHAR, source VARCHAR,
-                             n_tokens INTEGER)""",
+    f"""CREATE TABLE samples (row_id BIGINT, id VARCHAR, text {TEXT_TYPE}, label VARCHAR, source VARCHAR,
+                              n_tokens INTEGER)""",
     """CREATE TABLE ingests (batch INTEGER, path VARCHAR, sha256 VARCHAR, format VARCHAR, mapping JSON,
                              rows BIGINT, skipped BIGINT, first_row_id BIGINT, ingested_at TIMESTAMP)""",
     """CREATE TABLE runs (run_key VARCHAR, stage VARCHAR, version VARCHAR, params JSON, inputs VARCHAR,

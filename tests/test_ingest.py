@@ -378,3 +378,25 @@ def test_many_new_columns_and_a_column_turning_to_text_are_one_rebuild(ws, tmp_p
     got = ws.store.rows(["row_id", "text", "n", "m0", f"m{k - 1}"])
     assert got["text"].tolist() == ["x", "y", "z", "w"] and got["n"].tolist() == ["1", "2", "many", "few"]
     assert got["m0"].isna().tolist() == [True, True, False, False] and got[f"m{k - 1}"].tolist()[2:] == [k - 1, 0.5]
+
+
+def test_texts_are_stored_uncompressed_also_after_a_rebuild(ws, tmp_path):
+    """The texts skip compression (store.TEXT_TYPE: it cost most of an ingest's gap to a bare read_csv): a new
+    workspace declares it, and the rebuild that many new columns take keeps it (a table made by a query would
+    get the default storage back)."""
+    from curate_core.inputs import RETYPE_REBUILD
+
+    def storage() -> set[str]:
+        with ws.store.cursor() as cur:
+            cur.execute("CHECKPOINT")
+            return {r[0] for r in cur.execute(
+                "SELECT DISTINCT compression FROM pragma_storage_info('samples') "
+                "WHERE column_name = 'text' AND segment_type = 'VARCHAR'").fetchall()}
+
+    texts = [f"the same few words again {i % 7}" for i in range(3000)]  # what FSST would compress
+    ws.ingest(write_csv(tmp_path / "a.csv", [{"text": t, "label": "a"} for t in texts]))
+    assert storage() == {"Uncompressed"}
+    k = RETYPE_REBUILD + 3
+    ws.ingest(write_csv(tmp_path / "b.csv", [{"text": t, **{f"m{j}": j for j in range(k)}} for t in texts[:50]]))
+    assert storage() == {"Uncompressed"}
+    assert ws.samples(["text"])["text"].tolist() == texts + texts[:50]

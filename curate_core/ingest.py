@@ -194,12 +194,17 @@ def check_utf8(path: Path, encoding: str | None = None, out: Path | None = None)
         raise CurateError(f"Unknown encoding {encoding!r}", "use a Python codec name such as latin-1, cp1252, utf-16") from None
     h = _hasher()
     offset = 0
+    ascii_ok = codecs.lookup(enc).name in ("utf-8", "ascii", "iso8859-1", "cp1252", "iso8859-15")
     sink = open(out, "w", encoding="utf-8", newline="") if out is not None else None
     try:
         with open(path, "rb") as f:
             while True:
                 chunk = f.read(1 << 22)
                 final = not chunk
+                if chunk and ascii_ok and sink is None and chunk.isascii() and not decoder.getstate()[0]:
+                    h.update(chunk)  # ASCII is valid in an ASCII-compatible codec: no need to build the str
+                    offset += len(chunk)
+                    continue
                 try:
                     text = decoder.decode(chunk, final=final)
                 except UnicodeDecodeError as e:

@@ -400,3 +400,23 @@ def test_texts_are_stored_uncompressed_also_after_a_rebuild(ws, tmp_path):
     ws.ingest(write_csv(tmp_path / "b.csv", [{"text": t, **{f"m{j}": j for j in range(k)}} for t in texts[:50]]))
     assert storage() == {"Uncompressed"}
     assert ws.samples(["text"])["text"].tolist() == texts + texts[:50]
+
+
+def test_utf8_check_skips_decoding_ascii_chunks_but_not_a_character_split_across_them(tmp_path):
+    """ASCII chunks are only hashed; a multi-byte character cut by the 4 MiB chunk boundary is still decoded
+    whole, a broken one is found on its line (also when only ASCII follows it), and the hash is the file's."""
+    import xxhash
+
+    from curate_core.errors import CurateError
+    from curate_core.ingest import check_utf8
+
+    ascii_chunk = b"a,b\n" + b"x,y\n" * 1048575  # exactly 4 MiB: the fast path
+    cut = b"x,y\n" * 1048575 + b"abc"  # the next chunk's last byte starts a 3-byte character
+    ok = tmp_path / "ok.csv"
+    ok.write_bytes(ascii_chunk + cut + "\u20ac,z\n".encode() + b"x,y\n" * 1000)
+    assert check_utf8(ok) == xxhash.xxh3_128(ok.read_bytes()).hexdigest()
+    for broken in (b"\xe2\x82,z\n", b"\xe2,z\n"):  # the rest of the character missing; after it, ASCII only
+        bad = tmp_path / "bad.csv"
+        bad.write_bytes(ascii_chunk + cut + broken + b"x,y\n" * 1000)
+        with pytest.raises(CurateError, match="on line 2097152"):
+            check_utf8(bad)

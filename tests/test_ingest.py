@@ -420,3 +420,20 @@ def test_utf8_check_skips_decoding_ascii_chunks_but_not_a_character_split_across
         bad.write_bytes(ascii_chunk + cut + broken + b"x,y\n" * 1000)
         with pytest.raises(CurateError, match="on line 2097152"):
             check_utf8(bad)
+
+
+def test_column_types_are_judged_by_every_value_the_last_one_too(ws, tmp_path):
+    """Types are inferred by searching for a value that does not fit: a misfit in the last of 5,000 rows still
+    makes the column wider (integers → DOUBLE, numbers → text, booleans → text), empty cells are skipped, and
+    a column of empty cells stays text."""
+    n = 5000
+    rows = [{"text": f"t{i}", "i": i, "i_then_x": i, "d_then_w": i + 0.5, "b_then_n": "true" if i % 2 else "false",
+             "gaps": "" if i % 3 else i, "empty": ""} for i in range(n)]
+    rows[-1].update(i_then_x=2.5, d_then_w="word", b_then_n="7")
+    ws.ingest(write_csv(tmp_path / "t.csv", rows))
+    cols = dict(ws.store.sample_columns())
+    assert [cols[c] for c in ("i", "i_then_x", "d_then_w", "b_then_n", "gaps", "empty")] == \
+        ["BIGINT", "DOUBLE", "VARCHAR", "VARCHAR", "BIGINT", "VARCHAR"]
+    got = ws.samples(["i_then_x", "d_then_w", "gaps"])
+    assert got["i_then_x"].tolist()[-2:] == [n - 2, 2.5] and got["d_then_w"].tolist()[-1] == "word"
+    assert got["gaps"].isna().sum() == n - len(range(0, n, 3))

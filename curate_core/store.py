@@ -98,9 +98,10 @@ def column_ref(cat: dict[str, tuple[str, str]], column: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- schema
-#: the texts are stored as they are: FSST compression took ~0.3 s of a 1M-row ingest's 1.8 s (most of its gap to a
-#: bare ``read_csv``) and slowed every scan of the texts (1M tweets: ILIKE 0.17 vs 0.11 s, COPY 0.43 vs 0.37 s) to
-#: save ~48 bytes a text (the demo's 10,003 texts: 1.1 MB stored so, 0.8 MB compressed, in a 47 MB workspace)
+#: the texts are stored as they are: FSST compression slows every scan of the texts (1M tweets: the search page's
+#: keyword query 0.16 vs 0.11 s, ILIKE 0.17 vs 0.11 s, COPY 0.43 vs 0.37 s) and a 1M-row ingest (ratio to a bare
+#: ``read_csv`` 0.79 vs 0.83), to save ~48 bytes a text (the demo's 10,003 texts: 1.1 MB stored so, 0.8 MB
+#: compressed, in a 47 MB workspace; at 10M rows it saves time on disk: README, bench/ingest.py)
 TEXT_TYPE = "VARCHAR USING COMPRESSION uncompressed"
 _SCHEMA_V1 = [
     "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)",

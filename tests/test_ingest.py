@@ -381,9 +381,9 @@ def test_many_new_columns_and_a_column_turning_to_text_are_one_rebuild(ws, tmp_p
 
 
 def test_texts_are_stored_uncompressed_also_after_a_rebuild(ws, tmp_path):
-    """The texts skip compression (store.TEXT_TYPE: it cost most of an ingest's gap to a bare read_csv): a new
-    workspace declares it, and the rebuild that many new columns take keeps it (a table made by a query would
-    get the default storage back)."""
+    """The texts skip compression (store.TEXT_TYPE: compressing them slowed the ingest and every scan of them): a
+    new workspace declares it, and the rebuild that many new columns take keeps it (a table made by a query
+    would get the default storage back)."""
     from curate_core.inputs import RETYPE_REBUILD
 
     def storage() -> set[str]:

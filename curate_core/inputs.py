@@ -211,11 +211,26 @@ def uncastable(qc: str, typ: str) -> str:
         return f"NOT regexp_full_match(trim({qc}), '[+-]?[0-9]{{1,18}}')"
     return f"TRY_CAST({qc} AS {typ}) IS NULL"
 
+#: up to this many staged text columns are typed (or checked against an earlier file's types) by early-stopping
+#: searches for a value that does not fit; more are counted in one scan
+EARLY_STOP_COLUMNS = 16
+_TYPES = ("BIGINT", "DOUBLE", "BOOLEAN")  # narrowest first; VARCHAR when none fits
+
+
+def _any_value(cur, col: str, misfitting: str | None = None) -> bool:
+    """Whether *col* has a staged non-null value (one that does not cast to the type *misfitting*), by a search
+    that stops at the first such row (``LIMIT 1``)."""
+    qc = quote_ident(col)
+    where = f"{qc} IS NOT NULL" + (f" AND {uncastable(qc, misfitting)}" if misfitting else "")
+    return bool(cur.execute(f"SELECT 1 FROM {_STAGE} WHERE {where} LIMIT 1").fetchall())
+
+
 def staged_fits(cur, checks: dict[str, str]) -> set[str]:
-    """The staged text columns (of *checks*: column → type) whose non-empty values all cast to their type, in
-    one scan of the staged rows (integers checked by pattern)."""
-    if not checks:
-        return set()
+    """The staged text columns (of *checks*: column → type) whose non-empty values all cast to their type
+    (integers checked by pattern): a few columns by :func:`_any_value` searches, more in one scan of filtered
+    counts."""
+    if len(checks) <= EARLY_STOP_COLUMNS:
+        return {c for c, t in checks.items() if not _any_value(cur, c, misfitting=t)}
     counts = [f"count(*) FILTER (WHERE {quote_ident(c)} IS NOT NULL AND {uncastable(quote_ident(c), t)})"
               for c, t in checks.items()]
     row = _aggregates(cur, counts, _STAGE, [])
@@ -317,12 +332,6 @@ def _aggregates(cur, exprs: Sequence[str], source: str, params: Sequence[Any]) -
     return out
 
 
-#: up to this many new text columns are typed by early-stopping searches for a value that does not fit; more are
-#: counted in one unpivoted query
-EARLY_STOP_COLUMNS = 16
-_TYPES = ("BIGINT", "DOUBLE", "BOOLEAN")  # narrowest first; VARCHAR when none fits
-
-
 def infer_types(cur, columns: Sequence[str]) -> dict[str, str]:
     """For staged text columns: the narrowest type every non-null value casts to.
 
@@ -336,16 +345,11 @@ def infer_types(cur, columns: Sequence[str]) -> dict[str, str]:
     if not columns:
         return {}
     if len(columns) <= EARLY_STOP_COLUMNS:
-        def any_row(where: str) -> bool:
-            return bool(cur.execute(f"SELECT 1 FROM {_STAGE} WHERE {where} LIMIT 1").fetchall())
-
         out = {}
         for c in columns:
-            qc = quote_ident(c)
-            out[c] = "VARCHAR"  # also for a column of NULLs
-            if any_row(f"{qc} IS NOT NULL"):
-                out[c] = next((t for t in _TYPES if not any_row(f"{qc} IS NOT NULL AND {uncastable(qc, t)}")),
-                              "VARCHAR")
+            out[c] = "VARCHAR"  # also for a column of NULLs, which every type would "fit"
+            if _any_value(cur, c):
+                out[c] = next((t for t in _TYPES if not _any_value(cur, c, misfitting=t)), "VARCHAR")
         return out
     cols = ", ".join(quote_ident(c) for c in columns)
     fails = ", ".join(f"count(*) FILTER (WHERE {uncastable('v', t)})" for t in _TYPES)

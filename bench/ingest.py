@@ -151,7 +151,9 @@ def main() -> None:
         print(f"ingest_peak_rss: ours {max(r[2] for r in ours) / 1024:,.0f} MB, "
               f"baseline {max(r[2] for r in base) / 1024:,.0f} MB")
         size = lambda p: sum(f.stat().st_size for f in p.rglob("*.duckdb")) if p.is_dir() else p.stat().st_size  # noqa
-        print(f"ingest_disk: ours {size(tmp / 'ws0') / 1e6:,.0f} MB (texts stored uncompressed), "
+        from curate_core.store import TEXT_TYPE
+
+        print(f"ingest_disk: ours {size(tmp / 'ws0') / 1e6:,.0f} MB (texts: {TEXT_TYPE}), "
               f"baseline {size(tmp / 'base0.duckdb') / 1e6:,.0f} MB (default compression), csv {data.stat().st_size / 1e6:,.0f} MB")
         if a.wide:
             wide = tmp / "wide.csv"

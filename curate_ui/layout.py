@@ -146,11 +146,11 @@ def _live_progress(ws: Workspace) -> None:
             st.progress(min(max(ev.fraction, 0.0), 1.0), text=ev.describe())
         done = [s for s in run.events if ev is None or s != ev.stage]
         on = "" if run.engine == "local" else f" on {run.engine}"
-        a, b = st.columns([5, 1], vertical_alignment="center")
-        a.caption(f"running{on} for {runner.describe(run)}" + (f" · finished: {', '.join(done)}" if done else "")
+        # one above the other: beside the caption, in the Overview's narrow pipeline column, the button was cut
+        st.caption(f"running{on} for {runner.describe(run)}" + (f" · finished: {', '.join(done)}" if done else "")
                   + (" · stopping at the next batch …" if run.cancel.is_set() else
                      " · you can use the other pages meanwhile"))
-        if b.button("Cancel", key="run_cancel", icon=":material/stop_circle:", disabled=run.cancel.is_set(),
+        if st.button("Cancel", key="run_cancel", icon=":material/stop_circle:", disabled=run.cancel.is_set(),
                     help="stop the run at the next batch; finished stages and the batches done so far are kept, "
                          "so running it again resumes"):
             run.cancel.set()

@@ -58,18 +58,12 @@ def check_regex(pattern: str, where: str = "") -> None:
                           "RE2 syntax (no look-around or back-references); escape ( [ { . * + ? with \\") from None
 
 
-def filter_fails(column: str, op: str, value: Any, nulls: str, p: Params, ref: str | None = None) -> str:
-    """SQL that is TRUE when a row *fails* the filter ``column op value``.
-
-    A NULL (a value the score could not compute) passes with ``nulls="keep"`` and fails with ``"drop"``;
-    ``between`` is inclusive with ``None`` for an open end; ``in``/``not_in`` compare numbers as doubles.
-    *ref* is the SQL the column is read as (default: ``s."column"``).
-    """
+def _filter_cond(column: str, op: str, value: Any, p: Params, ref: str | None) -> tuple[str, str, bool]:
+    """(column SQL, condition a kept row meets, whether the condition also decides NULLs — ``is None`` tests)."""
     c = ref or f"s.{quote_ident(column)}"
     if op in ("is", "is_not"):
         if value is None:
-            cond = f"{c} IS NULL" if op == "is" else f"{c} IS NOT NULL"
-            return f"NOT ({cond})"
+            return c, (f"{c} IS NULL" if op == "is" else f"{c} IS NOT NULL"), True
         cond = f"{c} = {p(value)}" if op == "is" else f"{c} <> {p(value)}"
     elif op == "between":
         lo, hi = value
@@ -81,8 +75,33 @@ def filter_fails(column: str, op: str, value: Any, nulls: str, p: Params, ref: s
         cond = lst if op == "in" else f"NOT {lst}"
     else:
         cond = f"{c} {_SQL_OP[op]} {p(value)}"
+    return c, cond, False
+
+
+def filter_fails(column: str, op: str, value: Any, nulls: str, p: Params, ref: str | None = None) -> str:
+    """SQL that is TRUE when a row *fails* the filter ``column op value`` (never NULL).
+
+    A NULL (a value the score could not compute) passes with ``nulls="keep"`` and fails with ``"drop"``;
+    ``between`` is inclusive with ``None`` for an open end; ``in``/``not_in`` compare numbers as doubles.
+    *ref* is the SQL the column is read as (default: ``s."column"``).
+    """
+    c, cond, total = _filter_cond(column, op, value, p, ref)
+    if total:
+        return f"NOT ({cond})"
     null_fails = "TRUE" if nulls == "drop" else "FALSE"
     return f"CASE WHEN {c} IS NULL THEN {null_fails} WHEN {cond} THEN FALSE ELSE TRUE END"
+
+
+def filter_passes(column: str, op: str, value: Any, nulls: str, p: Params, ref: str | None = None) -> str:
+    """SQL that is TRUE exactly when :func:`filter_fails` is FALSE, and FALSE or NULL otherwise: for ``WHERE``
+    and ``CASE WHEN``, which treat NULL as not true. Written as plain comparisons so DuckDB pushes them into the
+    scan of the column's table (the CASE of :func:`filter_fails` is evaluated row by row: a 5-filter export
+    scanned the wide table in 50 ms instead of 30)."""
+    c, cond, total = _filter_cond(column, op, value, p, ref)
+    if total:
+        return f"({cond})"
+    # a value that is not NULL passes when the condition is TRUE (a NULL condition fails, as in filter_fails)
+    return f"({c} IS NULL OR {cond})" if nulls != "drop" else f"({c} IS NOT NULL AND {cond})"
 
 
 def semdedup_removes(eps: float, p: Params, ref: str = "s.semdedup_sim") -> str:

@@ -25,7 +25,7 @@ from .errors import CurateError, choices
 from .recipes.model import OPS, _parse_filter
 from .recipes.source import source
 from .embedders import normalise
-from .rules import Params, check_regex, filter_fails, keyword_terms, match_sql
+from .rules import Params, check_regex, filter_passes, keyword_terms, match_sql
 from .store import Store
 
 MODES = ("keyword", "regex", "semantic")
@@ -79,8 +79,8 @@ def _where_sql(store: Store, where: Sequence[dict], p: Params) -> tuple[str, str
     if unknown:
         raise CurateError(f"--where names unknown column(s) {choices(unknown)}", f"columns: {choices(sorted(cat))}")
     rel = source(store, [f.column for f in filters if f.column != "row_id"])
-    fails = " OR ".join(f"({filter_fails(f.column, f.op, f.value, f.nulls, p)})" for f in filters)
-    return f"JOIN {rel} s ON s.row_id = s0.row_id", f"NOT ({fails})"
+    keeps = " AND ".join(filter_passes(f.column, f.op, f.value, f.nulls, p) for f in filters)
+    return f"JOIN {rel} s ON s.row_id = s0.row_id", keeps
 
 
 def _terms(query: str) -> list[str]:

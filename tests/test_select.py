@@ -125,6 +125,30 @@ def test_each_filter_matches_pandas(sws, f):
     assert ids(sel) == want
 
 
+RULE_CASES = [("x", op, v) for op, v in [("<", 0.5), ("<=", 0.5), (">", 0.5), (">=", 0.5), ("==", 0.5), ("!=", 0.5),
+                                          ("between", [0.2, 0.8]), ("between", [None, 0.8]), ("between", [0.2, None]),
+                                          ("in", [0.5, 1.0]), ("not_in", [0.5]), ("is", None), ("is_not", None)]] \
+    + [("b", "is", True), ("b", "is_not", True), ("b", "is", None), ("t", "in", ["a", "c"]), ("t", "not_in", ["a"]),
+       ("t", "==", "a"), ("t", "!=", "a"), ("t", "<", "b")]
+
+
+@pytest.mark.parametrize("nulls", ["keep", "drop"])
+@pytest.mark.parametrize("column,op,value", RULE_CASES)
+def test_filter_passes_is_exactly_not_fails(column, op, value, nulls):
+    """The pushable form the compiler uses keeps exactly the rows the rule's CASE form says do not fail, NULLs
+    included (a NULL value, or a NULL comparison, must not slip through either way)."""
+    from curate_core import rules
+
+    cols = {"x": np.array([0.1, 0.5, 0.9, np.nan, 1.0, 0.2, 0.8, np.nan]),
+            "b": pd.array([True, False, None, True, None, False, True, None], dtype="boolean").to_numpy(object),
+            "t": np.array(["a", "b", None, "c", "a", None, "d", "b"], dtype=object)}
+    p = rules.Params()
+    fails, passes = rules.evaluate(cols, [rules.filter_fails(column, op, value, nulls, p),
+                                          rules.filter_passes(column, op, value, nulls, p)], p.values)
+    assert passes.tolist() == (~fails).tolist()
+    assert 0 < fails.sum() < len(fails) or op in ("is", "is_not")  # the case tells rows apart
+
+
 def test_is_null_filter(sws):
     df = truth(sws)
     sel = S.select(sws, {"filters": [{"column": "label_quality", "op": "is", "value": None}]})

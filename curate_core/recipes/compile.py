@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ..errors import CurateError, choices
-from ..rules import Params, check_regex, filter_fails, match_sql, semdedup_removes
+from ..rules import Params, check_regex, filter_passes, match_sql, semdedup_removes
 from ..store import Store, quote_ident
 from .model import ALL_ROWS, MISSING_GROUP, Filter, Recipe, _bad, is_number, _kind, describe_filter, parse_recipe
 from .source import source
@@ -120,12 +120,13 @@ class Step:
 
 
 def filter_sql(f: Filter, p: Params, label: str = "s.label") -> str:
-    """SQL that is TRUE when a row *fails* the filter (the rule is :func:`curate_core.rules.filter_fails`).
+    """SQL that is TRUE when a row *passes* the filter, and FALSE or NULL when it fails (the rule is
+    :func:`curate_core.rules.filter_fails`; this is its pushable form, :func:`curate_core.rules.filter_passes`).
 
     Columns are qualified (``s.``) so a user column named like a decisions column (``value``, ``action``) is not
     ambiguous; a filter on ``label`` tests the final label (after relabel decisions), as the mixture groups do.
     """
-    return filter_fails(f.column, f.op, f.value, f.nulls, p, ref=label if f.column == "label" else None)
+    return filter_passes(f.column, f.op, f.value, f.nulls, p, ref=label if f.column == "label" else None)
 
 
 class RecipeQuery:
@@ -160,7 +161,7 @@ class RecipeQuery:
             label = f"CASE WHEN {flagged} AND {sure} THEN {new} ELSE s.label END"
             if a.drop_rest:
                 auto_bit = (Step("auto-relabel: flagged rows it cannot relabel", "decisions.auto_relabel", 0, 0),
-                            f"({flagged} AND NOT {sure})")
+                            f"NOT ({flagged} AND NOT {sure})")
         if dec and r.relabel:
             label = f"CASE WHEN d.action = 'relabel' THEN d.value ELSE {label} END"
         graw = "NULL" if m is None or m.group_by is not None else f"'{ALL_ROWS}'"
@@ -168,29 +169,31 @@ class RecipeQuery:
             graw = label if group_by == "label" else f"s.{quote_ident(group_by)}"
         group = f"coalesce(CAST({graw} AS VARCHAR), '{MISSING_GROUP}')"
         reviewed = "d.action IN ('keep', 'relabel')" if dec and r.reviewed_pass_filters else "FALSE"
+        # per step: SQL that is TRUE exactly when the step keeps the row (FALSE or NULL when it removes it). Filters
+        # are plain comparisons DuckDB pushes into the scans; the other steps' removal tests are never NULL
         bits: list[tuple[Step, str]] = []
         for i, f in enumerate(r.filters):
-            fails = filter_sql(f, self.p, label)
+            keeps = filter_sql(f, self.p, label)
             bits.append((Step(describe_filter(f), f"filters[{i}]", 0, 0),
-                         fails if reviewed == "FALSE" else f"(NOT coalesce({reviewed}, FALSE) AND {fails})"))
+                         keeps if reviewed == "FALSE" else f"(coalesce({reviewed}, FALSE) OR {keeps})"))
         if dec and r.exclude:
-            bits.append((Step("exclude decisions", "decisions", 0, 0), "coalesce(d.action = 'exclude', FALSE)"))
+            bits.append((Step("exclude decisions", "decisions", 0, 0), "NOT coalesce(d.action = 'exclude', FALSE)"))
         if auto_bit is not None:
             bits.append(auto_bit)
         if r.only:
             bits.append((Step(f"only selections {', '.join(r.only)}", "selections.only", 0, 0),
-                         f"s.row_id NOT IN (SELECT row_id FROM selections WHERE list_contains({self.p(list(r.only))}, name))"))
+                         f"s.row_id IN (SELECT row_id FROM selections WHERE list_contains({self.p(list(r.only))}, name))"))
         if r.except_:
             bits.append((Step(f"except selections {', '.join(r.except_)}", "selections.except", 0, 0),
-                         f"s.row_id IN (SELECT row_id FROM selections WHERE list_contains({self.p(list(r.except_))}, name))"))
+                         f"s.row_id NOT IN (SELECT row_id FROM selections WHERE list_contains({self.p(list(r.except_))}, name))"))
         for i, x in enumerate(r.search):
             hit = f"s.row_id IN (SELECT row_id FROM samples WHERE {match_sql(x.query, x.mode, self.p)})"
-            bits.append((Step(x.describe(), f"search[{i}]", 0, 0), f"NOT ({hit})" if x.match == "only" else hit))
+            bits.append((Step(x.describe(), f"search[{i}]", 0, 0), hit if x.match == "only" else f"NOT ({hit})"))
         if r.semantic_eps is not None:
             bits.append((Step(f"SemDeDup at eps {r.semantic_eps:g}", "dedup.semantic", 0, 0),
-                         semdedup_removes(r.semantic_eps, self.p)))
+                         f"NOT {semdedup_removes(r.semantic_eps, self.p)}"))
         self.bits = bits
-        mask = " + ".join(f"(CASE WHEN {expr} THEN {1 << i} ELSE 0 END)" for i, (_, expr) in enumerate(bits)) or "0"
+        mask = " + ".join(f"(CASE WHEN {keeps} THEN 0 ELSE {1 << i} END)" for i, (_, keeps) in enumerate(bits)) or "0"
         extra = []
         if r.dedup_exact:
             extra += ["s.dup_group AS _dg", "s.dup_rank AS _dr"]
@@ -206,7 +209,7 @@ class RecipeQuery:
                      + "".join(f", {e}" for e in extra) + f" FROM {src} s{join}")
         # the same rows as `base WHERE _m = 0`, written as one condition per step so DuckDB can push each into
         # the scan of its own table (export reads far fewer rows through the joins)
-        self.passing = self.base + (" WHERE " + " AND ".join(f"NOT ({expr})" for _, expr in bits) if bits else "")
+        self.passing = self.base + (" WHERE " + " AND ".join(keeps for _, keeps in bits) if bits else "")
 
     def pool_and_keep(self) -> str:
         """``WITH pool`` (rows with mask 0) ``, dd`` (per duplicate group that still has a copy in the pool: the

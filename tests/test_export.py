@@ -107,6 +107,12 @@ def test_filtered_export_is_the_same_bytes_with_or_without_the_wide_table(ews, t
     S.live_counts(ews, rec, cached=True)  # builds the wide table
     with ews.store.cursor() as cur:
         assert cur.execute(f"SELECT count(*) FROM {SEL_DB}.wide").fetchall()[0][0] == 300
+        # stored for slider moves: numbers and the unique ids as they are, a label as a dictionary of its values
+        storage = dict(cur.execute(f"SELECT column_name, list_sort(list_distinct(list(compression))) FROM "
+                                   f"pragma_storage_info('{SEL_DB}.wide') WHERE compression <> 'Constant' "
+                                   "GROUP BY ALL").fetchall())
+    assert storage["label"] == ["DICT_FSST"], storage
+    assert storage["id"] == storage["outlier_score"] == storage["n_tokens"] == ["Uncompressed"], storage
     warm = E.export(ews, rec, tmp_path / "warm", with_scores=True)
     assert sha(cold.out / "data.parquet") == sha(warm.out / "data.parquet")
     data = pq.read_table(warm.out / "data.parquet").to_pandas()

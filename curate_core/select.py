@@ -160,20 +160,27 @@ def _select(exprs: list[str], columns: list[tuple[str, str, str]], rest: str) ->
 
 
 def _summarise(r: Recipe, q: RecipeQuery, by_mask: pd.DataFrame, dd: pd.DataFrame | None) -> Counts:
-    by_mask["n"] = by_mask["n"].astype(np.int64)
-    by_mask["tok"] = by_mask["tok"].fillna(0).astype(np.int64)
     masks = by_mask["_m"].to_numpy(np.int64)
     n = by_mask["n"].to_numpy(np.int64)
+    tok = by_mask["tok"].fillna(0).to_numpy(np.int64)
     steps = []
     for i, (st, _) in enumerate(q.bits):
         bit = 1 << i
         steps.append(replace(st, removes_alone=int(n[(masks & bit) != 0].sum()),
                              removes_only=int(n[masks == bit].sum())))
-    g = by_mask.groupby("_g", dropna=False, sort=False)
-    groups = pd.DataFrame({"rows_before": g["n"].sum(), "tokens_before": g["tok"].sum()})
-    pool = by_mask[by_mask["_m"] == 0].groupby("_g", dropna=False, sort=False)[["n", "tok"]].sum()
-    groups["rows_pool"] = pool["n"].reindex(groups.index).fillna(0).astype(np.int64)
-    groups["tokens_pool"] = pool["tok"].reindex(groups.index).fillna(0).astype(np.int64)
+    # per group (a few dozen of them, from ~1,000 (group, mask) rows): sums by integer code, not a pandas groupby
+    codes, names = pd.factorize(by_mask["_g"].to_numpy(object), use_na_sentinel=False)
+    pool = masks == 0
+
+    def per_group(values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+        out = np.zeros(len(names), np.int64)
+        np.add.at(out, codes if where is None else codes[where], values if where is None else values[where])
+        return out
+
+    names = [MISSING_GROUP if x is None or (isinstance(x, float) and np.isnan(x)) else str(x) for x in names]
+    groups = pd.DataFrame({"rows_before": per_group(n), "tokens_before": per_group(tok),
+                           "rows_pool": per_group(n, pool), "tokens_pool": per_group(tok, pool)},
+                          index=pd.Index(names, name="group"))
     if dd is not None:
         alone = dd[dd["_g"].isna() & dd["alone"].notna()]
         drops = dd[dd["alone"].isna()].set_index("_g")
@@ -181,9 +188,6 @@ def _summarise(r: Recipe, q: RecipeQuery, by_mask: pd.DataFrame, dd: pd.DataFram
         groups["tokens_pool"] -= drops["tok"].reindex(groups.index).fillna(0).astype(np.int64)
         steps.append(Step("exact dedup (keep one per group)", "dedup.exact",
                           int(alone["alone"].sum()) if len(alone) else 0, int(drops["n"].sum())))
-    groups.index = groups.index.map(lambda x: MISSING_GROUP if x is None or (isinstance(x, float) and np.isnan(x))
-                                    else str(x))
-    groups.index.name = "group"
     groups = groups.sort_index(kind="stable").sort_values("rows_before", ascending=False, kind="stable")
     if len(groups) > MAX_GROUPS and r.mixture is not None:
         raise _bad("mixture.group_by", f"`{q.group_by}` has {len(groups):,} distinct values; a mixture works over "
@@ -202,7 +206,7 @@ def _summarise(r: Recipe, q: RecipeQuery, by_mask: pd.DataFrame, dd: pd.DataFram
         groups, warnings, est = mixture_counts(r.mixture, groups)
     groups = groups.reset_index()
     return Counts(
-        rows_total=int(n.sum()), tokens_total=int(by_mask["tok"].sum()), rows_pool=rows_pool, tokens_pool=tok_pool,
+        rows_total=int(n.sum()), tokens_total=int(tok.sum()), rows_pool=rows_pool, tokens_pool=tok_pool,
         rows_selected=int(groups["rows_selected"].sum()),
         rows_unique=int(np.minimum(groups["rows_selected"], groups["rows_pool"]).sum()),
         tokens_selected=int(groups["tokens_selected"].sum()), tokens_estimated=est, steps=steps, groups=groups,

@@ -6,7 +6,8 @@ a copy of its database, so the draft recipe it writes never touches the original
 serves the app as tests/browser.py does and Debian's chromium (Playwright, never ``playwright install``) opens:
 
 - a tour: the Overview by its URL in a new tab (opening the app), then each other page (Map, Label issues,
-  Review queue, Duplicates & outliers, Select, Export) by its sidebar link, as a person clicks through. The first
+  Review queue, Duplicates & outliers, Select, Export) by its sidebar link, as a person clicks through, and back
+  to the Overview by its sidebar link (its render within the open app, like every other page's). The first
   tour is *cold* (every page's first visit after the server started: nothing cached, its modules not imported),
   then ``--tours`` *warm* ones (medians printed); the Overview's figure is opening the app in a new tab (JS
   bundle and all). Each figure comes with the server's part: from the action to the page's last
@@ -101,6 +102,8 @@ PAGES = [
     Page("Select", "Select", f"{_metric('Selected rows')} && {_text('Filter on')}"),
     Page("Export", "Export", f"{_metric('Rows to export')} && {_text('Prepare the download')}"),
 ]
+
+OVERVIEW_AGAIN = "Overview (sidebar, last in the tour)"
 
 #: the baseline for opening a page in a new tab: a bare Streamlit script drawing the element kinds the Overview
 #: draws (a metric, a Plotly chart, two tables) from a few rows, served with the same config in the same run —
@@ -306,6 +309,13 @@ def tour(ctx: Any, url: str, shots: Path | None, tag: str, log: RunLog) -> dict[
             out[p.name] = ((s["last"] - (s["clickAt"] if p.path else 0.0)) / 1000.0, log.since())
             if shots is not None:
                 page.screenshot(path=str(shots / f"{tag}-{p.path or 'Overview'}.png"), full_page=True)
+        # back to the Overview by its sidebar link: its render within the open app, as every other page's figure
+        # is, where the figure above is opening the app itself in a new tab
+        since = runs.finished
+        log.mark()
+        page.get_by_test_id("stSidebarUserContent").get_by_role("link", name="Overview", exact=True).click()
+        s = wait_settled(page, runs, PAGES[0].main, since=since)
+        out[OVERVIEW_AGAIN] = ((s["last"] - s["clickAt"]) / 1000.0, log.since())
         return out
     finally:
         page.close()
@@ -425,11 +435,11 @@ def _browser_bench(url: str, runlog: RunLog, tours: int, tabs_per_page: int, sli
                     for p in PAGES} if tabs_per_page else {}
             print("(cold: first visit after the server started; warm: median of later tours; [server: seconds the "
                   "page's script ran for it, cold, warm]; Overview = opening the app in a new tab)", flush=True)
-            for p in PAGES:
+            for p in [*PAGES, Page(OVERVIEW_AGAIN, "", "")]:
                 w = statistics.median(t[p.name][0] for t in warm)
                 ws_ = statistics.median(t[p.name][1] for t in warm)
                 tab = (f"; in a new tab {statistics.median(tabs[p.name]):.2f} s (median of {len(tabs[p.name])})"
-                       if tabs else "")
+                       if tabs and p.name in tabs else "")
                 print(f"page {p.name}: first render {cold[p.name][0]:.2f} s (cold), {w:.2f} s (warm) "
                       f"[server {cold[p.name][1]:.2f} s, {ws_:.2f} s]{tab}", flush=True)
             if tabs:  # the same new-tab load of a bare page, alternated with the Overview's so noise hits both

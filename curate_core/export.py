@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 
 from .errors import CurateError, choices
-from .select import Counts, Recipe, _store, check_recipe, export_sql, live_counts, load_recipe, select
+from .select import Counts, Recipe, _checked, _store, export_sql, live_counts, load_recipe, select
 from .store import CORE_COLUMNS, Store, column_ref, join_sql, quote_ident
 from .version import VERSION
 
@@ -210,7 +210,7 @@ def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet",
     if fmt not in FORMATS:
         raise CurateError(f"Unknown export format {fmt!r}", f"use one of {choices(FORMATS)}")
     folder = out_dir(out, base)
-    r = check_recipe(store, load_recipe(recipe, store))
+    r, cat = _checked(store, load_recipe(recipe, store))  # the catalog read once for the checks, SQL and counts
     # any format's data file counts: a new manifest beside an older export's data.csv would pass that off as this
     # export's (--force removes it, below)
     targets = [folder / name for name in FORMATS.values()] + [folder / RECIPE_FILE, folder / MANIFEST_FILE]
@@ -221,7 +221,7 @@ def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet",
     columns = data_columns(store, r, with_scores, with_weights)
     # computed before the folder exists: a recipe that fails here (e.g. an unknown mixture group) writes nothing
     if r.mixture is None:  # one COPY of the selection query, no row ids through Python
-        sql, params = export_sql(store, r, columns)
+        sql, params = export_sql(store, r, columns, cat)
         write = lambda path: store.copy(sql, path, fmt, params)  # noqa: E731
     else:  # sampling: materialise the selection (with repeats and weights), then join it
         sel = select(store, r)
@@ -236,7 +236,7 @@ def export(store_or_ws: Any, recipe: Any, out: str | Path, fmt: str = "parquet",
     with ThreadPoolExecutor(1, thread_name_prefix="curate-export-manifest") as pool:
         # what the manifest needs of the workspace — the counts (one scan of the narrow columns) and the
         # fingerprint — is read beside the COPY, on cursors of its own
-        counting: Future | None = pool.submit(live_counts, store, r, cached=None) if r.mixture is None else None
+        counting: Future | None = pool.submit(live_counts, store, r, cached=None, cat=cat) if r.mixture is None else None
         fingerprint = pool.submit(workspace_fingerprint, store)
         try:
             write(tmp)

@@ -86,16 +86,18 @@ def _counts_by_mask(store: Store, q: RecipeQuery) -> tuple[pd.DataFrame, pd.Data
     return by_mask, dd
 
 
-def live_counts(store: Any, recipe: Any, group_by: str | None = None, cached: bool | None = True) -> Counts:
+def live_counts(store: Any, recipe: Any, group_by: str | None = None, cached: bool | None = True,
+                cat: dict[str, tuple[str, str]] | None = None) -> Counts:
     """Counts for a recipe draft, cheap enough for every slider move (one or two scans of the wide table).
 
     Per group: rows before (every row), after the steps (pool), the mixture target and what is selected.
     With a row budget the selected counts are exact (sampling takes exactly the target); with a token budget
     the rows (and without one, the tokens) of partly sampled groups are estimated from the group's mean.
-    *group_by* chooses the composition grouping when the recipe has no mixture (default: label).
+    *group_by* chooses the composition grouping when the recipe has no mixture (default: label); *cat*, the
+    catalog a caller has just read (:meth:`Store.catalog`), saves reading it again.
     """
     store = _store(store)
-    r, cat = _checked(store, recipe)
+    r, cat = _checked(store, recipe, cat)
     group_by = r.mixture.group_by if r.mixture is not None else (group_by or "label")
     if group_by not in cat:
         group_by = None
@@ -117,7 +119,8 @@ def mixture_removes_alone(c: Counts, recipe: Any) -> int | None:
     return int(c.rows_total - np.minimum(alone["rows_selected"], alone["rows_before"]).sum())
 
 
-def export_sql(store: Store, recipe: Any, columns: Iterable[tuple[str, str, str]]) -> tuple[str, dict]:
+def export_sql(store: Store, recipe: Any, columns: Iterable[tuple[str, str, str]],
+               cat: dict[str, tuple[str, str]] | None = None) -> tuple[str, dict]:
     """For a recipe without a mixture: the SQL of its rows in row_id order, with *columns* — (source, column,
     output name); source ``selection`` means ``label`` (final), ``label_original``, ``repeats`` or ``weight``.
     Export streams this straight into ``COPY``: no row ids travel through Python.
@@ -126,8 +129,9 @@ def export_sql(store: Store, recipe: Any, columns: Iterable[tuple[str, str, str]
     when it is fresh, as live counts are — and the columns of ``samples`` (the texts above all) are joined to the
     rows that pass: carrying every text through the join of samples and scores built the join's hash table from
     the texts (1.8x a bare COPY of the same filter). A recipe that reads samples alone is one scan of it.
+    *cat*: as for :func:`live_counts`.
     """
-    r, cat = _checked(store, recipe)
+    r, cat = _checked(store, recipe, cat)
     if r.mixture is not None:
         raise ValueError("export_sql is for recipes without a mixture; use select()")
     columns = list(columns)

@@ -45,10 +45,12 @@ def check_recipe(store: Store, recipe: Any) -> Recipe:
     return _checked(store, recipe)[0]
 
 
-def _checked(store: Store, recipe: Any) -> tuple[Recipe, dict[str, tuple[str, str]]]:
-    """:func:`check_recipe`, also returning the catalog it read (one metadata query per slider move)."""
+def _checked(store: Store, recipe: Any,
+             cat: dict[str, tuple[str, str]] | None = None) -> tuple[Recipe, dict[str, tuple[str, str]]]:
+    """:func:`check_recipe`, also returning the catalog it read (one metadata query per slider move); *cat*, a
+    catalog the caller has just read, saves reading it again."""
     r = parse_recipe(recipe)
-    cat = store.catalog()
+    cat = cat if cat is not None else store.catalog()
 
     def need(col: str, where: str, kinds: tuple[str, ...] | None = None) -> str:
         if col not in cat:
@@ -71,7 +73,7 @@ def _checked(store: Store, recipe: Any) -> tuple[Recipe, dict[str, tuple[str, st
     if r.auto_relabel is not None:
         for col in r.auto_relabel.columns:
             need(col, "decisions.auto_relabel")
-    saved = store.selection_names()
+    saved = store.selection_names() if r.only or r.except_ else {}
     for key, names in (("only", r.only), ("except", r.except_)):
         for i, n in enumerate(names):
             if n not in saved:

@@ -173,7 +173,8 @@ def _summarise(r: Recipe, q: RecipeQuery, by_mask: pd.DataFrame, dd: pd.DataFram
         steps.append(replace(st, removes_alone=int(n[(masks & bit) != 0].sum()),
                              removes_only=int(n[masks == bit].sum())))
     # per group (a few dozen of them, from ~1,000 (group, mask) rows): sums by integer code, not a pandas groupby
-    codes, names = pd.factorize(by_mask["_g"].to_numpy(object), use_na_sentinel=False)
+    codes, raw = pd.factorize(by_mask["_g"].to_numpy(object), use_na_sentinel=False)
+    names = [MISSING_GROUP if x is None or (isinstance(x, float) and np.isnan(x)) else str(x) for x in raw]
     pool = masks == 0
 
     def per_group(values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
@@ -181,7 +182,6 @@ def _summarise(r: Recipe, q: RecipeQuery, by_mask: pd.DataFrame, dd: pd.DataFram
         np.add.at(out, codes if where is None else codes[where], values if where is None else values[where])
         return out
 
-    names = [MISSING_GROUP if x is None or (isinstance(x, float) and np.isnan(x)) else str(x) for x in names]
     groups = pd.DataFrame({"rows_before": per_group(n), "tokens_before": per_group(tok),
                            "rows_pool": per_group(n, pool), "tokens_pool": per_group(tok, pool)},
                           index=pd.Index(names, name="group"))

@@ -148,11 +148,11 @@ def _live_progress(ws: Workspace) -> None:
         on = "" if run.engine == "local" else f" on {run.engine}"
         # one above the other: beside the caption, in the Overview's narrow pipeline column, the button was cut
         st.caption(f"running{on} for {runner.describe(run)}" + (f" · finished: {', '.join(done)}" if done else "")
-                  + (" · stopping at the next batch …" if run.cancel.is_set() else
-                     " · you can use the other pages meanwhile"))
+                   + (" · stopping at the next batch …" if run.cancel.is_set() else
+                      " · you can use the other pages meanwhile"))
         if st.button("Cancel", key="run_cancel", icon=":material/stop_circle:", disabled=run.cancel.is_set(),
-                    help="stop the run at the next batch; finished stages and the batches done so far are kept, "
-                         "so running it again resumes"):
+                     help="stop the run at the next batch; finished stages and the batches done so far are kept, "
+                          "so running it again resumes"):
             run.cancel.set()
             st.rerun(scope="fragment")
         st.session_state["_run_was_running"] = True
